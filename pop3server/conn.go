@@ -1,0 +1,584 @@
+package pop3server
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
+)
+
+type state int
+
+const (
+	stateAuthorization state = iota
+	stateTransaction
+)
+
+// conn is one POP3 session.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	info Conn
+	log  *slog.Logger
+
+	br *bufio.Reader
+	lr *wire.LineReader
+	bw *bufio.Writer
+	dw wire.DotWriter
+
+	state    state
+	sess     Session
+	mbox     Mailbox
+	msgs     []MessageInfo
+	deleted  []bool
+	nDeleted int
+	user     string // pending USER, then the logged-in user
+	lastUser bool   // previous command was a successful USER
+
+	badCommands  int
+	authFailures int
+	quit         bool
+
+	// counters for the logout line (Dovecot's pop3_logout_format)
+	retrCount, topCount int
+	retrBytes, topBytes int64
+	delCount            int
+	delBytes            int64
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	id := strconv.FormatUint(s.nextID.Add(1), 36)
+	c := &conn{
+		srv: s,
+		nc:  nc,
+		info: Conn{
+			ID:         id,
+			RemoteAddr: nc.RemoteAddr(),
+			LocalAddr:  nc.LocalAddr(),
+		},
+	}
+	c.log = s.log.With("conn", id, "remote", addrString(nc.RemoteAddr()))
+	return c
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func (c *conn) abort() { c.nc.Close() }
+
+// errClose ends the session after the reply has been sent.
+var errClose = errors.New("close")
+
+func (c *conn) serve(ctx context.Context) {
+	start := time.Now()
+	defer c.nc.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in session", "panic", r)
+		}
+		c.finish(start)
+	}()
+
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		c.nc.SetDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.log.Info("tls handshake failed", "err", err)
+			return
+		}
+		st := tc.ConnectionState()
+		c.info.TLS = &st
+	}
+	c.br = bufio.NewReaderSize(c.nc, 1024)
+	c.lr = wire.NewLineReader(c.br, maxCommandLine)
+	c.bw = bufio.NewWriterSize(c.nc, 4096)
+
+	sess, err := c.srv.opts.Backend.NewSession(ctx, &c.info)
+	if err != nil {
+		c.log.Error("new session failed", "err", err)
+		c.writeLine("-ERR [SYS/TEMP] Service unavailable, try again later")
+		c.bw.Flush()
+		return
+	}
+	c.sess = sess
+	c.writeLine("+OK " + c.srv.opts.Greeting)
+
+	for !c.quit {
+		if c.lr.Buffered() == 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+			if err := c.bw.Flush(); err != nil {
+				return
+			}
+		}
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+		line, err := c.lr.ReadLine()
+		if err == wire.ErrLineTooLong {
+			if c.bad("-ERR Line too long") {
+				return
+			}
+			continue
+		}
+		if err != nil {
+			// EOF, reset, or the idle timer: end silently, no UPDATE
+			// (RFC 1939 §3).
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.log.Info("idle timeout")
+			}
+			return
+		}
+		if err := c.command(ctx, line); err != nil {
+			if err != errClose {
+				c.log.Info("session ended", "err", err)
+			}
+			c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+			c.bw.Flush()
+			return
+		}
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	c.bw.Flush()
+}
+
+// finish releases the maildrop and the session and writes the logout line.
+func (c *conn) finish(start time.Time) {
+	if c.mbox != nil {
+		if err := c.mbox.Close(); err != nil {
+			c.log.Error("closing maildrop failed", "err", err)
+		}
+		c.mbox = nil
+	}
+	if c.sess != nil {
+		if err := c.sess.Close(); err != nil {
+			c.log.Error("closing session failed", "err", err)
+		}
+	}
+	attrs := []any{"duration", time.Since(start).Round(time.Millisecond)}
+	if c.state == stateTransaction || c.retrCount+c.topCount+c.delCount > 0 {
+		attrs = append(attrs, "user", c.user,
+			"top", fmt.Sprintf("%d/%d", c.topCount, c.topBytes),
+			"retr", fmt.Sprintf("%d/%d", c.retrCount, c.retrBytes),
+			"del", fmt.Sprintf("%d/%d", c.delCount, c.delBytes),
+			"size", c.totalSize(), "quit", c.quit)
+	}
+	c.log.Info("disconnected", attrs...)
+}
+
+func (c *conn) totalSize() int64 {
+	var n int64
+	for _, m := range c.msgs {
+		n += m.Size
+	}
+	return n
+}
+
+func (c *conn) writeLine(s string) {
+	c.bw.WriteString(s)
+	c.bw.WriteString("\r\n")
+}
+
+// bad answers a bad command and reports whether the session must end.
+func (c *conn) bad(reply string) bool {
+	c.badCommands++
+	if c.badCommands >= c.srv.opts.MaxBadCommands {
+		c.writeLine("-ERR Too many bad commands, closing connection")
+		c.bw.Flush()
+		return true
+	}
+	c.writeLine(reply)
+	return false
+}
+
+func (c *conn) badErr(reply string) error {
+	if c.bad(reply) {
+		return errClose
+	}
+	return nil
+}
+
+// command runs one command line. A non-nil error ends the session.
+func (c *conn) command(ctx context.Context, line []byte) error {
+	// RFC 1939 §3: keyword, then arguments separated by single spaces.
+	// Keywords are case-insensitive.
+	var kw, args string
+	if i := indexByte(line, ' '); i >= 0 {
+		kw, args = string(line[:i]), string(line[i+1:])
+	} else {
+		kw = string(line)
+	}
+	kw = strings.ToUpper(kw)
+	wasUser := c.lastUser
+	c.lastUser = false
+
+	switch kw {
+	case "CAPA":
+		return c.cmdCapa()
+	case "NOOP":
+		if c.state != stateTransaction {
+			return c.badErr("-ERR NOOP is only valid after login")
+		}
+		c.writeLine("+OK")
+		return nil
+	case "QUIT":
+		return c.cmdQuit(ctx)
+	}
+	if c.state == stateAuthorization {
+		switch kw {
+		case "USER":
+			return c.cmdUser(args)
+		case "PASS":
+			// RFC 1939 §7: the password is the rest of the line, spaces
+			// included (CONFORMANCE 22).
+			return c.cmdPass(ctx, args, wasUser)
+		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST":
+			return c.badErr("-ERR Not logged in")
+		}
+		return c.badErr("-ERR Unknown command")
+	}
+	switch kw {
+	case "STAT":
+		return c.cmdStat(args)
+	case "LIST":
+		return c.cmdList(args, false)
+	case "UIDL":
+		return c.cmdList(args, true)
+	case "RETR":
+		return c.cmdRetr(ctx, args)
+	case "TOP":
+		return c.cmdTop(ctx, args)
+	case "DELE":
+		return c.cmdDele(args)
+	case "RSET":
+		return c.cmdRset(args)
+	case "USER", "PASS", "APOP", "AUTH", "STLS":
+		return c.badErr("-ERR Already logged in")
+	}
+	return c.badErr("-ERR Unknown command")
+}
+
+func indexByte(b []byte, x byte) int {
+	for i, v := range b {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// cmdCapa lists capabilities (RFC 2449 §5); valid in both states.
+func (c *conn) cmdCapa() error {
+	o := &c.srv.opts
+	c.writeLine("+OK Capability list follows")
+	c.writeLine("TOP")
+	c.writeLine("UIDL")
+	if c.state == stateAuthorization {
+		c.writeLine("USER")
+	}
+	c.writeLine("RESP-CODES")
+	c.writeLine("AUTH-RESP-CODE")
+	c.writeLine("PIPELINING")
+	if o.LoginDelay > 0 {
+		c.writeLine("LOGIN-DELAY " + strconv.Itoa(int(o.LoginDelay/time.Second)))
+	}
+	if o.Expire != "" {
+		c.writeLine("EXPIRE " + o.Expire)
+	}
+	c.writeLine("IMPLEMENTATION " + o.Implementation)
+	c.writeLine(".")
+	return nil
+}
+
+func (c *conn) cmdUser(args string) error {
+	if args == "" || strings.ContainsAny(args, "\x00") {
+		return c.badErr("-ERR USER needs a user name")
+	}
+	c.user = args
+	c.lastUser = true
+	// RFC 1939 §7 allows +OK for unknown users; saying the same for every
+	// name reveals nothing.
+	c.writeLine("+OK")
+	return nil
+}
+
+func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
+	if !afterUser {
+		return c.badErr("-ERR PASS must follow USER")
+	}
+	mbox, err := c.sess.Login(ctx, c.user, pass)
+	if err != nil {
+		return c.loginFailed(err)
+	}
+	return c.enterTransaction(mbox)
+}
+
+// loginFailed answers a failed login. Credential failures wait
+// AuthFailDelay first, whatever the reason, so timing reveals nothing.
+func (c *conn) loginFailed(err error) error {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		c.log.Error("login failed", "user", c.user, "err", err)
+		pe = &Error{Code: CodeSysTemp, Text: "Temporary failure, try again later"}
+	}
+	switch pe.Code {
+	case CodeAuth, "":
+		c.authFailures++
+		c.log.Info("authentication failed", "user", c.user)
+		if d := c.srv.opts.AuthFailDelay; d > 0 {
+			c.bw.Flush()
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.srv.baseCtx.Done():
+				t.Stop()
+				return errClose
+			}
+		}
+	default:
+		if pe.Err != nil {
+			c.log.Warn("login refused", "user", c.user, "code", pe.Code, "err", pe.Err)
+		} else {
+			c.log.Info("login refused", "user", c.user, "code", pe.Code)
+		}
+	}
+	c.user = ""
+	c.writeLine(pe.reply())
+	if c.authFailures >= c.srv.opts.MaxAuthFailures {
+		c.writeLine("-ERR Too many authentication failures, closing connection")
+		return errClose
+	}
+	return nil
+}
+
+func (c *conn) enterTransaction(mbox Mailbox) error {
+	c.mbox = mbox
+	c.msgs = mbox.Messages()
+	c.deleted = make([]bool, len(c.msgs))
+	c.state = stateTransaction
+	c.log = c.log.With("user", c.user)
+	c.log.Info("logged in", "messages", len(c.msgs))
+	c.writeLine(fmt.Sprintf("+OK Logged in, %d messages", len(c.msgs)))
+	return nil
+}
+
+func (c *conn) cmdQuit(ctx context.Context) error {
+	c.quit = true
+	if c.state != stateTransaction {
+		c.writeLine("+OK Logging out")
+		return errClose
+	}
+	// RFC 1939 §6: UPDATE removes exactly the marked messages.
+	if c.nDeleted > 0 {
+		del := make([]int, 0, c.nDeleted)
+		for i, d := range c.deleted {
+			if d {
+				del = append(del, i)
+			}
+		}
+		// The commit finishes even if the server is shutting down.
+		if err := c.mbox.Commit(context.WithoutCancel(ctx), del); err != nil {
+			c.log.Error("commit failed", "err", err)
+			c.writeLine("-ERR [SYS/TEMP] Some deleted messages not removed")
+			return errClose
+		}
+		for _, i := range del {
+			c.delCount++
+			c.delBytes += c.msgs[i].Size
+		}
+	}
+	c.writeLine("+OK Logging out, messages deleted")
+	return errClose
+}
+
+func (c *conn) cmdStat(args string) error {
+	if args != "" {
+		return c.badErr("-ERR STAT takes no arguments")
+	}
+	var n int
+	var size int64
+	for i, m := range c.msgs {
+		if !c.deleted[i] {
+			n++
+			size += m.Size
+		}
+	}
+	c.writeLine("+OK " + strconv.Itoa(n) + " " + strconv.FormatInt(size, 10))
+	return nil
+}
+
+// msgArg parses a message number (RFC 1939 §3: 1..count, not deleted).
+// It writes the -ERR itself and returns ok=false on failure.
+func (c *conn) msgArg(s string) (int, bool, error) {
+	n, ok := parseNumber(s)
+	if !ok {
+		return 0, false, c.badErr("-ERR Invalid message number")
+	}
+	if n < 1 || n > int64(len(c.msgs)) {
+		c.writeLine("-ERR No such message")
+		return 0, false, nil
+	}
+	i := int(n - 1)
+	if c.deleted[i] {
+		c.writeLine("-ERR Message already deleted")
+		return 0, false, nil
+	}
+	return i, true, nil
+}
+
+// parseNumber accepts 1-10 decimal digits and nothing else.
+func parseNumber(s string) (int64, bool) {
+	if s == "" || len(s) > 10 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		d := s[i]
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(d-'0')
+	}
+	return n, true
+}
+
+func (c *conn) cmdList(args string, uidl bool) error {
+	if args != "" {
+		i, ok, err := c.msgArg(args)
+		if !ok {
+			return err
+		}
+		if uidl {
+			c.writeLine("+OK " + strconv.Itoa(i+1) + " " + c.msgs[i].UID)
+		} else {
+			c.writeLine("+OK " + strconv.Itoa(i+1) + " " + strconv.FormatInt(c.msgs[i].Size, 10))
+		}
+		return nil
+	}
+	if uidl {
+		c.writeLine("+OK Unique-ID listing follows")
+	} else {
+		c.writeLine("+OK Scan listing follows")
+	}
+	var buf [20]byte
+	for i, m := range c.msgs {
+		if c.deleted[i] {
+			continue
+		}
+		c.bw.Write(strconv.AppendInt(buf[:0], int64(i+1), 10))
+		c.bw.WriteByte(' ')
+		if uidl {
+			c.bw.WriteString(m.UID)
+		} else {
+			c.bw.Write(strconv.AppendInt(buf[:0], m.Size, 10))
+		}
+		c.bw.WriteString("\r\n")
+	}
+	c.writeLine(".")
+	return nil
+}
+
+func (c *conn) cmdDele(args string) error {
+	i, ok, err := c.msgArg(args)
+	if !ok {
+		return err
+	}
+	c.deleted[i] = true
+	c.nDeleted++
+	c.writeLine("+OK Message deleted")
+	return nil
+}
+
+func (c *conn) cmdRset(args string) error {
+	if args != "" {
+		return c.badErr("-ERR RSET takes no arguments")
+	}
+	clear(c.deleted)
+	c.nDeleted = 0
+	c.writeLine("+OK")
+	return nil
+}
+
+func (c *conn) cmdRetr(ctx context.Context, args string) error {
+	i, ok, err := c.msgArg(args)
+	if !ok {
+		return err
+	}
+	n, err := c.sendMessage(ctx, i, -1, "+OK "+strconv.FormatInt(c.msgs[i].Size, 10)+" octets")
+	c.retrCount++
+	c.retrBytes += n
+	return err
+}
+
+func (c *conn) cmdTop(ctx context.Context, args string) error {
+	num, lines, found := strings.Cut(args, " ")
+	if !found {
+		return c.badErr("-ERR TOP needs a message number and a line count")
+	}
+	i, ok, err := c.msgArg(num)
+	if !ok {
+		return err
+	}
+	k, ok := parseNumber(lines)
+	if !ok {
+		return c.badErr("-ERR Invalid line count")
+	}
+	n, err := c.sendMessage(ctx, i, k, "+OK Top of message follows")
+	c.topCount++
+	c.topBytes += n
+	return err
+}
+
+// sendMessage sends message i whole (lines < 0) or its TOP cut. A failure
+// before the first byte is an -ERR; a failure in the middle of the body
+// cannot be reported in the protocol and ends the session.
+func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (int64, error) {
+	r, err := c.mbox.Open(ctx, i)
+	if err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			c.writeLine(pe.reply())
+			return 0, nil
+		}
+		c.log.Error("opening message failed", "msg", i+1, "err", err)
+		if errors.Is(err, os.ErrNotExist) {
+			c.writeLine("-ERR [SYS/PERM] Message was removed by another agent")
+		} else {
+			c.writeLine("-ERR [SYS/TEMP] Cannot read message, try again later")
+		}
+		return 0, nil
+	}
+	defer r.Close()
+	c.writeLine(ok)
+	c.dw.Reset(c.bw)
+	var dst io.Writer = &c.dw
+	if lines >= 0 {
+		dst = &wire.TopWriter{W: &c.dw, Lines: lines}
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	_, err = io.Copy(dst, r)
+	if err != nil && err != wire.ErrTopDone {
+		return c.dw.Count(), fmt.Errorf("sending message %d: %w", i+1, err)
+	}
+	if err := c.dw.Close(); err != nil {
+		return c.dw.Count(), err
+	}
+	if lines < 0 && c.dw.Count() != c.msgs[i].Size {
+		// The stored message changed under us; the client got a size that
+		// does not match. Worth an admin's attention.
+		c.log.Warn("message size changed since listing", "msg", i+1,
+			"listed", c.msgs[i].Size, "sent", c.dw.Count())
+	}
+	return c.dw.Count(), nil
+}

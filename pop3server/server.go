@@ -1,0 +1,257 @@
+// Package pop3server is the POP3 protocol engine of postoffice: it owns the
+// RFC 1939 states (AUTHORIZATION, TRANSACTION, UPDATE), every byte on the
+// wire, deletion marks, and the extension mechanism of RFC 2449 (CAPA,
+// RESP-CODES, AUTH-RESP-CODE, PIPELINING, TOP, UIDL, USER, LOGIN-DELAY,
+// EXPIRE, IMPLEMENTATION) with the response codes of RFC 3206. It knows
+// nothing of files, databases or password schemes: it talks to a Backend.
+//
+// Implementation notes:
+//   - DELE only marks; the marked set reaches the backend only through
+//     Mailbox.Commit on QUIT (RFC 1939 §6). Any other end of a session
+//     (drop, timeout, shutdown, panic) closes the mailbox and deletes nothing.
+//   - Replies are buffered and flushed only when no pipelined input is
+//     waiting (RFC 2449 §6.6), so a burst of commands gets one write.
+//   - Input lines are bounded (255 octets, RFC 2449 §4); longer lines and
+//     unknown or misplaced commands count as bad commands, and too many end
+//     the session.
+//   - An unknown user and a wrong password get the same reply after the
+//     same delay.
+package pop3server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Server. Backend is required; every other zero value
+// means the documented default.
+type Options struct {
+	Backend Backend
+	Logger  *slog.Logger // default: discard
+
+	// Greeting is the text after "+OK " in the greeting; default
+	// "POP3 server ready".
+	Greeting string
+	// Implementation is the CAPA IMPLEMENTATION text; default "postoffice".
+	Implementation string
+
+	// IdleTimeout ends a session that sends nothing for this long, silently
+	// and without UPDATE (RFC 1939 §3: at least 10 minutes). Default 10m.
+	IdleTimeout time.Duration
+	// AuthFailDelay is waited before answering any failed login, the same
+	// for unknown users and wrong passwords. Default 1s; negative: none.
+	AuthFailDelay time.Duration
+	// MaxAuthFailures ends the session after this many failed logins.
+	// Default 3.
+	MaxAuthFailures int
+	// MaxBadCommands ends the session after this many unknown, misplaced,
+	// malformed or oversize commands. Default 10.
+	MaxBadCommands int
+
+	// LoginDelay, if positive, is advertised as CAPA LOGIN-DELAY (whole
+	// seconds); enforcing it is the backend's job ([LOGIN-DELAY] errors).
+	LoginDelay time.Duration
+	// Expire, if not empty, is advertised as CAPA EXPIRE: "NEVER" or a
+	// number of days.
+	Expire string
+
+	// TLSConfig is used by ServeTLS (implicit TLS, RFC 8314).
+	TLSConfig *tls.Config
+}
+
+const maxCommandLine = 255 // RFC 2449 §4, terminator included
+
+// Server serves POP3 on listeners.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	nextID atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	shutdown  bool
+	wg        sync.WaitGroup
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("pop3server: server closed")
+
+// New returns a Server. It fails if the options are unusable.
+func New(opts Options) (*Server, error) {
+	if opts.Backend == nil {
+		return nil, errors.New("pop3server: Options.Backend is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Greeting == "" {
+		opts.Greeting = "POP3 server ready"
+	}
+	if opts.Implementation == "" {
+		opts.Implementation = "postoffice"
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 10 * time.Minute
+	}
+	if opts.AuthFailDelay == 0 {
+		opts.AuthFailDelay = time.Second
+	}
+	if opts.MaxAuthFailures <= 0 {
+		opts.MaxAuthFailures = 3
+	}
+	if opts.MaxBadCommands <= 0 {
+		opts.MaxBadCommands = 10
+	}
+	if opts.Expire != "" && opts.Expire != "NEVER" {
+		if n, err := strconv.Atoi(opts.Expire); err != nil || n < 0 {
+			return nil, errors.New(`pop3server: Options.Expire must be "NEVER" or a number of days`)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		baseCtx:   ctx,
+		cancel:    cancel,
+	}
+	return s, nil
+}
+
+// Serve accepts plain POP3 connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, false) }
+
+// ServeTLS accepts implicit-TLS connections (POP3S, RFC 8314) on l.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("pop3server: ServeTLS needs Options.TLSConfig")
+	}
+	return s.serve(l, true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.shutdown
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and friends: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if implicitTLS {
+			nc = tls.Server(nc, s.opts.TLSConfig)
+		}
+		s.ServeConn(nc)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// ServeConn serves one already accepted connection in a new goroutine. A
+// *tls.Conn is served as implicit TLS (its handshake runs first).
+func (s *Server) ServeConn(nc net.Conn) {
+	c := newConn(s, nc)
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+		c.serve(s.baseCtx)
+	}()
+}
+
+// Shutdown stops accepting connections and waits for sessions to end by
+// themselves until ctx is done; then it closes the rest (which deletes
+// nothing: they never reached UPDATE).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.Close()
+	<-done
+	return ctx.Err()
+}
+
+// Close stops accepting and closes every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.abort()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	return nil
+}
+
+// Sessions returns the number of open connections.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -1,0 +1,169 @@
+package pop3server_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/pop3server"
+	"github.com/postoffice-mail/postoffice/pop3server/memserver"
+)
+
+// The fixture every transcript starts from.
+var fixtureMessages = []string{
+	// 1: CRLF, 36 octets
+	"Subject: one\r\nFrom: a@example.org\r\n\r\nHello\r\n",
+	// 2: bare LF, dot lines, no final newline
+	"Subject: two\n\n.leading dot\n..\n.\nlast",
+	// 3: header only, no blank line
+	"Subject: three\r\n",
+}
+
+func newFixture(t *testing.T) *memserver.Backend {
+	b := memserver.New()
+	b.AddUser("alice", "secret word")
+	b.AddUser("bob@example.org", "pw")
+	for _, m := range fixtureMessages {
+		b.Deliver("alice", []byte(m))
+	}
+	return b
+}
+
+// startServer runs srv on a loopback listener and returns its address.
+func startServer(t *testing.T, opts pop3server.Options) (string, *pop3server.Server) {
+	t.Helper()
+	if opts.AuthFailDelay == 0 {
+		opts.AuthFailDelay = -1
+	}
+	srv, err := pop3server.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String(), srv
+}
+
+// TestTranscripts replays testdata/transcripts/*.txt. Lines:
+//
+//	C: text       client sends text CRLF
+//	P: a|b|c      client sends a, b, c (each CRLF) in one write
+//	R: text       client sends text with \r \n \x00 escapes, no CRLF added
+//	S: text       server line, exact
+//	S~ regexp     server line matching regexp (whole line)
+//	S: <eof>      server closed the connection
+//	@ key=value   options (before the first C/S line): authfaildelay,
+//	              maxbad, maxauth, logindelay, expire
+//
+// Blank lines and lines starting with # are ignored.
+func TestTranscripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/transcripts/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no transcripts: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			t.Parallel()
+			runTranscript(t, f)
+		})
+	}
+}
+
+func runTranscript(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := pop3server.Options{Backend: newFixture(t)}
+	lines := strings.Split(string(data), "\n")
+	var script []string
+	for _, l := range lines {
+		l = strings.TrimRight(l, "\r")
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, "@ ") {
+			k, v, _ := strings.Cut(l[2:], "=")
+			n, _ := strconv.Atoi(v)
+			switch k {
+			case "authfaildelay":
+				d, _ := time.ParseDuration(v)
+				opts.AuthFailDelay = d
+			case "maxbad":
+				opts.MaxBadCommands = n
+			case "maxauth":
+				opts.MaxAuthFailures = n
+			case "logindelay":
+				opts.LoginDelay = time.Duration(n) * time.Second
+			case "expire":
+				opts.Expire = v
+			default:
+				t.Fatalf("unknown option %q", k)
+			}
+			continue
+		}
+		script = append(script, l)
+	}
+	addr, _ := startServer(t, opts)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	for n, l := range script {
+		where := fmt.Sprintf("%s:%d %q", filepath.Base(file), n+1, l)
+		if len(l) < 3 {
+			t.Fatalf("%s: bad script line", where)
+		}
+		tag, text := l[:2], strings.TrimPrefix(l[2:], " ")
+		switch tag {
+		case "C:":
+			io.WriteString(nc, text+"\r\n")
+		case "P:":
+			io.WriteString(nc, strings.ReplaceAll(text, "|", "\r\n")+"\r\n")
+		case "R:":
+			raw, err := strconv.Unquote(`"` + text + `"`)
+			if err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			io.WriteString(nc, raw)
+		case "S:", "S~":
+			got, err := br.ReadString('\n')
+			if text == "<eof>" {
+				if err != io.EOF || got != "" {
+					t.Fatalf("%s: got %q, %v; want EOF", where, got, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: read: %v (partial %q)", where, err, got)
+			}
+			if !strings.HasSuffix(got, "\r\n") {
+				t.Fatalf("%s: line %q does not end in CRLF", where, got)
+			}
+			got = strings.TrimSuffix(got, "\r\n")
+			if tag == "S:" && got != text {
+				t.Fatalf("%s: got %q", where, got)
+			}
+			if tag == "S~" && !regexp.MustCompile("^(?:"+text+")$").MatchString(got) {
+				t.Fatalf("%s: got %q", where, got)
+			}
+		default:
+			t.Fatalf("%s: unknown tag", where)
+		}
+	}
+}
