@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
@@ -44,6 +45,9 @@ type conn struct {
 	nDeleted int
 	user     string // pending USER, then the logged-in user
 	lastUser bool   // previous command was a successful USER
+
+	busyMu sync.Mutex
+	busy   bool // running a command (Shutdown lets it finish)
 
 	badCommands  int
 	authFailures int
@@ -79,6 +83,25 @@ func addrString(a net.Addr) string {
 }
 
 func (c *conn) abort() { c.nc.Close() }
+
+// setBusy records whether the session is running a command. It returns
+// false when the server is shutting down.
+func (c *conn) setBusy(b bool) bool {
+	c.busyMu.Lock()
+	defer c.busyMu.Unlock()
+	c.busy = b
+	return !c.srv.closing()
+}
+
+// abortIfIdle closes the connection unless a command is running; a running
+// command finishes and the session ends after it.
+func (c *conn) abortIfIdle() {
+	c.busyMu.Lock()
+	defer c.busyMu.Unlock()
+	if !c.busy {
+		c.nc.Close()
+	}
+}
 
 // errClose ends the session after the reply has been sent.
 var errClose = errors.New("close")
@@ -123,8 +146,14 @@ func (c *conn) serve(ctx context.Context) {
 				return
 			}
 		}
+		if !c.setBusy(false) {
+			return // shutting down: end between commands
+		}
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
 		line, err := c.lr.ReadLine()
+		if err == nil || err == wire.ErrLineTooLong {
+			c.setBusy(true)
+		}
 		if err == wire.ErrLineTooLong {
 			if c.bad("-ERR Line too long") {
 				return

@@ -78,6 +78,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	shutdown  bool
+	stopping  atomic.Bool // mirrors shutdown, readable without mu
 	wg        sync.WaitGroup
 	baseCtx   context.Context
 	cancel    context.CancelFunc
@@ -212,14 +213,19 @@ func (s *Server) ServeConn(nc net.Conn) {
 	}()
 }
 
-// Shutdown stops accepting connections and waits for sessions to end by
-// themselves until ctx is done; then it closes the rest (which deletes
-// nothing: they never reached UPDATE).
+// Shutdown stops accepting connections, closes sessions waiting for a
+// command, and lets running commands (a RETR, a QUIT's commit) finish until
+// ctx is done; then it closes the rest. A closed session deletes nothing:
+// it never reached UPDATE.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
+	s.stopping.Store(true)
 	for l := range s.listeners {
 		l.Close()
+	}
+	for c := range s.conns {
+		c.abortIfIdle()
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -238,6 +244,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.shutdown = true
+	s.stopping.Store(true)
 	for l := range s.listeners {
 		l.Close()
 	}
@@ -248,6 +255,10 @@ func (s *Server) Close() error {
 	s.cancel()
 	return nil
 }
+
+// closing reports whether Shutdown or Close was called. It takes no lock:
+// sessions call it while holding their own.
+func (s *Server) closing() bool { return s.stopping.Load() }
 
 // Sessions returns the number of open connections.
 func (s *Server) Sessions() int {
