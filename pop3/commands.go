@@ -1,0 +1,289 @@
+package pop3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
+)
+
+// Stat returns the number of messages and their total size in octets
+// (RFC 1939 §5 STAT). Messages marked deleted are not counted.
+func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
+	if err := c.begin(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer c.end()
+	text, err := c.cmd("STAT", "")
+	if err != nil {
+		return 0, 0, err
+	}
+	count, size, err = parseNumbers(text)
+	if err != nil {
+		return 0, 0, c.fail(err)
+	}
+	return count, size, nil
+}
+
+// List returns the number and size of every message not marked deleted
+// (RFC 1939 §5 LIST).
+func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
+	if err := c.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer c.end()
+	var list []MessageInfo
+	err := c.cmdMulti("LIST", "", func(l []byte) error {
+		n, size, err := parseNumbers(string(l))
+		if err != nil {
+			return err
+		}
+		list = append(list, MessageInfo{Num: n, Size: size})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// ListOne returns the size of message n (LIST n).
+func (c *Client) ListOne(ctx context.Context, n int) (MessageInfo, error) {
+	if err := c.begin(ctx); err != nil {
+		return MessageInfo{}, err
+	}
+	defer c.end()
+	text, err := c.cmd("LIST", strconv.Itoa(n))
+	if err != nil {
+		return MessageInfo{}, err
+	}
+	num, size, err := parseNumbers(text)
+	if err != nil {
+		return MessageInfo{}, c.fail(err)
+	}
+	return MessageInfo{Num: num, Size: size}, nil
+}
+
+// Uidl returns the unique id of every message not marked deleted
+// (RFC 1939 §7 UIDL).
+func (c *Client) Uidl(ctx context.Context) ([]MessageUID, error) {
+	if err := c.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer c.end()
+	var list []MessageUID
+	err := c.cmdMulti("UIDL", "", func(l []byte) error {
+		n, uid, err := parseUID(string(l))
+		if err != nil {
+			return err
+		}
+		list = append(list, MessageUID{Num: n, UID: uid})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// UidlOne returns the unique id of message n (UIDL n).
+func (c *Client) UidlOne(ctx context.Context, n int) (MessageUID, error) {
+	if err := c.begin(ctx); err != nil {
+		return MessageUID{}, err
+	}
+	defer c.end()
+	text, err := c.cmd("UIDL", strconv.Itoa(n))
+	if err != nil {
+		return MessageUID{}, err
+	}
+	num, uid, err := parseUID(text)
+	if err != nil {
+		return MessageUID{}, c.fail(err)
+	}
+	return MessageUID{Num: num, UID: uid}, nil
+}
+
+// Retr starts retrieving message n (RFC 1939 §5 RETR) and returns its
+// body as a stream: dot-unstuffed, line ends as the server sent them
+// (CRLF), any line length. The body must be read to io.EOF or closed
+// before the next command; Close reads and discards what is left. ctx
+// governs the body's reads too.
+func (c *Client) Retr(ctx context.Context, n int) (io.ReadCloser, error) {
+	return c.multiBody(ctx, "RETR", strconv.Itoa(n))
+}
+
+// Top starts retrieving the header of message n and the first lines lines
+// of its body (RFC 1939 §7 TOP), as a stream like Retr's.
+func (c *Client) Top(ctx context.Context, n, lines int) (io.ReadCloser, error) {
+	if lines < 0 {
+		return nil, errors.New("pop3: TOP needs a non-negative line count")
+	}
+	return c.multiBody(ctx, "TOP", strconv.Itoa(n)+" "+strconv.Itoa(lines))
+}
+
+func (c *Client) multiBody(ctx context.Context, cmd, args string) (io.ReadCloser, error) {
+	if err := c.begin(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := c.cmd(cmd, args); err != nil {
+		c.end()
+		return nil, err
+	}
+	c.trace("S: <message data>")
+	b := &body{client: c, dr: wire.NewDotReader(c.br)}
+	c.body = b
+	return b, nil
+}
+
+// body streams one multi-line response; the command stays armed until it
+// ends.
+type body struct {
+	client *Client // nil once finished
+	dr     *wire.DotReader
+	err    error
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	c := b.client
+	if c == nil {
+		return 0, io.EOF
+	}
+	n, err := b.dr.Read(p)
+	switch {
+	case err == io.EOF:
+		b.finish()
+		c.trace("S: .")
+	case err != nil:
+		// wire.ErrUnterminated: the connection ended inside the body.
+		if cerr := c.dc.ctxErr(); cerr != nil {
+			err = cerr
+		}
+		b.err = c.fail(fmt.Errorf("pop3: reading message: %w", err))
+		b.finish()
+		err = b.err
+	}
+	return n, err
+}
+
+func (b *body) finish() {
+	if c := b.client; c != nil {
+		b.client = nil
+		c.body = nil
+		c.end()
+	}
+}
+
+// Close reads and discards the rest of the body, so the session stays in
+// step.
+func (b *body) Close() error {
+	if b.client == nil {
+		if b.err != nil {
+			return b.err
+		}
+		return nil
+	}
+	_, err := io.Copy(io.Discard, struct{ io.Reader }{b})
+	return err
+}
+
+// Dele marks message n deleted (RFC 1939 §5 DELE). The server removes it
+// only when Quit succeeds.
+func (c *Client) Dele(ctx context.Context, n int) error {
+	if err := c.begin(ctx); err != nil {
+		return err
+	}
+	defer c.end()
+	_, err := c.cmd("DELE", strconv.Itoa(n))
+	return err
+}
+
+// pipelineWindow is how many commands go out in one write before their
+// replies are read; a bounded window keeps both sides from blocking on full
+// socket buffers (mpop uses windows of 20 to 100).
+const pipelineWindow = 64
+
+// DeleMany marks the given messages deleted. When the server advertises
+// PIPELINING (RFC 2449 §6.6) the DELEs go out in batches in one write
+// each, otherwise one by one. Every reply is read; the error joins one
+// error per message that was not marked (each wrapping the *Error).
+func (c *Client) DeleMany(ctx context.Context, nums []int) error {
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.begin(ctx); err != nil {
+		return err
+	}
+	defer c.end()
+	window := 1
+	if caps.Pipelining() {
+		window = pipelineWindow
+	}
+	var errs []error
+	for len(nums) > 0 {
+		batch := nums[:min(window, len(nums))]
+		nums = nums[len(batch):]
+		for _, n := range batch {
+			c.trace("C: DELE " + strconv.Itoa(n))
+			c.bw.WriteString("DELE " + strconv.Itoa(n) + "\r\n")
+		}
+		if err := c.bw.Flush(); err != nil {
+			return c.ioFail(err)
+		}
+		for _, n := range batch {
+			_, err := c.readStatus()
+			var perr *Error
+			if errors.As(err, &perr) {
+				errs = append(errs, fmt.Errorf("pop3: DELE %d: %w", n, err))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rset unmarks every message marked deleted (RFC 1939 §5 RSET).
+func (c *Client) Rset(ctx context.Context) error {
+	if err := c.begin(ctx); err != nil {
+		return err
+	}
+	defer c.end()
+	_, err := c.cmd("RSET", "")
+	return err
+}
+
+// Noop does nothing but keep the session alive (RFC 1939 §5 NOOP).
+func (c *Client) Noop(ctx context.Context) error {
+	if err := c.begin(ctx); err != nil {
+		return err
+	}
+	defer c.end()
+	_, err := c.cmd("NOOP", "")
+	return err
+}
+
+// Quit ends the session (RFC 1939 §6): in TRANSACTION the server enters
+// UPDATE and removes the messages marked deleted. A nil error means the
+// server answered +OK, so the deletions are done; an *Error means they
+// may not be. The connection is closed in any case.
+func (c *Client) Quit(ctx context.Context) error {
+	if err := c.begin(ctx); err != nil {
+		if !errors.Is(err, ErrClosed) {
+			c.Close()
+		}
+		return err
+	}
+	_, err := c.cmd("QUIT", "")
+	c.end()
+	c.Close()
+	return err
+}
