@@ -1,0 +1,278 @@
+// Package passwdfile owns Dovecot's passwd-file user database: reading it as
+// an auth.DB that follows edits to the file, and editing it safely for the
+// "postoffice user" admin command.
+//
+// The format is Dovecot's (doc.dovecot.org, "Passwd-file"): one user a line,
+//
+//	user:password:uid:gid:gecos:home:shell:extra_fields
+//
+// with blank lines and '#' comments allowed and every field after the user
+// name optional. extra_fields is a space-separated list of key=value, such as
+// userdb_home=/var/vmail/x or userdb_mail=maildir:~/Mail. Passwords are
+// "{SCHEME}data" strings verified by package scheme; those without a prefix
+// are in Options.DefaultScheme.
+//
+// Implementation notes:
+//   - The file is stat'ed at most once per Options.CheckInterval (1 s) on
+//     lookup; when its identity (device, inode, size, mtime, ctime) changed it
+//     is parsed again and swapped in atomically. A file that fails to parse
+//     keeps the previous data and logs the error with file:line once.
+//   - A user line whose password cannot be used (unknown scheme, DES) is
+//     loaded with a warning, so delivery still finds the user; the login fails.
+//   - Unknown users cost the same CPU as known ones: their password is checked
+//     against a dummy hash in scheme.DefaultNewScheme made once at Open.
+//   - Editors take an flock on "<file>.lock", rewrite the whole file to a
+//     temporary file in the same directory, fsync it, rename it over the file
+//     and fsync the directory, so readers see the old or the new file, never
+//     a mix, and a crash leaves one of the two.
+//   - Passwords never reach a log line; user names and line numbers do.
+package passwdfile
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
+)
+
+// Options configure a DB. The zero value is usable.
+type Options struct {
+	// DefaultScheme is the scheme of passwords stored without a {SCHEME}
+	// prefix. Empty means Dovecot's default, CRYPT.
+	DefaultScheme string
+	// Logger receives reload errors and warnings about unusable lines.
+	// Nil discards them.
+	Logger *slog.Logger
+	// CheckInterval is the least time between two checks of whether the
+	// file changed. Zero means one second; negative means every lookup.
+	CheckInterval time.Duration
+	// Now returns the current time, for the check interval. Nil means
+	// time.Now; tests inject a fake clock.
+	Now func() time.Time
+}
+
+// DB is a passwd-file user database. It implements auth.DB and is safe for
+// concurrent use.
+type DB struct {
+	path          string
+	defaultScheme string
+	log           *slog.Logger
+	interval      time.Duration
+	now           func() time.Time
+	dummy         string // hash of a random password in scheme.DefaultNewScheme
+
+	data atomic.Pointer[table]
+
+	mu        sync.Mutex // held while checking and reloading; guards the fields below
+	lastCheck time.Time
+	failed    identity // identity of the last file that failed to load
+	lastErr   string   // last logged reload or stat error, to log each once
+}
+
+var _ auth.DB = (*DB)(nil)
+
+// table is one loaded version of the file. It is never modified.
+type table struct {
+	users map[string]*entry
+	ident identity
+}
+
+// Open loads the passwd-file at path. It fails if the file cannot be read or
+// a line does not parse (a *ParseError naming the line).
+func Open(path string, opts Options) (*DB, error) {
+	d := &DB{
+		path:          path,
+		defaultScheme: opts.DefaultScheme,
+		log:           opts.Logger,
+		interval:      opts.CheckInterval,
+		now:           opts.Now,
+	}
+	if d.defaultScheme == "" {
+		d.defaultScheme = scheme.DovecotDefaultScheme
+	}
+	if err := scheme.Check("", d.defaultScheme); errors.Is(err, scheme.ErrUnknownScheme) || errors.Is(err, scheme.ErrUnsupported) {
+		return nil, fmt.Errorf("passwdfile: default scheme: %w", err)
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.interval == 0 {
+		d.interval = time.Second
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	dummy, err := scheme.Hash(scheme.DefaultNewScheme, rand.Text())
+	if err != nil {
+		return nil, fmt.Errorf("passwdfile: dummy hash: %w", err)
+	}
+	d.dummy = dummy
+	t, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	d.data.Store(t)
+	d.lastCheck = d.now()
+	return d, nil
+}
+
+// load reads and parses the file, logging warnings about single lines.
+func (d *DB) load() (*table, error) {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("passwdfile: %w", err)
+	}
+	defer f.Close()
+	// The identity is taken before reading: a write that lands during the
+	// read changes it again, so the next check reloads.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("passwdfile: %w", err)
+	}
+	users, warns, err := parse(f, d.path, func(p string) error { return scheme.Check(p, d.defaultScheme) })
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warns {
+		args := []any{"file", d.path, "line", w.line, "user", w.user}
+		if w.err != nil {
+			args = append(args, "err", w.err)
+		}
+		d.log.Warn("passwdfile: "+w.msg, args...)
+	}
+	return &table{users: users, ident: identityOf(fi)}, nil
+}
+
+// refresh reloads the file if the check interval has passed and the file
+// changed. Only one caller checks at a time; the others go on with the data
+// they have.
+func (d *DB) refresh() {
+	if !d.mu.TryLock() {
+		return
+	}
+	defer d.mu.Unlock()
+	now := d.now()
+	if d.interval > 0 && now.Sub(d.lastCheck) < d.interval && !now.Before(d.lastCheck) {
+		return
+	}
+	d.lastCheck = now
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		d.logOnce("passwdfile: cannot stat file; keeping the users loaded before", err)
+		return
+	}
+	id := identityOf(fi)
+	if id == d.data.Load().ident || id == d.failed {
+		return
+	}
+	t, err := d.load()
+	if err != nil {
+		d.failed = id
+		d.logOnce("passwdfile: reload failed; keeping the users loaded before", err)
+		return
+	}
+	d.failed = identity{}
+	d.lastErr = ""
+	d.data.Store(t)
+	d.log.Info("passwdfile: reloaded", "file", d.path, "users", len(t.users))
+}
+
+func (d *DB) logOnce(msg string, err error) {
+	if s := err.Error(); s != d.lastErr {
+		d.lastErr = s
+		d.log.Error(msg, "file", d.path, "err", err)
+	}
+}
+
+// find looks a login name up: exactly, then for "user+domain" without '@'
+// as "user@domain" (Demon's SDPS form; the last '+' separates the domain).
+func (t *table) find(login string) *entry {
+	if e, ok := t.users[login]; ok {
+		return e
+	}
+	if !strings.Contains(login, "@") {
+		if i := strings.LastIndexByte(login, '+'); i > 0 && i < len(login)-1 {
+			return t.users[login[:i]+"@"+login[i+1:]]
+		}
+	}
+	return nil
+}
+
+// user makes the auth.User for an entry; Extra is a fresh map holding the
+// extra fields plus "uid" and "gid" when the line has them.
+func (e *entry) user() auth.User {
+	u := auth.User{Name: e.name, Home: e.home}
+	if len(e.extra) > 0 || e.uid != "" || e.gid != "" {
+		u.Extra = maps.Clone(e.extra)
+		if u.Extra == nil {
+			u.Extra = make(map[string]string)
+		}
+		if e.uid != "" {
+			u.Extra["uid"] = e.uid
+		}
+		if e.gid != "" {
+			u.Extra["gid"] = e.gid
+		}
+	}
+	return u
+}
+
+// Authenticate checks password for user. It returns auth.ErrFailed for an
+// unknown user, a user without a password, an unusable password entry and a
+// wrong password alike, after about the same work in each case.
+func (d *DB) Authenticate(ctx context.Context, user, password string) (auth.User, error) {
+	if err := ctx.Err(); err != nil {
+		return auth.User{}, err
+	}
+	d.refresh()
+	e := d.data.Load().find(user)
+	if e == nil || !e.hasPassword {
+		d.burn(password)
+		return auth.User{}, auth.ErrFailed
+	}
+	ok, err := scheme.Verify(e.password, password, d.defaultScheme)
+	if err != nil {
+		if !errors.Is(err, scheme.ErrPasswordTooLong) {
+			d.log.Error("passwdfile: cannot verify password", "file", d.path, "line", e.line, "user", e.name, "err", err)
+		}
+		d.burn(password)
+		return auth.User{}, auth.ErrFailed
+	}
+	if !ok {
+		return auth.User{}, auth.ErrFailed
+	}
+	return e.user(), nil
+}
+
+// burn spends the CPU of a real verification, so a failure does not reveal
+// whether the user exists.
+func (d *DB) burn(password string) {
+	if len(password) > scheme.MaxPasswordLen {
+		password = password[:scheme.MaxPasswordLen]
+	}
+	_, _ = scheme.Verify(d.dummy, password, "")
+}
+
+// Lookup finds user (exactly, or user+domain as user@domain) without a
+// password. It returns auth.ErrUnknownUser if there is none.
+func (d *DB) Lookup(ctx context.Context, user string) (auth.User, error) {
+	if err := ctx.Err(); err != nil {
+		return auth.User{}, err
+	}
+	d.refresh()
+	e := d.data.Load().find(user)
+	if e == nil {
+		return auth.User{}, auth.ErrUnknownUser
+	}
+	return e.user(), nil
+}
