@@ -1,0 +1,152 @@
+// Package backend joins a user database (internal/auth) and a message store
+// (internal/store) into a pop3server.Backend: it authenticates, enforces
+// LOGIN-DELAY (RFC 2449 §6.5, §8.1.1), opens the maildrop under its lock at
+// login and hands the marked messages to the store's Commit in UPDATE.
+//
+// It translates store and auth errors into the response codes clients act
+// on (RFC 2449 §8, RFC 3206): [AUTH] for credentials, [IN-USE] for a locked
+// maildrop, [LOGIN-DELAY], and [SYS/TEMP] for anything else, whose detail
+// goes to the log only.
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/pop3server"
+)
+
+// Options configure a Backend. Users and Store are required.
+type Options struct {
+	Users  auth.DB
+	Store  store.Store
+	Logger *slog.Logger // default: discard
+	// LoginDelay is the minimum time between two logins of one user; zero
+	// disables the check.
+	LoginDelay time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Backend implements pop3server.Backend.
+type Backend struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	lastLogin map[string]time.Time // user -> last successful login (LoginDelay only)
+}
+
+var _ pop3server.Backend = (*Backend)(nil)
+
+// New returns a Backend.
+func New(opts Options) (*Backend, error) {
+	if opts.Users == nil || opts.Store == nil {
+		return nil, errors.New("backend: Options.Users and Options.Store are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Backend{opts: opts, log: opts.Logger, lastLogin: make(map[string]time.Time)}, nil
+}
+
+// NewSession implements pop3server.Backend.
+func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
+	return &session{b: b}, nil
+}
+
+type session struct{ b *Backend }
+
+var (
+	errAuth       = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
+	errInUse      = &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
+	errLoginDelay = &pop3server.Error{Code: pop3server.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
+)
+
+// Login implements pop3server.Session.
+func (s *session) Login(ctx context.Context, username, password string) (pop3server.Mailbox, error) {
+	b := s.b
+	u, err := b.opts.Users.Authenticate(ctx, username, password)
+	if errors.Is(err, auth.ErrFailed) {
+		return nil, errAuth
+	}
+	if err != nil {
+		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+	}
+	if !b.checkLoginDelay(u.Name) {
+		return nil, errLoginDelay
+	}
+	md, err := b.opts.Store.Open(ctx, u.Name)
+	switch {
+	case errors.Is(err, store.ErrInUse):
+		return nil, errInUse
+	case err != nil:
+		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
+	}
+	b.recordLogin(u.Name)
+	msgs := md.Messages()
+	info := make([]pop3server.MessageInfo, len(msgs))
+	for i, m := range msgs {
+		info[i] = pop3server.MessageInfo{Size: m.Size, UID: m.UID}
+	}
+	return &mailbox{md: md, info: info}, nil
+}
+
+func (s *session) Close() error { return nil }
+
+func (b *Backend) checkLoginDelay(user string) bool {
+	if b.opts.LoginDelay <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	last, ok := b.lastLogin[user]
+	return !ok || b.opts.Now().Sub(last) >= b.opts.LoginDelay
+}
+
+func (b *Backend) recordLogin(user string) {
+	if b.opts.LoginDelay <= 0 {
+		return
+	}
+	now := b.opts.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lastLogin[user] = now
+	if len(b.lastLogin) > 1024 && len(b.lastLogin)%1024 == 0 {
+		for u, t := range b.lastLogin {
+			if now.Sub(t) >= b.opts.LoginDelay {
+				delete(b.lastLogin, u)
+			}
+		}
+	}
+}
+
+type mailbox struct {
+	md   store.Maildrop
+	info []pop3server.MessageInfo
+}
+
+func (m *mailbox) Messages() []pop3server.MessageInfo { return m.info }
+
+func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
+	r, err := m.md.Open(ctx, i)
+	if errors.Is(err, store.ErrNoMessage) {
+		return nil, &pop3server.Error{Code: pop3server.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
+	}
+	return r, err
+}
+
+func (m *mailbox) Commit(ctx context.Context, deleted []int) error {
+	return m.md.Commit(ctx, deleted)
+}
+
+func (m *mailbox) Close() error { return m.md.Close() }

@@ -1,0 +1,82 @@
+// Package maildir is postoffice's Maildir store: it owns the on-disk
+// maildrops (https://cr.yp.to/proto/maildir.html) that Postfix, Dovecot or
+// postoffice itself delivered, and serves them as store.Maildrop snapshots
+// to the POP3 engine. It can take over a Maildir from Dovecot's POP3 service
+// without clients seeing new UIDLs or downloading their mail again.
+//
+// # Locations and user names
+//
+// Options.Location is a Dovecot-style template ("/var/vmail/%d/%n/Maildir",
+// "~/Maildir"): %u is the full user name, %n its local part, %d its domain
+// (empty when there is none), %h or a leading ~ the home directory from
+// Options.Home, %% a '%'; %{user}, %{username}, %{domain} and %{home} are
+// accepted too. User names are "user", "user@domain" or Demon's
+// "user+domain", which means user@domain. Each part is validated before any
+// path is built (no '/', '\', control characters, leading '.'), so no name
+// can leave the template's directory. The Maildir (cur/, new/, tmp/, mode
+// 0700) is created on first Open or Deliver.
+//
+// # Delivery
+//
+// Deliver writes tmp/<secs>.M<usec>P<pid>Q<n>.<host>, counting the size and
+// the CRLF size as it writes, fsyncs the file, links it into new/ as
+// "<name>,S=<size>,W=<crlf size>" (Dovecot's fields), removes the tmp name
+// and fsyncs new/. It returns nil only then; on any error it removes what it
+// wrote, so new/ never holds a partial message. Deliveries take no lock, as
+// Maildir intends.
+//
+// # Sessions
+//
+// Open takes flock(LOCK_EX|LOCK_NB) on postoffice-pop3.lock in the Maildir
+// (RFC 1939 §4: exclusive access to the maildrop). A held lock gives
+// store.ErrInUse. flock belongs to the open file description, so it also
+// refuses a second session in the same process, and the kernel drops it
+// when the holder dies, even by SIGKILL: there are no stale locks. The lock
+// only excludes other postoffice sessions; Dovecot's own processes do not
+// see it, which is why a message that moved is looked up again (below).
+//
+// The snapshot lists the messages of new/ and cur/ (tmp/, dot-files and
+// subfolders such as .Sent are ignored). A message's key is its file name
+// without the info part (from the first ':'), so a file that another agent
+// moves from new/ to cur/ or whose flags change keeps its identity.
+// Mail delivered during a session is not in the snapshot (RFC 1939 §4).
+//
+// postoffice does not rename files or set flags: reading a message does not
+// set \Seen or move it to cur/, like Dovecot with pop3_no_flag_updates=yes.
+// Commit (RFC 1939 §6, the UPDATE state) unlinks the deleted files, fsyncs
+// the directories and rewrites the index; Close deletes nothing.
+//
+// # Index, sizes and UIDLs
+//
+// postoffice-index in the Maildir caches, for each key, its UIDL and its
+// wire size (store.Message.Size), in first-seen order; it is replaced
+// atomically (temporary file, fsync, rename, directory fsync) before Open
+// returns whenever it changed, so a UIDL a client has seen is durable. Open
+// reads the index and the two directories (no stat per file), keeps indexed
+// messages that still exist in index order, appends the others in delivery
+// order (their names compared with digit runs as numbers: seconds, then
+// M<usec>, P<pid>, Q<n>), and drops vanished ones. A message is read at most
+// once, when it is first seen: the ",W=<n>" field of its name (Dovecot's
+// CRLF size) is trusted, and only its last octet is read, because W= does
+// not count the CRLF a server appends to a message without a final newline;
+// a name without W= is read whole through a CRLF counter. A corrupt index
+// (bad checksum, count, or line) is logged and rebuilt.
+//
+// A message's UIDL (RFC 1939 §7) is derived from its key: the first 15
+// octets of SHA-256(key), base64url without padding, 20 characters. Maildir
+// names are unique and not reused, so neither are UIDLs, and a lost index
+// gives the same UIDLs again.
+//
+// Migration from Dovecot: when the Maildir has a dovecot-uidlist (version 3,
+// or 1), a message it lists keeps the UIDL Dovecot's POP3 server showed for
+// it: the record's P field if present (an empty P means the base file name),
+// else Dovecot 2.3's default pop3_uidl_format %08Xu%08Xv, the UID and the
+// UIDVALIDITY as 8 uppercase hex digits each. Its W field stands in for a
+// missing W= in the name. Such messages come first, in Dovecot's POP3 order
+// (O field, then UID). The UIDLs are recorded in postoffice-index the first
+// time they are seen and never change afterwards. A UIDL that is not 1-70
+// characters of 0x21-0x7E, or that another message already has, is replaced
+// by a derived one and logged. Settings that changed Dovecot's UIDLs
+// (pop3_uidl_format other than the default, pop3_reuse_xuidl) and a
+// CONTROL= directory elsewhere are not followed.
+package maildir

@@ -1,0 +1,15 @@
+//go:build !unix
+
+package maildir
+
+import (
+	"errors"
+	"os"
+)
+
+var errLocked = errors.New("maildir: locked")
+
+// tryLock is not implemented off Unix: the Maildir store needs flock.
+func tryLock(f *os.File) error {
+	return errors.New("maildir: locking needs a Unix system")
+}

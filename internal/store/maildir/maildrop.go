@@ -1,0 +1,605 @@
+package maildir
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/wire"
+)
+
+// tmpMaxAge is how old a file in tmp/ must be before Open removes it: the
+// 36 hours of the Maildir specification, which Dovecot uses too.
+const tmpMaxAge = 36 * time.Hour
+
+// entry is one message of a snapshot.
+type entry struct {
+	key  string // base name, without the info part
+	sub  string // "new" or "cur"; "" once known to be gone
+	info string // current info part (":2,S"), file name is key+info
+	uidl string
+	size int64
+}
+
+// maildrop is a locked snapshot of one Maildir.
+type maildrop struct {
+	s    *Store
+	dir  string
+	lock *os.File
+
+	mu        sync.Mutex // guards entries' locations, closed, committed
+	entries   []entry
+	msgs      []store.Message
+	closed    bool
+	committed bool
+}
+
+var _ store.Maildrop = (*maildrop)(nil)
+
+// Open locks user's Maildir (creating it if needed) and returns its
+// snapshot. RFC 1939 §4: the lock is exclusive; while it is held Open
+// returns store.ErrInUse, from this process or any other.
+func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dir, err := s.Path(user)
+	if err != nil {
+		return nil, err
+	}
+	lockPath := filepath.Join(dir, lockName)
+	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := s.create(dir); err != nil {
+			return nil, err
+		}
+		lf, err = os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("maildir: lock: %w", err)
+	}
+	if err := tryLock(lf); err != nil {
+		lf.Close()
+		if errors.Is(err, errLocked) {
+			return nil, store.ErrInUse
+		}
+		return nil, fmt.Errorf("maildir: lock: %w", err)
+	}
+	md := &maildrop{s: s, dir: dir, lock: lf}
+	if err := md.load(ctx); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	s.sweepTmp(dir)
+	return md, nil
+}
+
+// found is a file seen in new/ or cur/ that the index does not know.
+type found struct {
+	key, sub, info string
+	rec            *uidlistRec
+	size           int64
+}
+
+// load builds the snapshot: index entries whose files still exist, in index
+// order, then files the index does not know yet, in delivery order. It
+// writes the index back, durably, if that changed anything, before any UIDL
+// can reach a client.
+func (md *maildrop) load(ctx context.Context) error {
+	log := md.s.log
+	idx, err := readIndex(filepath.Join(md.dir, indexName))
+	changed := false
+	if errors.Is(err, errCorrupt) {
+		log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", err)
+		idx, changed = nil, true
+	} else if err != nil {
+		return err
+	}
+	// entries starts as the index; the directory scan fills in where each
+	// message is, and entries never found are dropped after it.
+	entries := make([]entry, len(idx))
+	for i, e := range idx {
+		entries[i] = entry{key: e.key, uidl: e.uidl, size: e.size}
+	}
+	idx = nil
+	pos := newKeyIndex(len(entries), func(i int) string { return entries[i].key })
+	if pos.dup {
+		// A repeated key: the index is corrupt (we never write one).
+		log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", "duplicate key")
+		entries, changed = nil, true
+		pos = newKeyIndex(0, nil)
+	}
+
+	// Info parts repeat (":2,S", ":2,RS"): keep one string of each.
+	infos := map[string]string{"": ""}
+	intern := func(b []byte) string {
+		if s, ok := infos[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		infos[s] = s
+		return s
+	}
+	var fresh []found
+	var freshSeen map[string]bool
+	for _, sub := range []string{"new", "cur"} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, isDir bool) {
+			if isDir || !usableName(name) {
+				return
+			}
+			key, info := splitName(name)
+			if i, ok := pos.lookup(key); ok {
+				if entries[i].sub == "" {
+					entries[i].sub, entries[i].info = sub, intern(info)
+				}
+				return
+			}
+			if freshSeen == nil {
+				freshSeen = make(map[string]bool)
+			}
+			if freshSeen[string(key)] {
+				return // in both new/ and cur/ while another agent moves it
+			}
+			k := string(key)
+			freshSeen[k] = true
+			fresh = append(fresh, found{key: k, sub: sub, info: intern(info)})
+		})
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := md.s.create(md.dir); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	kept := entries[:0]
+	for _, e := range entries {
+		if e.sub == "" {
+			changed = true // removed by another agent
+			continue
+		}
+		kept = append(kept, e)
+	}
+	entries = kept
+	if len(fresh) > 0 {
+		changed = true
+		added, err := md.addFresh(ctx, entries, fresh)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, added...)
+	}
+	if changed {
+		ie := make([]indexEntry, len(entries))
+		for i, e := range entries {
+			ie[i] = indexEntry{key: e.key, uidl: e.uidl, size: e.size}
+		}
+		if err := md.s.writeIndex(md.dir, ie); err != nil {
+			return err
+		}
+	}
+	md.entries = entries
+	md.msgs = make([]store.Message, len(entries))
+	for i, e := range entries {
+		md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
+	}
+	return nil
+}
+
+// usableName reports whether a directory entry of new/ or cur/ is a
+// message: not a dot-file, and nothing the index line format cannot hold.
+func usableName(name []byte) bool {
+	return len(name) > 0 && name[0] != '.' && name[0] != infoSep && !bytes.ContainsAny(name, "\n\r")
+}
+
+// splitName splits a file name into its key and its info part.
+func splitName(name []byte) (key, info []byte) {
+	if i := bytes.IndexByte(name, infoSep); i >= 0 {
+		return name[:i], name[i:]
+	}
+	return name, nil
+}
+
+// readDir lists a directory with its entries' types, without a stat each.
+func readDir(path string) ([]os.DirEntry, error) {
+	d, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir(-1)
+}
+
+// addFresh sizes, orders and names the files the index did not know.
+// Messages Dovecot listed in dovecot-uidlist come first, in its POP3 order
+// (O field, then UID), and keep the UIDL Dovecot showed; the rest follow in
+// delivery order of their names and get UIDLs derived from their keys.
+func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) ([]entry, error) {
+	ul, err := readUIDList(filepath.Join(md.dir, uidlist))
+	if err != nil {
+		// A broken dovecot-uidlist costs the old UIDLs, not the mail.
+		md.s.log.Warn("maildir: ignoring dovecot-uidlist", "dir", md.dir, "err", err)
+		ul = nil
+	}
+	if ul != nil {
+		for i := range fresh {
+			if r, ok := ul.recs[fresh[i].key]; ok {
+				fresh[i].rec = &r
+			}
+		}
+	}
+	slices.SortFunc(fresh, func(a, b found) int {
+		switch {
+		case a.rec != nil && b.rec != nil:
+			if a.rec.hasOrder != b.rec.hasOrder {
+				if a.rec.hasOrder {
+					return -1
+				}
+				return 1
+			}
+			if c := cmp.Compare(a.rec.order, b.rec.order); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.rec.uid, b.rec.uid)
+		case a.rec != nil:
+			return -1
+		case b.rec != nil:
+			return 1
+		}
+		return compareNames(a.key, b.key)
+	})
+
+	if err := md.sizeAll(ctx, fresh); err != nil {
+		return nil, err
+	}
+
+	var used map[string]bool
+	if ul != nil {
+		used = make(map[string]bool, len(kept)+len(fresh))
+		for _, e := range kept {
+			used[e.uidl] = true
+		}
+	}
+	added := make([]entry, 0, len(fresh))
+	for _, f := range fresh {
+		if f.size < 0 {
+			continue // vanished while we looked
+		}
+		uidl := ""
+		if f.rec != nil {
+			uidl = ul.uidl(*f.rec, f.key)
+			if !validUIDL(uidl) || used[uidl] {
+				md.s.log.Warn("maildir: dovecot-uidlist UIDL not usable, deriving a new one",
+					"dir", md.dir, "key", f.key, "uidl", uidl)
+				uidl = ""
+			}
+		}
+		if uidl == "" {
+			uidl = deriveUIDL(f.key)
+			for n := 1; used[uidl]; n++ {
+				uidl = deriveUIDL(f.key + "\x00" + strconv.Itoa(n))
+			}
+		}
+		if used != nil {
+			used[uidl] = true
+		}
+		added = append(added, entry{key: f.key, sub: f.sub, info: f.info, uidl: uidl, size: f.size})
+	}
+	return added, nil
+}
+
+// deriveUIDL returns the UIDL of a message whose key is key: the first 15
+// octets of SHA-256(key) in unpadded base64url, 20 characters of 0x21-0x7E
+// (RFC 1939 §7). Maildir names are unique and never reused, so these are
+// too, and they come out the same if the index is lost.
+func deriveUIDL(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(sum[:15])
+}
+
+// sizeAll sets the wire size of every file in fresh, or -1 for one that has
+// vanished. Many files are sized by a few goroutines: the work is system
+// calls and reads.
+func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
+	const workers = 8
+	if len(fresh) < 2*workers {
+		buf := make([]byte, 32<<10)
+		for i := range fresh {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := md.size(&fresh[i], buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		next  = make(chan int, workers)
+		errMu sync.Mutex
+		first error
+	)
+	for range workers {
+		wg.Go(func() {
+			buf := make([]byte, 32<<10)
+			for i := range next {
+				if err := md.size(&fresh[i], buf); err != nil {
+					errMu.Lock()
+					first = cmp.Or(first, err)
+					errMu.Unlock()
+				}
+			}
+		})
+	}
+	var err error
+loop:
+	for i := range fresh {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			err = ctx.Err()
+			break loop
+		}
+	}
+	close(next)
+	wg.Wait()
+	return cmp.Or(err, first)
+}
+
+// size computes the wire size of f: RFC 1939 §11 and store.Message.Size, the
+// octets in CRLF form plus the CRLF a server appends when the message does
+// not end in a newline. Dovecot's W= (in the name or in dovecot-uidlist) is
+// the CRLF size without that completion, so it is trusted and only the last
+// octet is read, to decide the completion. Without W= the whole file is read
+// once, through buf. A file that vanished, or is not a regular file, gets
+// size -1 and is left out.
+func (md *maildrop) size(f *found, buf []byte) error {
+	path := filepath.Join(md.dir, f.sub, f.key+f.info)
+	w, ok := sizeField(f.key, 'W')
+	if !ok && f.rec != nil && f.rec.vsize >= 0 {
+		w, ok = f.rec.vsize, true
+	}
+	file, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		f.size = -1
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("maildir: size: %w", err)
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return fmt.Errorf("maildir: size: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		md.s.log.Warn("maildir: ignoring non-regular file", "dir", md.dir, "name", f.key+f.info)
+		f.size = -1
+		return nil
+	}
+	if ok {
+		var last [1]byte
+		if n := fi.Size(); n > 0 {
+			if _, err := file.ReadAt(last[:], n-1); err != nil {
+				return fmt.Errorf("maildir: size: %w", err)
+			}
+		}
+		f.size = w + completion(fi.Size(), last[0])
+		return nil
+	}
+	var c wire.CRLFCounter
+	for {
+		n, err := file.Read(buf)
+		c.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("maildir: size: %w", err)
+		}
+	}
+	f.size = c.Size()
+	return nil
+}
+
+// sweepTmp removes files left in tmp/ by deliveries that died more than
+// 36 hours ago. Failures only cost disk space, so they are logged.
+func (s *Store) sweepTmp(dir string) {
+	ents, err := readDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-tmpMaxAge)
+	for _, de := range ents {
+		if de.IsDir() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || fi.ModTime().After(cutoff) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, "tmp", de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("maildir: removing stale tmp file", "dir", dir, "err", err)
+		}
+	}
+}
+
+// Messages returns the snapshot taken by Open.
+func (md *maildrop) Messages() []store.Message { return md.msgs }
+
+// Open returns message i as stored. If another agent (Dovecot's IMAP, a
+// mail client on the Maildir) has moved it from new/ to cur/ or changed its
+// flags since the snapshot, it is found again by its key; if it is gone,
+// Open returns store.ErrNoMessage.
+func (md *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return nil, errors.New("maildir: maildrop closed")
+	}
+	if i < 0 || i >= len(md.entries) {
+		return nil, fmt.Errorf("maildir: no message %d", i)
+	}
+	for attempt := 0; ; attempt++ {
+		e := &md.entries[i]
+		if e.sub == "" {
+			return nil, store.ErrNoMessage
+		}
+		f, err := os.Open(filepath.Join(md.dir, e.sub, e.key+e.info))
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("maildir: open message: %w", err)
+		}
+		if attempt > 0 {
+			return nil, store.ErrNoMessage
+		}
+		if err := md.relocate(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// relocate reads new/ and cur/ again and updates where every entry is; an
+// entry not found is marked gone. The caller holds md.mu.
+func (md *maildrop) relocate() error {
+	pos := make(map[string]int, len(md.entries))
+	for i, e := range md.entries {
+		pos[e.key] = i
+		md.entries[i].sub = ""
+	}
+	for _, sub := range []string{"new", "cur"} {
+		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, isDir bool) {
+			if isDir || !usableName(name) {
+				return
+			}
+			key, info := splitName(name)
+			if i, ok := pos[string(key)]; ok && md.entries[i].sub == "" {
+				md.entries[i].sub, md.entries[i].info = sub, string(info)
+			}
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Commit removes the messages with the given indexes (RFC 1939 §6, the
+// UPDATE state), fsyncs the directories and rewrites the index without them,
+// all under the lock. A message already gone counts as removed. On partial
+// failure it removes what it can and returns the errors. A context already
+// done when Commit starts deletes nothing.
+func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return errors.New("maildir: maildrop closed")
+	}
+	if md.committed {
+		return errors.New("maildir: commit called twice")
+	}
+	for _, i := range deleted {
+		if i < 0 || i >= len(md.entries) {
+			return fmt.Errorf("maildir: commit: no message %d", i)
+		}
+	}
+	md.committed = true
+	if len(deleted) == 0 {
+		return nil
+	}
+	removed := make([]bool, len(md.entries))
+	var errs []error
+	relocated := false
+	touched := map[string]bool{}
+	for _, i := range deleted {
+		if removed[i] {
+			continue
+		}
+		for {
+			e := &md.entries[i]
+			if e.sub == "" {
+				removed[i] = true
+				break
+			}
+			err := os.Remove(filepath.Join(md.dir, e.sub, e.key+e.info))
+			if err == nil {
+				removed[i] = true
+				touched[e.sub] = true
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("maildir: remove message %d: %w", i, err))
+				break
+			}
+			if relocated {
+				removed[i] = true // raced with another agent removing it
+				break
+			}
+			if err := md.relocate(); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			relocated = true
+		}
+	}
+	for _, sub := range []string{"new", "cur"} {
+		if touched[sub] {
+			if err := md.s.syncDir(filepath.Join(md.dir, sub)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	var keep []indexEntry
+	for i, e := range md.entries {
+		if !removed[i] {
+			keep = append(keep, indexEntry{key: e.key, uidl: e.uidl, size: e.size})
+		}
+	}
+	if err := md.s.writeIndex(md.dir, keep); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases the lock: closing the lock file's descriptor drops the
+// flock. It deletes nothing (RFC 1939 §6: only UPDATE deletes).
+func (md *maildrop) Close() error {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return nil
+	}
+	md.closed = true
+	if err := md.lock.Close(); err != nil {
+		return fmt.Errorf("maildir: unlock: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package maildir
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
+)
+
+// userName is a validated user name split into its parts.
+type userName struct {
+	full   string // %u: "local" or "local@domain"
+	local  string // %n
+	domain string // %d, empty if none
+}
+
+// parseUser validates a login name and splits it. Accepted forms are
+// "user", "user@domain" and Demon's SDPS "user+domain" (taken as
+// user@domain when the name has no '@'). Every part must be safe as one path
+// component: not empty, no '/', '\', NUL or other control character, no
+// leading '.', valid UTF-8. So no name can climb out of the directory the
+// location template puts it in.
+func parseUser(u string) (userName, error) {
+	if u == "" || len(u) > 255 || !utf8.ValidString(u) {
+		return userName{}, fmt.Errorf("maildir: invalid user name %q: %w", u, store.ErrNoUser)
+	}
+	var n userName
+	if i := strings.LastIndexByte(u, '@'); i >= 0 {
+		n.local, n.domain = u[:i], u[i+1:]
+	} else if i := strings.LastIndexByte(u, '+'); i >= 0 {
+		n.local, n.domain = u[:i], u[i+1:]
+	} else {
+		n.local = u
+	}
+	if err := checkPart(n.local); err != nil {
+		return userName{}, fmt.Errorf("maildir: invalid user name %q: %v: %w", u, err, store.ErrNoUser)
+	}
+	if strings.ContainsRune(n.local, '@') {
+		return userName{}, fmt.Errorf("maildir: invalid user name %q: two '@': %w", u, store.ErrNoUser)
+	}
+	n.full = n.local
+	if n.domain != "" || strings.ContainsAny(u, "@+") {
+		if err := checkPart(n.domain); err != nil {
+			return userName{}, fmt.Errorf("maildir: invalid user name %q: domain: %v: %w", u, err, store.ErrNoUser)
+		}
+		n.full = n.local + "@" + n.domain
+	}
+	return n, nil
+}
+
+func checkPart(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty part")
+	}
+	if s[0] == '.' {
+		return fmt.Errorf("leading '.'")
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '/' || c == '\\':
+			return fmt.Errorf("path separator")
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("control character 0x%02x", c)
+		}
+	}
+	return nil
+}
+
+// location is a parsed mail location template.
+type location struct {
+	tmpl     string
+	needHome bool
+}
+
+// parseLocation parses a Dovecot-style maildir location: a path template
+// with %u (full user name), %n (local part), %d (domain), %h or a leading ~
+// (home directory), %% (a '%'), and the long forms %{user}, %{username},
+// %{domain}, %{home}. Dovecot's ":KEY=value" parameters INDEX and LAYOUT are
+// accepted and ignored (we keep no Dovecot index, and only INBOX is read);
+// any other parameter is an error rather than silently meaning something
+// else.
+func parseLocation(s string) (location, error) {
+	s = strings.TrimPrefix(s, "maildir:")
+	path, params, _ := strings.Cut(s, ":")
+	if params != "" {
+		for p := range strings.SplitSeq(params, ":") {
+			k, _, _ := strings.Cut(p, "=")
+			switch strings.ToUpper(k) {
+			case "INDEX", "LAYOUT":
+			default:
+				return location{}, fmt.Errorf("maildir: location parameter %q not supported", k)
+			}
+		}
+	}
+	if path == "" {
+		return location{}, fmt.Errorf("maildir: empty location")
+	}
+	l := location{tmpl: path}
+	if path[0] == '~' {
+		if len(path) > 1 && path[1] != '/' {
+			return location{}, fmt.Errorf("maildir: location %q: only ~/ (the user's home) is supported", path)
+		}
+		l.needHome = true
+	}
+	// Dry run with a sample user to find bad escapes.
+	sample := userName{full: "u@d", local: "u", domain: "d"}
+	p, usedHome, err := l.expandRaw(sample, "/home")
+	if err != nil {
+		return location{}, err
+	}
+	l.needHome = l.needHome || usedHome
+	if !l.needHome && !filepath.IsAbs(p) {
+		return location{}, fmt.Errorf("maildir: location %q is not an absolute path", path)
+	}
+	return l, nil
+}
+
+// expand returns the Maildir path for u.
+func (l location) expand(u userName, home string) (string, error) {
+	p, _, err := l.expandRaw(u, home)
+	if err != nil {
+		return "", err
+	}
+	p = filepath.Clean(p)
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("maildir: location for %q is not absolute: %q", u.full, p)
+	}
+	return p, nil
+}
+
+func (l location) expandRaw(u userName, home string) (string, bool, error) {
+	var b strings.Builder
+	usedHome := false
+	t := l.tmpl
+	if t[0] == '~' {
+		b.WriteString(home)
+		t = t[1:]
+		usedHome = true
+	}
+	for len(t) > 0 {
+		i := strings.IndexByte(t, '%')
+		if i < 0 {
+			b.WriteString(t)
+			break
+		}
+		b.WriteString(t[:i])
+		t = t[i+1:]
+		if t == "" {
+			return "", false, fmt.Errorf("maildir: location %q ends in '%%'", l.tmpl)
+		}
+		var name string
+		if t[0] == '{' {
+			j := strings.IndexByte(t, '}')
+			if j < 0 {
+				return "", false, fmt.Errorf("maildir: location %q: unterminated %%{", l.tmpl)
+			}
+			name, t = t[1:j], t[j+1:]
+		} else {
+			name, t = t[:1], t[1:]
+		}
+		switch name {
+		case "%":
+			b.WriteByte('%')
+		case "u", "user":
+			b.WriteString(u.full)
+		case "n", "username":
+			b.WriteString(u.local)
+		case "d", "domain":
+			b.WriteString(u.domain)
+		case "h", "home":
+			b.WriteString(home)
+			usedHome = true
+		default:
+			return "", false, fmt.Errorf("maildir: location %q: unknown variable %%%s", l.tmpl, name)
+		}
+	}
+	return b.String(), usedHome, nil
+}
