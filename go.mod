@@ -3,9 +3,15 @@ module github.com/postoffice-mail/postoffice
 go 1.26.8
 
 require (
-	github.com/BurntSushi/toml v1.6.0 // indirect
-	github.com/GehirnInc/crypt v0.0.0-20230320061759-8cc1b52080c5 // indirect
-	github.com/emersion/go-maildir v0.6.0 // indirect
-	github.com/google/go-cmp v0.7.0 // indirect
-	golang.org/x/crypto v0.59.0 // indirect
+	github.com/BurntSushi/toml v1.6.0
+	github.com/GehirnInc/crypt v0.0.0-20230320061759-8cc1b52080c5
+	github.com/emersion/go-maildir v0.6.0
+	github.com/emersion/go-smtp v0.25.1
+	github.com/google/go-cmp v0.7.0
+	golang.org/x/crypto v0.59.0
+)
+
+require (
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 )

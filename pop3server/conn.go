@@ -197,8 +197,7 @@ func (c *conn) finish(start time.Time) {
 	}
 	attrs := []any{"duration", time.Since(start).Round(time.Millisecond)}
 	if c.state == stateTransaction || c.retrCount+c.topCount+c.delCount > 0 {
-		attrs = append(attrs, "user", c.user,
-			"top", fmt.Sprintf("%d/%d", c.topCount, c.topBytes),
+		attrs = append(attrs, "top", fmt.Sprintf("%d/%d", c.topCount, c.topBytes),
 			"retr", fmt.Sprintf("%d/%d", c.retrCount, c.retrBytes),
 			"del", fmt.Sprintf("%d/%d", c.delCount, c.delBytes),
 			"size", c.totalSize(), "quit", c.quit)

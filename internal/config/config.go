@@ -20,11 +20,13 @@ import (
 
 // Config is the whole server configuration file.
 type Config struct {
-	POP3 POP3 `toml:"pop3"`
-	TLS  TLS  `toml:"tls"`
-	Auth Auth `toml:"auth"`
-	Mail Mail `toml:"mail"`
-	Log  Log  `toml:"log"`
+	POP3  POP3  `toml:"pop3"`
+	TLS   TLS   `toml:"tls"`
+	Auth  Auth  `toml:"auth"`
+	Mail  Mail  `toml:"mail"`
+	LMTP  LMTP  `toml:"lmtp"`
+	Quota Quota `toml:"quota"`
+	Log   Log   `toml:"log"`
 
 	lines map[string]int // "section.key" -> line, for messages
 	path  string
@@ -60,6 +62,31 @@ type Mail struct {
 	Location string `toml:"location"`
 }
 
+// LMTP is the [lmtp] table: mail intake from an MTA (RFC 2033). With
+// neither listen nor socket set, no LMTP listener runs.
+type LMTP struct {
+	Listen         []string `toml:"listen"`           // TCP addresses, e.g. ["127.0.0.1:2424"]
+	Socket         string   `toml:"socket"`           // unix socket path, e.g. "/run/postoffice/lmtp.sock"
+	SocketMode     string   `toml:"socket_mode"`      // octal permissions of the socket; default "0666" (as Dovecot)
+	MaxMessageSize int64    `toml:"max_message_size"` // octets; default 50 MiB
+	Hostname       string   `toml:"hostname"`         // announced name; default the host name
+	SpoolDir       string   `toml:"spool_dir"`        // spool of messages being received; default the temp dir
+}
+
+// SocketPerm returns SocketMode as permission bits.
+func (l LMTP) SocketPerm() os.FileMode {
+	n, _ := strconv.ParseUint(l.SocketMode, 8, 32)
+	return os.FileMode(n) & os.ModePerm
+}
+
+// Quota is the [quota] table: per-user limits enforced at delivery (LMTP
+// and postoffice deliver). Zero means no limit.
+type Quota struct {
+	Bytes     int64 `toml:"bytes"`     // stored octets per maildrop
+	Messages  int   `toml:"messages"`  // messages per maildrop
+	Permanent bool  `toml:"permanent"` // over quota bounces (552 5.2.2) instead of deferring (452 4.2.2)
+}
+
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error; default info
@@ -93,6 +120,7 @@ func Default() Config {
 			MaxBadCommands: 10,
 		},
 		Auth: Auth{DefaultScheme: "CRYPT"},
+		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20},
 		Log:  Log{Level: "info", Format: "text"},
 	}
 }
@@ -194,6 +222,32 @@ func (c *Config) validate() []string {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
 	} else if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
 		bad("mail.location", "unsupported store %q (supported: maildir)", kind)
+	}
+	for _, a := range c.LMTP.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("lmtp.listen", "%q is not host:port", a)
+		}
+	}
+	if c.LMTP.Socket != "" && !strings.HasPrefix(c.LMTP.Socket, "/") {
+		bad("lmtp.socket", "must be an absolute path, not %q", c.LMTP.Socket)
+	}
+	if n, err := strconv.ParseUint(c.LMTP.SocketMode, 8, 32); err != nil || n > 0o777 {
+		bad("lmtp.socket_mode", `must be octal permissions such as "0660", not %q`, c.LMTP.SocketMode)
+	}
+	if c.LMTP.MaxMessageSize < 1 {
+		bad("lmtp.max_message_size", "must be a positive number of octets")
+	}
+	if strings.ContainsAny(c.LMTP.Hostname, " \t\r\n") {
+		bad("lmtp.hostname", "must be one word")
+	}
+	if c.LMTP.SpoolDir != "" && !strings.HasPrefix(c.LMTP.SpoolDir, "/") {
+		bad("lmtp.spool_dir", "must be an absolute path, not %q", c.LMTP.SpoolDir)
+	}
+	if c.Quota.Bytes < 0 {
+		bad("quota.bytes", "must not be negative")
+	}
+	if c.Quota.Messages < 0 {
+		bad("quota.messages", "must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

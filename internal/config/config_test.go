@@ -66,3 +66,61 @@ func TestParseReportsEveryProblem(t *testing.T) {
 		t.Fatalf("Parse = %v, want several problems", err)
 	}
 }
+
+func TestParseLMTP(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.LMTP.Listen) != 0 || c.LMTP.Socket != "" || c.LMTP.MaxMessageSize != 50<<20 || c.LMTP.SocketPerm() != 0o666 {
+		t.Errorf("LMTP defaults = %+v", c.LMTP)
+	}
+	lmtp := good + `
+[lmtp]
+listen = ["127.0.0.1:2424"]
+socket = "/run/postoffice/lmtp.sock"
+socket_mode = "0660"
+max_message_size = 1000
+hostname = "mx.example.org"
+`
+	c, err = Parse("x.toml", []byte(lmtp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LMTP.Listen[0] != "127.0.0.1:2424" || c.LMTP.SocketPerm() != 0o660 || c.LMTP.MaxMessageSize != 1000 || c.LMTP.Hostname != "mx.example.org" {
+		t.Errorf("LMTP = %+v", c.LMTP)
+	}
+	tests := []struct{ old, new, want string }{
+		{`"127.0.0.1:2424"`, `"2424"`, `x.toml:19: lmtp.listen: "2424" is not host:port`},
+		{`"/run/postoffice/lmtp.sock"`, `"lmtp.sock"`, `x.toml:20: lmtp.socket: must be an absolute path`},
+		{`"0660"`, `"rw-rw----"`, `x.toml:21: lmtp.socket_mode: must be octal`},
+		{`"0660"`, `"1777"`, `x.toml:21: lmtp.socket_mode: must be octal`},
+		{`= 1000`, `= 0`, `x.toml:22: lmtp.max_message_size: must be a positive`},
+		{`"mx.example.org"`, `"mx example"`, `x.toml:23: lmtp.hostname: must be one word`},
+		{`hostname`, `host`, `x.toml:23: lmtp.host: unknown key`},
+	}
+	for _, tt := range tests {
+		_, err := Parse("x.toml", []byte(strings.Replace(lmtp, tt.old, tt.new, 1)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%s -> %s) = %v, want error containing %q", tt.old, tt.new, err, tt.want)
+		}
+	}
+}
+
+func TestParseQuota(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.toml", []byte(good+"\n[quota]\nbytes = 1000000\nmessages = 500\npermanent = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Quota != (Quota{Bytes: 1000000, Messages: 500, Permanent: true}) {
+		t.Errorf("Quota = %+v", c.Quota)
+	}
+	_, err = Parse("x.toml", []byte(good+"\n[quota]\nbytes = -1\nmessages = -2\n"))
+	for _, want := range []string{"x.toml:19: quota.bytes: must not be negative", "x.toml:20: quota.messages: must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(negative quota) = %v, want error containing %q", err, want)
+		}
+	}
+}

@@ -218,4 +218,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
+	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+)
+
+const devUser = "demo"
+
+// setupDev prepares a data directory for a local trial: a passwd-file with
+// the demo user and a fresh random password, a Maildir with sample mail (on
+// first run), and a self-signed certificate for POP3S. It returns the
+// configuration to serve it on loopback.
+func setupDev(dir string, stdout io.Writer) (*config.Config, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	cfg := config.Default()
+	cfg.POP3.Listen = []string{"127.0.0.1:1110"}
+	cfg.POP3.ListenTLS = []string{"127.0.0.1:1995"}
+	cfg.Auth.PasswdFile = filepath.Join(dir, "passwd")
+	cfg.Mail.Location = "maildir:" + filepath.Join(dir, "mail", "%u", "Maildir")
+	cfg.TLS.Cert = filepath.Join(dir, "tls", "cert.pem")
+	cfg.TLS.Key = filepath.Join(dir, "tls", "key.pem")
+
+	password := rand.Text()[:16]
+	hash, err := scheme.Hash("SHA512-CRYPT", password)
+	if err != nil {
+		return nil, err
+	}
+	if err := passwdfile.SetPassword(cfg.Auth.PasswdFile, devUser, hash); err != nil {
+		if err := passwdfile.AddUser(cfg.Auth.PasswdFile, devUser, hash); err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
+	}
+	if err := seedDevMail(cfg.Mail.MaildirPath(), dir); err != nil {
+		return nil, fmt.Errorf("dev: seeding sample mail: %w", err)
+	}
+	if err := ensureSelfSigned(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+		return nil, fmt.Errorf("dev: certificate: %w", err)
+	}
+	fmt.Fprintf(stdout, `postoffice dev server (data in %s)
+  user %s, password %s
+  POP3 127.0.0.1:1110, POP3S 127.0.0.1:1995 (self-signed certificate)
+
+Try it:
+  curl pop3://%s:%s@127.0.0.1:1110/1
+  curl -k pop3s://%s:%s@127.0.0.1:1995/
+`, dir, devUser, password, devUser, password, devUser, password)
+	return &cfg, nil
+}
+
+func seedDevMail(location, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "mail", devUser)); err == nil {
+		return nil // seeded before; leave the user's mail alone
+	}
+	st, err := maildir.New(maildir.Options{Location: location})
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	samples := []struct{ subject, body string }{
+		{"Welcome to postoffice", "This is a sample message in your development maildrop.\n\nDelete it with DELE 1 and QUIT.\n"},
+		{"A message with dots", "Lines that start with a dot are byte-stuffed on the wire:\n.like this one\n..and this one\n"},
+		{"Line endings", "This one was stored with bare LF line endings; POP3 sends CRLF,\nand LIST counts the octets exactly as RETR sends them.\n"},
+	}
+	for i, s := range samples {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "Date: %s\nFrom: postoffice <postmaster@localhost>\nTo: %s@localhost\nSubject: %s\nMessage-ID: <sample-%d.%d@localhost>\n\n%s",
+			now.Add(time.Duration(i)*time.Second).Format(time.RFC1123Z), devUser, s.subject, now.Unix(), i, s.body)
+		if err := st.Deliver(context.Background(), devUser, &b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensureSelfSigned(certPath, keyPath string) error {
+	if _, err := os.Stat(certPath); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}

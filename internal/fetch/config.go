@@ -1,0 +1,259 @@
+package fetch
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a fetch configuration file: a list of accounts.
+type Config struct {
+	Accounts []*Account `toml:"account"`
+}
+
+// Account is one [[account]] table. The zero value of each optional key is
+// its documented default (see docs/fetch.md).
+type Account struct {
+	Name            string `toml:"name"`
+	Server          string `toml:"server"`            // host:port
+	TLS             string `toml:"tls"`               // "implicit" (default), "starttls", "none"
+	CAFile          string `toml:"ca_file"`           // PEM roots instead of the system's
+	Fingerprint     string `toml:"fingerprint"`       // SHA-256 of the leaf certificate, hex
+	User            string `toml:"user"`              // login name
+	Password        string `toml:"password"`          // or PasswordCommand
+	PasswordCommand string `toml:"password_command"`  // sh -c, first line of stdout
+	Auth            string `toml:"auth"`              // mechanism name or "auto" (default)
+	Keep            *bool  `toml:"keep"`              // leave messages on the server; default true
+	DeleteAfterDays int    `toml:"delete_after_days"` // with keep: delete N days after first retrieval
+	MaxSize         int64  `toml:"max_size"`          // octets; 0: no limit
+	Oversize        string `toml:"oversize"`          // "skip" (default) or "truncate"
+	HeadersOnly     bool   `toml:"headers_only"`      // fetch headers only (TOP n 0)
+	Target          string `toml:"target"`            // maildir:PATH, mbox:PATH, mda:COMMAND
+	StateDir        string `toml:"state_dir"`         // directory of the UIDL state
+	PollInterval    string `toml:"poll_interval"`     // daemon mode; default 5m
+
+	// Derived by Validate.
+	fingerprint []byte
+	poll        time.Duration
+	line        int // line of the [[account]] header
+}
+
+// KeepOnServer reports the keep key, default true.
+func (a *Account) KeepOnServer() bool { return a.Keep == nil || *a.Keep }
+
+// Poll returns the daemon poll interval.
+func (a *Account) Poll() time.Duration { return a.poll }
+
+// authNames are the accepted values of the auth key.
+var authNames = []string{"auto", "user", "apop", "plain", "login", "cram-md5", "xoauth2", "oauthbearer"}
+
+// MinMigrationState is the number of state entries above which a server
+// whose UIDLs share none with the state is taken to have changed its UIDLs.
+const MinMigrationState = 10
+
+// LoadConfig reads and validates a configuration file. A validation error
+// is a *ConfigError listing every problem with its account, key and line.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: %w", err)}
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates data read from path (used in messages).
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+		} else {
+			err = fmt.Errorf("%s: %v", path, err)
+		}
+		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: []string{err.Error()}}}
+	}
+	lines := accountKeyLines(data)
+	at := func(i int, name, key, msg string) string {
+		loc := path
+		if n, ok := lines[fmt.Sprintf("%d.%s", i, key)]; ok {
+			loc = fmt.Sprintf("%s:%d", path, n)
+		} else if n, ok := lines[fmt.Sprintf("%d.", i)]; ok {
+			loc = fmt.Sprintf("%s:%d", path, n)
+		}
+		if name == "" {
+			name = fmt.Sprintf("#%d", i+1)
+		}
+		return fmt.Sprintf("%s: account %s: %s: %s", loc, name, key, msg)
+	}
+	var problems []string
+	for _, k := range md.Undecoded() {
+		problems = append(problems, fmt.Sprintf("%s: unknown key %s", path, k))
+	}
+	if len(c.Accounts) == 0 {
+		problems = append(problems, fmt.Sprintf("%s: no [[account]] tables", path))
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Accounts {
+		a.line = lines[fmt.Sprintf("%d.", i)]
+		bad := func(key, msg string) { problems = append(problems, at(i, a.Name, key, msg)) }
+		a.validate(bad, seen)
+	}
+	if len(problems) > 0 {
+		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: problems}}
+	}
+	return &c, nil
+}
+
+func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
+	switch {
+	case a.Name == "":
+		bad("name", "required")
+	case strings.ContainsAny(a.Name, "/\\\x00") || a.Name[0] == '.':
+		bad("name", "must not contain '/' or start with '.'")
+	case seen[a.Name]:
+		bad("name", "duplicate account name")
+	}
+	seen[a.Name] = true
+	if a.Server == "" {
+		bad("server", "required")
+	} else if _, port, err := net.SplitHostPort(a.Server); err != nil || port == "" {
+		bad("server", "want host:port")
+	}
+	switch a.TLS {
+	case "":
+		a.TLS = "implicit"
+	case "implicit", "starttls", "none":
+	default:
+		bad("tls", `want "implicit", "starttls" or "none"`)
+	}
+	if a.CAFile != "" {
+		if _, err := os.Stat(a.CAFile); err != nil {
+			bad("ca_file", err.Error())
+		}
+	}
+	if a.Fingerprint != "" {
+		fp, err := hex.DecodeString(strings.ReplaceAll(a.Fingerprint, ":", ""))
+		if err != nil || len(fp) != 32 {
+			bad("fingerprint", "want the SHA-256 of the certificate in hex (64 digits, colons allowed)")
+		}
+		a.fingerprint = fp
+	}
+	if (a.CAFile != "" || a.Fingerprint != "") && a.TLS == "none" {
+		bad("tls", `"none" with ca_file or fingerprint`)
+	}
+	if a.User == "" {
+		bad("user", "required")
+	}
+	switch {
+	case a.Password != "" && a.PasswordCommand != "":
+		bad("password", "set either password or password_command, not both")
+	case a.Password == "" && a.PasswordCommand == "":
+		bad("password", "required (or password_command)")
+	}
+	a.Auth = strings.ToLower(a.Auth)
+	if a.Auth == "" {
+		a.Auth = "auto"
+	}
+	ok := false
+	for _, n := range authNames {
+		ok = ok || n == a.Auth
+	}
+	if !ok {
+		bad("auth", "want one of "+strings.Join(authNames, ", "))
+	}
+	if a.DeleteAfterDays < 0 {
+		bad("delete_after_days", "must not be negative")
+	}
+	if a.DeleteAfterDays > 0 && !a.KeepOnServer() {
+		bad("delete_after_days", "conflicts with keep = false (messages are deleted at once)")
+	}
+	if a.MaxSize < 0 {
+		bad("max_size", "must not be negative")
+	}
+	switch a.Oversize {
+	case "":
+		a.Oversize = "skip"
+	case "skip", "truncate":
+	default:
+		bad("oversize", `want "skip" or "truncate"`)
+	}
+	if a.Target == "" {
+		bad("target", "required")
+	} else if kind, arg, ok := strings.Cut(a.Target, ":"); !ok || arg == "" {
+		bad("target", `want "maildir:PATH", "mbox:PATH" or "mda:COMMAND"`)
+	} else {
+		switch kind {
+		case "maildir", "mbox":
+			if !filepath.IsAbs(arg) {
+				bad("target", kind+" path must be absolute")
+			}
+		case "mda":
+		case "lmtp", "smtp":
+			bad("target", kind+": not supported yet")
+		default:
+			bad("target", fmt.Sprintf("unknown target type %q", kind))
+		}
+	}
+	if a.StateDir == "" {
+		bad("state_dir", "required")
+	} else if !filepath.IsAbs(a.StateDir) {
+		bad("state_dir", "must be absolute")
+	}
+	a.poll = 5 * time.Minute
+	if a.PollInterval != "" {
+		d, err := time.ParseDuration(a.PollInterval)
+		if err != nil || d < time.Second {
+			bad("poll_interval", `want a duration of at least 1s, such as "5m"`)
+		}
+		a.poll = d
+	}
+}
+
+// ConfigError lists every problem found in a configuration file.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "fetch: config: " + strings.Join(e.Problems, "\n  ")
+}
+
+// accountKeyLines maps "i.key" to the line where the i-th [[account]] sets
+// key, and "i." to the line of its header. It understands the subset of
+// TOML a fetch config uses: [[account]] headers and key = value lines.
+func accountKeyLines(data []byte) map[string]int {
+	lines := make(map[string]int)
+	idx := -1
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		switch {
+		case l == "" || l[0] == '#':
+		case strings.HasPrefix(l, "[["):
+			if strings.Trim(strings.SplitN(l, "#", 2)[0], "[] \t") == "account" {
+				idx++
+				lines[fmt.Sprintf("%d.", idx)] = n
+			}
+		case idx >= 0:
+			k, _, ok := strings.Cut(l, "=")
+			if !ok {
+				continue
+			}
+			k = strings.Trim(strings.TrimSpace(k), `"`)
+			if _, dup := lines[fmt.Sprintf("%d.%s", idx, k)]; !dup {
+				lines[fmt.Sprintf("%d.%s", idx, k)] = n
+			}
+		}
+	}
+	return lines
+}

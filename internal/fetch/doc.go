@@ -1,0 +1,27 @@
+// Package fetch is the mail fetcher behind "postoffice fetch": it reads
+// [[account]] tables from a TOML file, retrieves new mail from each POP3
+// server (RFC 1939, with the extensions of RFC 2449 and RFC 5034 through
+// package pop3) and delivers it to a Maildir, an mboxrd file or an MDA
+// command, keeping a per-account UIDL state.
+//
+// Implementation notes:
+//   - The order per message is: RETR (or TOP n 0) streamed into the target,
+//     the target's delivery durable (Maildir: tmp/, fsync, link into new/,
+//     directory fsync; mbox: fsync; MDA: exit 0), then the UIDL recorded in
+//     the state journal and fsynced, then DELE if the policy says so. A kill
+//     at any instant therefore loses nothing and delivers at most the one
+//     message in flight twice (RFC 1939 §6: DELE takes effect only at QUIT,
+//     so an uncommitted DELE is simply sent again next run).
+//   - A Maildir delivery is named after SHA-256(account, UIDL), and a name
+//     with that hash in new/ or cur/ (any flags) counts as delivered: a
+//     Maildir target never gets a duplicate.
+//   - The state is a snapshot plus an append-only journal (see State): one
+//     fsynced append per message, one atomic rewrite per session, so 100,000
+//     UIDLs cost no per-message rewrite. Entries whose UIDL is no longer on
+//     the server are pruned after each complete UIDL listing.
+//   - A server whose UIDLs share none with a state of more than
+//     MinMigrationState entries (with keep = true) has changed its UIDLs; the
+//     run stops with ExitDataErr rather than fetch everything again.
+//   - Message bodies stream from the socket to the target; none is held whole
+//     in memory. CRLF line ends become LF for the local formats.
+package fetch

@@ -1,0 +1,432 @@
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/pop3"
+)
+
+// Options configure a fetch run. The zero value is usable.
+type Options struct {
+	// Logger gets one line per account; nil discards.
+	Logger *slog.Logger
+	// Progress, if set, gets a one-line progress display ("\r" updates).
+	Progress io.Writer
+	// Now is the clock (for delete_after_days); nil is time.Now.
+	Now func() time.Time
+	// ResetState accepts the server's current UIDLs: with keep = true the
+	// messages on the server are recorded as retrieved without being
+	// downloaded; with keep = false the state is forgotten.
+	ResetState bool
+	// Timeout bounds each network read and write; 0 is 2 minutes.
+	Timeout time.Duration
+}
+
+// Result counts what one account run did.
+type Result struct {
+	Fetched, Skipped, Deleted int
+}
+
+// Run fetches one account once: connect, authenticate, list, deliver what
+// is new, delete per policy, QUIT. The error is an *Error (see ExitCode).
+func Run(ctx context.Context, a *Account, opts Options) (Result, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 2 * time.Minute
+	}
+	res, err := run(ctx, a, opts)
+	if err != nil {
+		var fe *Error
+		if !errors.As(err, &fe) {
+			err = &Error{Code: classify(err), Err: fmt.Errorf("fetch: account %s: %w", a.Name, err)}
+		} else if !strings.Contains(err.Error(), "account "+a.Name) {
+			err = &Error{Code: fe.Code, Err: fmt.Errorf("fetch: account %s: %w", a.Name, err)}
+		}
+		opts.Logger.Error("fetch failed", "account", a.Name, "fetched", res.Fetched, "skipped", res.Skipped, "deleted", res.Deleted, "err", err)
+		return res, err
+	}
+	opts.Logger.Info("fetch done", "account", a.Name, "fetched", res.Fetched, "skipped", res.Skipped, "deleted", res.Deleted)
+	return res, nil
+}
+
+func run(ctx context.Context, a *Account, opts Options) (res Result, err error) {
+	tgt, err := newTarget(a)
+	if err != nil {
+		return res, err
+	}
+	st, err := OpenState(a.StateDir, a.Name)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	secret, err := password(ctx, a)
+	if err != nil {
+		return res, err
+	}
+	c, err := dial(ctx, a, opts)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	if err := authenticate(ctx, c, a, secret); err != nil {
+		return res, err
+	}
+
+	uids, err := c.Uidl(ctx)
+	noUIDL := false
+	if err != nil {
+		var pe *pop3.Error
+		if !errors.As(err, &pe) {
+			return res, err
+		}
+		if a.KeepOnServer() {
+			return res, &Error{Code: ExitDataErr, Err: fmt.Errorf("fetch: account %s: server has no UIDL (%v): it works only with keep = false", a.Name, pe)}
+		}
+		noUIDL = true
+	}
+	list, err := c.List(ctx)
+	if err != nil {
+		return res, err
+	}
+	sizes := make(map[int]int64, len(list))
+	for _, m := range list {
+		sizes[m.Num] = m.Size
+	}
+	if noUIDL {
+		uids = make([]pop3.MessageUID, len(list))
+		for i, m := range list {
+			uids[i] = pop3.MessageUID{Num: m.Num}
+		}
+	}
+	onServer := make(map[string]bool, len(uids))
+	for _, u := range uids {
+		onServer[u.UID] = true
+	}
+
+	// UIDL migration: a server that now shows none of the UIDLs we know
+	// would otherwise have all its mail fetched again.
+	if !noUIDL && a.KeepOnServer() && !opts.ResetState && st.Len() > MinMigrationState && len(uids) > 0 {
+		known := false
+		for _, u := range uids {
+			if _, ok := st.Has(u.UID); ok {
+				known = true
+				break
+			}
+		}
+		if !known {
+			return res, &Error{Code: ExitDataErr, Err: fmt.Errorf("fetch: account %s: server UIDLs changed: none of the %d messages on the server is among the %d recorded; run with --account %s --reset-state to accept them without downloading", a.Name, len(uids), st.Len(), a.Name)}
+		}
+	}
+	if opts.ResetState {
+		st.Reset()
+		if a.KeepOnServer() {
+			now := opts.Now()
+			for _, u := range uids {
+				st.entries[u.UID] = now.Unix()
+			}
+		}
+		if err := st.Compact(nil); err != nil {
+			return res, err
+		}
+		if err := c.Quit(ctx); err != nil {
+			return res, err
+		}
+		return res, nil
+	}
+
+	deleted := make(map[string]bool)
+	dele := func(u pop3.MessageUID) error {
+		if err := c.Dele(ctx, u.Num); err != nil {
+			return err
+		}
+		deleted[u.UID] = true
+		res.Deleted++
+		return nil
+	}
+	maxAge := time.Duration(a.DeleteAfterDays) * 24 * time.Hour
+	seen := make(map[string]bool, len(uids))
+	runErr := func() error {
+		for i, u := range uids {
+			if opts.Progress != nil {
+				fmt.Fprintf(opts.Progress, "\r%s: %d/%d messages", a.Name, i+1, len(uids))
+			}
+			if !noUIDL {
+				if seen[u.UID] {
+					// RFC 1939 §7 says UIDLs are unique; a server that
+					// repeats one gets only the first message fetched,
+					// and the others are never deleted.
+					opts.Logger.Warn("duplicate uidl on server", "account", a.Name, "msg", u.Num)
+					continue
+				}
+				seen[u.UID] = true
+				if first, ok := st.Has(u.UID); ok {
+					if !a.KeepOnServer() || (maxAge > 0 && opts.Now().Sub(first) >= maxAge) {
+						if err := dele(u); err != nil {
+							return err
+						}
+					}
+					continue
+				}
+			}
+			top := a.HeadersOnly
+			if a.MaxSize > 0 && sizes[u.Num] > a.MaxSize {
+				if a.Oversize == "skip" {
+					res.Skipped++
+					continue
+				}
+				top = true
+			}
+			have, err := tgt.Has(u.UID)
+			if err != nil {
+				return err
+			}
+			if !have {
+				var body io.ReadCloser
+				if top {
+					body, err = c.Top(ctx, u.Num, 0)
+				} else {
+					body, err = c.Retr(ctx, u.Num)
+				}
+				if err != nil {
+					return err
+				}
+				err = tgt.Deliver(ctx, u.UID, body)
+				if cerr := body.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+				res.Fetched++
+			}
+			// Delivered durably: record durably, and only then DELE.
+			if !noUIDL {
+				if err := st.Record(u.UID, opts.Now()); err != nil {
+					return err
+				}
+			}
+			if !a.KeepOnServer() {
+				if err := dele(u); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}()
+	if opts.Progress != nil && len(uids) > 0 {
+		fmt.Fprintln(opts.Progress)
+	}
+	qctx := ctx
+	if runErr != nil {
+		// Commit the deletions of messages already recorded, if the
+		// session still works; briefly.
+		var cancel context.CancelFunc
+		qctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+	}
+	quitErr := c.Quit(qctx)
+	if quitErr != nil {
+		clear(deleted)
+	}
+	if !noUIDL {
+		// The UIDL listing was complete: entries of messages no longer on
+		// the server (or deleted now) are dropped.
+		if err := st.Compact(func(u string) bool { return onServer[u] && !deleted[u] }); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if runErr != nil {
+		return res, runErr
+	}
+	if quitErr != nil {
+		return res, quitErr
+	}
+	return res, nil
+}
+
+// password returns the account's secret: password, or the first line of
+// what password_command prints.
+func password(ctx context.Context, a *Account) (string, error) {
+	if a.PasswordCommand == "" {
+		return a.Password, nil
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", a.PasswordCommand)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: password_command: %w", a.Name, err)}
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: password_command printed nothing", a.Name)}
+	}
+	return line, nil
+}
+
+// tlsConfig builds the TLS configuration: the system roots or ca_file, and
+// with fingerprint a pin of the leaf certificate's SHA-256 that replaces
+// the CA check (as mpop's tls_fingerprint does).
+func tlsConfig(a *Account) (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(a.Server)
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: ca_file: %w", a.Name, err)}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: ca_file: no PEM certificates", a.Name)}
+		}
+		cfg.RootCAs = pool
+	}
+	if a.fingerprint != nil {
+		want := a.fingerprint
+		cfg.InsecureSkipVerify = true // replaced by the pin below
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return &pinError{got: "(none)"}
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if !equalBytes(sum[:], want) {
+				return &pinError{got: hex.EncodeToString(sum[:])}
+			}
+			return nil
+		}
+	}
+	return cfg, nil
+}
+
+func equalBytes(a, b []byte) bool { return string(a) == string(b) }
+
+// dial connects per the tls key.
+func dial(ctx context.Context, a *Account, opts Options) (*pop3.Client, error) {
+	po := &pop3.Options{Timeout: opts.Timeout}
+	if a.TLS != "none" {
+		cfg, err := tlsConfig(a)
+		if err != nil {
+			return nil, err
+		}
+		po.TLSConfig = cfg
+	}
+	dctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	switch a.TLS {
+	case "starttls":
+		return pop3.DialStartTLS(dctx, a.Server, po)
+	case "none":
+		return pop3.Dial(dctx, a.Server, po)
+	default:
+		return pop3.DialTLS(dctx, a.Server, po)
+	}
+}
+
+// authenticate logs in with the account's mechanism. "auto" picks, from
+// what the server offers:
+//   - over TLS: PLAIN, USER/PASS, CRAM-MD5, APOP;
+//   - without TLS: CRAM-MD5, APOP, and only to a loopback address PLAIN,
+//     USER/PASS: a password never crosses a network in clear by default.
+//
+// XOAUTH2 and OAUTHBEARER are never picked automatically (the secret must
+// be a token, which auto cannot know).
+func authenticate(ctx context.Context, c *pop3.Client, a *Account, secret string) error {
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return err
+	}
+	mech := a.Auth
+	if mech == "auto" {
+		secure := c.TLS() != nil || isLoopback(a.Server)
+		noCAPA := len(caps.Lines) == 0
+		var order []string
+		if c.TLS() != nil {
+			order = []string{"plain", "user", "cram-md5", "apop"}
+		} else {
+			order = []string{"cram-md5", "apop", "plain", "user"}
+		}
+		for _, m := range order {
+			ok := false
+			switch m {
+			case "plain":
+				ok = secure && caps.HasSASL("PLAIN")
+			case "user":
+				ok = secure && (caps.Has("USER") || noCAPA)
+			case "cram-md5":
+				ok = caps.HasSASL("CRAM-MD5")
+			case "apop":
+				ok = c.Greeting().Timestamp != ""
+			}
+			if ok {
+				mech = m
+				break
+			}
+		}
+		if mech == "auto" {
+			return &Error{Code: ExitNoPerm, Err: fmt.Errorf("fetch: account %s: auth auto: no mechanism the server offers is safe on this connection; use tls or set auth", a.Name)}
+		}
+	}
+	host, port := hostPort(a.Server)
+	switch mech {
+	case "user":
+		err = c.Login(ctx, a.User, secret)
+	case "apop":
+		err = c.APOP(ctx, a.User, secret)
+	case "plain":
+		err = c.Authenticate(ctx, pop3.NewPlainClient("", a.User, secret))
+	case "login":
+		err = c.Authenticate(ctx, pop3.NewLoginClient(a.User, secret))
+	case "cram-md5":
+		err = c.Authenticate(ctx, pop3.NewCRAMMD5Client(a.User, secret))
+	case "xoauth2":
+		err = c.Authenticate(ctx, pop3.NewXOAuth2Client(a.User, secret))
+	case "oauthbearer":
+		err = c.Authenticate(ctx, pop3.NewOAuthBearerClient(pop3.OAuthBearerOptions{Username: a.User, Token: secret, Host: host, Port: port}))
+	}
+	if err != nil {
+		var pe *pop3.Error
+		if errors.As(err, &pe) {
+			code := ExitNoPerm
+			if pe.Temporary() {
+				code = ExitTempFail
+			}
+			return &Error{Code: code, Err: fmt.Errorf("fetch: account %s: login (%s) failed: %w", a.Name, mech, err)}
+		}
+		return err
+	}
+	return nil
+}
+
+func hostPort(addr string) (string, int) {
+	h, p, _ := net.SplitHostPort(addr)
+	n := 0
+	fmt.Sscan(p, &n)
+	return h, n
+}
+
+func isLoopback(addr string) bool {
+	h, _, _ := net.SplitHostPort(addr)
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,151 @@
+package fetch
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/pop3server"
+	"github.com/postoffice-mail/postoffice/pop3server/memserver"
+)
+
+const (
+	testUser = "alice"
+	testPass = "secret"
+)
+
+// testServer is an in-process POP3 server over memserver.
+type testServer struct {
+	addr string
+	b    *memserver.Backend
+}
+
+// startServer serves b on loopback, with implicit TLS when cert is set.
+func startServer(t testing.TB, cert *tls.Certificate) *testServer {
+	t.Helper()
+	b := memserver.New()
+	b.AddUser(testUser, testPass)
+	var cfg *tls.Config
+	if cert != nil {
+		cfg = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	}
+	srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, TLSConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != nil {
+		go srv.ServeTLS(l)
+	} else {
+		go srv.Serve(l)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return &testServer{addr: l.Addr().String(), b: b}
+}
+
+// deliver puts n messages for testUser on the server.
+func (s *testServer) deliver(t testing.TB, n int, format string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if !s.b.Deliver(testUser, []byte(fmt.Sprintf(format, i))) {
+			t.Fatal("deliver failed")
+		}
+	}
+}
+
+func message(i int) string {
+	return fmt.Sprintf("From: a@example.org\r\nSubject: message %d\r\n\r\nbody of %d\r\nFrom here on\r\n.dot line\r\n", i, i)
+}
+
+// account parses one [[account]] table with defaults for the required keys
+// (server, user, password, state_dir) prepended.
+func account(t testing.TB, srv *testServer, extra string) *Account {
+	t.Helper()
+	dir := t.TempDir()
+	conf := fmt.Sprintf("[[account]]\nname = \"test\"\nserver = %q\nuser = %q\npassword = %q\nstate_dir = %q\n%s\n",
+		srv.addr, testUser, testPass, filepath.Join(dir, "state"), extra)
+	if !strings.Contains(extra, "tls") {
+		conf += "tls = \"none\"\n"
+	}
+	if !strings.Contains(extra, "target") {
+		conf += fmt.Sprintf("target = \"maildir:%s\"\n", filepath.Join(dir, "Maildir"))
+	}
+	c, err := ParseConfig("test.toml", []byte(conf))
+	if err != nil {
+		t.Fatalf("ParseConfig:\n%s\n%v", conf, err)
+	}
+	return c.Accounts[0]
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// maildirFiles returns the contents of the files in new/ and cur/.
+func maildirFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{"new", "cur"} {
+		es, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			b, err := os.ReadFile(filepath.Join(dir, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+// selfSigned returns a certificate for 127.0.0.1, its PEM and its
+// SHA-256 fingerprint.
+func selfSigned(t testing.TB) (tls.Certificate, []byte, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "fetch test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,303 @@
+package fetch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// target is where fetched messages go. Deliver returns nil only once the
+// message is durable (or the MDA said 0).
+type target interface {
+	// Has reports whether the message with this UIDL is already there;
+	// only an idempotent target (Maildir) can know.
+	Has(uidl string) (bool, error)
+	// Deliver stores one message read from r (CRLF line ends, as POP3
+	// sends them). uidl is "" when the server has no UIDLs.
+	Deliver(ctx context.Context, uidl string, r io.Reader) error
+}
+
+// newTarget builds the target of an account.
+func newTarget(a *Account) (target, error) {
+	kind, arg, _ := strings.Cut(a.Target, ":")
+	switch kind {
+	case "maildir":
+		return &maildirTarget{dir: arg, account: a.Name}, nil
+	case "mbox":
+		return &mboxTarget{path: arg}, nil
+	case "mda":
+		return &mdaTarget{command: arg}, nil
+	}
+	return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: target %s: not supported yet", a.Name, kind)}
+}
+
+// readErr remembers the error of the message stream, to tell a failed
+// download from a failed delivery.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// copyLF copies a message from r to w with CRLF line ends turned into LF,
+// as local mailbox formats want them. With mboxrd, lines matching
+// ^>*From  get one more '>' (the mboxrd quoting). It reports whether the
+// output ended with a newline.
+func copyLF(w io.Writer, r io.Reader, mboxrd bool) (endsNL bool, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	atStart, wrote := true, false
+	for {
+		chunk, rerr := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			if atStart && mboxrd && isFromLine(chunk) {
+				if _, err := w.Write([]byte{'>'}); err != nil {
+					return false, err
+				}
+			}
+			atStart = chunk[len(chunk)-1] == '\n'
+			if bytes.HasSuffix(chunk, []byte("\r\n")) {
+				chunk = append(chunk[:len(chunk)-2], '\n')
+			}
+			if _, err := w.Write(chunk); err != nil {
+				return false, err
+			}
+			wrote = true
+		}
+		switch {
+		case rerr == io.EOF:
+			return atStart && wrote, nil
+		case rerr != nil && !errors.Is(rerr, bufio.ErrBufferFull):
+			return false, rerr
+		}
+	}
+}
+
+// isFromLine reports whether line matches ^>*From  (mboxrd).
+func isFromLine(line []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From "))
+}
+
+// maildirTarget delivers into a Maildir (https://cr.yp.to/proto/maildir.html)
+// under a name derived from the account and the UIDL:
+// "<unix-time>.F<hash>.postoffice-fetch", hash = hex SHA-256(account NUL
+// uidl)[:32]. A file whose name holds the same F<hash> in new/ or cur/,
+// with any flags, is the same message, so a delivery repeated after a kill
+// is recognised and skipped: a Maildir target never gets a duplicate.
+type maildirTarget struct {
+	dir, account string
+	have         map[string]bool // F<hash> keys present, read once
+}
+
+func (m *maildirTarget) key(uidl string) string {
+	sum := sha256.Sum256([]byte(m.account + "\x00" + uidl))
+	return "F" + hex.EncodeToString(sum[:16])
+}
+
+func (m *maildirTarget) scan() error {
+	if m.have != nil {
+		return nil
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(m.dir, sub), 0o700); err != nil {
+			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
+		}
+	}
+	m.have = make(map[string]bool)
+	for _, sub := range []string{"new", "cur"} {
+		d, err := os.Open(filepath.Join(m.dir, sub))
+		if err != nil {
+			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
+		}
+		names, err := d.Readdirnames(-1)
+		d.Close()
+		if err != nil {
+			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
+		}
+		for _, n := range names {
+			n, _, _ = strings.Cut(n, ":")
+			for _, part := range strings.Split(n, ".") {
+				if len(part) == 33 && part[0] == 'F' {
+					m.have[part] = true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (m *maildirTarget) Has(uidl string) (bool, error) {
+	if uidl == "" {
+		return false, nil
+	}
+	if err := m.scan(); err != nil {
+		return false, err
+	}
+	return m.have[m.key(uidl)], nil
+}
+
+func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
+	if err := m.scan(); err != nil {
+		return err
+	}
+	key := ""
+	if uidl != "" {
+		key = m.key(uidl)
+	} else {
+		var b [16]byte
+		rand.Read(b[:])
+		key = "R" + hex.EncodeToString(b[:])
+	}
+	ioErr := func(err error) error {
+		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
+	}
+	tmp := filepath.Join(m.dir, "tmp", key+".postoffice-fetch")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return ioErr(err)
+	}
+	defer os.Remove(tmp)
+	src := &readErr{r: r}
+	bw := bufio.NewWriterSize(f, 64<<10)
+	_, err = copyLF(bw, src, false)
+	if src.err != nil {
+		f.Close()
+		return src.err // the download failed: the server side's error
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return ioErr(err)
+	}
+	name := fmt.Sprintf("%d.%s.postoffice-fetch", time.Now().Unix(), key)
+	if err := os.Link(tmp, filepath.Join(m.dir, "new", name)); err != nil {
+		return ioErr(err)
+	}
+	if err := syncDir(filepath.Join(m.dir, "new")); err != nil {
+		return ioErr(err)
+	}
+	m.have[key] = true
+	return nil
+}
+
+// mboxTarget appends to an mbox file in the mboxrd format: a "From " line,
+// the message with ^>*From  lines quoted by one more '>', a blank line. It
+// holds flock(LOCK_EX) on the file while writing, fsyncs before returning
+// and cuts the file back to its old size when a delivery fails.
+type mboxTarget struct{ path string }
+
+func (m *mboxTarget) Has(string) (bool, error) { return false, nil }
+
+func (m *mboxTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
+	ioErr := func(err error) error {
+		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: mbox: %w", err)}
+	}
+	f, err := os.OpenFile(m.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return ioErr(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return ioErr(err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	start, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return ioErr(err)
+	}
+	src := &readErr{r: r}
+	bw := bufio.NewWriterSize(f, 64<<10)
+	fmt.Fprintf(bw, "From MAILER-DAEMON %s\n", time.Now().UTC().Format(time.ANSIC))
+	nl, err := copyLF(bw, src, true)
+	if err == nil && !nl {
+		err = bw.WriteByte('\n')
+	}
+	if err == nil {
+		err = bw.WriteByte('\n')
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil || src.err != nil {
+		f.Truncate(start)
+		f.Sync()
+		if src.err != nil {
+			return src.err
+		}
+		return ioErr(err)
+	}
+	return nil
+}
+
+// mdaTarget pipes each message to "sh -c COMMAND". Exit 0 means delivered;
+// 75 (EX_TEMPFAIL) a temporary failure; anything else a failure. When the
+// download fails half way the MDA is killed before its stdin is closed, so
+// it never sees a truncated message as complete.
+type mdaTarget struct{ command string }
+
+func (m *mdaTarget) Has(string) (bool, error) { return false, nil }
+
+func (m *mdaTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
+	cmd := exec.Command("sh", "-c", m.command)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return &Error{Code: ExitSoftware, Err: fmt.Errorf("fetch: mda: %w", err)}
+	}
+	if err := cmd.Start(); err != nil {
+		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: mda: %w", err)}
+	}
+	src := &readErr{r: r}
+	bw := bufio.NewWriterSize(stdin, 64<<10)
+	_, werr := copyLF(bw, src, false)
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	if src.err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return src.err
+	}
+	stdin.Close()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.ExitCode() == ExitTempFail:
+		return &Error{Code: ExitTempFail, Err: fmt.Errorf("fetch: mda exited with status 75 (temporary failure)")}
+	case err != nil:
+		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: mda: %w", err)}
+	case werr != nil && !errors.Is(werr, syscall.EPIPE):
+		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: mda: %w", werr)}
+	}
+	// Exit 0 is delivery, even when the MDA stopped reading early (a filter
+	// that discards the message).
+	return nil
+}

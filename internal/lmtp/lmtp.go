@@ -1,0 +1,457 @@
+// Package lmtp is postoffice's mail intake: an LMTP server (RFC 2033) that
+// an MTA such as Postfix hands mail to, over TCP or a unix socket, and the
+// delivery steps it shares with the local delivery agent ("postoffice
+// deliver"): resolving a recipient in the user database and prefixing the
+// Return-Path and Delivered-To header fields, as Dovecot's LMTP does.
+//
+// It owns the only import of github.com/emersion/go-smtp (a v0 API), which
+// runs the LHLO/MAIL/RCPT/DATA state machine, dot-unstuffing, SIZE,
+// 8BITMIME, PIPELINING and the per-recipient replies after DATA.
+//
+// Implementation notes (invariants):
+//   - RCPT looks the recipient up (Resolve): unknown users get 550 5.1.1, a
+//     failing user database 451 4.3.0. Nothing is written for a refused
+//     recipient.
+//   - DATA is spooled once into an unlinked temporary file (SpoolDir), so a
+//     message is never held in memory and a crash leaves no spool behind;
+//     each recipient then gets its own copy read from the spool with its own
+//     header fields in front (io.MultiReader).
+//   - RFC 2033 §4.2: after DATA there is one reply per accepted recipient.
+//     250 is sent only after store.Store.Deliver returned nil, that is once
+//     the message is durable. A failed Deliver answers 451 4.3.0 for that
+//     recipient; the store guarantees it left nothing a POP3 session sees.
+//   - A message larger than MaxMessageSize is refused with 552 5.3.4, at
+//     MAIL when the client declares SIZE (RFC 1870), else during DATA.
+//   - Quota (optional, per user: octets and messages) is checked at RCPT, for
+//     a maildrop already full, and before each delivery, for the message at
+//     hand: 452 4.2.2 by default, 552 5.2.2 when Permanent (RFC 3463 X.2.2).
+//     Usage comes from the store (a Usage method) or, for a Maildir, from
+//     the ",S=" sizes in its file names. POP3 sessions never see quotas.
+//   - Client-facing text never shows paths or internal errors; the log does.
+package lmtp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/store"
+)
+
+// DefaultMaxMessageSize is the message size limit when Options leaves it 0.
+const DefaultMaxMessageSize = 50 << 20
+
+// Options configures a Server. Users and Store are required.
+type Options struct {
+	Users auth.DB     // recipients are looked up here (required)
+	Store store.Store // messages are delivered here (required)
+	// Logger receives one line per delivery and go-smtp's internal errors;
+	// nil discards.
+	Logger *slog.Logger
+	// Hostname is announced in the greeting and the LHLO reply; "" means
+	// os.Hostname().
+	Hostname string
+	// MaxMessageSize bounds a message in octets, as received (before the
+	// added header fields); 0 means DefaultMaxMessageSize.
+	MaxMessageSize int64
+	// MaxRecipients bounds RCPT commands per transaction; 0 means 1000.
+	MaxRecipients int
+	// SpoolDir holds the (unlinked) spool file of each DATA; "" means
+	// os.TempDir().
+	SpoolDir string
+	// ReadTimeout and WriteTimeout bound each read and write on a
+	// connection; 0 means 5 minutes (RFC 5321 §4.5.3.2 suggests 5 to 10).
+	ReadTimeout, WriteTimeout time.Duration
+	// Quota is checked at RCPT (a full maildrop) and before each delivery
+	// (the message would not fit); the zero value limits nothing.
+	Quota Quota
+}
+
+// Server is an LMTP server. Serve may be called for several listeners.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	smtp   *smtp.Server
+	ctx    context.Context // canceled by Close: aborts deliveries in flight
+	cancel context.CancelFunc
+	ids    atomic.Uint64
+
+	mu       sync.Mutex
+	sessions map[*session]*smtp.Conn // open connections
+	closing  bool                    // Shutdown started
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Users == nil || opts.Store == nil {
+		return nil, errors.New("lmtp: Options.Users and Options.Store are required")
+	}
+	if opts.MaxMessageSize < 0 || opts.MaxRecipients < 0 || opts.ReadTimeout < 0 || opts.WriteTimeout < 0 {
+		return nil, errors.New("lmtp: negative limit in Options")
+	}
+	if opts.Quota.Enabled() && !canMeasure(opts.Store) {
+		return nil, errors.New("lmtp: Options.Quota is set but the store cannot report usage")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("lmtp: hostname: %w", err)
+		}
+		opts.Hostname = h
+	}
+	if opts.MaxMessageSize == 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opts.MaxRecipients == 0 {
+		opts.MaxRecipients = 1000
+	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.TempDir()
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 5 * time.Minute
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = 5 * time.Minute
+	}
+	s := &Server{opts: opts, log: opts.Logger, sessions: make(map[*session]*smtp.Conn)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	ss.LMTP = true
+	ss.Domain = opts.Hostname
+	ss.MaxMessageBytes = opts.MaxMessageSize
+	ss.MaxRecipients = opts.MaxRecipients
+	ss.ReadTimeout = opts.ReadTimeout
+	ss.WriteTimeout = opts.WriteTimeout
+	ss.ErrorLog = slogAdapter{opts.Logger}
+	s.smtp = ss
+	return s, nil
+}
+
+// Serve accepts LMTP connections on l until Close or Shutdown. It returns
+// nil after Close or Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.smtp.Serve(l)
+	if errors.Is(err, smtp.ErrServerClosed) || s.ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lmtp: %w", err)
+	}
+	return nil
+}
+
+// Shutdown closes the listeners and waits until the connections have ended
+// or ctx is done; then it closes what is left, aborting deliveries in flight
+// (they answer nothing and leave nothing visible).
+func (s *Server) Shutdown(ctx context.Context) error {
+	// go-smtp's Shutdown waits for connections to end, and an MTA keeps idle
+	// LMTP connections open: close those not inside a transaction now, and
+	// the others as soon as their transaction has been answered.
+	s.mu.Lock()
+	s.closing = true
+	for sess, c := range s.sessions {
+		if !sess.busy {
+			go c.Close()
+		}
+	}
+	s.mu.Unlock()
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.Close()
+	}
+	s.cancel()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.cancel()
+	if err := s.smtp.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		return fmt.Errorf("lmtp: %w", err)
+	}
+	return nil
+}
+
+// ListenUnix listens on a unix socket at path with the given permissions.
+// A stale socket file (left by a killed server: nothing accepts on it) is
+// removed first; a live one is an error, as is any other kind of file.
+func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("lmtp: %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("lmtp: %s is in use by another server", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("lmtp: removing stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: %w", err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("lmtp: %w", err)
+	}
+	return l, nil
+}
+
+// slogAdapter turns go-smtp's Printf-style logger (which would write to
+// os.Stderr) into slog records.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a slogAdapter) Printf(format string, v ...any) {
+	a.log.Error("lmtp library error", "detail", strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+func (a slogAdapter) Println(v ...any) {
+	a.log.Error("lmtp library error", "detail", strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// Replies the backend sends (RFC 3463 enhanced codes).
+var (
+	errUnknownUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	errTempLookup  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary user lookup failure, try again later"}
+	errTempStore   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary delivery failure, try again later"}
+	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
+	errSpool       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure receiving message, try again later"}
+	// saved is a success reply: go-smtp writes a *SMTPError's code as is,
+	// and its own default text ("queued") would misstate what happened.
+	saved = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Saved"}
+)
+
+// Resolve finds the user a recipient address delivers to: the address as
+// given, then in lower case, then (for user@domain where the database holds
+// bare names) its local part in lower case, as Dovecot's
+// auth_username_format = %Ln does. It returns auth.ErrUnknownUser when none
+// exists; any other error is temporary.
+func Resolve(ctx context.Context, db auth.DB, rcpt string) (auth.User, error) {
+	cands := []string{rcpt}
+	if l := strings.ToLower(rcpt); l != rcpt {
+		cands = append(cands, l)
+	}
+	if i := strings.LastIndexByte(rcpt, '@'); i > 0 {
+		cands = append(cands, strings.ToLower(rcpt[:i]))
+	}
+	for _, c := range cands {
+		u, err := db.Lookup(ctx, c)
+		if err == nil {
+			return u, nil
+		}
+		if !errors.Is(err, auth.ErrUnknownUser) {
+			return auth.User{}, err
+		}
+	}
+	return auth.User{}, auth.ErrUnknownUser
+}
+
+// Header returns the header fields Dovecot's LMTP and LDA put in front of a
+// delivered message: "Return-Path: <from>" and "Delivered-To: <rcpt>", each
+// ended by eol ("\r\n" or "\n", matching the message).
+func Header(from, rcpt, eol string) string {
+	return "Return-Path: <" + clean(from) + ">" + eol + "Delivered-To: <" + clean(rcpt) + ">" + eol
+}
+
+// clean drops characters that would break a header line.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 || r == '<' || r == '>' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// recipient is one accepted RCPT.
+type recipient struct {
+	addr string // as given in RCPT TO, the key of go-smtp's status
+	user string // store user name (auth.User.Name)
+}
+
+// session is one LMTP connection's transaction state.
+type session struct {
+	srv    *Server
+	id     uint64
+	remote string
+	conn   *smtp.Conn
+	from   string
+	rcpts  []recipient
+	busy   bool // inside a transaction (MAIL to its end); guarded by srv.mu
+}
+
+var errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Server shutting down"}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{srv: s, id: s.ids.Add(1), remote: c.Conn().RemoteAddr().String(), conn: c}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, errShuttingDown
+	}
+	s.sessions[sess] = c
+	return sess, nil
+}
+
+var _ smtp.LMTPSession = (*session)(nil)
+
+// Reset ends a transaction. go-smtp calls it with the connection's lock
+// held, after the replies to DATA are written.
+func (s *session) Reset() {
+	s.from = ""
+	s.rcpts = nil
+	s.srv.mu.Lock()
+	s.busy = false
+	closing := s.srv.closing
+	s.srv.mu.Unlock()
+	if closing {
+		go s.conn.Close() // waits for the lock, so after this command
+	}
+}
+
+func (s *session) Logout() error {
+	s.srv.mu.Lock()
+	delete(s.srv.sessions, s)
+	s.srv.mu.Unlock()
+	return nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.from = ""
+	s.rcpts = nil
+	s.srv.mu.Lock()
+	closing := s.srv.closing
+	s.busy = !closing
+	s.srv.mu.Unlock()
+	if closing {
+		return errShuttingDown
+	}
+	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
+		return errTooLarge // RFC 1870 §6.1
+	}
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	u, err := Resolve(s.srv.ctx, s.srv.opts.Users, to)
+	switch {
+	case errors.Is(err, auth.ErrUnknownUser):
+		s.srv.log.Info("lmtp unknown recipient", "conn", s.id, "remote", s.remote, "rcpt", to)
+		return errUnknownUser
+	case err != nil:
+		s.srv.log.Error("lmtp user lookup failed", "conn", s.id, "remote", s.remote, "rcpt", to, "err", err)
+		return errTempLookup
+	}
+	if err := s.checkQuota(u.Name, 0); err != nil {
+		return err
+	}
+	s.rcpts = append(s.rcpts, recipient{addr: to, user: u.Name})
+	return nil
+}
+
+// Data is the SMTP form; over LMTP go-smtp calls LMTPData instead.
+func (s *session) Data(r io.Reader) error {
+	return s.LMTPData(r, nopStatus{})
+}
+
+type nopStatus struct{}
+
+func (nopStatus) SetStatus(string, error) {}
+
+// LMTPData spools the message once and delivers a copy to each recipient,
+// reporting each result (RFC 2033 §4.2).
+func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	spool, size, err := s.spool(r)
+	if err != nil {
+		return err
+	}
+	defer spool.Close()
+	ctx := s.srv.ctx
+	for _, rc := range s.rcpts {
+		body := io.NewSectionReader(spool, 0, size)
+		hdr := Header(s.from, rc.addr, "\r\n")
+		if err := s.checkQuota(rc.user, size+int64(len(hdr))); err != nil {
+			status.SetStatus(rc.addr, err)
+			continue
+		}
+		msg := io.MultiReader(strings.NewReader(hdr), body)
+		start := time.Now()
+		if err := s.srv.opts.Store.Deliver(ctx, rc.user, msg); err != nil {
+			s.srv.log.Error("lmtp delivery failed", "conn", s.id, "remote", s.remote, "user", rc.user, "err", err)
+			status.SetStatus(rc.addr, errTempStore)
+			continue
+		}
+		s.srv.log.Info("lmtp delivered", "conn", s.id, "remote", s.remote, "user", rc.user,
+			"size", size, "duration", time.Since(start).Round(time.Microsecond))
+		status.SetStatus(rc.addr, saved)
+	}
+	return nil
+}
+
+// spool copies the message into an unlinked temporary file.
+func (s *session) spool(r io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp(s.srv.opts.SpoolDir, "postoffice-lmtp-*")
+	if err != nil {
+		s.srv.log.Error("lmtp spool failed", "conn", s.id, "err", err)
+		return nil, 0, errSpool
+	}
+	os.Remove(f.Name()) // unlinked: gone with the descriptor, even after a crash
+	bw := bufio.NewWriterSize(f, 64<<10)
+	n, err := io.Copy(bw, r)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			s.srv.log.Info("lmtp message too large", "conn", s.id, "remote", s.remote, "limit", s.srv.opts.MaxMessageSize)
+			return nil, 0, errTooLarge
+		}
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return nil, 0, err
+		}
+		s.srv.log.Error("lmtp spool failed", "conn", s.id, "remote", s.remote, "err", err)
+		return nil, 0, errSpool
+	}
+	return f, n, nil
+}
+
+// checkQuota returns the reply for a recipient that is over quota (or whose
+// usage cannot be measured), nil if size more octets fit.
+func (s *session) checkQuota(user string, size int64) error {
+	q := s.srv.opts.Quota
+	err := CheckQuota(s.srv.ctx, s.srv.opts.Store, q, user, size)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrOverQuota):
+		s.srv.log.Info("lmtp over quota", "conn", s.id, "remote", s.remote, "user", user, "size", size)
+		return quotaReply(q)
+	default:
+		s.srv.log.Error("lmtp quota check failed", "conn", s.id, "remote", s.remote, "user", user, "err", err)
+		return errTempStore
+	}
+}

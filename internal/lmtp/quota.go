@@ -1,0 +1,137 @@
+package lmtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
+)
+
+// Quota limits what one user's maildrop may hold. Zero fields mean no limit.
+// It is enforced at delivery only (RCPT, DATA and the LDA), never on the
+// POP3 side: a user over quota still reads and deletes mail as usual.
+type Quota struct {
+	Bytes    int64 // stored octets (Maildir S= sizes)
+	Messages int   // messages in new/ and cur/
+	// Permanent makes an over-quota reply 552 5.2.2 (the MTA bounces)
+	// instead of 452 4.2.2 (the MTA retries later), RFC 3463 X.2.2.
+	Permanent bool
+}
+
+// Enabled reports whether q limits anything.
+func (q Quota) Enabled() bool { return q.Bytes > 0 || q.Messages > 0 }
+
+// ErrOverQuota is returned by CheckQuota when a delivery would exceed the
+// user's quota.
+var ErrOverQuota = errors.New("lmtp: mailbox over quota")
+
+// usager is a store that reports a maildrop's usage itself.
+type usager interface {
+	Usage(ctx context.Context, user string) (octets int64, messages int, err error)
+}
+
+// pather is a store whose maildrops are Maildirs (maildir.Store).
+type pather interface {
+	Path(user string) (string, error)
+}
+
+// canMeasure reports whether CheckQuota can measure st's maildrops.
+func canMeasure(st store.Store) bool {
+	switch st.(type) {
+	case usager, pather:
+		return true
+	}
+	return false
+}
+
+// CheckQuota returns ErrOverQuota when storing size more octets as one more
+// message would take user over q. Other errors are temporary.
+func CheckQuota(ctx context.Context, st store.Store, q Quota, user string, size int64) error {
+	if !q.Enabled() {
+		return nil
+	}
+	var used int64
+	var n int
+	var err error
+	switch s := st.(type) {
+	case usager:
+		used, n, err = s.Usage(ctx, user)
+	case pather:
+		used, n, err = maildirUsage(s, user)
+	default:
+		return errors.New("lmtp: quota: the store cannot report usage")
+	}
+	if err != nil {
+		return fmt.Errorf("lmtp: quota: %w", err)
+	}
+	if (q.Bytes > 0 && used+size > q.Bytes) || (q.Messages > 0 && n+1 > q.Messages) {
+		return ErrOverQuota
+	}
+	return nil
+}
+
+// maildirUsage sums the messages of new/ and cur/: the size from the
+// name's ",S=" field (Maildir++, which the Maildir store writes), else from
+// stat. A Maildir that does not exist yet is empty.
+func maildirUsage(st pather, user string) (int64, int, error) {
+	dir, err := st.Path(user)
+	if err != nil {
+		return 0, 0, err
+	}
+	var used int64
+	var n int
+	for _, sub := range []string{"new", "cur"} {
+		es, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, e := range es {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || e.IsDir() {
+				continue
+			}
+			n++
+			if size, ok := sizeField(name); ok {
+				used += size
+				continue
+			}
+			if fi, err := e.Info(); err == nil {
+				used += fi.Size()
+			}
+		}
+	}
+	return used, n, nil
+}
+
+// sizeField returns the ",S=<n>" value of a Maildir file name.
+func sizeField(name string) (int64, bool) {
+	base, _, _ := strings.Cut(name, ":")
+	for _, f := range strings.Split(base, ",")[1:] {
+		if v, ok := strings.CutPrefix(f, "S="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return 0, false
+			}
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// quotaReply is the reply for an over-quota recipient.
+func quotaReply(q Quota) *smtp.SMTPError {
+	if q.Permanent {
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox is full"}
+	}
+	return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox is full, try again later"}
+}
