@@ -543,9 +543,11 @@ func (c *conn) cmdRetr(ctx context.Context, args string) error {
 	if !ok {
 		return err
 	}
-	n, err := c.sendMessage(ctx, i, -1, "+OK "+strconv.FormatInt(c.msgs[i].Size, 10)+" octets")
-	c.retrCount++
-	c.retrBytes += n
+	n, sent, err := c.sendMessage(ctx, i, -1, "+OK "+strconv.FormatInt(c.msgs[i].Size, 10)+" octets")
+	if sent {
+		c.retrCount++
+		c.retrBytes += n
+	}
 	return err
 }
 
@@ -562,22 +564,25 @@ func (c *conn) cmdTop(ctx context.Context, args string) error {
 	if !ok {
 		return c.badErr("-ERR Invalid line count")
 	}
-	n, err := c.sendMessage(ctx, i, k, "+OK Top of message follows")
-	c.topCount++
-	c.topBytes += n
+	n, sent, err := c.sendMessage(ctx, i, k, "+OK Top of message follows")
+	if sent {
+		c.topCount++
+		c.topBytes += n
+	}
 	return err
 }
 
 // sendMessage sends message i whole (lines < 0) or its TOP cut. A failure
 // before the first byte is an -ERR; a failure in the middle of the body
 // cannot be reported in the protocol and ends the session.
-func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (int64, error) {
+func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (n int64, sent bool, err error) {
 	r, err := c.mbox.Open(ctx, i)
 	if err != nil {
 		var pe *Error
 		if errors.As(err, &pe) {
+			c.log.Warn("opening message failed", "msg", i+1, "err", err)
 			c.writeLine(pe.reply())
-			return 0, nil
+			return 0, false, nil
 		}
 		c.log.Error("opening message failed", "msg", i+1, "err", err)
 		if errors.Is(err, os.ErrNotExist) {
@@ -585,7 +590,7 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 		} else {
 			c.writeLine("-ERR [SYS/TEMP] Cannot read message, try again later")
 		}
-		return 0, nil
+		return 0, false, nil
 	}
 	defer r.Close()
 	c.writeLine(ok)
@@ -597,10 +602,10 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
 	_, err = io.Copy(dst, r)
 	if err != nil && err != wire.ErrTopDone {
-		return c.dw.Count(), fmt.Errorf("sending message %d: %w", i+1, err)
+		return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
 	}
 	if err := c.dw.Close(); err != nil {
-		return c.dw.Count(), err
+		return c.dw.Count(), true, err
 	}
 	if lines < 0 && c.dw.Count() != c.msgs[i].Size {
 		// The stored message changed under us; the client got a size that
@@ -608,5 +613,5 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 		c.log.Warn("message size changed since listing", "msg", i+1,
 			"listed", c.msgs[i].Size, "sent", c.dw.Count())
 	}
-	return c.dw.Count(), nil
+	return c.dw.Count(), true, nil
 }
