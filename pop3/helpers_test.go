@@ -3,14 +3,9 @@ package pop3
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"regexp"
 	"strconv"
@@ -18,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/certutil"
 
 	"github.com/postoffice-mail/postoffice/pop3server"
 	"github.com/postoffice-mail/postoffice/pop3server/memserver"
@@ -58,33 +55,11 @@ type testCert struct {
 }
 
 var testCertOnce = sync.OnceValues(func() (*testCert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := certutil.SelfSigned(24 * time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "postoffice test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &testCert{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool: pool}, nil
+	return &testCert{cert: p.TLS, pool: p.Pool()}, nil
 })
 
 func getCert(t *testing.T) *testCert {
