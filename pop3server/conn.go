@@ -184,12 +184,7 @@ func (c *conn) serve(ctx context.Context) {
 
 // finish releases the maildrop and the session and writes the logout line.
 func (c *conn) finish(start time.Time) {
-	if c.mbox != nil {
-		if err := c.mbox.Close(); err != nil {
-			c.log.Error("closing maildrop failed", "err", err)
-		}
-		c.mbox = nil
-	}
+	c.releaseMailbox()
 	if c.sess != nil {
 		if err := c.sess.Close(); err != nil {
 			c.log.Error("closing session failed", "err", err)
@@ -203,6 +198,17 @@ func (c *conn) finish(start time.Time) {
 			"size", c.totalSize(), "quit", c.quit)
 	}
 	c.log.Info("disconnected", attrs...)
+}
+
+// releaseMailbox closes the maildrop (releasing its lock) if one is open.
+func (c *conn) releaseMailbox() {
+	if c.mbox == nil {
+		return
+	}
+	if err := c.mbox.Close(); err != nil {
+		c.log.Error("closing maildrop failed", "err", err)
+	}
+	c.mbox = nil
 }
 
 func (c *conn) totalSize() int64 {
@@ -418,6 +424,7 @@ func (c *conn) cmdQuit(ctx context.Context) error {
 		// The commit finishes even if the server is shutting down.
 		if err := c.mbox.Commit(context.WithoutCancel(ctx), del); err != nil {
 			c.log.Error("commit failed", "err", err)
+			c.releaseMailbox()
 			c.writeLine("-ERR [SYS/TEMP] Some deleted messages not removed")
 			return errClose
 		}
@@ -426,6 +433,9 @@ func (c *conn) cmdQuit(ctx context.Context) error {
 			c.delBytes += c.msgs[i].Size
 		}
 	}
+	// RFC 1939 §6: the lock is released before the reply, so a client that
+	// reconnects as soon as it reads +OK does not find its maildrop in use.
+	c.releaseMailbox()
 	c.writeLine("+OK Logging out, messages deleted")
 	return errClose
 }
@@ -572,6 +582,10 @@ func (c *conn) cmdTop(ctx context.Context, args string) error {
 	return err
 }
 
+// copyBufs holds the buffers RETR and TOP read stored messages through,
+// shared by all sessions so an idle session holds none.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // sendMessage sends message i whole (lines < 0) or its TOP cut. A failure
 // before the first byte is an -ERR; a failure in the middle of the body
 // cannot be reported in the protocol and ends the session.
@@ -600,7 +614,11 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 		dst = &wire.TopWriter{W: &c.dw, Lines: lines}
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-	_, err = io.Copy(dst, r)
+	// CopyBuffer with a pooled buffer, and r stripped of WriterTo: an
+	// *os.File's WriteTo would otherwise allocate 32 KiB per message.
+	buf := copyBufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(dst, struct{ io.Reader }{r}, *buf)
+	copyBufs.Put(buf)
 	if err != nil && err != wire.ErrTopDone {
 		return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
 	}

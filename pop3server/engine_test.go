@@ -3,6 +3,7 @@ package pop3server_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strconv"
@@ -305,4 +306,40 @@ func TestAuthFailDelaySame(t *testing.T) {
 			t.Errorf("delays %v, want 2s both", delays)
 		}
 	})
+}
+
+// slowClose wraps a backend whose maildrop takes a while to release.
+type slowClose struct{ pop3server.Backend }
+type slowCloseSession struct{ pop3server.Session }
+type slowCloseMailbox struct{ pop3server.Mailbox }
+
+func (b slowClose) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
+	s, err := b.Backend.NewSession(ctx, c)
+	return slowCloseSession{s}, err
+}
+
+func (s slowCloseSession) Login(ctx context.Context, u, p string) (pop3server.Mailbox, error) {
+	m, err := s.Session.Login(ctx, u, p)
+	if err != nil {
+		return nil, err
+	}
+	return slowCloseMailbox{m}, nil
+}
+
+func (m slowCloseMailbox) Close() error {
+	time.Sleep(200 * time.Millisecond)
+	return m.Mailbox.Close()
+}
+
+// RFC 1939 §6: QUIT releases the lock before it answers, so a client that
+// logs in again as soon as it reads +OK is not told [IN-USE].
+func TestQuitReleasesLockBeforeReply(t *testing.T) {
+	t.Parallel()
+	addr, _ := startServer(t, pop3server.Options{Backend: slowClose{newFixture(t)}})
+	c1 := dial(t, addr)
+	c1.login("alice", "secret word")
+	c2 := dial(t, addr)
+	c2.cmd("USER alice", "+OK")
+	c1.cmd("QUIT", "+OK")
+	c2.cmd("PASS secret word", "+OK")
 }
