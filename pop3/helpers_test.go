@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/testutil"
+
 	"github.com/postoffice-mail/postoffice/internal/certutil"
 
 	"github.com/postoffice-mail/postoffice/pop3server"
@@ -31,21 +33,8 @@ func testCtx(t *testing.T) context.Context {
 // tlsCfg it serves implicit TLS.
 func startServer(t *testing.T, b *memserver.Backend, tlsCfg *tls.Config) string {
 	t.Helper()
-	srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, TLSConfig: tlsCfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tlsCfg != nil {
-		go srv.ServeTLS(l)
-	} else {
-		go srv.Serve(l)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String()
+	addr, _ := testutil.ServePOP3(t, pop3server.Options{Backend: b, TLSConfig: tlsCfg})
+	return addr
 }
 
 // testCert is a self-signed certificate for 127.0.0.1 and localhost.

@@ -77,8 +77,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	shutdown  bool
-	stopping  atomic.Bool // mirrors shutdown, readable without mu
+	stopping  atomic.Bool // set by Shutdown and Close; changed only under mu
 	wg        sync.WaitGroup
 	baseCtx   context.Context
 	cancel    context.CancelFunc
@@ -143,7 +142,7 @@ func (s *Server) ServeTLS(l net.Listener) error {
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
-	if s.shutdown {
+	if s.closing() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -160,10 +159,7 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closed := s.shutdown
-			s.mu.Unlock()
-			if closed {
+			if s.closing() {
 				return ErrServerClosed
 			}
 			var ne net.Error
@@ -194,7 +190,7 @@ func isTemporary(err error) bool {
 func (s *Server) ServeConn(nc net.Conn) {
 	c := newConn(s, nc)
 	s.mu.Lock()
-	if s.shutdown {
+	if s.closing() {
 		s.mu.Unlock()
 		nc.Close()
 		return
@@ -218,16 +214,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 // ctx is done; then it closes the rest. A closed session deletes nothing:
 // it never reached UPDATE.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	s.stopping.Store(true)
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.abortIfIdle()
-	}
-	s.mu.Unlock()
+	s.stop((*conn).abortIfIdle)
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -242,18 +229,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close stops accepting and closes every connection at once.
 func (s *Server) Close() error {
+	s.stop((*conn).abort)
+	s.cancel()
+	return nil
+}
+
+// stop marks the server stopped, closes the listeners and applies end to
+// every connection.
+func (s *Server) stop(end func(*conn)) {
 	s.mu.Lock()
-	s.shutdown = true
+	defer s.mu.Unlock()
 	s.stopping.Store(true)
 	for l := range s.listeners {
 		l.Close()
 	}
 	for c := range s.conns {
-		c.abort()
+		end(c)
 	}
-	s.mu.Unlock()
-	s.cancel()
-	return nil
 }
 
 // closing reports whether Shutdown or Close was called. It takes no lock:

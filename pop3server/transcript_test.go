@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/testutil"
+
 	"github.com/postoffice-mail/postoffice/pop3server"
 	"github.com/postoffice-mail/postoffice/pop3server/memserver"
 )
@@ -39,21 +41,7 @@ func newFixture(t *testing.T) *memserver.Backend {
 
 // startServer runs srv on a loopback listener and returns its address.
 func startServer(t *testing.T, opts pop3server.Options) (string, *pop3server.Server) {
-	t.Helper()
-	if opts.AuthFailDelay == 0 {
-		opts.AuthFailDelay = -1
-	}
-	srv, err := pop3server.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String(), srv
+	return testutil.ServePOP3(t, opts)
 }
 
 // TestTranscripts replays testdata/transcripts/*.txt. Lines:

@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/testutil"
 
 	"github.com/postoffice-mail/postoffice/internal/certutil"
 
@@ -37,21 +38,8 @@ func startServer(t testing.TB, cert *tls.Certificate) *testServer {
 	if cert != nil {
 		cfg = &tls.Config{Certificates: []tls.Certificate{*cert}}
 	}
-	srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, TLSConfig: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg != nil {
-		go srv.ServeTLS(l)
-	} else {
-		go srv.Serve(l)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return &testServer{addr: l.Addr().String(), b: b}
+	addr, _ := testutil.ServePOP3(t, pop3server.Options{Backend: b, TLSConfig: cfg})
+	return &testServer{addr: addr, b: b}
 }
 
 // deliver puts n messages for testUser on the server.

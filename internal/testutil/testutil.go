@@ -1,0 +1,36 @@
+// Package testutil holds helpers shared by the tests of several packages;
+// nothing in it is used outside tests. The Dovecot harness lives in its
+// subpackage dovecot.
+package testutil
+
+import (
+	"net"
+	"testing"
+
+	"github.com/postoffice-mail/postoffice/pop3server"
+)
+
+// ServePOP3 runs a POP3 server with opts on a loopback port until the test
+// ends and returns its address. A zero AuthFailDelay means no delay (tests
+// should not sleep); with opts.TLSConfig set it serves implicit TLS.
+func ServePOP3(t testing.TB, opts pop3server.Options) (string, *pop3server.Server) {
+	t.Helper()
+	if opts.AuthFailDelay == 0 {
+		opts.AuthFailDelay = -1
+	}
+	srv, err := pop3server.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.TLSConfig != nil {
+		go srv.ServeTLS(l)
+	} else {
+		go srv.Serve(l)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String(), srv
+}
