@@ -2,6 +2,7 @@ package pop3server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -248,7 +249,7 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	// RFC 1939 §3: keyword, then arguments separated by single spaces.
 	// Keywords are case-insensitive.
 	var kw, args string
-	if i := indexByte(line, ' '); i >= 0 {
+	if i := bytes.IndexByte(line, ' '); i >= 0 {
 		kw, args = string(line[:i]), string(line[i+1:])
 	} else {
 		kw = string(line)
@@ -303,15 +304,6 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	return c.badErr("-ERR Unknown command")
 }
 
-func indexByte(b []byte, x byte) int {
-	for i, v := range b {
-		if v == x {
-			return i
-		}
-	}
-	return -1
-}
-
 // cmdCapa lists capabilities (RFC 2449 §5); valid in both states.
 func (c *conn) cmdCapa() error {
 	o := &c.srv.opts
@@ -336,7 +328,7 @@ func (c *conn) cmdCapa() error {
 }
 
 func (c *conn) cmdUser(args string) error {
-	if args == "" || strings.ContainsAny(args, "\x00") {
+	if args == "" || strings.IndexByte(args, 0) >= 0 {
 		return c.badErr("-ERR USER needs a user name")
 	}
 	c.user = args

@@ -479,22 +479,3 @@ func TestQuotaNeedsMeasurableStore(t *testing.T) {
 	}
 }
 
-func TestSizeField(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		size int64
-		ok   bool
-	}{
-		{"1700000000.M1P2Q3.host,S=1234,W=1260", 1234, true},
-		{"1700000000.M1P2Q3.host,S=1234,W=1260:2,S", 1234, true},
-		{"1700000000.M1P2Q3.host:2,S=5", 0, false},
-		{"1700000000.M1P2Q3.host", 0, false},
-		{"x,S=-1", 0, false},
-	}
-	for _, tt := range tests {
-		if size, ok := sizeField(tt.name); size != tt.size || ok != tt.ok {
-			t.Errorf("sizeField(%q) = %d, %v, want %d, %v", tt.name, size, ok, tt.size, tt.ok)
-		}
-	}
-}

@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/emersion/go-smtp"
 
@@ -37,18 +33,10 @@ type usager interface {
 	Usage(ctx context.Context, user string) (octets int64, messages int, err error)
 }
 
-// pather is a store whose maildrops are Maildirs (maildir.Store).
-type pather interface {
-	Path(user string) (string, error)
-}
-
 // canMeasure reports whether CheckQuota can measure st's maildrops.
 func canMeasure(st store.Store) bool {
-	switch st.(type) {
-	case usager, pather:
-		return true
-	}
-	return false
+	_, ok := st.(usager)
+	return ok
 }
 
 // CheckQuota returns ErrOverQuota when storing size more octets as one more
@@ -60,14 +48,11 @@ func CheckQuota(ctx context.Context, st store.Store, q Quota, user string, size 
 	var used int64
 	var n int
 	var err error
-	switch s := st.(type) {
-	case usager:
-		used, n, err = s.Usage(ctx, user)
-	case pather:
-		used, n, err = maildirUsage(s, user)
-	default:
+	s, ok := st.(usager)
+	if !ok {
 		return errors.New("lmtp: quota: the store cannot report usage")
 	}
+	used, n, err = s.Usage(ctx, user)
 	if err != nil {
 		return fmt.Errorf("lmtp: quota: %w", err)
 	}
@@ -75,57 +60,6 @@ func CheckQuota(ctx context.Context, st store.Store, q Quota, user string, size 
 		return ErrOverQuota
 	}
 	return nil
-}
-
-// maildirUsage sums the messages of new/ and cur/: the size from the
-// name's ",S=" field (Maildir++, which the Maildir store writes), else from
-// stat. A Maildir that does not exist yet is empty.
-func maildirUsage(st pather, user string) (int64, int, error) {
-	dir, err := st.Path(user)
-	if err != nil {
-		return 0, 0, err
-	}
-	var used int64
-	var n int
-	for _, sub := range []string{"new", "cur"} {
-		es, err := os.ReadDir(filepath.Join(dir, sub))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return 0, 0, err
-		}
-		for _, e := range es {
-			name := e.Name()
-			if strings.HasPrefix(name, ".") || e.IsDir() {
-				continue
-			}
-			n++
-			if size, ok := sizeField(name); ok {
-				used += size
-				continue
-			}
-			if fi, err := e.Info(); err == nil {
-				used += fi.Size()
-			}
-		}
-	}
-	return used, n, nil
-}
-
-// sizeField returns the ",S=<n>" value of a Maildir file name.
-func sizeField(name string) (int64, bool) {
-	base, _, _ := strings.Cut(name, ":")
-	for _, f := range strings.Split(base, ",")[1:] {
-		if v, ok := strings.CutPrefix(f, "S="); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return 0, false
-			}
-			return n, true
-		}
-	}
-	return 0, false
 }
 
 // quotaReply is the reply for an over-quota recipient.
