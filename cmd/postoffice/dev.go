@@ -64,8 +64,8 @@ func setupDev(dir string, stdout io.Writer) (*config.Config, error) {
 
 Try it:
   curl pop3://%s:%s@127.0.0.1:1110/1
-  curl -k pop3s://%s:%s@127.0.0.1:1995/
-`, dir, devUser, password, devUser, password, devUser, password)
+  curl --cacert %s pop3s://%s:%s@127.0.0.1:1995/
+`, dir, devUser, password, devUser, password, cfg.TLS.Cert, devUser, password)
 	return &cfg, nil
 }
 
