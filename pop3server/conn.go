@@ -134,21 +134,23 @@ func (c *conn) serve(ctx context.Context) {
 	if err != nil {
 		c.log.Error("new session failed", "err", err)
 		c.writeLine("-ERR [SYS/TEMP] Service unavailable, try again later")
-		c.bw.Flush()
+		c.flush()
 		return
 	}
 	c.sess = sess
 	c.writeLine("+OK " + c.srv.opts.Greeting)
 
-	for !c.quit {
+	for {
 		if c.lr.Buffered() == 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-			if err := c.bw.Flush(); err != nil {
+			if err := c.flush(); err != nil {
 				return
 			}
 		}
 		if !c.setBusy(false) {
-			return // shutting down: end between commands
+			// Shutting down: end between commands, after the replies
+			// already made.
+			c.flush()
+			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
 		line, err := c.lr.ReadLine()
@@ -174,13 +176,17 @@ func (c *conn) serve(ctx context.Context) {
 			if err != errClose {
 				c.log.Info("session ended", "err", err)
 			}
-			c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-			c.bw.Flush()
+			c.flush()
 			return
 		}
 	}
+}
+
+// flush sends the buffered replies, bounded by the idle timeout so a
+// client that stops reading cannot hold the session forever.
+func (c *conn) flush() error {
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-	c.bw.Flush()
+	return c.bw.Flush()
 }
 
 // finish releases the maildrop and the session and writes the logout line.
@@ -230,7 +236,7 @@ func (c *conn) bad(reply string) bool {
 	c.badCommands++
 	if c.badCommands >= c.srv.opts.MaxBadCommands {
 		c.writeLine("-ERR Too many bad commands, closing connection")
-		c.bw.Flush()
+		c.flush()
 		return true
 	}
 	c.writeLine(reply)
@@ -363,7 +369,7 @@ func (c *conn) loginFailed(err error) error {
 		c.authFailures++
 		c.log.Info("authentication failed", "user", c.user)
 		if d := c.srv.opts.AuthFailDelay; d > 0 {
-			c.bw.Flush()
+			c.flush()
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
