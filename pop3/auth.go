@@ -92,15 +92,17 @@ func (c *Client) Authenticate(ctx context.Context, mech SASLClient) error {
 	defer c.end()
 
 	line := "AUTH " + name
+	traced := line
 	pending := ir != nil // initial response still to send
 	if pending {
 		enc := encodeResponse(ir)
 		if len(line)+1+len(enc)+2 <= maxCommandLine {
 			line += " " + enc
+			traced += " <redacted>"
 			pending = false
 		}
 	}
-	c.trace("C: AUTH " + name + ifThen(ir != nil && !pending, " <redacted>"))
+	c.trace("C: " + traced)
 	if err := c.writeRaw(line); err != nil {
 		return err
 	}
@@ -192,11 +194,4 @@ func (c *Client) writeRaw(s string) error {
 		return c.ioFail(err)
 	}
 	return nil
-}
-
-func ifThen(cond bool, s string) string {
-	if cond {
-		return s
-	}
-	return ""
 }

@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -123,7 +124,8 @@ func (c Caps) Expire() (keep time.Duration, perUser, ok bool) {
 		return ExpireNever, perUser, true
 	}
 	days, err := strconv.ParseInt(a[0], 10, 64)
-	if err != nil || days < 0 || days > 1<<20 {
+	// A count whose Duration would overflow is not understood.
+	if err != nil || days < 0 || days > int64(math.MaxInt64/(24*time.Hour)) {
 		return 0, false, false
 	}
 	return time.Duration(days) * 24 * time.Hour, perUser, true

@@ -30,7 +30,7 @@ type Options struct {
 	// each command bounds the command as a whole.
 	Timeout time.Duration
 	// DebugWriter, if set, receives a trace of the session ("C: ", "S: "
-	// lines). Arguments of PASS, APOP and AUTH, SASL exchanges and message
+	// lines). Arguments of PASS, APOP and AUTH, SASL responses and message
 	// data are never written to it.
 	DebugWriter io.Writer
 }
@@ -72,7 +72,6 @@ type Client struct {
 	lr       *wire.LineReader
 	bw       *bufio.Writer
 	greeting Greeting
-	isTLS    bool
 	loggedIn bool
 
 	caps   *Caps // cached CAPA answer; nil: not asked since STLS/login
@@ -89,7 +88,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(ctx, conn, opts, host, false)
+	return newClient(ctx, conn, opts, host)
 }
 
 // DialTLS connects to addr (usually port 995) with implicit TLS (RFC 8314
@@ -104,7 +103,7 @@ func DialTLS(ctx context.Context, addr string, opts *Options) (*Client, error) {
 		conn.Close()
 		return nil, err
 	}
-	return newClient(ctx, tc, opts, host, true)
+	return newClient(ctx, tc, opts, host)
 }
 
 // DialStartTLS connects to addr (usually port 110) and upgrades to TLS
@@ -126,8 +125,7 @@ func DialStartTLS(ctx context.Context, addr string, opts *Options) (*Client, err
 // greeting. A *tls.Conn counts as TLS. opts.TLSConfig needs a ServerName
 // for a later StartTLS, since no host was dialled.
 func NewClient(conn net.Conn, opts *Options) (*Client, error) {
-	_, isTLS := conn.(*tls.Conn)
-	return newClient(context.Background(), conn, opts, "", isTLS)
+	return newClient(context.Background(), conn, opts, "")
 }
 
 func dial(ctx context.Context, addr string, opts *Options) (net.Conn, string, error) {
@@ -173,8 +171,8 @@ func handshake(ctx context.Context, tc *tls.Conn, opts *Options) error {
 	return nil
 }
 
-func newClient(ctx context.Context, conn net.Conn, opts *Options, host string, isTLS bool) (*Client, error) {
-	c := &Client{host: host, isTLS: isTLS}
+func newClient(ctx context.Context, conn net.Conn, opts *Options, host string) (*Client, error) {
+	c := &Client{host: host}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -217,6 +215,8 @@ func (c *Client) Greeting() Greeting { return c.greeting }
 
 // TLS returns the TLS state, or nil when the connection is not encrypted.
 func (c *Client) TLS() *tls.ConnectionState {
+	// The connection is TLS exactly when it is a *tls.Conn: DialTLS,
+	// StartTLS or a *tls.Conn given to NewClient.
 	if tc, ok := c.dc.current().(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		return &st
@@ -249,18 +249,25 @@ func (c *Client) Capabilities(ctx context.Context) (Caps, error) {
 	}
 	caps := parseCaps(lines)
 	c.caps = &caps
-	return caps, nil
+	return Caps{Lines: slices.Clone(caps.Lines)}, nil
 }
 
 // StartTLS upgrades the connection with STLS (RFC 2595 §4), using
 // Options.TLSConfig. It fails with ErrNoSTLS when the server does not list
 // STLS. The cached capabilities are dropped (CONFORMANCE 68).
 func (c *Client) StartTLS(ctx context.Context) error {
-	if c.isTLS {
+	if c.TLS() != nil {
 		return errors.New("pop3: TLS already active")
 	}
 	if c.loggedIn {
 		return errors.New("pop3: STLS is only valid before login") // RFC 2595 §4
+	}
+	// Checked before STLS is sent, so the session is not lost to a
+	// configuration mistake.
+	if c.host == "" && (c.opts.TLSConfig == nil || c.opts.TLSConfig.ServerName == "") {
+		if c.opts.TLSConfig == nil || !c.opts.TLSConfig.InsecureSkipVerify {
+			return errors.New("pop3: StartTLS needs Options.TLSConfig.ServerName")
+		}
 	}
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
@@ -281,20 +288,13 @@ func (c *Client) StartTLS(ctx context.Context) error {
 	if c.br.Buffered() > 0 {
 		return c.fail(ErrSTLSInjection)
 	}
-	raw := c.dc.current()
-	if c.host == "" && (c.opts.TLSConfig == nil || c.opts.TLSConfig.ServerName == "") {
-		if c.opts.TLSConfig == nil || !c.opts.TLSConfig.InsecureSkipVerify {
-			return c.fail(errors.New("pop3: StartTLS needs Options.TLSConfig.ServerName"))
-		}
-	}
-	tc := tls.Client(raw, tlsConfig(&c.opts, c.host))
+	tc := tls.Client(c.dc.current(), tlsConfig(&c.opts, c.host))
 	c.dc.setConn(tc)
 	if err := handshake(ctx, tc, &c.opts); err != nil {
 		return c.fail(err)
 	}
 	// Fresh buffers: nothing from before the handshake survives.
 	c.setStreams()
-	c.isTLS = true
 	c.caps = nil
 	c.trace("-- TLS started")
 	return nil
@@ -367,12 +367,7 @@ func (c *Client) writeCmd(cmd, args string, secret bool) error {
 	} else {
 		c.trace("C: " + line)
 	}
-	c.bw.WriteString(line)
-	c.bw.WriteString("\r\n")
-	if err := c.bw.Flush(); err != nil {
-		return c.ioFail(err)
-	}
-	return nil
+	return c.writeRaw(line)
 }
 
 // readLine reads one reply line, bounded by MaxReplyLine.
@@ -381,7 +376,7 @@ func (c *Client) readLine() ([]byte, error) {
 	if err != nil {
 		return nil, c.ioFail(err)
 	}
-	c.trace("S: " + string(line))
+	c.traceLine("S: ", line)
 	return line, nil
 }
 
@@ -437,7 +432,7 @@ func (c *Client) readMulti(fn func([]byte) error) error {
 			}
 			line = line[1:] // CONFORMANCE 11
 		}
-		c.trace("S: " + string(line))
+		c.traceLine("S: ", line)
 		if ferr == nil {
 			ferr = fn(line)
 		}
@@ -451,6 +446,14 @@ func (c *Client) readMulti(fn func([]byte) error) error {
 func (c *Client) trace(s string) {
 	if c.opts.DebugWriter != nil {
 		io.WriteString(c.opts.DebugWriter, s+"\n")
+	}
+}
+
+// traceLine traces a reply line; without a DebugWriter it builds nothing,
+// so a long LIST or UIDL costs no string per line.
+func (c *Client) traceLine(prefix string, line []byte) {
+	if c.opts.DebugWriter != nil {
+		c.trace(prefix + string(line))
 	}
 }
 

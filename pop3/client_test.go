@@ -466,8 +466,8 @@ func TestImplicitTLS(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	cert := getCert(t)
-	addr := startServer(t, newBackend(fixtures...), &tls.Config{Certificates: []tls.Certificate{cert.cert}})
-	c, err := DialTLS(ctx, addr, &Options{TLSConfig: &tls.Config{RootCAs: cert.pool}})
+	addr := startServer(t, newBackend(fixtures...), &tls.Config{Certificates: []tls.Certificate{cert.TLS}})
+	c, err := DialTLS(ctx, addr, &Options{TLSConfig: &tls.Config{RootCAs: cert.Pool()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestImplicitTLS(t *testing.T) {
 
 	// The wrong name, or no trust in the CA, fails the handshake.
 	for _, cfg := range []*tls.Config{
-		{RootCAs: cert.pool, ServerName: "mail.example.org"},
+		{RootCAs: cert.Pool(), ServerName: "mail.example.org"},
 		{},
 	} {
 		if c, err := DialTLS(ctx, addr, &Options{TLSConfig: cfg}); err == nil {

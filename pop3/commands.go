@@ -31,56 +31,39 @@ func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
 // List returns the number and size of every message not marked deleted
 // (RFC 1939 §5 LIST).
 func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
-	if err := c.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer c.end()
-	var list []MessageInfo
-	err := c.cmdMulti("LIST", "", func(l []byte) error {
-		n, size, err := parseNumbers(string(l))
-		if err != nil {
-			return err
-		}
-		list = append(list, MessageInfo{Num: n, Size: size})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return list, nil
+	return listAll(c, ctx, "LIST", parseInfo)
 }
 
 // ListOne returns the size of message n (LIST n).
 func (c *Client) ListOne(ctx context.Context, n int) (MessageInfo, error) {
-	if err := c.begin(ctx); err != nil {
-		return MessageInfo{}, err
-	}
-	defer c.end()
-	text, err := c.cmd("LIST", strconv.Itoa(n))
-	if err != nil {
-		return MessageInfo{}, err
-	}
-	num, size, err := parseNumbers(text)
-	if err != nil {
-		return MessageInfo{}, c.fail(err)
-	}
-	return MessageInfo{Num: num, Size: size}, nil
+	return listOne(c, ctx, "LIST", n, parseInfo)
 }
 
 // Uidl returns the unique id of every message not marked deleted
 // (RFC 1939 §7 UIDL).
 func (c *Client) Uidl(ctx context.Context) ([]MessageUID, error) {
+	return listAll(c, ctx, "UIDL", parseMessageUID)
+}
+
+// UidlOne returns the unique id of message n (UIDL n).
+func (c *Client) UidlOne(ctx context.Context, n int) (MessageUID, error) {
+	return listOne(c, ctx, "UIDL", n, parseMessageUID)
+}
+
+// listAll sends cmd (LIST or UIDL) without argument and parses every line
+// of its multi-line reply.
+func listAll[T any](c *Client, ctx context.Context, cmd string, parse func(string) (T, error)) ([]T, error) {
 	if err := c.begin(ctx); err != nil {
 		return nil, err
 	}
 	defer c.end()
-	var list []MessageUID
-	err := c.cmdMulti("UIDL", "", func(l []byte) error {
-		n, uid, err := parseUID(string(l))
+	var list []T
+	err := c.cmdMulti(cmd, "", func(l []byte) error {
+		v, err := parse(string(l))
 		if err != nil {
 			return err
 		}
-		list = append(list, MessageUID{Num: n, UID: uid})
+		list = append(list, v)
 		return nil
 	})
 	if err != nil {
@@ -89,21 +72,33 @@ func (c *Client) Uidl(ctx context.Context) ([]MessageUID, error) {
 	return list, nil
 }
 
-// UidlOne returns the unique id of message n (UIDL n).
-func (c *Client) UidlOne(ctx context.Context, n int) (MessageUID, error) {
+// listOne sends "cmd n" and parses its single-line reply; a reply that
+// does not parse breaks the client.
+func listOne[T any](c *Client, ctx context.Context, cmd string, n int, parse func(string) (T, error)) (T, error) {
+	var zero T
 	if err := c.begin(ctx); err != nil {
-		return MessageUID{}, err
+		return zero, err
 	}
 	defer c.end()
-	text, err := c.cmd("UIDL", strconv.Itoa(n))
+	text, err := c.cmd(cmd, strconv.Itoa(n))
 	if err != nil {
-		return MessageUID{}, err
+		return zero, err
 	}
-	num, uid, err := parseUID(text)
+	v, err := parse(text)
 	if err != nil {
-		return MessageUID{}, c.fail(err)
+		return zero, c.fail(err)
 	}
-	return MessageUID{Num: num, UID: uid}, nil
+	return v, nil
+}
+
+func parseInfo(text string) (MessageInfo, error) {
+	n, size, err := parseNumbers(text)
+	return MessageInfo{Num: n, Size: size}, err
+}
+
+func parseMessageUID(text string) (MessageUID, error) {
+	n, uid, err := parseUID(text)
+	return MessageUID{Num: n, UID: uid}, err
 }
 
 // Retr starts retrieving message n (RFC 1939 §5 RETR) and returns its
@@ -183,10 +178,7 @@ func (b *body) finish() {
 // step.
 func (b *body) Close() error {
 	if b.client == nil {
-		if b.err != nil {
-			return b.err
-		}
-		return nil
+		return b.err
 	}
 	_, err := io.Copy(io.Discard, struct{ io.Reader }{b})
 	return err

@@ -18,7 +18,7 @@ import (
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func tlsOpts(t *testing.T) *Options {
-	return &Options{TLSConfig: &tls.Config{RootCAs: getCert(t).pool}}
+	return &Options{TLSConfig: &tls.Config{RootCAs: getCert(t).Pool()}}
 }
 
 // CONFORMANCE 65, 67, 68, 71: STLS, then CAPA is asked again and the
@@ -97,7 +97,7 @@ func TestStartTLSInjection(t *testing.T) {
 func TestStartTLSMissing(t *testing.T) {
 	t.Parallel()
 	for _, capa := range []string{"S: +OK\nS: USER\nS: .", "S: -ERR what?"} {
-		addr := fakeServer(t, "S: +OK ready\nC: CAPA\n"+capa)
+		addr := fakeServer(t, "S: +OK ready\nC: CAPA\n"+capa+"\nWAIT")
 		c, err := DialStartTLS(testCtx(t), addr, tlsOpts(t))
 		if !errors.Is(err, ErrNoSTLS) {
 			t.Errorf("DialStartTLS with %q = %v, %v; want ErrNoSTLS", capa, c, err)
@@ -237,6 +237,18 @@ func TestAuthenticate(t *testing.T) {
 				"\nS: + " + b64(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`) +
 				"\nC: \nS: -ERR [AUTH] Invalid credentials",
 			wantErr: func(err error) bool { var e *Error; return errors.As(err, &e) && e.IsAuth() },
+		},
+		{
+			// A server that keeps sending challenges is cancelled after
+			// the one empty answer.
+			name: "XOAUTH2 second challenge cancelled",
+			mech: NewXOAuth2Client("alice@example.org", "tok"),
+			script: "C: AUTH XOAUTH2 " + b64("user=alice@example.org\x01auth=Bearer tok\x01\x01") +
+				"\nS: + e30=\nC: \nS: + e30=\nC: *\nS: -ERR cancelled",
+			wantErr: func(err error) bool {
+				var e *Error
+				return err != nil && !errors.As(err, &e) && !errors.Is(err, ErrProtocol)
+			},
 		},
 		{
 			name: "OAUTHBEARER refused",
@@ -537,5 +549,63 @@ func TestNewClientAndCloseWithOpenBody(t *testing.T) {
 	c.Close()
 	if _, err := io.ReadAll(rc); !errors.Is(err, ErrClosed) {
 		t.Errorf("reading a body after Close = %v, want ErrClosed", err)
+	}
+}
+
+// StartTLS without a host name to check refuses before sending anything,
+// so the session stays usable (it used to break after the +OK to STLS).
+func TestStartTLSNoServerName(t *testing.T) {
+	t.Parallel()
+	addr := fakeServer(t, `
+		S: +OK ready
+		C: NOOP
+		S: +OK
+		C: QUIT
+		S: +OK
+	`)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testCtx(t)
+	if err := c.StartTLS(ctx); err == nil || !strings.Contains(err.Error(), "ServerName") {
+		t.Errorf("StartTLS without ServerName = %v", err)
+	}
+	if err := c.Noop(ctx); err != nil {
+		t.Errorf("Noop after refused StartTLS = %v", err)
+	}
+	if err := c.Quit(ctx); err != nil {
+		t.Errorf("Quit = %v", err)
+	}
+}
+
+// The Caps a caller gets does not share its lines with the cache.
+func TestCapabilitiesCopy(t *testing.T) {
+	t.Parallel()
+	addr := fakeServer(t, `
+		S: +OK ready
+		C: CAPA
+		S: +OK
+		S: TOP
+		S: .
+		WAIT
+	`)
+	ctx := testCtx(t)
+	c, err := Dial(ctx, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 {
+		caps, err := c.Capabilities(ctx)
+		if err != nil || !caps.Has("TOP") || caps.STLS() {
+			t.Fatalf("Capabilities = %q, %v; want TOP only", caps.Lines, err)
+		}
+		caps.Lines[0] = "STLS"
 	}
 }

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/testutil"
-
 	"github.com/postoffice-mail/postoffice/internal/certutil"
-
+	"github.com/postoffice-mail/postoffice/internal/testutil"
 	"github.com/postoffice-mail/postoffice/pop3server"
 	"github.com/postoffice-mail/postoffice/pop3server/memserver"
 )
@@ -37,21 +35,13 @@ func startServer(t *testing.T, b *memserver.Backend, tlsCfg *tls.Config) string 
 	return addr
 }
 
-// testCert is a self-signed certificate for 127.0.0.1 and localhost.
-type testCert struct {
-	cert tls.Certificate
-	pool *x509.CertPool
-}
-
-var testCertOnce = sync.OnceValues(func() (*testCert, error) {
-	p, err := certutil.SelfSigned(24 * time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	return &testCert{cert: p.TLS, pool: p.Pool()}, nil
+// testCertOnce makes the self-signed certificate for 127.0.0.1 and
+// localhost that every test shares.
+var testCertOnce = sync.OnceValues(func() (*certutil.Pair, error) {
+	return certutil.SelfSigned(24 * time.Hour)
 })
 
-func getCert(t *testing.T) *testCert {
+func getCert(t *testing.T) *certutil.Pair {
 	t.Helper()
 	c, err := testCertOnce()
 	if err != nil {
@@ -68,7 +58,7 @@ func getCert(t *testing.T) *testCert {
 //	C: text     server reads a line and wants exactly text
 //	C~ regexp   server reads a line matching regexp (whole line)
 //	TLS         server does the TLS handshake (after its +OK to STLS)
-//	WAIT        server waits for the client to close
+//	WAIT        server waits for the client to close, sending nothing more
 //
 // After the last line the server closes the connection. Mismatches fail
 // the test when it ends.
@@ -141,7 +131,7 @@ func fakeServer(t *testing.T, script string) string {
 					return
 				}
 			case line == "TLS":
-				tc := tls.Server(nc, &tls.Config{Certificates: []tls.Certificate{getCert(t).cert}})
+				tc := tls.Server(nc, &tls.Config{Certificates: []tls.Certificate{getCert(t).TLS}})
 				if err := tc.Handshake(); err != nil {
 					report("line %d: handshake: %v", i+1, err)
 					return
@@ -149,7 +139,9 @@ func fakeServer(t *testing.T, script string) string {
 				cur = tc
 				br = bufio.NewReader(cur)
 			case line == "WAIT":
-				br.ReadString(0)
+				if rest, _ := io.ReadAll(br); len(rest) > 0 {
+					report("line %d: client sent %q before closing", i+1, rest)
+				}
 			default:
 				report("line %d: bad script line %q", i+1, line)
 				return

@@ -143,6 +143,17 @@ func TestCaps(t *testing.T) {
 	if _, _, ok := never.LoginDelay(); ok {
 		t.Error("LoginDelay() accepted a non-number")
 	}
+	// A day count whose Duration overflows int64 is not understood, rather
+	// than a negative or wrapped keep time.
+	for _, days := range []string{"106752", "1048576"} {
+		huge := parseCaps([]string{"EXPIRE " + days})
+		if d, _, ok := huge.Expire(); ok {
+			t.Errorf("Expire() for EXPIRE %s = %v, %v; want not ok", days, d, ok)
+		}
+	}
+	if d, _, ok := parseCaps([]string{"EXPIRE 106751"}).Expire(); !ok || d != 106751*24*time.Hour {
+		t.Errorf("Expire() for EXPIRE 106751 = %v, %v", d, ok)
+	}
 	var none Caps
 	if none.Has("TOP") || len(none.SASL()) != 0 || none.Pipelining() {
 		t.Error("zero Caps has capabilities")

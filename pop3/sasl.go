@@ -23,20 +23,34 @@ type SASLClient interface {
 
 var errUnexpectedChallenge = errors.New("unexpected server challenge")
 
-type plainClient struct{ identity, username, password string }
+// initialClient is a mechanism whose whole exchange is its initial
+// response. A server that refuses it with an error challenge (XOAUTH2,
+// OAUTHBEARER) gets errReply once and then says -ERR; any other challenge
+// cancels the exchange, so a hostile server cannot keep it going.
+type initialClient struct {
+	mech     string
+	ir       []byte
+	errReply []byte // answer to the error challenge; nil: none expected
+	answered bool
+}
+
+func (a *initialClient) Start() (string, []byte, error) {
+	a.answered = false
+	return a.mech, a.ir, nil
+}
+
+func (a *initialClient) Next([]byte) ([]byte, error) {
+	if a.errReply == nil || a.answered {
+		return nil, errUnexpectedChallenge
+	}
+	a.answered = true
+	return a.errReply, nil
+}
 
 // NewPlainClient returns the PLAIN mechanism (RFC 4616): identity is the
 // authorization identity, usually empty.
 func NewPlainClient(identity, username, password string) SASLClient {
-	return &plainClient{identity, username, password}
-}
-
-func (a *plainClient) Start() (string, []byte, error) {
-	return "PLAIN", []byte(a.identity + "\x00" + a.username + "\x00" + a.password), nil
-}
-
-func (a *plainClient) Next(challenge []byte) ([]byte, error) {
-	return nil, errUnexpectedChallenge
+	return &initialClient{mech: "PLAIN", ir: []byte(identity + "\x00" + username + "\x00" + password)}
 }
 
 type loginClient struct {
@@ -93,22 +107,13 @@ func (a *cramMD5Client) Next(challenge []byte) ([]byte, error) {
 	return []byte(a.username + " " + hex.EncodeToString(mac.Sum(nil))), nil
 }
 
-type xoauth2Client struct{ username, token string }
-
 // NewXOAuth2Client returns Google's XOAUTH2 mechanism
 // (developers.google.com/gmail/imap/xoauth2-protocol). When the token is
 // refused the server sends a JSON error as a challenge; the client answers
 // with an empty response and the server then says -ERR.
 func NewXOAuth2Client(username, token string) SASLClient {
-	return &xoauth2Client{username, token}
-}
-
-func (a *xoauth2Client) Start() (string, []byte, error) {
-	return "XOAUTH2", []byte("user=" + a.username + "\x01auth=Bearer " + a.token + "\x01\x01"), nil
-}
-
-func (a *xoauth2Client) Next(challenge []byte) ([]byte, error) {
-	return []byte{}, nil
+	ir := []byte("user=" + username + "\x01auth=Bearer " + token + "\x01\x01")
+	return &initialClient{mech: "XOAUTH2", ir: ir, errReply: []byte{}}
 }
 
 // OAuthBearerOptions are the fields of an OAUTHBEARER initial response
@@ -120,41 +125,24 @@ type OAuthBearerOptions struct {
 	Port     int
 }
 
-type oauthBearerClient struct {
-	opts OAuthBearerOptions
-	sent bool
-}
-
 // NewOAuthBearerClient returns the OAUTHBEARER mechanism (RFC 7628). When
 // the token is refused the server sends a JSON error as a challenge; the
 // client answers with the dummy response %x01 (RFC 7628 §3.2.3) and the
 // server then says -ERR.
 func NewOAuthBearerClient(opts OAuthBearerOptions) SASLClient {
-	return &oauthBearerClient{opts: opts}
-}
-
-func (a *oauthBearerClient) Start() (string, []byte, error) {
 	var b strings.Builder
 	b.WriteString("n,")
-	if a.opts.Username != "" {
+	if opts.Username != "" {
 		// RFC 5801 §5: "=" and "," in the authzid are escaped.
-		b.WriteString("a=" + strings.NewReplacer("=", "=3D", ",", "=2C").Replace(a.opts.Username))
+		b.WriteString("a=" + strings.NewReplacer("=", "=3D", ",", "=2C").Replace(opts.Username))
 	}
 	b.WriteString(",\x01")
-	if a.opts.Host != "" {
-		b.WriteString("host=" + a.opts.Host + "\x01")
+	if opts.Host != "" {
+		b.WriteString("host=" + opts.Host + "\x01")
 	}
-	if a.opts.Port != 0 {
-		b.WriteString("port=" + strconv.Itoa(a.opts.Port) + "\x01")
+	if opts.Port != 0 {
+		b.WriteString("port=" + strconv.Itoa(opts.Port) + "\x01")
 	}
-	b.WriteString("auth=Bearer " + a.opts.Token + "\x01\x01")
-	return "OAUTHBEARER", []byte(b.String()), nil
-}
-
-func (a *oauthBearerClient) Next(challenge []byte) ([]byte, error) {
-	if a.sent {
-		return nil, errUnexpectedChallenge
-	}
-	a.sent = true
-	return []byte{0x01}, nil
+	b.WriteString("auth=Bearer " + opts.Token + "\x01\x01")
+	return &initialClient{mech: "OAUTHBEARER", ir: []byte(b.String()), errReply: []byte{0x01}}
 }
