@@ -259,19 +259,7 @@ func Verify(stored, password, defaultScheme string) (bool, error) {
 	if len(password) > MaxPasswordLen {
 		return false, ErrPasswordTooLong
 	}
-	name, data := split(stored, defaultScheme)
-	if name == "" {
-		return false, fmt.Errorf("%w: empty scheme name", ErrUnknownScheme)
-	}
-	info, enc, explicit, err := lookup(name)
-	if err != nil {
-		return false, err
-	}
-	raw, err := decode(info, enc, explicit, data)
-	if err != nil {
-		return false, err
-	}
-	match, err := info.prepare(raw)
+	match, err := prepare(stored, defaultScheme)
 	if err != nil {
 		return false, err
 	}
@@ -282,20 +270,26 @@ func Verify(stored, password, defaultScheme string) (bool, error) {
 // without the hashing work: it returns the error Verify would return for any
 // password, or nil. A passdb loader calls it to report a bad entry early.
 func Check(stored, defaultScheme string) error {
+	_, err := prepare(stored, defaultScheme)
+	return err
+}
+
+// prepare parses stored, checks it against the caps and returns its matcher:
+// everything Verify does before the hashing work, and all that Check does.
+func prepare(stored, defaultScheme string) (matchFunc, error) {
 	name, data := split(stored, defaultScheme)
 	if name == "" {
-		return fmt.Errorf("%w: empty scheme name", ErrUnknownScheme)
+		return nil, fmt.Errorf("%w: empty scheme name", ErrUnknownScheme)
 	}
 	info, enc, explicit, err := lookup(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	raw, err := decode(info, enc, explicit, data)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = info.prepare(raw)
-	return err
+	return info.prepare(raw)
 }
 
 // PlaintextEquivalent returns the plaintext held by a PLAIN, CLEAR or

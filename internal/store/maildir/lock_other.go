@@ -7,6 +7,8 @@ import (
 	"os"
 )
 
+const openNonblock = 0
+
 var errLocked = errors.New("maildir: locked")
 
 // tryLock is not implemented off Unix: the Maildir store needs flock.

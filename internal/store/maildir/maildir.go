@@ -52,6 +52,8 @@ type Store struct {
 	log    *slog.Logger
 	host   string
 	noSync bool
+
+	syncHook func(dir string) // test hook, nil in production
 }
 
 var _ store.Store = (*Store)(nil)
@@ -97,10 +99,17 @@ func (s *Store) Path(user string) (string, error) {
 }
 
 // create makes the Maildir dir with cur/, new/ and tmp/ (mode 0700) and
-// syncs the directories whose entries it added.
+// syncs the directories whose entries it added: dir, and the parent of every
+// directory MkdirAll made (a new domain directory, say, as well as the
+// Maildir in it).
 func (s *Store) create(dir string) error {
-	parent := filepath.Dir(dir)
-	_, statErr := os.Stat(dir)
+	top := "" // the highest directory MkdirAll will make, "" if none
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		top = d
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("maildir: create: %w", err)
 	}
@@ -112,9 +121,13 @@ func (s *Store) create(dir string) error {
 	if err := s.syncDir(dir); err != nil {
 		return err
 	}
-	if statErr != nil {
-		// The Maildir itself is new: make its entry in the parent durable.
-		return s.syncDir(parent)
+	for d := dir; top != ""; d = filepath.Dir(d) {
+		if err := s.syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+		if d == top {
+			break
+		}
 	}
 	return nil
 }
@@ -124,6 +137,9 @@ func (s *Store) create(dir string) error {
 func (s *Store) syncDir(dir string) error {
 	if s.noSync {
 		return nil
+	}
+	if s.syncHook != nil {
+		s.syncHook(dir)
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -638,3 +638,71 @@ func TestCommitCanceledDeletesNothing(t *testing.T) {
 		t.Errorf("%d messages after canceled Commit, want 1", n)
 	}
 }
+
+// TestCommitMovedAfterRelocate: a message another agent moves to cur/ after
+// Commit has looked the directories up again (Dovecot moving all of new/
+// when an IMAP client opens INBOX) is still removed, not left on disk to
+// come back in the next session.
+func TestCommitMovedAfterRelocate(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, true)
+	const user = "race"
+	for i := range 2 {
+		if err := s.Deliver(context.Background(), user, strings.NewReader(fmt.Sprintf("Subject: %d\n\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := mustPath(t, s, user)
+	m := openMD(t, s, user)
+	names := listDir(t, filepath.Join(dir, "new"))
+	slices.SortFunc(names, compareNames)
+	move := func(name string) {
+		if err := os.Rename(filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name+":2,S")); err != nil {
+			t.Error(err)
+		}
+	}
+	move(names[0]) // Commit misses message 0 and looks the directories up again
+	moved := false
+	m.(*maildrop).afterRelocate = func() {
+		if !moved {
+			moved = true
+			move(names[1]) // after the lookup that saw it in new/
+		}
+	}
+	if err := m.Commit(context.Background(), []int{0, 1}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	m.Close()
+	for _, sub := range []string{"new", "cur"} {
+		if got := listDir(t, filepath.Join(dir, sub)); len(got) != 0 {
+			t.Errorf("%s/ after Commit of every message = %q, want empty", sub, got)
+		}
+	}
+	m = openMD(t, s, user)
+	defer m.Close()
+	if n := len(m.Messages()); n != 0 {
+		t.Errorf("next session: %d messages, want 0 (deleted messages came back)", n)
+	}
+}
+
+// TestCreateSyncsEveryNewDirectory: the first delivery to a user of a new
+// domain creates <domain>/<user>/Maildir; each new directory's entry in its
+// parent is fsynced, or a crash could lose the Maildir with the message in
+// it after Deliver returned.
+func TestCreateSyncsEveryNewDirectory(t *testing.T) {
+	t.Parallel()
+	s, root := newTestStore(t, false)
+	var synced []string
+	s.syncHook = func(dir string) { synced = append(synced, dir) }
+	if err := s.Deliver(context.Background(), "u@new.example", strings.NewReader("x\n")); err != nil {
+		t.Fatal(err)
+	}
+	dir := mustPath(t, s, "u@new.example")
+	for _, want := range []string{
+		root, filepath.Join(root, "new.example"), filepath.Dir(dir), dir, filepath.Join(dir, "new"),
+	} {
+		if !slices.Contains(synced, want) {
+			t.Errorf("directory %s not fsynced; synced %q", want, synced)
+		}
+	}
+}

@@ -25,6 +25,10 @@ import (
 // 36 hours of the Maildir specification, which Dovecot uses too.
 const tmpMaxAge = 36 * time.Hour
 
+// maxRelocate bounds how often Commit reads new/ and cur/ again for one
+// message that keeps moving under it.
+const maxRelocate = 3
+
 // entry is one message of a snapshot.
 type entry struct {
 	key  string // base name, without the info part
@@ -45,6 +49,8 @@ type maildrop struct {
 	msgs      []store.Message
 	closed    bool
 	committed bool
+
+	afterRelocate func() // test hook, nil in production
 }
 
 var _ store.Maildrop = (*maildrop)(nil)
@@ -219,16 +225,6 @@ func splitName(name []byte) (key, info []byte) {
 	return name, nil
 }
 
-// readDir lists a directory with its entries' types, without a stat each.
-func readDir(path string) ([]os.DirEntry, error) {
-	d, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.ReadDir(-1)
-}
-
 // addFresh sizes, orders and names the files the index did not know.
 // Messages Dovecot listed in dovecot-uidlist come first, in its POP3 order
 // (O field, then UID), and keep the UIDL Dovecot showed; the rest follow in
@@ -379,7 +375,9 @@ func (md *maildrop) size(f *found, buf []byte) error {
 	if !ok && f.rec != nil && f.rec.vsize >= 0 {
 		w, ok = f.rec.vsize, true
 	}
-	file, err := os.Open(path)
+	// Non-blocking, so that a named pipe planted in new/ or cur/ opens at
+	// once and is left out below instead of blocking Open, lock held.
+	file, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		f.size = -1
 		return nil
@@ -425,7 +423,7 @@ func (md *maildrop) size(f *found, buf []byte) error {
 // sweepTmp removes files left in tmp/ by deliveries that died more than
 // 36 hours ago. Failures only cost disk space, so they are logged.
 func (s *Store) sweepTmp(dir string) {
-	ents, err := readDir(filepath.Join(dir, "tmp"))
+	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil {
 		return
 	}
@@ -506,6 +504,9 @@ func (md *maildrop) relocate() error {
 			return err
 		}
 	}
+	if md.afterRelocate != nil {
+		md.afterRelocate()
+	}
 	return nil
 }
 
@@ -537,16 +538,19 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	}
 	removed := make([]bool, len(md.entries))
 	var errs []error
-	relocated := false
 	touched := map[string]bool{}
 	for _, i := range deleted {
 		if removed[i] {
 			continue
 		}
-		for {
+		// A miss means another agent moved or removed the file since we
+		// last looked, possibly just after a relocate: look again. A file
+		// no lookup finds was removed; one that only moved must be
+		// unlinked, or it would come back in the next session.
+		for attempt := 0; ; attempt++ {
 			e := &md.entries[i]
 			if e.sub == "" {
-				removed[i] = true
+				removed[i] = true // removed by another agent
 				break
 			}
 			err := os.Remove(filepath.Join(md.dir, e.sub, e.key+e.info))
@@ -559,15 +563,14 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 				errs = append(errs, fmt.Errorf("maildir: remove message %d: %w", i, err))
 				break
 			}
-			if relocated {
-				removed[i] = true // raced with another agent removing it
+			if attempt == maxRelocate {
+				errs = append(errs, fmt.Errorf("maildir: remove message %d: still moving after %d lookups", i, attempt))
 				break
 			}
 			if err := md.relocate(); err != nil {
 				errs = append(errs, err)
 				break
 			}
-			relocated = true
 		}
 	}
 	for _, sub := range []string{"new", "cur"} {

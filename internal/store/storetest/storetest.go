@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -244,18 +245,6 @@ func uids(msgs []store.Message) []string {
 	return out
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *suite) testEmpty(t *testing.T) {
 	st := s.newStore(t)
 	for _, user := range []string{"alice", "bob@example.org"} {
@@ -336,7 +325,7 @@ func (s *suite) testUIDsStable(t *testing.T) {
 	closeMD(t, m)
 
 	m = open(t, st, user)
-	if got := uids(m.Messages()); !equalStrings(got, first) {
+	if got := uids(m.Messages()); !slices.Equal(got, first) {
 		t.Errorf("UIDs changed between sessions:\n got %q\nwant %q", got, first)
 	}
 	// Delete messages 1 and 3.
@@ -355,7 +344,7 @@ func (s *suite) testUIDsStable(t *testing.T) {
 	if len(msgs) != 5 {
 		t.Fatalf("after deleting 2 of 5 and delivering 2: %d messages, want 5", len(msgs))
 	}
-	if got := uids(msgs[:3]); !equalStrings(got, want) {
+	if got := uids(msgs[:3]); !slices.Equal(got, want) {
 		t.Errorf("surviving UIDs = %q, want %q", got, want)
 	}
 	for _, u := range uids(msgs[3:]) {

@@ -1,0 +1,54 @@
+//go:build unix
+
+package maildir
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFIFOIgnored: a named pipe in new/ is not a message. Open must not
+// block opening it (it would hold the maildrop lock for good).
+func TestFIFOIgnored(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, true)
+	const user = "fifo"
+	if err := s.Deliver(context.Background(), user, strings.NewReader("Subject: real\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(mustPath(t, s, user), "new", "1700000000.M1P1.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := s.Open(context.Background(), user)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer m.Close()
+		done <- result{n: len(m.Messages())}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != 1 {
+			t.Errorf("Open with a FIFO in new/ = %d messages, %v; want 1, nil", r.n, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		// Release the blocked open before failing.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("Open blocked on a FIFO in new/")
+	}
+}
