@@ -50,8 +50,7 @@ func runDeliver(args []string, stdout, stderr io.Writer) error {
 
 // deliverMain does the work of runDeliver and returns the exit code.
 func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) int {
-	fs := flag.NewFlagSet("postoffice deliver", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("deliver", stderr)
 	user := fs.String("u", "", "deliver to `USER` (required)")
 	cfgPath := fs.String("config", defaultConfig, "configuration `file` (TOML)")
 	from := fs.String("f", "", "envelope `SENDER` for Return-Path (empty: <>)")

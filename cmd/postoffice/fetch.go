@@ -51,10 +51,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	case errors.Is(err, flag.ErrHelp), errors.As(err, new(usageError)):
 		return err
 	}
-	if err == nil {
-		err = errors.New("failed")
-	}
-	return exitError{code: code, err: err}
+	return exitError{code: code, err: err} // a nil err: fetch.Run has logged why
 }
 
 // fetchCommand runs postoffice fetch and returns its exit status.
@@ -105,8 +102,10 @@ func fetchCommand(args []string, stderr io.Writer) (int, error) {
 		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		ResetState: *reset,
 	}
-	if fi, err := os.Stderr.Stat(); !*quiet && !*daemon && err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-		opts.Progress = os.Stderr
+	if f, ok := stderr.(*os.File); ok && !*quiet && !*daemon {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			opts.Progress = stderr
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -271,6 +273,10 @@ func password(ctx context.Context, a *Account) (string, error) {
 	cmd := exec.CommandContext(ctx, "sh", "-c", a.PasswordCommand)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		// Interrupted (SIGTERM): not the command's fault.
+		return "", &Error{Code: ExitTempFail, Err: fmt.Errorf("fetch: account %s: password_command: %w", a.Name, ctx.Err())}
+	}
 	if err != nil {
 		return "", &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: password_command: %w", a.Name, err)}
 	}
@@ -284,10 +290,10 @@ func password(ctx context.Context, a *Account) (string, error) {
 
 // tlsConfig builds the TLS configuration: the system roots or ca_file, and
 // with fingerprint a pin of the leaf certificate's SHA-256 that replaces
-// the CA check (as mpop's tls_fingerprint does).
+// the CA check (as mpop's tls_fingerprint does). Package pop3 fills in
+// ServerName (the dialled host) and MinVersion (TLS 1.2).
 func tlsConfig(a *Account) (*tls.Config, error) {
-	host, _, _ := net.SplitHostPort(a.Server)
-	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{}
 	if a.CAFile != "" {
 		pem, err := os.ReadFile(a.CAFile)
 		if err != nil {
@@ -307,7 +313,7 @@ func tlsConfig(a *Account) (*tls.Config, error) {
 				return &pinError{got: "(none)"}
 			}
 			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if !equalBytes(sum[:], want) {
+			if !bytes.Equal(sum[:], want) {
 				return &pinError{got: hex.EncodeToString(sum[:])}
 			}
 			return nil
@@ -315,8 +321,6 @@ func tlsConfig(a *Account) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
-
-func equalBytes(a, b []byte) bool { return string(a) == string(b) }
 
 // dial connects per the tls key.
 func dial(ctx context.Context, a *Account, opts Options) (*pop3.Client, error) {
@@ -417,8 +421,7 @@ func authenticate(ctx context.Context, c *pop3.Client, a *Account, secret string
 
 func hostPort(addr string) (string, int) {
 	h, p, _ := net.SplitHostPort(addr)
-	n := 0
-	fmt.Sscan(p, &n)
+	n, _ := strconv.Atoi(p) // validated by the config
 	return h, n
 }
 

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -347,5 +348,19 @@ oversize = "shrink"
 	}
 	if strings.Contains(err.Error(), "account ok") {
 		t.Errorf("good account reported: %v", err)
+	}
+}
+
+// An interrupted run (SIGTERM cancels ctx) is temporary, not a config
+// error, even when it is password_command that got cut short.
+func TestCanceledPasswordCommand(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, nil)
+	a := account(t, srv, "")
+	a.Password, a.PasswordCommand = "", "echo "+testPass
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, a, Options{}); ExitCode(err) != ExitTempFail {
+		t.Fatalf("Run(canceled) = %v (exit %d), want exit %d", err, ExitCode(err), ExitTempFail)
 	}
 }

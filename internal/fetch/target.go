@@ -76,6 +76,11 @@ func copyLF(w io.Writer, r io.Reader, mboxrd bool) (endsNL bool, err error) {
 			atStart = chunk[len(chunk)-1] == '\n'
 			if bytes.HasSuffix(chunk, []byte("\r\n")) {
 				chunk = append(chunk[:len(chunk)-2], '\n')
+			} else if errors.Is(rerr, bufio.ErrBufferFull) && chunk[len(chunk)-1] == '\r' {
+				// A full buffer ending in CR: the LF may come next, so
+				// the CR goes to the next chunk to be judged there.
+				br.UnreadByte()
+				chunk = chunk[:len(chunk)-1]
 			}
 			if _, err := w.Write(chunk); err != nil {
 				return false, err

@@ -25,8 +25,8 @@
 //   - Quota (optional, per user: octets and messages) is checked at RCPT, for
 //     a maildrop already full, and before each delivery, for the message at
 //     hand: 452 4.2.2 by default, 552 5.2.2 when Permanent (RFC 3463 X.2.2).
-//     Usage comes from the store (a Usage method) or, for a Maildir, from
-//     the ",S=" sizes in its file names. POP3 sessions never see quotas.
+//     Usage comes from the store's Usage method (for a Maildir, the ",S="
+//     sizes in its file names). POP3 sessions never see quotas.
 //   - Client-facing text never shows paths or internal errors; the log does.
 package lmtp
 
@@ -89,8 +89,8 @@ type Server struct {
 	ids    atomic.Uint64
 
 	mu       sync.Mutex
-	sessions map[*session]*smtp.Conn // open connections
-	closing  bool                    // Shutdown started
+	sessions map[*session]struct{} // open connections
+	closing  bool                  // Shutdown started
 }
 
 // New returns a Server for opts.
@@ -129,7 +129,7 @@ func New(opts Options) (*Server, error) {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = 5 * time.Minute
 	}
-	s := &Server{opts: opts, log: opts.Logger, sessions: make(map[*session]*smtp.Conn)}
+	s := &Server{opts: opts, log: opts.Logger, sessions: make(map[*session]struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	ss.LMTP = true
@@ -165,9 +165,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// the others as soon as their transaction has been answered.
 	s.mu.Lock()
 	s.closing = true
-	for sess, c := range s.sessions {
+	for sess := range s.sessions {
 		if !sess.busy {
-			go c.Close()
+			go sess.conn.Close()
 		}
 	}
 	s.mu.Unlock()
@@ -310,7 +310,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if s.closing {
 		return nil, errShuttingDown
 	}
-	s.sessions[sess] = c
+	s.sessions[sess] = struct{}{}
 	return sess, nil
 }
 
@@ -337,7 +337,9 @@ func (s *session) Logout() error {
 	return nil
 }
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	// A declared SIZE above MaxMessageSize never gets here: go-smtp
+	// answers 552 5.3.4 itself (MaxMessageBytes, RFC 1870 §6.1).
 	s.from = ""
 	s.rcpts = nil
 	s.srv.mu.Lock()
@@ -346,9 +348,6 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.srv.mu.Unlock()
 	if closing {
 		return errShuttingDown
-	}
-	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
-		return errTooLarge // RFC 1870 §6.1
 	}
 	s.from = from
 	return nil
@@ -371,14 +370,26 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-// Data is the SMTP form; over LMTP go-smtp calls LMTPData instead.
+// Data is the SMTP form; over LMTP go-smtp calls LMTPData instead. Should
+// it ever be called, one reply covers every recipient, so any failed
+// recipient fails the whole message (the client retries; a duplicate beats
+// a loss).
 func (s *session) Data(r io.Reader) error {
-	return s.LMTPData(r, nopStatus{})
+	var first firstError
+	if err := s.LMTPData(r, &first); err != nil {
+		return err
+	}
+	return first.err
 }
 
-type nopStatus struct{}
+// firstError is a StatusCollector that keeps the first failure.
+type firstError struct{ err error }
 
-func (nopStatus) SetStatus(string, error) {}
+func (f *firstError) SetStatus(_ string, err error) {
+	if f.err == nil {
+		f.err = err
+	}
+}
 
 // LMTPData spools the message once and delivers a copy to each recipient,
 // reporting each result (RFC 2033 §4.2).

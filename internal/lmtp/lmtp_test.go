@@ -479,3 +479,20 @@ func TestQuotaNeedsMeasurableStore(t *testing.T) {
 	}
 }
 
+// Data (the one-reply SMTP form) must not report success when a recipient's
+// delivery failed: with one reply for all, a failure fails the message.
+func TestDataFailsIfAnyRecipientFails(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	srv, err := New(Options{Users: f.users, Store: failStore{f.store, "alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{srv: srv, from: "a@b", rcpts: []recipient{
+		{addr: "bob@example.org", user: "bob@example.org"},
+		{addr: "alice@example.org", user: "alice"},
+	}}
+	if err := s.Data(strings.NewReader(strings.ReplaceAll(body, "\r\n", "\n"))); err == nil {
+		t.Error("Data = nil with alice's delivery failing, want an error")
+	}
+}

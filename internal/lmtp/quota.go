@@ -45,14 +45,11 @@ func CheckQuota(ctx context.Context, st store.Store, q Quota, user string, size 
 	if !q.Enabled() {
 		return nil
 	}
-	var used int64
-	var n int
-	var err error
 	s, ok := st.(usager)
 	if !ok {
 		return errors.New("lmtp: quota: the store cannot report usage")
 	}
-	used, n, err = s.Usage(ctx, user)
+	used, n, err := s.Usage(ctx, user)
 	if err != nil {
 		return fmt.Errorf("lmtp: quota: %w", err)
 	}
