@@ -53,6 +53,53 @@ type Conn struct {
 	ID         string // unique per server process, for logs
 	RemoteAddr net.Addr
 	LocalAddr  net.Addr
-	// TLS is the connection state when TLS is active, else nil.
+	// TLS is the connection state when TLS is active, else nil. The engine
+	// sets it after a STLS handshake, so a backend that kept the *Conn sees
+	// it change.
 	TLS *tls.ConnectionState
+	// UTF8 is set once the client has issued UTF8 (RFC 6856 §2): user
+	// names and passwords may then be UTF-8.
+	UTF8 bool
+}
+
+// APOPSession is an add-on a Session implements to accept APOP (RFC 1939
+// §7). When the Session has it, the engine puts a unique timestamp banner
+// ("<pid.random@host>") in the greeting and accepts the APOP command.
+type APOPSession interface {
+	// APOP checks digest, the lower-case hex MD5 of timestamp followed by the
+	// user's shared secret, and opens the maildrop as Login does. A wrong
+	// digest is an *Error with CodeAuth.
+	APOP(ctx context.Context, user, timestamp, digest string) (Mailbox, error)
+}
+
+// SASLSession is an add-on a Session implements to offer SASL AUTH
+// (RFC 5034). CAPA lists "SASL" with Mechanisms(); the engine owns the
+// framing (initial response, "=", "*", "+ " continuations, base64).
+type SASLSession interface {
+	// Mechanisms lists the upper-case mechanism names usable on this
+	// connection now, in order of preference. It is asked again after STLS
+	// (Conn.TLS has changed), so -PLUS and EXTERNAL can depend on TLS. The
+	// engine itself removes the plaintext mechanisms (PLAIN, LOGIN,
+	// OAUTHBEARER, XOAUTH2) where Options.AllowPlaintextAuth forbids them.
+	Mechanisms() []string
+	// StartSASL begins an exchange with mech, one of Mechanisms(). An
+	// *Error is sent to the client as is; any other error is [SYS/TEMP].
+	StartSASL(ctx context.Context, mech string) (SASLExchange, error)
+}
+
+// SASLExchange is one SASL authentication in progress.
+type SASLExchange interface {
+	// Next takes the client's decoded response (nil when an AUTH command
+	// carried no initial response; empty for "=" or an empty line) and
+	// returns the next challenge. done reports success; a challenge that
+	// comes with done is additional data the engine sends as "+ base64"
+	// and whose empty reply it waits for. A credential failure is an
+	// *Error with CodeAuth; a malformed message is an *Error without code
+	// (the session goes on); any other error is [SYS/TEMP].
+	Next(ctx context.Context, response []byte) (challenge []byte, done bool, err error)
+	// Login is called once after Next reported done: it opens the
+	// authenticated user's maildrop, with the same errors as Session.Login.
+	Login(ctx context.Context) (Mailbox, error)
+	// User is the authenticated user name, for the logs; valid after done.
+	User() string
 }
