@@ -33,3 +33,15 @@ type DB interface {
 	// ErrUnknownUser if there is none.
 	Lookup(ctx context.Context, user string) (User, error)
 }
+
+// CredentialDB is a DB that also hands out a user's stored password. The
+// challenge-response methods (APOP, CRAM-MD5, SCRAM) need the stored secret
+// itself, not a password to check against it.
+type CredentialDB interface {
+	DB
+	// Credentials returns the user and its stored password in "{SCHEME}data"
+	// form, the database's default scheme made explicit. It returns
+	// ErrUnknownUser when there is no such user; other errors are temporary
+	// failures.
+	Credentials(ctx context.Context, user string) (User, string, error)
+}
