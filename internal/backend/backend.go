@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
@@ -32,6 +33,12 @@ type Options struct {
 	LoginDelay time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// APOP enables the APOP command (RFC 1939 §7). Users must then be an
+	// auth.CredentialDB, and APOP works only for users whose stored password
+	// is plaintext-equivalent ({PLAIN}, {CRAM-MD5} cannot serve it).
+	APOP bool
+	// SASL, if set, offers SASL AUTH (RFC 5034) with its mechanisms.
+	SASL *sasl.Mechanisms
 }
 
 // Backend implements pop3server.Backend.
@@ -56,15 +63,61 @@ func New(opts Options) (*Backend, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.APOP {
+		if _, ok := opts.Users.(auth.CredentialDB); !ok {
+			return nil, errors.New("backend: APOP needs a user database that hands out stored credentials")
+		}
+	}
 	return &Backend{opts: opts, log: opts.Logger, lastLogin: make(map[string]time.Time)}, nil
 }
 
-// NewSession implements pop3server.Backend.
+// NewSession implements pop3server.Backend. The session it returns has the
+// add-on interfaces (APOP, SASL) the options enable, so the engine's CAPA
+// and greeting follow the configuration.
 func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
-	return &session{b: b}, nil
+	s := &session{b: b, conn: c}
+	switch {
+	case b.opts.APOP && b.opts.SASL != nil:
+		return apopSASLSession{s}, nil
+	case b.opts.APOP:
+		return apopSession{s}, nil
+	case b.opts.SASL != nil:
+		return saslSession{s}, nil
+	}
+	return s, nil
 }
 
-type session struct{ b *Backend }
+type session struct {
+	b    *Backend
+	conn *pop3server.Conn
+}
+
+// The combinations of add-on interfaces a session can have.
+type (
+	apopSession     struct{ *session }
+	saslSession     struct{ *session }
+	apopSASLSession struct{ *session }
+)
+
+func (s apopSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
+	return s.apop(ctx, user, timestamp, digest)
+}
+
+func (s apopSASLSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
+	return s.apop(ctx, user, timestamp, digest)
+}
+
+func (s saslSession) Mechanisms() []string { return s.mechanisms() }
+
+func (s saslSession) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
+	return s.startSASL(ctx, mech)
+}
+
+func (s apopSASLSession) Mechanisms() []string { return s.mechanisms() }
+
+func (s apopSASLSession) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
+	return s.startSASL(ctx, mech)
+}
 
 var (
 	errAuth       = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
@@ -82,17 +135,22 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 	if err != nil {
 		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
-	if !b.checkLoginDelay(u.Name) {
+	return b.open(ctx, u.Name)
+}
+
+// open opens the maildrop of an authenticated user.
+func (b *Backend) open(ctx context.Context, user string) (pop3server.Mailbox, error) {
+	if !b.checkLoginDelay(user) {
 		return nil, errLoginDelay
 	}
-	md, err := b.opts.Store.Open(ctx, u.Name)
+	md, err := b.opts.Store.Open(ctx, user)
 	switch {
 	case errors.Is(err, store.ErrInUse):
 		return nil, errInUse
 	case err != nil:
 		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
 	}
-	b.recordLogin(u.Name)
+	b.recordLogin(user)
 	msgs := md.Messages()
 	info := make([]pop3server.MessageInfo, len(msgs))
 	for i, m := range msgs {

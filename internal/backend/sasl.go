@@ -1,0 +1,96 @@
+package backend
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+
+	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
+	"github.com/postoffice-mail/postoffice/internal/sasl"
+	"github.com/postoffice-mail/postoffice/pop3server"
+)
+
+// apop checks an APOP digest (RFC 1939 §7): MD5 of the greeting's timestamp
+// followed by the shared secret, which is the stored password, so it works
+// only where that is plaintext-equivalent.
+func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
+	b := s.b
+	u, stored, err := b.opts.Users.(auth.CredentialDB).Credentials(ctx, user)
+	if errors.Is(err, auth.ErrUnknownUser) {
+		return nil, errAuth
+	}
+	if err != nil {
+		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+	}
+	secret, ok := scheme.PlaintextEquivalent(stored)
+	if !ok {
+		// Logged so an admin can tell "wrong password" from "this user's
+		// scheme cannot do APOP"; the client sees the same [AUTH].
+		b.log.Info("apop impossible for user: stored scheme is not plaintext-equivalent", "user", u.Name)
+		return nil, errAuth
+	}
+	sum := md5.Sum([]byte(timestamp + secret))
+	want := hex.EncodeToString(sum[:])
+	if subtle.ConstantTimeCompare([]byte(want), []byte(digest)) != 1 {
+		return nil, errAuth
+	}
+	return b.open(ctx, u.Name)
+}
+
+func (s *session) mechanisms() []string {
+	return s.b.opts.SASL.Available(s.conn.TLS)
+}
+
+func (s *session) startSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
+	srv, err := s.b.opts.SASL.Start(ctx, mech, s.conn.TLS)
+	if err != nil {
+		return nil, saslError(err)
+	}
+	return &exchange{b: s.b, srv: srv}, nil
+}
+
+// exchange adapts a sasl.Server to pop3server.SASLExchange.
+type exchange struct {
+	b    *Backend
+	srv  sasl.Server
+	done bool
+}
+
+var (
+	errMalformed   = &pop3server.Error{Text: "Invalid SASL message"}
+	errUnavailable = &pop3server.Error{Text: "Unsupported authentication mechanism"}
+)
+
+// saslError maps the mechanism table's errors to what the client sees.
+func saslError(err error) error {
+	switch {
+	case errors.Is(err, sasl.ErrAuthFailed):
+		return errAuth
+	case errors.Is(err, sasl.ErrMalformed):
+		return errMalformed
+	case errors.Is(err, sasl.ErrUnavailable):
+		return errUnavailable
+	}
+	return &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+}
+
+func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, error) {
+	ch, done, err := e.srv.Next(ctx, response)
+	if err != nil {
+		return nil, false, saslError(err)
+	}
+	e.done = done
+	return ch, done, nil
+}
+
+func (e *exchange) Login(ctx context.Context) (pop3server.Mailbox, error) {
+	if !e.done {
+		return nil, errors.New("backend: SASL Login before the exchange succeeded")
+	}
+	return e.b.open(ctx, e.srv.User().Name)
+}
+
+func (e *exchange) User() string { return e.srv.User().Name }
