@@ -78,7 +78,21 @@ const maxCommandLine = 255
 // cancels the exchange with "*". Data the server sends with its final "+"
 // goes to the mechanism, and its answer (usually empty) is sent before the
 // +OK. On success the cached capabilities are dropped.
+//
+// Two add-on interfaces of mech are honoured: a ChannelBinder gets the
+// connection's TLS state before Start, and a Completer is asked after the
+// +OK whether the server proved itself; if not, Authenticate fails with
+// its error (wrapping ErrServerNotVerified for SCRAM) and the Client is
+// broken.
 func (c *Client) Authenticate(ctx context.Context, mech SASLClient) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
+	if b, ok := mech.(ChannelBinder); ok {
+		if err := b.BindTLS(c.TLS()); err != nil {
+			return fmt.Errorf("pop3: sasl: %w", err)
+		}
+	}
 	name, ir, err := mech.Start()
 	if err != nil {
 		return fmt.Errorf("pop3: sasl: %w", err)
@@ -117,6 +131,13 @@ func (c *Client) Authenticate(ctx context.Context, mech SASLClient) error {
 		}
 		switch st {
 		case statusOK:
+			if v, ok := mech.(Completer); ok {
+				if err := v.Complete(); err != nil {
+					// Logged in, but not to a server that proved itself:
+					// drop the session rather than use it.
+					return c.fail(fmt.Errorf("pop3: sasl %s: %w", name, err))
+				}
+			}
 			c.loggedIn = true
 			c.caps = nil
 			return nil

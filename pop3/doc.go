@@ -7,7 +7,11 @@
 //   - RFC 1939, Post Office Protocol - Version 3
 //   - RFC 2449, POP3 Extension Mechanism (CAPA, RESP-CODES, PIPELINING, ...)
 //   - RFC 2595, Using TLS with IMAP, POP3 and ACAP (STLS)
-//   - RFC 5034, The POP3 SASL Authentication Mechanism (AUTH)
+//   - RFC 5034, The POP3 SASL Authentication Mechanism (AUTH), with the
+//     mechanisms PLAIN (RFC 4616), LOGIN, CRAM-MD5 (RFC 2195), SCRAM-SHA-1
+//     and SCRAM-SHA-256 (RFC 5802, RFC 7677) and their -PLUS variants with
+//     channel binding (tls-exporter, RFC 9266; tls-server-end-point, RFC
+//     5929), EXTERNAL (RFC 4422), OAUTHBEARER (RFC 7628) and XOAUTH2
 //   - RFC 3206, The SYS and AUTH POP Response Codes
 //   - RFC 8314, Cleartext Considered Obsolete (implicit TLS, port 995)
 //
@@ -32,6 +36,8 @@
 //     a successful login (RFC 2449 §5), so Capabilities asks again.
 //   - Bytes the server sends after the +OK to STLS, before the TLS
 //     handshake, fail the connection (a command injection, CVE-2021-22947).
+//   - SCRAM is mutual: Authenticate fails (ErrServerNotVerified) when the
+//     server's +OK comes without a valid server signature.
 //   - The debug trace never contains the arguments of PASS, APOP or AUTH,
 //     SASL responses or message data.
 package pop3

@@ -78,4 +78,9 @@ var (
 	// ErrSTLSInjection is returned when the server sent data after its
 	// +OK to STLS, before the TLS handshake (CVE-2021-22947).
 	ErrSTLSInjection = errors.New("pop3: server sent data before the TLS handshake")
+	// ErrServerNotVerified is returned by Authenticate when a mechanism
+	// with mutual authentication (SCRAM) got +OK without a valid proof
+	// from the server (RFC 5802 §5: the server signature). The server may
+	// be an impostor that never knew the password: the Client is broken.
+	ErrServerNotVerified = errors.New("pop3: sasl: server did not prove it knows the credentials")
 )

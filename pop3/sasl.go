@@ -11,7 +11,8 @@ import (
 
 // SASLClient is one SASL mechanism on the client side, for Authenticate.
 // It has the shape of github.com/emersion/go-sasl's Client, so those
-// mechanisms (and SCRAM clients wrapped the same way) plug in unchanged.
+// mechanisms plug in unchanged. Mechanisms that need the TLS connection or
+// must check the server's last word implement ChannelBinder or Completer.
 type SASLClient interface {
 	// Start returns the mechanism name and the initial response: nil for
 	// none, an empty non-nil slice for an empty one.

@@ -28,14 +28,18 @@ keep = true the messages now on the server count as retrieved (nothing is
 downloaded); with keep = false the state is forgotten. Combine it with
 --account.
 
-Exit status (sysexits, as mpop; with several accounts the worst one):
+Exit status (sysexits, as mpop; with several accounts the worst one;
+--daemon exits 0 on SIGTERM/SIGINT and logs each failed poll instead):
    0  every account fetched (no new mail is success)
   65  EX_DATAERR    protocol or server data problem: bad reply, no UIDL,
                     server UIDLs changed
+  69  EX_UNAVAILABLE an lmtp:/smtp: target refused the recipient, or
+                    refused messages for good (recorded, left on the server)
   70  EX_SOFTWARE   internal error
   74  EX_IOERR      local delivery (Maildir, mbox, MDA) or state file failed
   75  EX_TEMPFAIL   network or temporary server error ([IN-USE],
-                    [SYS/TEMP], [LOGIN-DELAY]), MDA exit 75: try again later
+                    [SYS/TEMP], [LOGIN-DELAY]), MDA exit 75, 4xx from an
+                    lmtp:/smtp: target: try again later
   77  EX_NOPERM     authentication failed; server certificate not trusted
   78  EX_CONFIG     configuration error
    2  command line error
@@ -44,7 +48,11 @@ flags:
 `
 
 func runFetch(args []string, stdout, stderr io.Writer) error {
-	code, err := fetchCommand(args, stderr)
+	// SIGTERM and SIGINT end a run or the daemon: the session in progress
+	// stops, its state is saved, and the daemon exits 0.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := fetchCommand(ctx, args, stderr)
 	switch {
 	case err == nil && code == 0:
 		return nil
@@ -54,8 +62,9 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	return exitError{code: code, err: err} // a nil err: fetch.Run has logged why
 }
 
-// fetchCommand runs postoffice fetch and returns its exit status.
-func fetchCommand(args []string, stderr io.Writer) (int, error) {
+// fetchCommand runs postoffice fetch until done or ctx ends, and returns
+// its exit status.
+func fetchCommand(ctx context.Context, args []string, stderr io.Writer) (int, error) {
 	fs := newFlagSet("fetch", stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, fetchHelp)
@@ -107,8 +116,6 @@ func fetchCommand(args []string, stderr io.Writer) (int, error) {
 			opts.Progress = stderr
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if *daemon {
 		var wg sync.WaitGroup
 		for _, a := range accounts {

@@ -3,6 +3,7 @@ package fetch
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,7 +38,10 @@ type Account struct {
 	MaxSize         int64  `toml:"max_size"`          // octets; 0: no limit
 	Oversize        string `toml:"oversize"`          // "skip" (default) or "truncate"
 	HeadersOnly     bool   `toml:"headers_only"`      // fetch headers only (TOP n 0)
-	Target          string `toml:"target"`            // maildir:PATH, mbox:PATH, mda:COMMAND
+	Target          string `toml:"target"`            // maildir:PATH, mbox:PATH, mda:COMMAND, lmtp:ADDR, smtp:HOST:PORT
+	Recipient       string `toml:"recipient"`         // RCPT TO of lmtp: and smtp: targets
+	CertFile        string `toml:"cert_file"`         // TLS client certificate (PEM), for auth = "external"
+	KeyFile         string `toml:"key_file"`          // its private key (PEM)
 	StateDir        string `toml:"state_dir"`         // directory of the UIDL state
 	PollInterval    string `toml:"poll_interval"`     // daemon mode; default 5m
 
@@ -54,7 +58,9 @@ func (a *Account) KeepOnServer() bool { return a.Keep == nil || *a.Keep }
 func (a *Account) Poll() time.Duration { return a.poll }
 
 // authNames are the accepted values of the auth key.
-var authNames = []string{"auto", "user", "apop", "plain", "login", "cram-md5", "xoauth2", "oauthbearer"}
+var authNames = []string{"auto", "user", "apop", "plain", "login", "cram-md5",
+	"scram-sha-1", "scram-sha-256", "scram-sha-1-plus", "scram-sha-256-plus",
+	"xoauth2", "oauthbearer", "external"}
 
 // MinMigrationState is the number of state entries above which a server
 // whose UIDLs share none with the state is taken to have changed its UIDLs.
@@ -155,15 +161,31 @@ func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 	if a.User == "" {
 		bad("user", "required")
 	}
-	switch {
-	case a.Password != "" && a.PasswordCommand != "":
-		bad("password", "set either password or password_command, not both")
-	case a.Password == "" && a.PasswordCommand == "":
-		bad("password", "required (or password_command)")
-	}
 	a.Auth = strings.ToLower(a.Auth)
 	if a.Auth == "" {
 		a.Auth = "auto"
+	}
+	switch {
+	case a.Password != "" && a.PasswordCommand != "":
+		bad("password", "set either password or password_command, not both")
+	case a.Password == "" && a.PasswordCommand == "" && a.Auth != "external":
+		bad("password", "required (or password_command)")
+	}
+	switch {
+	case (a.CertFile == "") != (a.KeyFile == ""):
+		bad("cert_file", "cert_file and key_file go together")
+	case a.CertFile != "" && a.TLS == "none":
+		bad("cert_file", `a client certificate needs tls = "implicit" or "starttls"`)
+	case a.CertFile != "":
+		if _, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile); err != nil {
+			bad("cert_file", err.Error())
+		}
+	}
+	if a.Auth == "external" && a.CertFile == "" {
+		bad("auth", `"external" needs cert_file and key_file (the TLS client certificate)`)
+	}
+	if strings.HasSuffix(a.Auth, "-plus") && a.TLS == "none" {
+		bad("auth", a.Auth+` needs tls = "implicit" or "starttls" (channel binding)`)
 	}
 	ok := false
 	for _, n := range authNames {
@@ -188,10 +210,11 @@ func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 	default:
 		bad("oversize", `want "skip" or "truncate"`)
 	}
+	forward := false
 	if a.Target == "" {
 		bad("target", "required")
 	} else if kind, arg, ok := strings.Cut(a.Target, ":"); !ok || arg == "" {
-		bad("target", `want "maildir:PATH", "mbox:PATH" or "mda:COMMAND"`)
+		bad("target", `want "maildir:PATH", "mbox:PATH", "mda:COMMAND", "lmtp:HOST:PORT", "lmtp:unix:PATH" or "smtp:HOST:PORT"`)
 	} else {
 		switch kind {
 		case "maildir", "mbox":
@@ -200,10 +223,25 @@ func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 			}
 		case "mda":
 		case "lmtp", "smtp":
-			bad("target", kind+": not supported yet")
+			forward = true
+			if path, ok := strings.CutPrefix(arg, "unix:"); ok && kind == "lmtp" {
+				if !filepath.IsAbs(path) {
+					bad("target", "lmtp:unix: socket path must be absolute")
+				}
+			} else if _, port, err := net.SplitHostPort(arg); err != nil || port == "" {
+				bad("target", kind+": want HOST:PORT")
+			}
 		default:
 			bad("target", fmt.Sprintf("unknown target type %q", kind))
 		}
+	}
+	switch {
+	case forward && a.Recipient == "":
+		bad("recipient", "required for lmtp: and smtp: targets (the RCPT TO address)")
+	case !forward && a.Recipient != "":
+		bad("recipient", "only for lmtp: and smtp: targets")
+	case a.Recipient != "" && (strings.ContainsAny(a.Recipient, "<> \t\r\n\x00") || !strings.Contains(a.Recipient, "@")):
+		bad("recipient", "want a bare address such as me@example.org")
 	}
 	if a.StateDir == "" {
 		bad("state_dir", "required")

@@ -1,13 +1,15 @@
 // Package fetch is the mail fetcher behind "postoffice fetch": it reads
 // [[account]] tables from a TOML file, retrieves new mail from each POP3
 // server (RFC 1939, with the extensions of RFC 2449 and RFC 5034 through
-// package pop3) and delivers it to a Maildir, an mboxrd file or an MDA
-// command, keeping a per-account UIDL state.
+// package pop3) and delivers it to a Maildir, an mboxrd file, an MDA
+// command or an LMTP (RFC 2033) or SMTP (RFC 5321) server through
+// internal/lmtp, keeping a per-account UIDL state.
 //
 // Implementation notes:
 //   - The order per message is: RETR (or TOP n 0) streamed into the target,
 //     the target's delivery durable (Maildir: tmp/, fsync, link into new/,
-//     directory fsync; mbox: fsync; MDA: exit 0), then the UIDL recorded in
+//     directory fsync; mbox: fsync; MDA: exit 0; LMTP/SMTP: 250 for the
+//     recipient after the message), then the UIDL recorded in
 //     the state journal and fsynced, then DELE if the policy says so. A kill
 //     at any instant therefore loses nothing and delivers at most the one
 //     message in flight twice (RFC 1939 §6: DELE takes effect only at QUIT,
@@ -22,6 +24,8 @@
 //   - A server whose UIDLs share none with a state of more than
 //     MinMigrationState entries (with keep = true) has changed its UIDLs; the
 //     run stops with ExitDataErr rather than fetch everything again.
+//   - A message an LMTP/SMTP target refuses for good (5xx to MAIL or after
+//     DATA) is recorded as rejected: never fetched again, never deleted.
 //   - Message bodies stream from the socket to the target; none is held whole
 //     in memory. CRLF line ends become LF for the local formats.
 package fetch

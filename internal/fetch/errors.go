@@ -11,17 +11,18 @@ import (
 
 // Exit statuses, from sysexits.h as mpop uses them.
 const (
-	ExitOK       = 0  // every account fetched
-	ExitDataErr  = 65 // EX_DATAERR: protocol or server data problem (bad reply, no UIDL, UIDLs changed)
-	ExitSoftware = 70 // EX_SOFTWARE: internal error
-	ExitIOErr    = 74 // EX_IOERR: local delivery or state file failed
-	ExitTempFail = 75 // EX_TEMPFAIL: network or temporary server error, MDA exit 75; try again later
-	ExitNoPerm   = 77 // EX_NOPERM: authentication failed, certificate not trusted
-	ExitConfig   = 78 // EX_CONFIG: configuration error
+	ExitOK          = 0  // every account fetched
+	ExitDataErr     = 65 // EX_DATAERR: protocol or server data problem (bad reply, no UIDL, UIDLs changed)
+	ExitUnavailable = 69 // EX_UNAVAILABLE: an lmtp:/smtp: target refused a recipient or a message for good (5xx)
+	ExitSoftware    = 70 // EX_SOFTWARE: internal error
+	ExitIOErr       = 74 // EX_IOERR: local delivery or state file failed
+	ExitTempFail    = 75 // EX_TEMPFAIL: network or temporary server error, MDA exit 75; try again later
+	ExitNoPerm      = 77 // EX_NOPERM: authentication failed, certificate not trusted
+	ExitConfig      = 78 // EX_CONFIG: configuration error
 )
 
 // severity orders exit statuses for Worst: a later one is worse.
-var severity = []int{ExitOK, ExitTempFail, ExitDataErr, ExitIOErr, ExitNoPerm, ExitSoftware, ExitConfig}
+var severity = []int{ExitOK, ExitTempFail, ExitDataErr, ExitUnavailable, ExitIOErr, ExitNoPerm, ExitSoftware, ExitConfig}
 
 // Worst returns the worse of two exit statuses.
 func Worst(a, b int) int {
@@ -71,7 +72,8 @@ func classify(err error) int {
 	var pin *pinError
 	var ne net.Error
 	switch {
-	case errors.As(err, &pin), errors.As(err, &ce), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
+	case errors.As(err, &pin), errors.As(err, &ce), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci),
+		errors.Is(err, pop3.ErrServerNotVerified):
 		return ExitNoPerm
 	case errors.As(err, &pe):
 		if pe.Temporary() {

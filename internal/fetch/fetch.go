@@ -37,9 +37,10 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Result counts what one account run did.
+// Result counts what one account run did. Rejected counts messages an
+// lmtp: or smtp: target refused for good in this run.
 type Result struct {
-	Fetched, Skipped, Deleted int
+	Fetched, Skipped, Deleted, Rejected int
 }
 
 // Run fetches one account once: connect, authenticate, list, deliver what
@@ -62,7 +63,7 @@ func Run(ctx context.Context, a *Account, opts Options) (Result, error) {
 		} else if !strings.Contains(err.Error(), "account "+a.Name) {
 			err = &Error{Code: fe.Code, Err: fmt.Errorf("fetch: account %s: %w", a.Name, err)}
 		}
-		opts.Logger.Error("fetch failed", "account", a.Name, "fetched", res.Fetched, "skipped", res.Skipped, "deleted", res.Deleted, "err", err)
+		opts.Logger.Error("fetch failed", "account", a.Name, "fetched", res.Fetched, "skipped", res.Skipped, "deleted", res.Deleted, "rejected", res.Rejected, "err", err)
 		return res, err
 	}
 	opts.Logger.Info("fetch done", "account", a.Name, "fetched", res.Fetched, "skipped", res.Skipped, "deleted", res.Deleted)
@@ -70,9 +71,12 @@ func Run(ctx context.Context, a *Account, opts Options) (Result, error) {
 }
 
 func run(ctx context.Context, a *Account, opts Options) (res Result, err error) {
-	tgt, err := newTarget(a)
+	tgt, err := newTarget(a, opts.Timeout)
 	if err != nil {
 		return res, err
+	}
+	if c, ok := tgt.(io.Closer); ok {
+		defer c.Close()
 	}
 	st, err := OpenState(a.StateDir, a.Name)
 	if err != nil {
@@ -128,7 +132,7 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 	if !noUIDL && a.KeepOnServer() && !opts.ResetState && st.Len() > MinMigrationState && len(uids) > 0 {
 		known := false
 		for _, u := range uids {
-			if _, ok := st.Has(u.UID); ok {
+			if st.Known(u.UID) {
 				known = true
 				break
 			}
@@ -187,6 +191,9 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 					}
 					continue
 				}
+				if st.Rejected(u.UID) {
+					continue // refused by the target for good: left alone
+				}
 			}
 			top := a.HeadersOnly
 			if a.MaxSize > 0 && sizes[u.Num] > a.MaxSize {
@@ -213,6 +220,19 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 				err = tgt.Deliver(ctx, u.UID, body)
 				if cerr := body.Close(); err == nil {
 					err = cerr
+				}
+				var rej *rejectedError
+				if errors.As(err, &rej) {
+					// Recorded so it is not sent again each run, and never
+					// deleted: the copy on the server is the only one.
+					opts.Logger.Error("message refused by target", "account", a.Name, "msg", u.Num, "uidl", u.UID, "err", err)
+					res.Rejected++
+					if !noUIDL {
+						if err := st.Reject(u.UID, opts.Now()); err != nil {
+							return err
+						}
+					}
+					continue
 				}
 				if err != nil {
 					return err
@@ -261,6 +281,9 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 	if quitErr != nil {
 		return res, quitErr
 	}
+	if res.Rejected > 0 {
+		return res, &Error{Code: ExitUnavailable, Err: fmt.Errorf("fetch: account %s: %d message(s) refused for good by the target: recorded as rejected and left on the server", a.Name, res.Rejected)}
+	}
 	return res, nil
 }
 
@@ -305,6 +328,13 @@ func tlsConfig(a *Account) (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
+	if a.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
+		if err != nil {
+			return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: cert_file: %w", a.Name, err)}
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
 	if a.fingerprint != nil {
 		want := a.fingerprint
 		cfg.InsecureSkipVerify = true // replaced by the pin below
@@ -344,14 +374,19 @@ func dial(ctx context.Context, a *Account, opts Options) (*pop3.Client, error) {
 	}
 }
 
-// authenticate logs in with the account's mechanism. "auto" picks, from
-// what the server offers:
-//   - over TLS: PLAIN, USER/PASS, CRAM-MD5, APOP;
-//   - without TLS: CRAM-MD5, APOP, and only to a loopback address PLAIN,
-//     USER/PASS: a password never crosses a network in clear by default.
-//
-// XOAUTH2 and OAUTHBEARER are never picked automatically (the secret must
-// be a token, which auto cannot know).
+// autoOrder is the preference of auth = "auto", best first; each is
+// taken only if the server offers it (and see safe below).
+var autoOrder = []string{
+	"scram-sha-256-plus", "scram-sha-1-plus", "scram-sha-256", "scram-sha-1",
+	"cram-md5", "plain", "user", "apop",
+}
+
+// authenticate logs in with the account's mechanism. "auto" picks the
+// first of autoOrder the server offers; PLAIN and USER/PASS, which send
+// the password itself, only over TLS or to a loopback address, and the
+// -PLUS mechanisms only over TLS. XOAUTH2 and OAUTHBEARER (the secret must
+// be a token) and EXTERNAL (it needs cert_file) are never picked
+// automatically.
 func authenticate(ctx context.Context, c *pop3.Client, a *Account, secret string) error {
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
@@ -359,23 +394,20 @@ func authenticate(ctx context.Context, c *pop3.Client, a *Account, secret string
 	}
 	mech := a.Auth
 	if mech == "auto" {
-		secure := c.TLS() != nil || isLoopback(a.Server)
+		overTLS := c.TLS() != nil
+		secure := overTLS || isLoopback(a.Server)
 		noCAPA := len(caps.Lines) == 0
-		var order []string
-		if c.TLS() != nil {
-			order = []string{"plain", "user", "cram-md5", "apop"}
-		} else {
-			order = []string{"cram-md5", "apop", "plain", "user"}
-		}
-		for _, m := range order {
+		for _, m := range autoOrder {
 			ok := false
 			switch m {
+			case "scram-sha-256-plus", "scram-sha-1-plus":
+				ok = overTLS && caps.HasSASL(m)
+			case "scram-sha-256", "scram-sha-1", "cram-md5":
+				ok = caps.HasSASL(m)
 			case "plain":
 				ok = secure && caps.HasSASL("PLAIN")
 			case "user":
 				ok = secure && (caps.Has("USER") || noCAPA)
-			case "cram-md5":
-				ok = caps.HasSASL("CRAM-MD5")
 			case "apop":
 				ok = c.Greeting().Timestamp != ""
 			}
@@ -400,10 +432,21 @@ func authenticate(ctx context.Context, c *pop3.Client, a *Account, secret string
 		err = c.Authenticate(ctx, pop3.NewLoginClient(a.User, secret))
 	case "cram-md5":
 		err = c.Authenticate(ctx, pop3.NewCRAMMD5Client(a.User, secret))
+	case "scram-sha-1", "scram-sha-256", "scram-sha-1-plus", "scram-sha-256-plus":
+		var m pop3.SASLClient
+		m, err = pop3.NewSCRAMClient(mech, a.User, secret, "")
+		if err != nil {
+			return &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: %w", a.Name, err)}
+		}
+		err = c.Authenticate(ctx, m)
 	case "xoauth2":
 		err = c.Authenticate(ctx, pop3.NewXOAuth2Client(a.User, secret))
 	case "oauthbearer":
 		err = c.Authenticate(ctx, pop3.NewOAuthBearerClient(pop3.OAuthBearerOptions{Username: a.User, Token: secret, Host: host, Port: port}))
+	case "external":
+		// The certificate was presented in the handshake; the server
+		// derives the user from it (empty authzid).
+		err = c.Authenticate(ctx, pop3.NewExternalClient(""))
 	}
 	if err != nil {
 		var pe *pop3.Error

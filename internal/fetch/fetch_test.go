@@ -339,7 +339,7 @@ oversize = "shrink"
 	for _, want := range []string{
 		"f.toml:11: account bad: server:",
 		"f.toml:14: account bad: tls:",
-		"f.toml:15: account bad: target: smtp: not supported yet",
+		"f.toml:9: account bad: recipient: required for lmtp: and smtp: targets",
 		"f.toml:17: account bad: oversize:",
 	} {
 		if !strings.Contains(err.Error(), want) {

@@ -19,7 +19,8 @@ import (
 const stateHeader = "postoffice-fetch-state 1"
 
 // State is the durable record of the messages an account has delivered:
-// UIDL -> time of first retrieval.
+// UIDL -> time of first retrieval. A negative time marks a message the
+// target refused for good (Reject): it is neither fetched nor deleted.
 //
 // On disk, in the state directory, per account NAME:
 //   - NAME.state: the snapshot, a header line then "<unix-seconds> <uidl>"
@@ -134,7 +135,29 @@ func (s *State) parse(br *bufio.Reader) (int64, error) {
 // Has reports whether uidl was delivered, and when it was first retrieved.
 func (s *State) Has(uidl string) (time.Time, bool) {
 	t, ok := s.entries[uidl]
+	if t < 0 {
+		return time.Time{}, false // rejected
+	}
 	return time.Unix(t, 0), ok
+}
+
+// Known reports whether uidl has an entry, delivered or rejected.
+func (s *State) Known(uidl string) bool {
+	_, ok := s.entries[uidl]
+	return ok
+}
+
+// Rejected reports whether the target refused uidl for good (see Reject).
+func (s *State) Rejected(uidl string) bool { return s.entries[uidl] < 0 }
+
+// Reject durably notes that the target refused uidl permanently, so it is
+// neither fetched again nor deleted from the server. It is stored as a
+// negative time.
+func (s *State) Reject(uidl string, t time.Time) error {
+	if _, ok := s.entries[uidl]; ok {
+		return nil
+	}
+	return s.append(uidl, -max(t.Unix(), 1))
 }
 
 // Len returns the number of entries.
@@ -146,13 +169,17 @@ func (s *State) Record(uidl string, t time.Time) error {
 	if _, ok := s.entries[uidl]; ok {
 		return nil
 	}
-	if _, err := fmt.Fprintf(s.journal, "%d %s\n", t.Unix(), uidl); err != nil {
+	return s.append(uidl, t.Unix())
+}
+
+func (s *State) append(uidl string, ts int64) error {
+	if _, err := fmt.Fprintf(s.journal, "%d %s\n", ts, uidl); err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: state: %w", err)}
 	}
 	if err := s.journal.Sync(); err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: state: %w", err)}
 	}
-	s.entries[uidl] = t.Unix()
+	s.entries[uidl] = ts
 	return nil
 }
 

@@ -29,8 +29,9 @@ type target interface {
 	Deliver(ctx context.Context, uidl string, r io.Reader) error
 }
 
-// newTarget builds the target of an account.
-func newTarget(a *Account) (target, error) {
+// newTarget builds the target of an account. A target that holds a
+// connection (lmtp:, smtp:) is an io.Closer, closed at the end of the run.
+func newTarget(a *Account, timeout time.Duration) (target, error) {
 	kind, arg, _ := strings.Cut(a.Target, ":")
 	switch kind {
 	case "maildir":
@@ -39,6 +40,8 @@ func newTarget(a *Account) (target, error) {
 		return &mboxTarget{path: arg}, nil
 	case "mda":
 		return &mdaTarget{command: arg}, nil
+	case "lmtp", "smtp":
+		return newForwardTarget(a, kind, arg, timeout), nil
 	}
 	return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: target %s: not supported yet", a.Name, kind)}
 }
