@@ -64,7 +64,9 @@ type Conn struct {
 
 // APOPSession is an add-on a Session implements to accept APOP (RFC 1939
 // §7). When the Session has it, the engine puts a unique timestamp banner
-// ("<pid.random@host>") in the greeting and accepts the APOP command.
+// ("<pid.random@host>") in the greeting and accepts the APOP command. The
+// engine has checked that digest is 32 hex digits. APOP is allowed where
+// Options.AllowPlaintextAuth refuses USER/PASS.
 type APOPSession interface {
 	// APOP checks digest, the lower-case hex MD5 of timestamp followed by the
 	// user's shared secret, and opens the maildrop as Login does. A wrong
@@ -82,8 +84,8 @@ type SASLSession interface {
 	// engine itself removes the plaintext mechanisms (PLAIN, LOGIN,
 	// OAUTHBEARER, XOAUTH2) where Options.AllowPlaintextAuth forbids them.
 	Mechanisms() []string
-	// StartSASL begins an exchange with mech, one of Mechanisms(). An
-	// *Error is sent to the client as is; any other error is [SYS/TEMP].
+	// StartSASL begins an exchange with mech, one of Mechanisms(). Its
+	// errors are treated as Next's are.
 	StartSASL(ctx context.Context, mech string) (SASLExchange, error)
 }
 
@@ -94,8 +96,12 @@ type SASLExchange interface {
 	// returns the next challenge. done reports success; a challenge that
 	// comes with done is additional data the engine sends as "+ base64"
 	// and whose empty reply it waits for. A credential failure is an
-	// *Error with CodeAuth; a malformed message is an *Error without code
-	// (the session goes on); any other error is [SYS/TEMP].
+	// *Error with CodeAuth (answered after Options.AuthFailDelay, counted
+	// towards MaxAuthFailures); a malformed message is an *Error without
+	// code, whose Text is sent at once (the session goes on, counted as a
+	// bad command); an *Error with another code is sent as is; any other
+	// error is logged and answered [SYS/TEMP]. The engine ends the exchange
+	// after 10 challenges.
 	Next(ctx context.Context, response []byte) (challenge []byte, done bool, err error)
 	// Login is called once after Next reported done: it opens the
 	// authenticated user's maildrop, with the same errors as Session.Login.

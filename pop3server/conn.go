@@ -29,17 +29,19 @@ const (
 // conn is one POP3 session.
 type conn struct {
 	srv  *Server
-	nc   net.Conn
+	nc   net.Conn  // as accepted; never replaced, so abort may close it from any goroutine
+	tc   *tls.Conn // the TLS layer started by STLS, else nil
 	info Conn
 	log  *slog.Logger
 
+	// br and bw read and write the current layer: nc, or tc after STLS.
 	br *bufio.Reader
-	lr *wire.LineReader
 	bw *bufio.Writer
 	dw wire.DotWriter
 
 	state    state
 	sess     Session
+	apopTS   string // APOP timestamp of the greeting, "" when APOP is not offered
 	mbox     Mailbox
 	msgs     []MessageInfo
 	deleted  []bool
@@ -109,7 +111,7 @@ var errClose = errors.New("close")
 
 func (c *conn) serve(ctx context.Context) {
 	start := time.Now()
-	defer c.nc.Close()
+	defer c.close()
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("panic in session", "panic", r)
@@ -118,17 +120,11 @@ func (c *conn) serve(ctx context.Context) {
 	}()
 
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		c.nc.SetDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-		if err := tc.HandshakeContext(ctx); err != nil {
-			c.log.Info("tls handshake failed", "err", err)
+		if err := c.handshake(ctx, tc); err != nil {
 			return
 		}
-		st := tc.ConnectionState()
-		c.info.TLS = &st
 	}
-	c.br = bufio.NewReaderSize(c.nc, 1024)
-	c.lr = wire.NewLineReader(c.br, maxCommandLine)
-	c.bw = bufio.NewWriterSize(c.nc, 4096)
+	c.setLayer(c.nc)
 
 	sess, err := c.srv.opts.Backend.NewSession(ctx, &c.info)
 	if err != nil {
@@ -138,10 +134,16 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	c.sess = sess
-	c.writeLine("+OK " + c.srv.opts.Greeting)
+	greeting := "+OK " + c.srv.opts.Greeting
+	if _, ok := sess.(APOPSession); ok {
+		// RFC 1939 §7: a timestamp unique to this connection.
+		c.apopTS = c.srv.apopTimestamp()
+		greeting += " " + c.apopTS
+	}
+	c.writeLine(greeting)
 
 	for {
-		if c.lr.Buffered() == 0 {
+		if c.br.Buffered() == 0 {
 			if err := c.flush(); err != nil {
 				return
 			}
@@ -153,9 +155,13 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-		line, err := c.lr.ReadLine()
+		line, n, err := c.readLine(c.lineLimit())
 		if err == nil || err == wire.ErrLineTooLong {
 			c.setBusy(true)
+		}
+		if err == nil && n > maxCommandLine && !isAuthCommand(line) {
+			// Read under the AUTH limit, but only AUTH may use it.
+			err = wire.ErrLineTooLong
 		}
 		if err == wire.ErrLineTooLong {
 			if c.bad("-ERR Line too long") {
@@ -180,6 +186,113 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// setLayer makes the session read and write through rw.
+func (c *conn) setLayer(rw net.Conn) {
+	c.br = bufio.NewReaderSize(rw, 1024)
+	c.bw = bufio.NewWriterSize(rw, 4096)
+}
+
+// handshake runs the TLS handshake on tc within TLSHandshakeTimeout and
+// records the connection state for the backend.
+func (c *conn) handshake(ctx context.Context, tc *tls.Conn) error {
+	d := c.srv.opts.TLSHandshakeTimeout
+	c.nc.SetDeadline(time.Now().Add(d))
+	hctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.log.Info("tls handshake failed", "err", err)
+		return err
+	}
+	c.nc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.info.TLS = &st
+	return nil
+}
+
+// close closes the connection, with a TLS close_notify when STLS started
+// one (an implicit-TLS nc sends its own).
+func (c *conn) close() {
+	if c.tc != nil {
+		c.tc.Close()
+	}
+	c.nc.Close()
+}
+
+// lineLimit is the longest command line the session accepts now: AUTH
+// lines may be long where AUTH is possible, other commands are checked
+// against maxCommandLine after reading.
+func (c *conn) lineLimit() int {
+	if c.state == stateAuthorization {
+		if _, ok := c.sess.(SASLSession); ok {
+			return maxAuthLine
+		}
+	}
+	return maxCommandLine
+}
+
+// isAuthCommand reports whether line is an AUTH command.
+func isAuthCommand(line []byte) bool {
+	return len(line) >= 4 && strings.EqualFold(string(line[:4]), "AUTH") &&
+		(len(line) == 4 || line[4] == ' ')
+}
+
+// readLine reads one CRLF- or LF-terminated line of at most limit octets,
+// terminator included, and returns it without the terminator along with
+// its length on the wire. A longer line is consumed and reported as
+// wire.ErrLineTooLong. Lines that fit the read buffer cost no allocation.
+func (c *conn) readLine(limit int) (line []byte, n int, err error) {
+	b, err := c.br.ReadSlice('\n')
+	if err == nil {
+		if len(b) > limit {
+			return nil, len(b), wire.ErrLineTooLong
+		}
+		return trimEOL(b), len(b), nil
+	}
+	var buf []byte
+	for err == bufio.ErrBufferFull {
+		if len(buf)+len(b) > limit {
+			for err == bufio.ErrBufferFull {
+				_, err = c.br.ReadSlice('\n')
+			}
+			if err != nil {
+				return nil, 0, eofErr(err)
+			}
+			return nil, 0, wire.ErrLineTooLong
+		}
+		buf = append(buf, b...)
+		b, err = c.br.ReadSlice('\n')
+	}
+	if err != nil {
+		if err == io.EOF && len(buf)+len(b) == 0 {
+			return nil, 0, io.EOF
+		}
+		return nil, 0, eofErr(err)
+	}
+	if len(buf)+len(b) > limit {
+		return nil, 0, wire.ErrLineTooLong
+	}
+	buf = append(buf, b...)
+	return trimEOL(buf), len(buf), nil
+}
+
+func eofErr(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func trimEOL(b []byte) []byte {
+	n := len(b)
+	if n > 0 && b[n-1] == '\n' {
+		n--
+		if n > 0 && b[n-1] == '\r' {
+			n--
+		}
+	}
+	return b[:n]
 }
 
 // flush sends the buffered replies, bounded by the idle timeout so a
@@ -267,6 +380,10 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	switch kw {
 	case "CAPA":
 		return c.cmdCapa()
+	case "UTF8":
+		return c.cmdUTF8(args)
+	case "LANG":
+		return c.cmdLang(args)
 	case "NOOP":
 		if c.state != stateTransaction {
 			return c.badErr("-ERR NOOP is only valid after login")
@@ -284,6 +401,12 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 			// RFC 1939 §7: the password is the rest of the line, spaces
 			// included (CONFORMANCE 22).
 			return c.cmdPass(ctx, args, wasUser)
+		case "APOP":
+			return c.cmdAPOP(ctx, args)
+		case "AUTH":
+			return c.cmdAuth(ctx, args)
+		case "STLS":
+			return c.cmdSTLS(ctx, args)
 		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST":
 			return c.badErr("-ERR Not logged in")
 		}
@@ -310,18 +433,33 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	return c.badErr("-ERR Unknown command")
 }
 
-// cmdCapa lists capabilities (RFC 2449 §5); valid in both states.
+// cmdCapa lists capabilities (RFC 2449 §5); valid in both states. What
+// depends on the connection (USER and SASL under the plaintext rule, STLS
+// before TLS) is computed now, so a CAPA after STLS sees the change.
+// RFC 2449 §5: capabilities of the AUTHORIZATION state are announced in
+// both states (SASL, STLS); USER is listed only before login, as before.
+// APOP has no tag (RFC 2449 §6): the greeting's timestamp announces it.
 func (c *conn) cmdCapa() error {
 	o := &c.srv.opts
 	c.writeLine("+OK Capability list follows")
 	c.writeLine("TOP")
 	c.writeLine("UIDL")
-	if c.state == stateAuthorization {
+	if c.state == stateAuthorization && c.plaintextOK() {
 		c.writeLine("USER")
+	}
+	if mechs := c.mechanisms(); len(mechs) > 0 {
+		c.writeLine("SASL " + strings.Join(mechs, " "))
+	}
+	if c.stlsAvailable() {
+		c.writeLine("STLS")
 	}
 	c.writeLine("RESP-CODES")
 	c.writeLine("AUTH-RESP-CODE")
 	c.writeLine("PIPELINING")
+	// RFC 6856 §2, §3: UTF8 with USER (UTF-8 user names and passwords),
+	// and LANG.
+	c.writeLine("UTF8 USER")
+	c.writeLine("LANG")
 	if o.LoginDelay > 0 {
 		c.writeLine("LOGIN-DELAY " + strconv.Itoa(int(o.LoginDelay/time.Second)))
 	}
@@ -334,8 +472,14 @@ func (c *conn) cmdCapa() error {
 }
 
 func (c *conn) cmdUser(args string) error {
+	if !c.plaintextOK() {
+		return c.badErr(replyPlaintextDisallowed)
+	}
 	if args == "" || strings.IndexByte(args, 0) >= 0 {
 		return c.badErr("-ERR USER needs a user name")
+	}
+	if !c.validText(args) {
+		return c.badErr("-ERR Invalid UTF-8")
 	}
 	c.user = args
 	c.lastUser = true
@@ -346,8 +490,14 @@ func (c *conn) cmdUser(args string) error {
 }
 
 func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
+	if !c.plaintextOK() {
+		return c.badErr(replyPlaintextDisallowed)
+	}
 	if !afterUser {
 		return c.badErr("-ERR PASS must follow USER")
+	}
+	if !c.validText(pass) {
+		return c.badErr("-ERR Invalid UTF-8")
 	}
 	mbox, err := c.sess.Login(ctx, c.user, pass)
 	if err != nil {

@@ -232,7 +232,8 @@ func TestPipelinedRepliesBatched(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newFixture(t)
-		srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1})
+		// net.Pipe addresses are not loopback: allow USER/PASS.
+		srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, AllowPlaintextAuth: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,7 +279,7 @@ func TestIdleTimeout(t *testing.T) {
 // with the same text.
 func TestAuthFailDelaySame(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv, err := pop3server.New(pop3server.Options{Backend: newFixture(t), AuthFailDelay: 2 * time.Second})
+		srv, err := pop3server.New(pop3server.Options{Backend: newFixture(t), AuthFailDelay: 2 * time.Second, AllowPlaintextAuth: true})
 		if err != nil {
 			t.Fatal(err)
 		}

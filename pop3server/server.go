@@ -2,8 +2,12 @@
 // RFC 1939 states (AUTHORIZATION, TRANSACTION, UPDATE), every byte on the
 // wire, deletion marks, and the extension mechanism of RFC 2449 (CAPA,
 // RESP-CODES, AUTH-RESP-CODE, PIPELINING, TOP, UIDL, USER, LOGIN-DELAY,
-// EXPIRE, IMPLEMENTATION) with the response codes of RFC 3206. It knows
-// nothing of files, databases or password schemes: it talks to a Backend.
+// EXPIRE, IMPLEMENTATION) with the response codes of RFC 3206. It also
+// implements APOP (RFC 1939 §7), STLS (RFC 2595 §4), SASL AUTH (RFC 5034)
+// and UTF8 and LANG (RFC 6856). It knows nothing of files, databases or
+// password schemes: it talks to a Backend, whose Session may add APOP
+// (APOPSession) and SASL mechanisms (SASLSession); CAPA and the greeting
+// follow what the session implements.
 //
 // Implementation notes:
 //   - DELE only marks; the marked set reaches the backend only through
@@ -13,9 +17,39 @@
 //     waiting (RFC 2449 §6.6), so a burst of commands gets one write.
 //   - Input lines are bounded (255 octets, RFC 2449 §4); longer lines and
 //     unknown or misplaced commands count as bad commands, and too many end
-//     the session.
+//     the session. Where AUTH is possible an AUTH line and each SASL
+//     response may be up to 16 KiB (RFC 5034 §4 allows longer lines;
+//     OAuth tokens need them); no other command gains from that. An
+//     exchange has at most 10 challenges and waits under the idle timeout.
 //   - An unknown user and a wrong password get the same reply after the
-//     same delay.
+//     same delay. APOP and SASL credential failures take the same path
+//     ([AUTH], delay, MaxAuthFailures); undecodable base64, a malformed
+//     SASL message (an *Error without code) and "*" are not credential
+//     failures: no delay, and all but "*" count as bad commands.
+//   - After "+OK Begin TLS negotiation" the read buffer is replaced, so
+//     whatever the client pipelined in plaintext after STLS is discarded,
+//     never run inside TLS (the CVE-2011-0411 class); a pending USER and
+//     UTF8 mode are forgotten (RFC 2595 §4). Conn.TLS is set on the *Conn
+//     the backend holds. A failed handshake ends the session.
+//   - Unless Options.AllowPlaintextAuth, USER/PASS and the PLAIN, LOGIN,
+//     OAUTHBEARER and XOAUTH2 mechanisms are neither offered nor accepted
+//     on a connection that is not TLS and not from loopback or a Unix
+//     socket. APOP stays: no password crosses the wire.
+//   - The APOP timestamp is "<pid.random@Hostname>", 96 random bits, new
+//     for every connection; it never contains '='.
+//   - UTF8 (RFC 6856 §2) makes the engine require valid UTF-8 in USER,
+//     PASS and APOP names and sets Conn.UTF8; it is also accepted after
+//     login, for Outlook (CONFORMANCE 77). Messages are sent as stored
+//     whether or not the client issued UTF8: the engine does not downgrade
+//     UTF-8 header fields. RFC 6856 §2 expects a server to avoid sending
+//     such headers to a client that has not enabled UTF8 and points to
+//     downgrading (RFC 6857); we choose not to, because a downgrade
+//     rewrites the message, so the LIST size would no longer be what RETR
+//     sends (RFC 1939 §11, CONFORMANCE 13) and the UIDL would no longer
+//     name one fixed content, and because mail clients in use display raw
+//     UTF-8 headers. (The wording of §2 was not re-checked against the RFC
+//     text when this was written; see CONFORMANCE 75.)
+//   - Replies are in English only; LANG lists "en" and "i-default".
 package pop3server
 
 import (
@@ -24,7 +58,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,11 +98,32 @@ type Options struct {
 	// number of days.
 	Expire string
 
-	// TLSConfig is used by ServeTLS (implicit TLS, RFC 8314).
+	// TLSConfig is used by ServeTLS (implicit TLS, RFC 8314) and, when
+	// set, offered on plain connections through STLS (RFC 2595 §4).
 	TLSConfig *tls.Config
+	// TLSHandshakeTimeout bounds a TLS handshake (implicit or after STLS);
+	// a handshake that does not finish in time ends the session. Default 1m.
+	TLSHandshakeTimeout time.Duration
+
+	// AllowPlaintextAuth permits USER/PASS and the plaintext SASL
+	// mechanisms (PLAIN, LOGIN, OAUTHBEARER, XOAUTH2) on connections that
+	// are neither TLS nor from a loopback address or a Unix socket (RFC 2595
+	// §2.3). Default false: such logins are refused with [AUTH] and are not
+	// advertised, as Dovecot's disable_plaintext_auth=yes does. APOP is
+	// never refused by this rule: no password crosses the wire.
+	AllowPlaintextAuth bool
+
+	// Hostname is the domain of the APOP timestamp in the greeting
+	// (RFC 1939 §7), "<pid.random@Hostname>". Default os.Hostname(), or
+	// "localhost" if that is not a usable host name.
+	Hostname string
 }
 
-const maxCommandLine = 255 // RFC 2449 §4, terminator included
+const (
+	maxCommandLine = 255      // RFC 2449 §4, terminator included
+	maxAuthLine    = 16 << 10 // AUTH lines and SASL responses (RFC 5034 §4 allows more than 255)
+	maxSASLRounds  = 10       // challenges per AUTH exchange
+)
 
 // Server serves POP3 on listeners.
 type Server struct {
@@ -111,6 +168,21 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxBadCommands <= 0 {
 		opts.MaxBadCommands = 10
+	}
+	if opts.TLSHandshakeTimeout <= 0 {
+		opts.TLSHandshakeTimeout = time.Minute
+	}
+	if opts.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || !validHostname(h) {
+			h = "localhost"
+		}
+		opts.Hostname = h
+	} else if !validHostname(opts.Hostname) {
+		return nil, errors.New("pop3server: Options.Hostname must be a host name (letters, digits, '-' and '.')")
+	}
+	if strings.ContainsAny(opts.Greeting, "\r\n\x00") || strings.ContainsAny(opts.Implementation, "\r\n\x00") {
+		return nil, errors.New("pop3server: Options.Greeting and Implementation must be one line")
 	}
 	if opts.Expire != "" && opts.Expire != "NEVER" {
 		if n, err := strconv.Atoi(opts.Expire); err != nil || n < 0 {
@@ -178,6 +250,22 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		}
 		s.ServeConn(nc)
 	}
+}
+
+// validHostname reports whether h can be the domain of an RFC 822 msg-id
+// without quoting: LDH labels separated by dots. mpop, for one, refuses an
+// APOP timestamp with '=' in it.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 || h[0] == '.' || h[len(h)-1] == '.' || strings.Contains(h, "..") {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		b := h[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func isTemporary(err error) bool {

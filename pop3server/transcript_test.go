@@ -2,17 +2,21 @@ package pop3server_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/certutil"
 	"github.com/postoffice-mail/postoffice/internal/testutil"
 
 	"github.com/postoffice-mail/postoffice/pop3server"
@@ -53,8 +57,16 @@ func startServer(t *testing.T, opts pop3server.Options) (string, *pop3server.Ser
 //	S~ regexp     server line matching regexp (whole line)
 //	S: <eof>      server closed the connection
 //	@ key=value   options (before the first C/S line): authfaildelay,
-//	              maxbad, maxauth, logindelay, expire
+//	              maxbad, maxauth, logindelay, expire; apop=on and
+//	              sasl=on (memserver's APOP and SASL PLAIN); tls=on
+//	              (Options.TLSConfig, so STLS is offered; the transcript
+//	              cannot handshake); plaintext=allow
+//	              (Options.AllowPlaintextAuth); remote=host:port (the
+//	              address the server sees for the client)
 //
+// The server listens on loopback, so by default the plaintext rule allows
+// USER/PASS and PLAIN whatever AllowPlaintextAuth says; a transcript about
+// that rule sets remote= to a non-loopback address.
 // Blank lines and lines starting with # are ignored.
 func TestTranscripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/transcripts/*.txt")
@@ -74,7 +86,9 @@ func runTranscript(t *testing.T, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := pop3server.Options{Backend: newFixture(t)}
+	backend := newFixture(t)
+	opts := pop3server.Options{Backend: backend}
+	var remote net.Addr
 	lines := strings.Split(string(data), "\n")
 	var script []string
 	for _, l := range lines {
@@ -97,6 +111,20 @@ func runTranscript(t *testing.T, file string) {
 				opts.LoginDelay = time.Duration(n) * time.Second
 			case "expire":
 				opts.Expire = v
+			case "apop":
+				backend.EnableAPOP()
+			case "sasl":
+				backend.EnableSASL()
+			case "tls":
+				opts.TLSConfig = testTLSConfig(t)
+			case "plaintext":
+				opts.AllowPlaintextAuth = v == "allow"
+			case "remote":
+				ap, err := netip.ParseAddrPort(v)
+				if err != nil {
+					t.Fatalf("remote=%q: %v", v, err)
+				}
+				remote = net.TCPAddrFromAddrPort(ap)
 			default:
 				t.Fatalf("unknown option %q", k)
 			}
@@ -104,7 +132,7 @@ func runTranscript(t *testing.T, file string) {
 		}
 		script = append(script, l)
 	}
-	addr, _ := startServer(t, opts)
+	addr := startTranscriptServer(t, opts, remote)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -154,4 +182,63 @@ func runTranscript(t *testing.T, file string) {
 			t.Fatalf("%s: unknown tag", where)
 		}
 	}
+}
+
+// startTranscriptServer serves opts on a loopback listener, as plain POP3
+// (STLS when TLSConfig is set). With remote set, the server sees every
+// client as coming from that address.
+func startTranscriptServer(t *testing.T, opts pop3server.Options, remote net.Addr) string {
+	t.Helper()
+	if opts.AuthFailDelay == 0 {
+		opts.AuthFailDelay = -1
+	}
+	srv, err := pop3server.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if remote != nil {
+				nc = remoteAddrConn{nc, remote}
+			}
+			srv.ServeConn(nc)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		srv.Close()
+	})
+	return l.Addr().String()
+}
+
+// remoteAddrConn reports a chosen remote address, as a PROXY-protocol
+// listener would.
+type remoteAddrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c remoteAddrConn) RemoteAddr() net.Addr { return c.remote }
+
+// testCert is the self-signed certificate every TLS test shares.
+var testCert = sync.OnceValues(func() (*certutil.Pair, error) {
+	return certutil.SelfSigned(24 * time.Hour)
+})
+
+// testTLSConfig is a server configuration with testCert.
+func testTLSConfig(t testing.TB) *tls.Config {
+	t.Helper()
+	p, err := testCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{p.TLS}}
 }

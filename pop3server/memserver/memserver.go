@@ -3,12 +3,18 @@
 // the engine's tests, examples and fuzzing, and follows the same rules as
 // the real stores: an exclusive lock per maildrop, a snapshot per session,
 // sizes in CRLF form, stable UIDLs that are never reused.
+//
+// APOP (RFC 1939 §7) and SASL PLAIN (RFC 4616) are off until EnableAPOP and
+// EnableSASL turn them on, so tests that do not ask for them see a plain
+// USER/PASS server with a timestamp-free greeting.
 package memserver
 
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/subtle"
+	"encoding/hex"
 	"io"
 	"strconv"
 	"sync"
@@ -22,6 +28,8 @@ import (
 type Backend struct {
 	mu    sync.Mutex
 	users map[string]*user
+	apop  bool
+	sasl  bool
 }
 
 type user struct {
@@ -80,14 +88,46 @@ func (b *Backend) Count(name string) int {
 	return 0
 }
 
-// NewSession implements pop3server.Backend.
-func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
-	return &session{b: b}, nil
+// EnableAPOP makes new sessions offer APOP, with each user's password as
+// the shared secret.
+func (b *Backend) EnableAPOP() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.apop = true
 }
 
-type session struct{ b *Backend }
+// EnableSASL makes new sessions offer SASL PLAIN.
+func (b *Backend) EnableSASL() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sasl = true
+}
 
-var errAuth = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
+// NewSession implements pop3server.Backend.
+func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &session{b: b, sasl: b.sasl}
+	if b.apop {
+		return apopSession{s}, nil
+	}
+	return s, nil
+}
+
+// session implements pop3server.Session and SASLSession; its mechanism
+// list is empty unless EnableSASL was called.
+type session struct {
+	b    *Backend
+	sasl bool
+}
+
+// apopSession adds APOP, which the engine detects by type.
+type apopSession struct{ *session }
+
+var (
+	errAuth      = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
+	errMalformed = &pop3server.Error{Text: "Invalid SASL message"}
+)
 
 func (s *session) Login(ctx context.Context, name, password string) (pop3server.Mailbox, error) {
 	s.b.mu.Lock()
@@ -96,6 +136,84 @@ func (s *session) Login(ctx context.Context, name, password string) (pop3server.
 	if !ok || subtle.ConstantTimeCompare([]byte(u.password), []byte(password)) != 1 {
 		return nil, errAuth
 	}
+	return s.b.open(u)
+}
+
+// APOP implements pop3server.APOPSession.
+func (s apopSession) APOP(ctx context.Context, name, timestamp, digest string) (pop3server.Mailbox, error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	u, ok := s.b.users[name]
+	if !ok {
+		return nil, errAuth
+	}
+	sum := md5.Sum([]byte(timestamp + u.password))
+	if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(digest)) != 1 {
+		return nil, errAuth
+	}
+	return s.b.open(u)
+}
+
+// Mechanisms implements pop3server.SASLSession.
+func (s *session) Mechanisms() []string {
+	if !s.sasl {
+		return nil
+	}
+	return []string{"PLAIN"}
+}
+
+// StartSASL implements pop3server.SASLSession.
+func (s *session) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
+	if !s.sasl || mech != "PLAIN" {
+		return nil, &pop3server.Error{Text: "Unsupported authentication mechanism"}
+	}
+	return &plain{b: s.b}, nil
+}
+
+// plain is a PLAIN exchange (RFC 4616): one message,
+// [authzid] NUL authcid NUL passwd; authzid, if given, must be authcid.
+type plain struct {
+	b    *Backend
+	user string
+}
+
+func (p *plain) Next(ctx context.Context, resp []byte) ([]byte, bool, error) {
+	if resp == nil {
+		return nil, false, nil // no initial response: ask with an empty challenge
+	}
+	f := bytes.Split(resp, []byte{0})
+	if p.user != "" || len(f) != 3 || len(f[1]) == 0 {
+		return nil, false, errMalformed
+	}
+	authz, authc, pass := string(f[0]), string(f[1]), f[2]
+	if authz != "" && authz != authc {
+		return nil, false, errAuth
+	}
+	p.b.mu.Lock()
+	u, ok := p.b.users[authc]
+	good := ok && subtle.ConstantTimeCompare([]byte(u.password), pass) == 1
+	p.b.mu.Unlock()
+	if !good {
+		return nil, false, errAuth
+	}
+	p.user = authc
+	return nil, true, nil
+}
+
+func (p *plain) Login(ctx context.Context) (pop3server.Mailbox, error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	u, ok := p.b.users[p.user]
+	if p.user == "" || !ok {
+		return nil, errAuth
+	}
+	return p.b.open(u)
+}
+
+func (p *plain) User() string { return p.user }
+
+// open locks u's maildrop and takes the snapshot; b.mu is held.
+func (b *Backend) open(u *user) (pop3server.Mailbox, error) {
 	if u.locked {
 		return nil, &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
 	}
@@ -106,7 +224,7 @@ func (s *session) Login(ctx context.Context, name, password string) (pop3server.
 	for i, m := range snap {
 		info[i] = pop3server.MessageInfo{Size: m.size, UID: m.uid}
 	}
-	return &mailbox{b: s.b, u: u, snap: snap, info: info}, nil
+	return &mailbox{b: b, u: u, snap: snap, info: info}, nil
 }
 
 func (s *session) Close() error { return nil }

@@ -1,0 +1,262 @@
+package pop3server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
+)
+
+// replyPlaintextDisallowed is Dovecot's text, which clients and admins
+// already know.
+const replyPlaintextDisallowed = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+
+// plaintextMechanisms send a reusable secret in the clear; they fall under
+// Options.AllowPlaintextAuth like USER/PASS.
+var plaintextMechanisms = []string{"PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"}
+
+// plaintextOK reports whether a password may cross this connection in the
+// clear: the options allow it, or TLS is on, or the peer is this host
+// (RFC 2595 §2.3 lets a server refuse cleartext logins without TLS).
+func (c *conn) plaintextOK() bool {
+	return c.srv.opts.AllowPlaintextAuth || c.info.TLS != nil || isLocal(c.info.RemoteAddr)
+}
+
+// isLocal reports whether a is a loopback address (127.0.0.0/8, ::1, also
+// IPv4-mapped) or a Unix socket. Any net.Addr works: a PROXY-protocol or
+// test wrapper's address is parsed from its String form.
+func isLocal(a net.Addr) bool {
+	if a == nil {
+		return false
+	}
+	if _, ok := a.(*net.UnixAddr); ok {
+		return true
+	}
+	host := a.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// mechanisms returns the SASL mechanisms to offer now: the backend's list
+// without the plaintext ones where plaintextOK forbids them. It is nil when
+// the session has no SASL.
+func (c *conn) mechanisms() []string {
+	ss, ok := c.sess.(SASLSession)
+	if !ok {
+		return nil
+	}
+	mechs := ss.Mechanisms()
+	if c.plaintextOK() {
+		return mechs
+	}
+	var out []string
+	for _, m := range mechs {
+		if !slices.Contains(plaintextMechanisms, strings.ToUpper(m)) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// validText applies RFC 6856 §2 to a USER, PASS or APOP argument: after
+// UTF8 it must be UTF-8. Before UTF8, octets pass through as they always
+// have.
+func (c *conn) validText(s string) bool {
+	return !c.info.UTF8 || utf8.ValidString(s)
+}
+
+// apopTimestamp makes a greeting timestamp: an RFC 822 msg-id,
+// "<pid.random@host>", unique per connection (RFC 1939 §7). Its characters
+// are digits, hex and the host name, so never '=', which mpop refuses.
+func (s *Server) apopTimestamp() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "<" + strconv.Itoa(os.Getpid()) + "." + hex.EncodeToString(b[:]) + "@" + s.opts.Hostname + ">"
+}
+
+// cmdAPOP is RFC 1939 §7 "APOP name digest". It is not subject to the
+// plaintext rule: only a digest of the timestamp crosses the wire.
+func (c *conn) cmdAPOP(ctx context.Context, args string) error {
+	as, ok := c.sess.(APOPSession)
+	if !ok || c.apopTS == "" {
+		return c.badErr("-ERR Unknown command")
+	}
+	// The digest is the last word; the name may hold spaces.
+	i := strings.LastIndexByte(args, ' ')
+	if i <= 0 {
+		return c.badErr("-ERR APOP needs a user name and a digest")
+	}
+	name, digest := args[:i], args[i+1:]
+	if !isHexDigest(digest) {
+		return c.badErr("-ERR Invalid APOP digest")
+	}
+	if strings.IndexByte(name, 0) >= 0 || !c.validText(name) {
+		return c.badErr("-ERR Invalid UTF-8")
+	}
+	c.user = name
+	mbox, err := as.APOP(ctx, name, c.apopTS, strings.ToLower(digest))
+	if err != nil {
+		return c.loginFailed(err)
+	}
+	return c.enterTransaction(mbox)
+}
+
+// isHexDigest reports whether s is 32 hex digits (an MD5 digest).
+func isHexDigest(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !('0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// cmdAuth is SASL AUTH (RFC 5034 §4) and, without an argument, the
+// mechanism listing older clients use (CONFORMANCE 64). The engine owns the
+// framing; the backend's SASLExchange sees decoded octets only. No payload
+// is ever logged.
+func (c *conn) cmdAuth(ctx context.Context, args string) error {
+	ss, ok := c.sess.(SASLSession)
+	if !ok {
+		return c.badErr("-ERR Unknown command")
+	}
+	mechs := c.mechanisms()
+	if args == "" {
+		c.writeLine("+OK")
+		for _, m := range mechs {
+			c.writeLine(m)
+		}
+		c.writeLine(".")
+		return nil
+	}
+	c.user = ""
+	mech, ir, _ := strings.Cut(args, " ")
+	mech = strings.ToUpper(mech)
+	if !slices.Contains(mechs, mech) {
+		if slices.Contains(ss.Mechanisms(), mech) {
+			return c.badErr(replyPlaintextDisallowed)
+		}
+		return c.badErr("-ERR Unsupported authentication mechanism")
+	}
+	// RFC 5034 §4: "=" is an empty initial response; none at all means
+	// the mechanism's first challenge is sent.
+	var resp []byte
+	if ir != "" {
+		var ok bool
+		if resp, ok = decodeSASL(ir); !ok {
+			return c.badErr("-ERR Invalid base64 data")
+		}
+	}
+	exch, err := ss.StartSASL(ctx, mech)
+	if err != nil {
+		return c.saslFailed(err)
+	}
+	for round := 0; ; round++ {
+		challenge, done, err := exch.Next(ctx, resp)
+		if err != nil {
+			return c.saslFailed(err)
+		}
+		if done && len(challenge) == 0 {
+			break
+		}
+		if round >= maxSASLRounds {
+			return c.badErr("-ERR Too many SASL round trips")
+		}
+		// RFC 5034 §4: a challenge is "+ " and base64, also the
+		// additional data that comes with success, which the client
+		// answers with an empty line.
+		c.writeLine("+ " + base64.StdEncoding.EncodeToString(challenge))
+		line, err := c.readContinuation()
+		if err == wire.ErrLineTooLong {
+			return c.badErr("-ERR Line too long")
+		}
+		if err != nil {
+			return err
+		}
+		if line == "*" {
+			c.writeLine("-ERR Authentication aborted")
+			return nil
+		}
+		var ok bool
+		if resp, ok = decodeSASL(line); !ok {
+			return c.badErr("-ERR Invalid base64 data")
+		}
+		if done {
+			if len(resp) != 0 {
+				return c.badErr("-ERR Expected an empty response")
+			}
+			break
+		}
+	}
+	c.user = exch.User()
+	mbox, err := exch.Login(ctx)
+	if err != nil {
+		return c.loginFailed(err)
+	}
+	return c.enterTransaction(mbox)
+}
+
+// decodeSASL decodes a client's SASL response: "=" or nothing is empty,
+// anything else strict padded base64 without line breaks.
+func decodeSASL(s string) ([]byte, bool) {
+	if s == "" || s == "=" {
+		return []byte{}, true
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, false
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	return b, err == nil
+}
+
+// readContinuation sends what is buffered and reads the client's answer to
+// a SASL challenge, under the idle timeout and the AUTH line limit. While it
+// waits the session counts as idle, so Shutdown may close it.
+func (c *conn) readContinuation() (string, error) {
+	if err := c.flush(); err != nil {
+		return "", err
+	}
+	if !c.setBusy(false) {
+		return "", errClose
+	}
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	line, _, err := c.readLine(maxAuthLine)
+	if err == nil || err == wire.ErrLineTooLong {
+		c.setBusy(true)
+	}
+	return string(line), err
+}
+
+// saslFailed answers an error from StartSASL, Next or Login. An *Error
+// without a code is a malformed message: its text goes out, the session
+// goes on and it counts as a bad command, not a failed login. Everything
+// else takes the failed-login path ([AUTH] with the delay, or the
+// backend's code, or [SYS/TEMP]).
+func (c *conn) saslFailed(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) && pe.Code == "" {
+		if pe.Err != nil {
+			c.log.Info("sasl exchange refused", "err", pe.Err)
+		}
+		return c.badErr(pe.reply())
+	}
+	return c.loginFailed(err)
+}
