@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,7 @@ type Config struct {
 
 // POP3 is the [pop3] table.
 type POP3 struct {
-	Listen         []string `toml:"listen"`           // plain POP3 (STLS later), e.g. ["0.0.0.0:110"]
+	Listen         []string `toml:"listen"`           // POP3 with STLS offered when tls.cert is set, e.g. ["0.0.0.0:110"]
 	ListenTLS      []string `toml:"listen_tls"`       // implicit TLS (POP3S, RFC 8314), e.g. ["0.0.0.0:995"]
 	Greeting       string   `toml:"greeting"`         // text after "+OK " in the greeting
 	IdleTimeout    Duration `toml:"idle_timeout"`     // default 10m, at least 10m (RFC 1939 §3)
@@ -44,17 +46,83 @@ type POP3 struct {
 	Expire         string   `toml:"expire"`           // advertised: "NEVER" or days; "" = not advertised
 }
 
-// TLS is the [tls] table.
+// TLS is the [tls] table. With cert and key set, pop3.listen_tls serves
+// implicit TLS and pop3.listen offers STLS.
 type TLS struct {
-	Cert string `toml:"cert"` // PEM certificate chain
+	Cert string `toml:"cert"` // PEM certificate chain: the default certificate
 	Key  string `toml:"key"`  // PEM private key
+	// Certificates are further pairs chosen by the client's SNI name
+	// (their DNS names, else their CN; wildcards allowed). Written as
+	// certificates = [{cert = "...", key = "..."}] or [[tls.certificates]].
+	Certificates []CertPair `toml:"certificates"`
+	// ClientCA is a PEM file of CAs whose client certificates are requested
+	// and verified, for SASL EXTERNAL; "" means none are requested.
+	ClientCA string `toml:"client_ca"`
+}
+
+// CertPair is one certificate chain file and its key file. Its fields match
+// tlsconf.Pair, so tlsconf.Pair(p) converts it.
+type CertPair struct {
+	CertFile string `toml:"cert"`
+	KeyFile  string `toml:"key"`
+}
+
+// Pairs returns every configured certificate, the default (cert, key) first,
+// or nil when TLS is not configured.
+func (t TLS) Pairs() []CertPair {
+	if t.Cert == "" {
+		return nil
+	}
+	return append([]CertPair{{CertFile: t.Cert, KeyFile: t.Key}}, t.Certificates...)
+}
+
+// KnownMechanisms returns the SASL mechanism names auth.mechanisms accepts.
+func KnownMechanisms() []string {
+	return []string{
+		"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+		"SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2", "EXTERNAL",
+	}
 }
 
 // Auth is the [auth] table.
 type Auth struct {
 	PasswdFile    string `toml:"passwd_file"`    // Dovecot passwd-file
 	DefaultScheme string `toml:"default_scheme"` // scheme of hashes without {SCHEME}; default CRYPT
+	// AllowPlaintext allows USER/PASS and the SASL mechanisms that send a
+	// password or token in the clear (PLAIN, LOGIN, OAUTHBEARER, XOAUTH2) on
+	// connections that are neither TLS nor loopback. Default false.
+	AllowPlaintext bool `toml:"allow_plaintext"`
+	// APOP offers APOP (RFC 1939 §7); it needs plaintext-equivalent stored
+	// passwords. Default false.
+	APOP bool `toml:"apop"`
+	// Mechanisms are the SASL mechanisms offered, upper-case after Parse,
+	// in order of preference (see KnownMechanisms). Empty means the default set
+	// of internal/sasl.
+	Mechanisms []string `toml:"mechanisms"`
+	// ExternalUsername is what part of a client certificate names the user
+	// for EXTERNAL: "cn" (the subject's Common Name, the default) or "email"
+	// (the first rfc822Name SAN).
+	ExternalUsername string `toml:"external_username"`
+	// OAuth is the [auth.oauth] table; nil when the file has none.
+	OAuth *OAuth `toml:"oauth"`
 }
+
+// OAuth is the [auth.oauth] table: how OAUTHBEARER (RFC 7628) and XOAUTH2
+// tokens are checked. Exactly one of JWKSFile (JWTs verified locally) and
+// IntrospectionURL (RFC 7662) is set.
+type OAuth struct {
+	JWKSFile         string `toml:"jwks_file"`          // JSON Web Key Set (RFC 7517) file; needs issuer and audience
+	Issuer           string `toml:"issuer"`             // required "iss"; checked with introspection too when set
+	Audience         string `toml:"audience"`           // required "aud"; checked with introspection too when set
+	UsernameClaim    string `toml:"username_claim"`     // claim naming the user; default "email"
+	IntrospectionURL string `toml:"introspection_url"`  // https endpoint (http only to loopback)
+	ClientID         string `toml:"client_id"`          // introspection client credentials (RFC 7662 §2.1)
+	ClientSecretFile string `toml:"client_secret_file"` // file holding the client secret, one line
+}
+
+// STLS reports whether pop3.listen addresses offer STLS (RFC 2595): they
+// do whenever tls.cert is set.
+func (c *Config) STLS() bool { return c.TLS.Cert != "" }
 
 // Mail is the [mail] table.
 type Mail struct {
@@ -119,7 +187,7 @@ func Default() Config {
 			AuthFailDelay:  Duration{time.Second},
 			MaxBadCommands: 10,
 		},
-		Auth: Auth{DefaultScheme: "CRYPT"},
+		Auth: Auth{DefaultScheme: "CRYPT", ExternalUsername: "cn"},
 		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20},
 		Log:  Log{Level: "info", Format: "text"},
 	}
@@ -165,10 +233,20 @@ func (e *Error) Error() string {
 	return "config: " + strings.Join(e.Problems, "\n  ")
 }
 
-// at formats a problem with key and, when known, its line.
+// at formats a problem with key and, when known, its line: the key's own,
+// else that of the nearest enclosing key or table set in the file (the
+// [auth.oauth] header for a missing auth.oauth.issuer, the certificates line
+// for a key inside an inline table).
 func (c *Config) at(key, msg string) string {
-	if n, ok := c.lines[key]; ok {
-		return fmt.Sprintf("%s:%d: %s: %s", c.path, n, key, msg)
+	for k := key; k != ""; {
+		if n, ok := c.lines[k]; ok {
+			return fmt.Sprintf("%s:%d: %s: %s", c.path, n, key, msg)
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
 	}
 	return fmt.Sprintf("%s: %s: %s", c.path, key, msg)
 }
@@ -195,6 +273,7 @@ func (c *Config) validate() []string {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls.cert", "tls.cert and tls.key go together")
 	}
+	p = append(p, c.validateTLS()...)
 	if c.POP3.IdleTimeout.Duration < 10*time.Minute {
 		bad("pop3.idle_timeout", "%v is below the 10 minutes RFC 1939 §3 requires", c.POP3.IdleTimeout.Duration)
 	}
@@ -218,6 +297,7 @@ func (c *Config) validate() []string {
 	if c.Auth.PasswdFile == "" {
 		bad("auth.passwd_file", "is required")
 	}
+	p = append(p, c.validateAuth()...)
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
 	} else if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
@@ -260,6 +340,112 @@ func (c *Config) validate() []string {
 		bad("log.format", "must be text or json")
 	}
 	return p
+}
+
+// validateTLS checks the [tls] keys beyond cert and key.
+func (c *Config) validateTLS() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+	if c.TLS.Cert == "" {
+		if len(c.TLS.Certificates) > 0 {
+			bad("tls.certificates", "needs tls.cert and tls.key (the default certificate)")
+		}
+		if c.TLS.ClientCA != "" {
+			bad("tls.client_ca", "needs tls.cert and tls.key")
+		}
+	}
+	for i, cp := range c.TLS.Certificates {
+		if cp.CertFile == "" || cp.KeyFile == "" {
+			bad("tls.certificates", "entry %d needs both cert and key", i+1)
+		}
+	}
+	return p
+}
+
+// validateAuth checks the [auth] keys beyond passwd_file, and upper-cases
+// auth.mechanisms.
+func (c *Config) validateAuth() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+	a := &c.Auth
+	known := KnownMechanisms()
+	var mechs []string
+	for _, m := range a.Mechanisms {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		switch {
+		case !slices.Contains(known, m):
+			bad("auth.mechanisms", "unknown mechanism %q (known: %s)", m, strings.Join(known, " "))
+		case slices.Contains(mechs, m):
+			bad("auth.mechanisms", "%s is listed twice", m)
+		default:
+			mechs = append(mechs, m)
+		}
+	}
+	a.Mechanisms = mechs
+	for _, m := range mechs {
+		switch {
+		case (m == "OAUTHBEARER" || m == "XOAUTH2") && a.OAuth == nil:
+			bad("auth.mechanisms", "%s needs an [auth.oauth] table", m)
+		case m == "EXTERNAL" && c.TLS.ClientCA == "":
+			bad("auth.mechanisms", "EXTERNAL needs tls.client_ca")
+		case strings.HasSuffix(m, "-PLUS") && c.TLS.Cert == "":
+			bad("auth.mechanisms", "%s needs TLS: set tls.cert and tls.key", m)
+		}
+	}
+	switch a.ExternalUsername {
+	case "cn", "email":
+	default:
+		bad("auth.external_username", `must be "cn" or "email", not %q`, a.ExternalUsername)
+	}
+	if o := a.OAuth; o != nil {
+		if o.UsernameClaim == "" {
+			o.UsernameClaim = "email"
+		}
+		switch {
+		case o.JWKSFile == "" && o.IntrospectionURL == "":
+			bad("auth.oauth", "set one of jwks_file and introspection_url")
+		case o.JWKSFile != "" && o.IntrospectionURL != "":
+			bad("auth.oauth.introspection_url", "set jwks_file or introspection_url, not both")
+		case o.JWKSFile != "":
+			if o.Issuer == "" {
+				bad("auth.oauth.issuer", "is required with jwks_file")
+			}
+			if o.Audience == "" {
+				bad("auth.oauth.audience", "is required with jwks_file")
+			}
+			if o.ClientID != "" || o.ClientSecretFile != "" {
+				bad("auth.oauth.client_id", "client_id and client_secret_file are for introspection_url only")
+			}
+		default:
+			if err := checkIntrospectionURL(o.IntrospectionURL); err != nil {
+				bad("auth.oauth.introspection_url", "%v", err)
+			}
+			if o.ClientID == "" || o.ClientSecretFile == "" {
+				bad("auth.oauth.client_id", "introspection_url needs client_id and client_secret_file")
+			}
+		}
+	}
+	return p
+}
+
+// checkIntrospectionURL accepts an absolute https URL, or http to a
+// loopback address (a local token service).
+func checkIntrospectionURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); (ip != nil && ip.IsLoopback()) || h == "localhost" {
+			return nil
+		}
+		return fmt.Errorf("%q must use https (http only to a loopback address)", s)
+	}
+	return fmt.Errorf("%q must be an https URL", s)
 }
 
 // MaildirPath returns the path template of a "maildir:" location.

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 const good = `
@@ -122,5 +125,178 @@ func TestParseQuota(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(negative quota) = %v, want error containing %q", err, want)
 		}
+	}
+}
+
+func TestParseTLSAndAuthDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("good.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Auth
+	if a.AllowPlaintext || a.APOP || a.Mechanisms != nil || a.ExternalUsername != "cn" || a.OAuth != nil {
+		t.Errorf("Auth defaults = %+v", a)
+	}
+	if c.TLS.ClientCA != "" || c.TLS.Certificates != nil || !c.STLS() {
+		t.Errorf("TLS defaults = %+v, STLS %v", c.TLS, c.STLS())
+	}
+	if got, want := c.TLS.Pairs(), []CertPair{{"/etc/ssl/pop.pem", "/etc/ssl/pop.key"}}; !slices.Equal(got, want) {
+		t.Errorf("TLS.Pairs() = %v, want %v", got, want)
+	}
+	noTLS := strings.Replace(strings.Replace(good, `listen_tls = ["127.0.0.1:1995"]`, ``, 1), "[tls]\ncert = \"/etc/ssl/pop.pem\"\nkey = \"/etc/ssl/pop.key\"\n", "", 1)
+	c, err = Parse("x.toml", []byte(noTLS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.STLS() || c.TLS.Pairs() != nil {
+		t.Errorf("without [tls]: STLS %v, Pairs %v", c.STLS(), c.TLS.Pairs())
+	}
+}
+
+// full sets every new [tls] and [auth] key; its line numbers are used below.
+const full = `[pop3]
+listen = ["0.0.0.0:110"]
+
+[tls]
+cert = "/etc/ssl/a.pem"
+key = "/etc/ssl/a.key"
+certificates = [{cert = "/etc/ssl/b.pem", key = "/etc/ssl/b.key"}, {cert = "/etc/ssl/c.pem", key = "/etc/ssl/c.key"}]
+client_ca = "/etc/ssl/clients.pem"
+
+[auth]
+passwd_file = "/etc/postoffice/passwd"
+allow_plaintext = true
+apop = true
+mechanisms = ["scram-sha-256-plus", "SCRAM-SHA-256", "plain", "OAUTHBEARER", "EXTERNAL"]
+external_username = "email"
+
+[auth.oauth]
+jwks_file = "/etc/postoffice/jwks.json"
+issuer = "https://id.example.org"
+audience = "pop3"
+
+[mail]
+location = "maildir:/var/vmail/%d/%n/Maildir"
+`
+
+func TestParseTLSAndAuth(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.toml", []byte(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Auth{
+		PasswdFile:       "/etc/postoffice/passwd",
+		DefaultScheme:    "CRYPT",
+		AllowPlaintext:   true,
+		APOP:             true,
+		Mechanisms:       []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "OAUTHBEARER", "EXTERNAL"},
+		ExternalUsername: "email",
+		OAuth: &OAuth{
+			JWKSFile: "/etc/postoffice/jwks.json", Issuer: "https://id.example.org", Audience: "pop3",
+			UsernameClaim: "email",
+		},
+	}
+	if diff := cmp.Diff(want, c.Auth); diff != "" {
+		t.Errorf("Auth mismatch (-want +got):\n%s", diff)
+	}
+	wantPairs := []CertPair{{"/etc/ssl/a.pem", "/etc/ssl/a.key"}, {"/etc/ssl/b.pem", "/etc/ssl/b.key"}, {"/etc/ssl/c.pem", "/etc/ssl/c.key"}}
+	if got := c.TLS.Pairs(); !slices.Equal(got, wantPairs) || c.TLS.ClientCA != "/etc/ssl/clients.pem" {
+		t.Errorf("TLS = %+v, Pairs %v", c.TLS, got)
+	}
+
+	// The array-of-tables form works as well.
+	tables := strings.Replace(full, `certificates = [{cert = "/etc/ssl/b.pem", key = "/etc/ssl/b.key"}, {cert = "/etc/ssl/c.pem", key = "/etc/ssl/c.key"}]
+client_ca = "/etc/ssl/clients.pem"
+`, `client_ca = "/etc/ssl/clients.pem"
+
+[[tls.certificates]]
+cert = "/etc/ssl/b.pem"
+key = "/etc/ssl/b.key"
+
+[[tls.certificates]]
+cert = "/etc/ssl/c.pem"
+key = "/etc/ssl/c.key"
+`, 1)
+	c, err = Parse("x.toml", []byte(tables))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.TLS.Pairs(); !slices.Equal(got, wantPairs) {
+		t.Errorf("[[tls.certificates]]: Pairs = %v, want %v", got, wantPairs)
+	}
+
+	introspection := strings.Replace(full, `jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "https://id.example.org/introspect"
+client_id = "pop3"
+client_secret_file = "/etc/postoffice/oauth-secret"
+username_claim = "preferred_username"`, 1)
+	c, err = Parse("x.toml", []byte(introspection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Auth.OAuth; o.IntrospectionURL != "https://id.example.org/introspect" || o.ClientID != "pop3" ||
+		o.ClientSecretFile != "/etc/postoffice/oauth-secret" || o.UsernameClaim != "preferred_username" || o.JWKSFile != "" {
+		t.Errorf("introspection OAuth = %+v", o)
+	}
+}
+
+func TestParseTLSAndAuthErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ old, new, want string }{
+		// [tls]
+		{`cert = "/etc/ssl/a.pem"` + "\n" + `key = "/etc/ssl/a.key"`, "\n",
+			`x.toml:7: tls.certificates: needs tls.cert and tls.key (the default certificate)`},
+		{`cert = "/etc/ssl/a.pem"` + "\n" + `key = "/etc/ssl/a.key"`, "\n", `x.toml:8: tls.client_ca: needs tls.cert and tls.key`},
+		{`key = "/etc/ssl/b.key"`, `kee = "/etc/ssl/b.key"`, `x.toml:7: tls.certificates: entry 1 needs both cert and key`},
+		{`key = "/etc/ssl/b.key"`, `kee = "/etc/ssl/b.key"`, `x.toml:7: tls.certificates.kee: unknown key`},
+		{`{cert = "/etc/ssl/c.pem", `, `{`, `x.toml:7: tls.certificates: entry 2 needs both cert and key`},
+		{`client_ca = `, `client_cas = `, `x.toml:8: tls.client_cas: unknown key`},
+		// [auth]
+		{`"plain"`, `"DIGEST-MD5"`, `x.toml:14: auth.mechanisms: unknown mechanism "DIGEST-MD5" (known: PLAIN LOGIN CRAM-MD5`},
+		{`"plain"`, `"scram-sha-256"`, `x.toml:14: auth.mechanisms: SCRAM-SHA-256 is listed twice`},
+		{`"EXTERNAL"`, `"EXTERNAL", "xoauth2"`, ``}, // fine: [auth.oauth] is there
+		{"[auth.oauth]\n", "[auth.oauth_x]\n", `x.toml:14: auth.mechanisms: OAUTHBEARER needs an [auth.oauth] table`},
+		{`client_ca = "/etc/ssl/clients.pem"`, ``, `x.toml:14: auth.mechanisms: EXTERNAL needs tls.client_ca`},
+		{`"email"`, `"uid"`, `x.toml:15: auth.external_username: must be "cn" or "email", not "uid"`},
+		{`allow_plaintext = true`, `allow_plaintext = "yes"`, `line 12 (last key "auth.allow_plaintext")`},
+		// [auth.oauth]
+		{`jwks_file = "/etc/postoffice/jwks.json"`, ``, `x.toml:17: auth.oauth: set one of jwks_file and introspection_url`},
+		{`jwks_file = "/etc/postoffice/jwks.json"`, `jwks_file = "/etc/postoffice/jwks.json"` + "\n" + `introspection_url = "https://id.example.org/i"`,
+			`x.toml:19: auth.oauth.introspection_url: set jwks_file or introspection_url, not both`},
+		{`issuer = "https://id.example.org"`, ``, `x.toml:17: auth.oauth.issuer: is required with jwks_file`},
+		{`audience = "pop3"`, `client_id = "pop3"`, `x.toml:17: auth.oauth.audience: is required with jwks_file`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `client_id = "pop3"`,
+			`x.toml:21: auth.oauth.client_id: client_id and client_secret_file are for introspection_url only`},
+		{`jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "http://id.example.org/i"`,
+			`x.toml:18: auth.oauth.introspection_url: "http://id.example.org/i" must use https (http only to a loopback address)`},
+		{`jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "/introspect"`,
+			`x.toml:18: auth.oauth.introspection_url: "/introspect" is not an absolute URL`},
+		{`jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "ftp://id.example.org/i"`,
+			`x.toml:18: auth.oauth.introspection_url: "ftp://id.example.org/i" must be an https URL`},
+		{`jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "http://127.0.0.1:8080/i"`,
+			`x.toml:17: auth.oauth.client_id: introspection_url needs client_id and client_secret_file`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `secret = "x"`, `x.toml:21: auth.oauth.secret: unknown key`},
+	}
+	for _, tt := range tests {
+		text := strings.Replace(full, tt.old, tt.new, 1)
+		if text == full {
+			t.Fatalf("test edit %q -> %q does not apply", tt.old, tt.new)
+		}
+		_, err := Parse("x.toml", []byte(text))
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("Parse(%s -> %s) = %v, want success", tt.old, tt.new, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%s -> %s) = %v, want error containing %q", tt.old, tt.new, err, tt.want)
+		}
+	}
+	// -PLUS needs TLS at all.
+	noTLS := "[pop3]\nlisten = [\"127.0.0.1:110\"]\n[auth]\npasswd_file = \"/p\"\nmechanisms = [\"SCRAM-SHA-1-PLUS\"]\n[mail]\nlocation = \"maildir:/m\"\n"
+	if _, err := Parse("x.toml", []byte(noTLS)); err == nil || !strings.Contains(err.Error(), "x.toml:5: auth.mechanisms: SCRAM-SHA-1-PLUS needs TLS: set tls.cert and tls.key") {
+		t.Errorf("Parse(SCRAM-SHA-1-PLUS without TLS) = %v", err)
 	}
 }

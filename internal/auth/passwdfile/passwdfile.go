@@ -1,6 +1,6 @@
 // Package passwdfile owns Dovecot's passwd-file user database: reading it as
-// an auth.DB that follows edits to the file, and editing it safely for the
-// "postoffice user" admin command.
+// an auth.CredentialDB that follows edits to the file, and editing it safely
+// for the "postoffice user" admin command.
 //
 // The format is Dovecot's (doc.dovecot.org, "Passwd-file"): one user a line,
 //
@@ -61,8 +61,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// DB is a passwd-file user database. It implements auth.DB and is safe for
-// concurrent use.
+// DB is a passwd-file user database. It implements auth.CredentialDB and is
+// safe for concurrent use.
 type DB struct {
 	path          string
 	defaultScheme string
@@ -79,7 +79,10 @@ type DB struct {
 	lastErr   string   // last logged reload or stat error, to log each once
 }
 
-var _ auth.DB = (*DB)(nil)
+var (
+	_ auth.DB           = (*DB)(nil)
+	_ auth.CredentialDB = (*DB)(nil)
+)
 
 // table is one loaded version of the file. It is never modified.
 type table struct {
@@ -275,4 +278,41 @@ func (d *DB) Lookup(ctx context.Context, user string) (auth.User, error) {
 		return auth.User{}, auth.ErrUnknownUser
 	}
 	return e.user(), nil
+}
+
+// Credentials finds user as Lookup does (exactly, or user+domain as
+// user@domain) and returns its stored password in "{SCHEME}data" form: a
+// password without a {SCHEME} prefix gets the default scheme written out
+// ("{CRYPT}$5$...", or "{MD5-CRYPT}" for a bare "$1$" string, as Verify
+// reads it), so the caller never needs Options.DefaultScheme. The password is
+// "" for a user whose line has none; no login can succeed for that user. An
+// unusable entry (unknown scheme) is returned as stored, and fails where the
+// caller parses it. It returns auth.ErrUnknownUser if there is no such user.
+func (d *DB) Credentials(ctx context.Context, user string) (auth.User, string, error) {
+	if err := ctx.Err(); err != nil {
+		return auth.User{}, "", err
+	}
+	d.refresh()
+	e := d.data.Load().find(user)
+	if e == nil {
+		return auth.User{}, "", auth.ErrUnknownUser
+	}
+	if !e.hasPassword {
+		return e.user(), "", nil
+	}
+	return e.user(), explicitScheme(e.password, d.defaultScheme), nil
+}
+
+// explicitScheme writes out the scheme of a stored password that has no
+// {SCHEME} prefix, following the rule scheme.Verify applies: a well-formed
+// "{NAME}" prefix is kept, a bare "$1$" string is MD5-CRYPT, anything else
+// is in defaultScheme.
+func explicitScheme(stored, defaultScheme string) string {
+	if strings.HasPrefix(stored, "{") && strings.IndexByte(stored, '}') > 0 {
+		return stored
+	}
+	if strings.HasPrefix(stored, "$1$") {
+		return "{MD5-CRYPT}" + stored
+	}
+	return "{" + strings.ToUpper(defaultScheme) + "}" + stored
 }
