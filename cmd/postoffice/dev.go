@@ -43,7 +43,9 @@ func setupDev(dir string, stdout io.Writer) (*config.Config, error) {
 	cfg.TLS.Key = filepath.Join(dir, "tls", "key.pem")
 
 	password := rand.Text()[:16]
-	hash, err := scheme.Hash("SHA512-CRYPT", password)
+	// SCRAM keys serve SCRAM and, checked like any hash, PLAIN and USER.
+	cfg.Auth.Mechanisms = []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"}
+	hash, err := scheme.Hash("SCRAM-SHA-256", password)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +17,15 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/auth/oauth"
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
+	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+	"github.com/postoffice-mail/postoffice/internal/tlsconf"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -79,11 +84,29 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var tlsm *tlsconf.Manager
+	if pairs := cfg.TLS.Pairs(); pairs != nil {
+		tp := make([]tlsconf.Pair, len(pairs))
+		for i, p := range pairs {
+			tp[i] = tlsconf.Pair(p)
+		}
+		tlsm, err = tlsconf.New(tlsconf.Options{Pairs: tp, ClientCAFile: cfg.TLS.ClientCA, Logger: log})
+		if err != nil {
+			return err
+		}
+		logExpiry(log, tlsm)
+	}
+	mechs, err := newMechanisms(cfg, users, tlsm, log)
+	if err != nil {
+		return err
+	}
 	be, err := backend.New(backend.Options{
 		Users:      users,
 		Store:      st,
 		Logger:     log,
 		LoginDelay: cfg.POP3.LoginDelay.Duration,
+		APOP:       cfg.Auth.APOP,
+		SASL:       mechs,
 	})
 	if err != nil {
 		return err
@@ -97,19 +120,16 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		MaxBadCommands: cfg.POP3.MaxBadCommands,
 		LoginDelay:     cfg.POP3.LoginDelay.Duration,
 		Expire:         cfg.POP3.Expire,
+
+		AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
 	}
 	if opts.AuthFailDelay == 0 {
 		opts.AuthFailDelay = -1 // configured as "0s": no delay
 	}
-	if len(cfg.POP3.ListenTLS) > 0 {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return fmt.Errorf("tls: loading tls.cert and tls.key: %w", err)
-		}
-		opts.TLSConfig = &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-		}
+	if tlsm != nil {
+		// Implicit TLS listeners and STLS on the plain ones share it; it
+		// follows SIGHUP reloads without being rebuilt.
+		opts.TLSConfig = tlsm.Config()
 	}
 	srv, err := pop3server.New(opts)
 	if err != nil {
@@ -163,15 +183,33 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			}
 		}()
 	}
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-errc:
-		srv.Close()
-		if lsrv != nil {
-			lsrv.Close()
+	// SIGHUP re-reads the certificates (the passwd-file reloads by
+	// itself when it changes). Without this, SIGHUP would kill the server.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case <-hup:
+			log.Info("reloading")
+			if tlsm != nil {
+				if err := tlsm.Reload(); err != nil {
+					log.Error("tls reload failed; keeping the previous certificates", "err", err)
+				} else {
+					logExpiry(log, tlsm)
+				}
+			}
+		case err := <-errc:
+			srv.Close()
+			if lsrv != nil {
+				lsrv.Close()
+			}
+			return err
 		}
-		return err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -191,6 +229,75 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logExpiry logs each certificate's expiry, as a warning within 14 days.
+func logExpiry(log *slog.Logger, m *tlsconf.Manager) {
+	for _, e := range m.Expiry() {
+		left := time.Until(e.NotAfter)
+		attrs := []any{"file", e.CertFile, "names", strings.Join(e.Names, ","), "not_after", e.NotAfter.UTC().Format(time.RFC3339)}
+		if left < 14*24*time.Hour {
+			log.Warn("certificate expires soon", attrs...)
+		} else {
+			log.Info("certificate loaded", attrs...)
+		}
+	}
+}
+
+// newMechanisms builds the SASL mechanism table from [auth] and [auth.oauth].
+func newMechanisms(cfg *config.Config, users auth.DB, tlsm *tlsconf.Manager, log *slog.Logger) (*sasl.Mechanisms, error) {
+	var verifier oauth.Verifier
+	if o := cfg.Auth.OAuth; o != nil {
+		var err error
+		if o.JWKSFile != "" {
+			verifier, err = oauth.NewJWT(oauth.JWTOptions{
+				JWKSFile: o.JWKSFile, Issuer: o.Issuer, Audience: o.Audience,
+				UsernameClaim: o.UsernameClaim, Logger: log,
+			})
+		} else {
+			var secret []byte
+			secret, err = os.ReadFile(o.ClientSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("auth.oauth.client_secret_file: %w", err)
+			}
+			verifier, err = oauth.NewIntrospection(oauth.IntrospectionOptions{
+				URL: o.IntrospectionURL, ClientID: o.ClientID,
+				ClientSecret: strings.TrimSpace(string(secret)),
+			})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	opts := sasl.Options{
+		Users:            users,
+		OAuth:            verifier,
+		Enabled:          cfg.Auth.Mechanisms,
+		Secret:           decoySecret(cfg),
+		ExternalUsername: cfg.Auth.ExternalUsername,
+		Logger:           log,
+	}
+	if tlsm != nil {
+		opts.ServerCertificate = func(cs *tls.ConnectionState) *x509.Certificate { return tlsm.Leaf(cs.ServerName) }
+	}
+	if h, err := os.Hostname(); err == nil {
+		opts.Hostname = h
+	}
+	return sasl.New(opts)
+}
+
+// decoySecret keys the decoy SCRAM salts given to unknown users. It must
+// stay the same across restarts, or a user's salt changing with them would
+// tell an observer that the user does not exist; it is derived from the
+// machine's identity and the passwd-file path, which are stable and not
+// sent anywhere.
+func decoySecret(cfg *config.Config) []byte {
+	id, _ := os.ReadFile("/etc/machine-id")
+	h := sha256.New()
+	h.Write([]byte("postoffice scram decoy\x00"))
+	h.Write(id)
+	h.Write([]byte(cfg.Auth.PasswdFile))
+	return h.Sum(nil)
 }
 
 // listenLMTP binds the [lmtp] listeners (TCP addresses and the unix socket)

@@ -48,10 +48,13 @@ var (
 	ErrUnavailable = errors.New("sasl: mechanism not available")
 )
 
-// defaultOrder is the preference order when Options.Enabled is nil.
-var defaultOrder = []string{
-	ScramSHA256Plus, ScramSHA256, ScramSHA1Plus, ScramSHA1, CramMD5, Plain, Login, OAuthBearer, XOAuth2,
-}
+// defaultOrder is the list when Options.Enabled is nil: the mechanisms
+// every stored scheme can serve. CRAM-MD5 and SCRAM work only for users
+// stored in matching schemes, and a client that sees them offered picks
+// them (mpop, Thunderbird's "encrypted password") and then fails for
+// everyone else, so they are offered only when the admin lists them, as
+// Dovecot's auth_mechanisms defaults to PLAIN alone.
+var defaultOrder = []string{Plain, Login, OAuthBearer, XOAuth2}
 
 // known lists every mechanism this package implements.
 var known = []string{
@@ -71,10 +74,10 @@ type Options struct {
 	// challenges (RFC 7628 §3.2.2); empty omits it.
 	OAuthScope string
 	// Enabled lists the mechanisms to offer, in order of preference
-	// (case-insensitive). Nil means SCRAM-SHA-256-PLUS, SCRAM-SHA-256,
-	// SCRAM-SHA-1-PLUS, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN, then OAUTHBEARER
-	// and XOAUTH2 when OAuth is set. EXTERNAL is offered only when listed
-	// here. An unknown name is an error.
+	// (case-insensitive). Nil means PLAIN and LOGIN, then OAUTHBEARER and
+	// XOAUTH2 when OAuth is set: what every stored scheme can serve. SCRAM,
+	// CRAM-MD5 and EXTERNAL are offered only when listed here. An unknown
+	// name is an error.
 	Enabled []string
 	// Secret keys the decoy SCRAM salts for unknown users. Nil means 32
 	// random bytes, which changes the decoys at every restart; set a stable

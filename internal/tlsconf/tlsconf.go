@@ -333,3 +333,17 @@ func pick(hello *tls.ClientHelloInfo, certs []*tls.Certificate) *tls.Certificate
 	}
 	return certs[0]
 }
+
+// Leaf returns the leaf certificate the current set serves to a client that
+// asked for serverName (SNI; "" for none), for SCRAM's tls-server-end-point
+// channel binding (RFC 5929 §4). Where several certificates share a name and
+// the choice depended on the client's algorithms, it returns the first; a
+// binding computed from the wrong one fails authentication, it never
+// succeeds wrongly.
+func (m *Manager) Leaf(serverName string) *x509.Certificate {
+	c := m.cur.Load().certificate(&tls.ClientHelloInfo{ServerName: serverName})
+	if c == nil {
+		return nil
+	}
+	return c.Leaf
+}

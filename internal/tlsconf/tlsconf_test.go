@@ -440,3 +440,23 @@ func TestExpiredCertificateWarns(t *testing.T) {
 		t.Errorf("log lacks an expiry warning naming the file:\n%s", logs)
 	}
 }
+
+// Leaf names the certificate served for an SNI name, and the default one
+// without SNI.
+func TestLeaf(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := newCA(t, "test CA")
+	a := ca.issue(t, "pop", []string{"pop.example.org"}, false).write(t, dir, "a")
+	b := ca.issue(t, "mail", []string{"mail.example.net"}, false).write(t, dir, "b")
+	m, err := New(Options{Pairs: []Pair{a, b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"": "pop.example.org", "mail.example.net": "mail.example.net", "other.test": "pop.example.org"} {
+		l := m.Leaf(name)
+		if l == nil || l.DNSNames[0] != want {
+			t.Errorf("Leaf(%q) = %v, want the certificate for %s", name, l, want)
+		}
+	}
+}
