@@ -107,10 +107,13 @@ func (c *conn) cmdAPOP(ctx context.Context, args string) error {
 	if strings.IndexByte(name, 0) >= 0 || !c.validText(name) {
 		return c.badErr("-ERR Invalid UTF-8")
 	}
+	if err := c.beforeLogin(name); err != nil {
+		return err
+	}
 	c.user = name
 	mbox, err := as.APOP(ctx, name, c.apopTS, strings.ToLower(digest))
 	if err != nil {
-		return c.loginFailed(err)
+		return c.loginFailed(err, name, nil)
 	}
 	return c.enterTransaction(mbox)
 }
@@ -165,6 +168,11 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 			return c.badErr("-ERR Invalid base64 data")
 		}
 	}
+	// The user is not known before the exchange: the LoginLimiter counts
+	// SASL attempts and failures per client address only.
+	if err := c.beforeLogin(""); err != nil {
+		return err
+	}
 	exch, err := ss.StartSASL(ctx, mech)
 	if err != nil {
 		return c.saslFailed(err)
@@ -209,7 +217,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	c.user = exch.User()
 	mbox, err := exch.Login(ctx)
 	if err != nil {
-		return c.loginFailed(err)
+		return c.loginFailed(err, "", nil)
 	}
 	return c.enterTransaction(mbox)
 }
@@ -228,8 +236,8 @@ func decodeSASL(s string) ([]byte, bool) {
 }
 
 // readContinuation sends what is buffered and reads the client's answer to
-// a SASL challenge, under the idle timeout and the AUTH line limit. While it
-// waits the session counts as idle, so Shutdown may close it.
+// a SASL challenge, under the pre-login timeout and the AUTH line limit.
+// While it waits the session counts as idle, so Shutdown may close it.
 func (c *conn) readContinuation() (string, error) {
 	if err := c.flush(); err != nil {
 		return "", err
@@ -237,7 +245,7 @@ func (c *conn) readContinuation() (string, error) {
 	if !c.setBusy(false) {
 		return "", errClose
 	}
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
 	line, _, err := c.readLine(maxAuthLine)
 	if err == nil || err == wire.ErrLineTooLong {
 		c.setBusy(true)
@@ -258,5 +266,5 @@ func (c *conn) saslFailed(err error) error {
 		}
 		return c.badErr(pe.reply())
 	}
-	return c.loginFailed(err)
+	return c.loginFailed(err, "", nil)
 }

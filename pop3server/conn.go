@@ -54,6 +54,8 @@ type conn struct {
 
 	badCommands  int
 	authFailures int
+	commands     int // command lines run in the current state
+	maxCommands  int // cap on commands in the current state; < 0: none
 	quit         bool
 
 	// counters for the logout line (Dovecot's pop3_logout_format)
@@ -134,6 +136,7 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	c.sess = sess
+	c.maxCommands = c.srv.opts.MaxLoginCommands
 	greeting := "+OK " + c.srv.opts.Greeting
 	if _, ok := sess.(APOPSession); ok {
 		// RFC 1939 §7: a timestamp unique to this connection.
@@ -154,7 +157,7 @@ func (c *conn) serve(ctx context.Context) {
 			c.flush()
 			return
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
 		line, n, err := c.readLine(c.lineLimit())
 		if err == nil || err == wire.ErrLineTooLong {
 			c.setBusy(true)
@@ -174,7 +177,7 @@ func (c *conn) serve(ctx context.Context) {
 			// (RFC 1939 §3).
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				c.log.Info("idle timeout")
+				c.log.Info("idle timeout", "logged_in", c.state == stateTransaction)
 			}
 			return
 		}
@@ -188,10 +191,20 @@ func (c *conn) serve(ctx context.Context) {
 	}
 }
 
-// setLayer makes the session read and write through rw.
+// setLayer makes the session read and write through rw. Every write has
+// its own deadline (deadlineWriter).
 func (c *conn) setLayer(rw net.Conn) {
 	c.br = bufio.NewReaderSize(rw, 1024)
-	c.bw = bufio.NewWriterSize(rw, 4096)
+	c.bw = bufio.NewWriterSize(&deadlineWriter{w: rw, nc: c.nc, d: c.srv.opts.WriteTimeout}, 4096)
+}
+
+// readTimeout is how long the session waits for the next line: the
+// pre-login timeout until login, then the idle timeout.
+func (c *conn) readTimeout() time.Duration {
+	if c.state == stateAuthorization {
+		return c.srv.opts.PreLoginTimeout
+	}
+	return c.srv.opts.IdleTimeout
 }
 
 // handshake runs the TLS handshake on tc within TLSHandshakeTimeout and
@@ -295,10 +308,9 @@ func trimEOL(b []byte) []byte {
 	return b[:n]
 }
 
-// flush sends the buffered replies, bounded by the idle timeout so a
-// client that stops reading cannot hold the session forever.
+// flush sends the buffered replies, each write bounded by WriteTimeout so
+// a client that stops reading cannot hold the session.
 func (c *conn) flush() error {
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
 	return c.bw.Flush()
 }
 
@@ -376,6 +388,19 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	kw = strings.ToUpper(kw)
 	wasUser := c.lastUser
 	c.lastUser = false
+
+	if c.commands++; c.maxCommands >= 0 && c.commands > c.maxCommands && kw != "QUIT" {
+		if c.state == stateAuthorization {
+			c.log.Info("too many commands", "commands", c.commands-1)
+			c.writeLine("-ERR Too many commands, closing connection")
+			return errClose
+		}
+		if c.commands == c.maxCommands+1 {
+			c.log.Info("too many commands", "commands", c.commands-1)
+		}
+		// QUIT still commits: a client at the cap loses no deletions.
+		return c.badErr("-ERR Too many commands, only QUIT is accepted")
+	}
 
 	switch kw {
 	case "CAPA":
@@ -499,16 +524,69 @@ func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
 	if !c.validText(pass) {
 		return c.badErr("-ERR Invalid UTF-8")
 	}
+	if err := c.beforeLogin(c.user); err != nil {
+		return err
+	}
 	mbox, err := c.sess.Login(ctx, c.user, pass)
 	if err != nil {
-		return c.loginFailed(err)
+		// A non-nil copy even for an empty password: nil would mean "not
+		// known" to the LoginLimiter.
+		return c.loginFailed(err, c.user, append([]byte{}, pass...))
 	}
 	return c.enterTransaction(mbox)
 }
 
+// beforeLogin asks the LoginLimiter whether the client may try the
+// credentials of user now, and waits the delay it asks for. An error ends
+// the session: the client was refused (the reply is buffered) or the
+// server is stopping.
+func (c *conn) beforeLogin(user string) error {
+	lim := c.srv.opts.LoginLimiter
+	if lim == nil {
+		return nil
+	}
+	delay, refuse, until := lim.BeforeLogin(c.info.RemoteAddr, user)
+	if refuse {
+		c.log.Info("login refused", "user", user, "code", CodeSysTemp,
+			"reason", "too many failed logins", "until", until)
+		// [SYS/TEMP], not [AUTH]: the codes tell a client whether to ask
+		// the user for new credentials ([AUTH], RFC 3206 §5) or to try
+		// again later ([SYS/TEMP], §4; see §3). These credentials were
+		// never checked and may well be right (a user behind the same NAT
+		// as an attacker), and the same ones will work later: [AUTH] would
+		// have the user change a good password. [LOGIN-DELAY] (RFC 2449
+		// §8.1.1) is about successful logins coming too often. An
+		// attacker learns it is throttled, which it could measure anyway.
+		c.writeLine("-ERR [SYS/TEMP] Too many failed logins, try again later")
+		return errClose
+	}
+	if delay > 0 {
+		c.log.Debug("login delayed", "user", user, "delay", delay)
+		return c.pause(delay)
+	}
+	return nil
+}
+
+// pause sends what is buffered and waits d. It returns errClose if the
+// server stops meanwhile: a session sitting out a delay has nothing to
+// finish.
+func (c *conn) pause(d time.Duration) error {
+	c.flush()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-c.srv.stopped:
+		return errClose
+	}
+}
+
 // loginFailed answers a failed login. Credential failures wait
-// AuthFailDelay first, whatever the reason, so timing reveals nothing.
-func (c *conn) loginFailed(err error) error {
+// AuthFailDelay first, whatever the reason, so timing reveals nothing, and
+// are reported to the LoginLimiter as user with password (nil: unknown);
+// other failures are not.
+func (c *conn) loginFailed(err error, user string, password []byte) error {
 	var pe *Error
 	if !errors.As(err, &pe) {
 		c.log.Error("login failed", "user", c.user, "err", err)
@@ -517,15 +595,18 @@ func (c *conn) loginFailed(err error) error {
 	switch pe.Code {
 	case CodeAuth, "":
 		c.authFailures++
+		// fail2ban (docs/fail2ban/postoffice.conf) matches this line and
+		// "client banned": keep their messages, and conn and remote
+		// first.
 		c.log.Info("authentication failed", "user", c.user)
+		if lim := c.srv.opts.LoginLimiter; lim != nil {
+			if banned, until := lim.LoginFailed(c.info.RemoteAddr, user, password); banned {
+				c.log.Warn("client banned", "until", until)
+			}
+		}
 		if d := c.srv.opts.AuthFailDelay; d > 0 {
-			c.flush()
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.srv.baseCtx.Done():
-				t.Stop()
-				return errClose
+			if err := c.pause(d); err != nil {
+				return err
 			}
 		}
 	default:
@@ -549,6 +630,14 @@ func (c *conn) enterTransaction(mbox Mailbox) error {
 	c.msgs = mbox.Messages()
 	c.deleted = make([]bool, len(c.msgs))
 	c.state = stateTransaction
+	c.commands = 0
+	c.maxCommands = c.srv.opts.MaxCommands // negative: no cap
+	if c.maxCommands == 0 {
+		c.maxCommands = baseCommands + commandsPerMessage*len(c.msgs)
+	}
+	if lim := c.srv.opts.LoginLimiter; lim != nil {
+		lim.LoginSucceeded(c.info.RemoteAddr, c.user)
+	}
 	c.log = c.log.With("user", c.user)
 	c.log.Info("logged in", "messages", len(c.msgs))
 	c.writeLine(fmt.Sprintf("+OK Logged in, %d messages", len(c.msgs)))
@@ -761,7 +850,8 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 	if lines >= 0 {
 		dst = &wire.TopWriter{W: &c.dw, Lines: lines}
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	// No deadline for the whole message: each write has its own
+	// (deadlineWriter), so a slow but steady reader gets any size.
 	// CopyBuffer with a pooled buffer, and r stripped of WriterTo: an
 	// *os.File's WriteTo would otherwise allocate 32 KiB per message.
 	buf := copyBufs.Get().(*[]byte)

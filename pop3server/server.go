@@ -50,6 +50,20 @@
 //     UTF-8 headers. (The wording of §2 was not re-checked against the RFC
 //     text when this was written; see CONFORMANCE 75.)
 //   - Replies are in English only; LANG lists "en" and "i-default".
+//   - Abuse limits: before login the idle timeout is PreLoginTimeout and
+//     at most MaxLoginCommands commands are run; after login a command cap
+//     that scales with the maildrop (QUIT always passes, so no deletion is
+//     lost to it). Every write to the client has its own WriteTimeout
+//     deadline, never one per message or per flush, so a stalled reader is
+//     dropped and a slow steady one is served.
+//   - Options.LoginLimiter is asked before every credential check (PASS,
+//     APOP, each AUTH) and told each [AUTH] failure and each login; other
+//     failures ([IN-USE], [SYS/TEMP]) are not its business. A refusal is
+//     answered [SYS/TEMP] without checking anything and ends the session.
+//     Its delays, like AuthFailDelay, end early when the server stops.
+//   - The log lines "authentication failed" and "client banned" are read
+//     by fail2ban (docs/fail2ban/postoffice.conf): conn and remote come
+//     first, before anything the client chose.
 package pop3server
 
 import (
@@ -78,9 +92,42 @@ type Options struct {
 	// Implementation is the CAPA IMPLEMENTATION text; default "postoffice".
 	Implementation string
 
-	// IdleTimeout ends a session that sends nothing for this long, silently
-	// and without UPDATE (RFC 1939 §3: at least 10 minutes). Default 10m.
+	// IdleTimeout ends a logged-in session that sends nothing for this
+	// long, silently and without UPDATE (RFC 1939 §3: at least 10
+	// minutes). Default 10m. A command line must arrive whole within it.
 	IdleTimeout time.Duration
+	// PreLoginTimeout is the idle timeout before login (AUTHORIZATION,
+	// also while a SASL exchange waits for the client). Default 1m; it is
+	// never longer than IdleTimeout.
+	//
+	// RFC 1939 §3 asks that an autologout timer be of at least 10 minutes
+	// and does not name a state. Its purpose is a logged-in user's session
+	// (the timer must not enter UPDATE); before login there is nothing to
+	// lose but the connection, which the client simply opens again. Idle
+	// unauthenticated connections are what floods are made of, so we give
+	// them less time (Exchange's unauthenticated timer is 60 s, and not
+	// even reset by commands): a deliberate, documented deviation for the
+	// AUTHORIZATION state only.
+	PreLoginTimeout time.Duration
+	// WriteTimeout ends a session when one write to the client, of at most
+	// 32 KiB, does not complete within it: a client that stops reading
+	// cannot hold the session (and a maildrop lock) longer, and one that
+	// reads slower than 32 KiB per WriteTimeout is cut off. A client that
+	// keeps reading may take as long as it needs for a message of any size.
+	// Default 2m.
+	WriteTimeout time.Duration
+	// MaxLoginCommands ends the session when a command beyond this many is
+	// sent before login (every command line counts, valid or not; SASL
+	// responses do not). QUIT is always answered. Default 50; negative: no
+	// cap.
+	MaxLoginCommands int
+	// MaxCommands caps the commands of a session after login. Beyond it
+	// every command but QUIT gets -ERR and counts as a bad command, so a
+	// client that hits the cap can still QUIT and commit its deletions.
+	// Default (0): 1000 plus 10 per message in the maildrop, so a client
+	// can LIST, UIDL, TOP, RETR and DELE each message one by one twice
+	// over; positive: that many; negative: no cap.
+	MaxCommands int
 	// AuthFailDelay is waited before answering any failed login, the same
 	// for unknown users and wrong passwords. Default 1s; negative: none.
 	AuthFailDelay time.Duration
@@ -90,6 +137,12 @@ type Options struct {
 	// MaxBadCommands ends the session after this many unknown, misplaced,
 	// malformed or oversize commands. Default 10.
 	MaxBadCommands int
+
+	// LoginLimiter, if set, is consulted before every credential check and
+	// told the outcome, to slow down and ban password guessing across
+	// connections (internal/ratelimit). It comes on top of AuthFailDelay
+	// and MaxAuthFailures, which work per connection. Default nil: none.
+	LoginLimiter LoginLimiter
 
 	// LoginDelay, if positive, is advertised as CAPA LOGIN-DELAY (whole
 	// seconds); enforcing it is the backend's job ([LOGIN-DELAY] errors).
@@ -134,7 +187,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	stopping  atomic.Bool // set by Shutdown and Close; changed only under mu
+	stopping  atomic.Bool   // set by Shutdown and Close; changed only under mu
+	stopped   chan struct{} // closed with stopping: ends login delays
 	wg        sync.WaitGroup
 	baseCtx   context.Context
 	cancel    context.CancelFunc
@@ -159,6 +213,16 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
+	}
+	if opts.PreLoginTimeout <= 0 {
+		opts.PreLoginTimeout = DefaultPreLoginTimeout
+	}
+	opts.PreLoginTimeout = min(opts.PreLoginTimeout, opts.IdleTimeout)
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxLoginCommands == 0 {
+		opts.MaxLoginCommands = DefaultMaxLoginCommands
 	}
 	if opts.AuthFailDelay == 0 {
 		opts.AuthFailDelay = time.Second
@@ -195,6 +259,7 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		stopped:   make(chan struct{}),
 		baseCtx:   ctx,
 		cancel:    cancel,
 	}
@@ -298,9 +363,9 @@ func (s *Server) ServeConn(nc net.Conn) {
 }
 
 // Shutdown stops accepting connections, closes sessions waiting for a
-// command, and lets running commands (a RETR, a QUIT's commit) finish until
-// ctx is done; then it closes the rest. A closed session deletes nothing:
-// it never reached UPDATE.
+// command or sitting out a login delay, and lets running commands (a RETR,
+// a QUIT's commit) finish until ctx is done; then it closes the rest. A
+// closed session deletes nothing: it never reached UPDATE.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop((*conn).abortIfIdle)
 	done := make(chan struct{})
@@ -327,6 +392,9 @@ func (s *Server) Close() error {
 func (s *Server) stop(end func(*conn)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.stopping.Load() {
+		close(s.stopped)
+	}
 	s.stopping.Store(true)
 	for l := range s.listeners {
 		l.Close()

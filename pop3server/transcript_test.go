@@ -57,7 +57,8 @@ func startServer(t *testing.T, opts pop3server.Options) (string, *pop3server.Ser
 //	S~ regexp     server line matching regexp (whole line)
 //	S: <eof>      server closed the connection
 //	@ key=value   options (before the first C/S line): authfaildelay,
-//	              maxbad, maxauth, logindelay, expire; apop=on and
+//	              maxbad, maxauth, maxlogincmds, maxcmds, logindelay,
+//	              expire; apop=on and
 //	              sasl=on (memserver's APOP and SASL PLAIN); tls=on
 //	              (Options.TLSConfig, so STLS is offered; the transcript
 //	              cannot handshake); plaintext=allow
@@ -107,6 +108,10 @@ func runTranscript(t *testing.T, file string) {
 				opts.MaxBadCommands = n
 			case "maxauth":
 				opts.MaxAuthFailures = n
+			case "maxlogincmds":
+				opts.MaxLoginCommands = n
+			case "maxcmds":
+				opts.MaxCommands = n
 			case "logindelay":
 				opts.LoginDelay = time.Duration(n) * time.Second
 			case "expire":

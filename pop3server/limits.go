@@ -1,0 +1,82 @@
+package pop3server
+
+import (
+	"io"
+	"net"
+	"time"
+)
+
+// LoginLimiter slows down and refuses password guessing across
+// connections. The engine calls BeforeLogin before every credential check
+// (PASS, APOP, each AUTH), LoginFailed after a credential failure and
+// LoginSucceeded after a login. It uses only standard types, so an
+// implementation need not import this package; *ratelimit.Limiter
+// (internal/ratelimit) is one. Its methods are called from many sessions at
+// once and must not block: the engine does the waiting.
+type LoginLimiter interface {
+	// BeforeLogin is asked before the credentials of user (empty for SASL,
+	// whose user is not known yet) from remote are checked. The engine
+	// waits delay before checking; with refuse it checks nothing, answers
+	// -ERR [SYS/TEMP] and closes the connection. until is the earliest
+	// time a retry may succeed, for the log.
+	BeforeLogin(remote net.Addr, user string) (delay time.Duration, refuse bool, until time.Time)
+	// LoginFailed records a credential failure ([AUTH]). password is the
+	// PASS argument, nil when the engine never sees the password (APOP,
+	// SASL). banned reports that this failure started a ban of the client
+	// until until; the engine logs "client banned" then.
+	LoginFailed(remote net.Addr, user string, password []byte) (banned bool, until time.Time)
+	// LoginSucceeded records a successful login.
+	LoginSucceeded(remote net.Addr, user string)
+}
+
+// Defaults of the limits in Options.
+const (
+	// DefaultPreLoginTimeout: clients send USER or AUTH right after the
+	// greeting, and a mobile link that stalls for a minute before login
+	// costs only a reconnect. Exchange's unauthenticated timer is 60 s.
+	DefaultPreLoginTimeout = time.Minute
+	// DefaultWriteTimeout: a write (at most 32 KiB) that does not complete
+	// in this long ends the session: a floor of about 270 octets/s. It is
+	// shorter than the idle timeout because a client that stops reading
+	// holds the maildrop lock.
+	DefaultWriteTimeout = 2 * time.Minute
+	// DefaultMaxLoginCommands: a real client needs fewer than 15 commands
+	// to log in (CAPA, STLS, CAPA, UTF8, and three attempts of USER+PASS or
+	// AUTH); more is an attacker or a broken client.
+	DefaultMaxLoginCommands = 50
+	// After login the default command cap scales with the maildrop:
+	// baseCommands plus commandsPerMessage for each message, so a client
+	// can LIST, UIDL, TOP, RETR and DELE every message one by one twice.
+	baseCommands       = 1000
+	commandsPerMessage = 10
+)
+
+// writeChunk bounds each write to the client, so that WriteTimeout is a
+// minimum rate: at least writeChunk octets per WriteTimeout.
+const writeChunk = 32 << 10
+
+// deadlineWriter writes to the client with a fresh write deadline for each
+// chunk of at most writeChunk octets. A client that stops reading fails the
+// write after WriteTimeout; one that keeps reading at a reasonable rate may
+// take as long as it needs for a message of any size (a fixed deadline per
+// message or per flush would cut a slow 1 GB RETR).
+type deadlineWriter struct {
+	w  io.Writer // the current layer: nc, or the TLS conn after STLS
+	nc net.Conn  // the connection the deadline is set on
+	d  time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	var n int
+	for len(p) > 0 {
+		chunk := p[:min(len(p), writeChunk)]
+		w.nc.SetWriteDeadline(time.Now().Add(w.d))
+		m, err := w.w.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
+}
