@@ -201,8 +201,8 @@ func TestDiskFull(t *testing.T) {
 	for _, id := range []int{100, 101} { // 300 octets, about 16 KiB
 		for _, rcpt := range []string{"alice@example.org", "bob@example.org"} {
 			reply := lmtpReply(t, sock, rcpt, faultMessage(id))
-			if !strings.HasPrefix(reply, "451 ") && !strings.HasPrefix(reply, "452 ") {
-				t.Errorf("delivery of %d octets to %s on a full disk: %q, want 451 or 452", len(faultMessage(id)), rcpt, reply)
+			if !strings.HasPrefix(reply, "452 4.3.1 ") {
+				t.Errorf("delivery of %d octets to %s on a full disk: %q, want 452 4.3.1 (RFC 3463: mail system full)", len(faultMessage(id)), rcpt, reply)
 			}
 			t.Logf("full disk, LMTP to %s: %s", rcpt, reply)
 		}
@@ -334,8 +334,8 @@ func TestDiskFull(t *testing.T) {
 	fill(t, filler)
 	// Bigger than the spool's 64 KiB buffer, so the write fails in DATA.
 	big := faultMessage(103) + strings.Repeat("X-Pad: "+strings.Repeat("p", 70)+"\r\n", 1500)
-	if reply := lmtpReply(t, sock, "alice@example.org", big); !strings.HasPrefix(reply, "451 ") && !strings.HasPrefix(reply, "452 ") {
-		t.Errorf("delivery with the spool on a full disk: %q, want 451 or 452", reply)
+	if reply := lmtpReply(t, sock, "alice@example.org", big); !strings.HasPrefix(reply, "452 4.3.1 ") {
+		t.Errorf("delivery with the spool on a full disk: %q, want 452 4.3.1", reply)
 	}
 	if after := s.files("alice"); !slices.Equal(before, after) {
 		t.Errorf("a failed spool changed new/ and cur/: %v -> %v", before, after)

@@ -18,7 +18,7 @@
 //     header fields in front (io.MultiReader).
 //   - RFC 2033 §4.2: after DATA there is one reply per accepted recipient.
 //     250 is sent only after store.Store.Deliver returned nil, that is once
-//     the message is durable. A failed Deliver answers 451 4.3.0 for that
+//     the message is durable. A failed Deliver answers 451 4.3.0 (452 4.3.1 when the disk is full) for that
 //     recipient; the store guarantees it left nothing a POP3 session sees.
 //   - A message larger than MaxMessageSize is refused with 552 5.3.4, at
 //     MAIL when the client declares SIZE (RFC 1870), else during DATA.
@@ -42,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -237,6 +238,9 @@ var (
 	errTempStore   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary delivery failure, try again later"}
 	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
 	errSpool       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure receiving message, try again later"}
+	// RFC 3463 X.3.1 "mail system full": the file system is out of space
+	// or inodes; more precise than 4.3.0, and still temporary.
+	errStoreFull = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Mail system full, try again later"}
 	// saved is a success reply: go-smtp writes a *SMTPError's code as is,
 	// and its own default text ("queued") would misstate what happened.
 	saved = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Saved"}
@@ -411,7 +415,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		start := time.Now()
 		if err := s.srv.opts.Store.Deliver(ctx, rc.user, msg); err != nil {
 			s.srv.log.Error("lmtp delivery failed", "conn", s.id, "remote", s.remote, "user", rc.user, "err", err)
-			status.SetStatus(rc.addr, errTempStore)
+			status.SetStatus(rc.addr, tempError(err, errTempStore))
 			continue
 		}
 		s.srv.log.Info("lmtp delivered", "conn", s.id, "remote", s.remote, "user", rc.user,
@@ -421,12 +425,21 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	return nil
 }
 
+// tempError is the reply for a failed write: 452 4.3.1 when the file
+// system is full, else def.
+func tempError(err error, def *smtp.SMTPError) *smtp.SMTPError {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return errStoreFull
+	}
+	return def
+}
+
 // spool copies the message into an unlinked temporary file.
 func (s *session) spool(r io.Reader) (*os.File, int64, error) {
 	f, err := os.CreateTemp(s.srv.opts.SpoolDir, "postoffice-lmtp-*")
 	if err != nil {
 		s.srv.log.Error("lmtp spool failed", "conn", s.id, "err", err)
-		return nil, 0, errSpool
+		return nil, 0, tempError(err, errSpool)
 	}
 	os.Remove(f.Name()) // unlinked: gone with the descriptor, even after a crash
 	bw := bufio.NewWriterSize(f, 64<<10)
@@ -445,7 +458,7 @@ func (s *session) spool(r io.Reader) (*os.File, int64, error) {
 			return nil, 0, err
 		}
 		s.srv.log.Error("lmtp spool failed", "conn", s.id, "remote", s.remote, "err", err)
-		return nil, 0, errSpool
+		return nil, 0, tempError(err, errSpool)
 	}
 	return f, n, nil
 }
