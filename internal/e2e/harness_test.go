@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -136,7 +137,7 @@ type server struct {
 	t    testing.TB
 	cmd  *exec.Cmd
 	addr string
-	log  *bytes.Buffer
+	log  *syncBuffer
 	done chan struct{}
 }
 
@@ -153,7 +154,7 @@ func (s *site) start() *server {
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	srv := &server{t: s.t, cmd: cmd, log: new(bytes.Buffer), done: make(chan struct{})}
+	srv := &server{t: s.t, cmd: cmd, log: new(syncBuffer), done: make(chan struct{})}
 	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -264,4 +265,23 @@ func need(t testing.TB, prog, pkg string) string {
 		t.Skipf("%s not installed: apt-get install %s", prog, pkg)
 	}
 	return p
+}
+
+// syncBuffer is the server's log, written by the goroutine that reads its
+// stderr and read by tests while the server runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) WriteString(s string) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.WriteString(s)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
