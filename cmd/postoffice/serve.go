@@ -22,6 +22,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
+	"github.com/postoffice-mail/postoffice/internal/privdrop"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
@@ -73,6 +74,22 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 // serve runs the server until ctx is done, then shuts it down gracefully.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
+	// Take systemd's sockets first, so that they are closed on every
+	// error below and the LISTEN_* variables reach no child process.
+	socks, err := activatedSockets(cfg)
+	if err != nil {
+		return err
+	}
+	var passed []net.Listener
+	for _, s := range socks {
+		passed = append(passed, s.Listener)
+	}
+	closePassed := true
+	defer func() {
+		if closePassed {
+			closeListeners(passed)
+		}
+	}()
 	users, err := passwdfile.Open(cfg.Auth.PasswdFile, passwdfile.Options{
 		DefaultScheme: cfg.Auth.DefaultScheme,
 		Logger:        log,
@@ -126,6 +143,15 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if opts.AuthFailDelay == 0 {
 		opts.AuthFailDelay = -1 // configured as "0s": no delay
 	}
+	loginLim, err := newLoginLimiter(cfg)
+	if err != nil {
+		return err
+	}
+	setLimits(&opts, cfg, loginLim)
+	connLim, err := newConnLimiter(cfg, log)
+	if err != nil {
+		return err
+	}
 	if tlsm != nil {
 		// Implicit TLS listeners and STLS on the plain ones share it; it
 		// follows SIGHUP reloads without being rebuilt.
@@ -136,10 +162,12 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return err
 	}
 
-	// Bind everything before serving anything, so a bad address fails fast.
+	// Bind everything before serving anything, so a bad address fails
+	// fast; then switch user, then serve (docs/security.md, Privileges).
 	type bound struct {
-		l   net.Listener
-		tls bool
+		l       net.Listener
+		tls     bool
+		systemd bool
 	}
 	var ls []bound
 	closeAll := func() {
@@ -147,39 +175,59 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			b.l.Close()
 		}
 	}
-	for _, a := range cfg.POP3.Listen {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("pop3.listen: %w", err)
+	bind := func(key, name string, addrs []string, tls bool) error {
+		if act := privdrop.Named(socks, name); len(act) > 0 {
+			for _, l := range act {
+				ls = append(ls, bound{l, tls, true})
+			}
+			return nil
 		}
-		ls = append(ls, bound{l, false})
-	}
-	for _, a := range cfg.POP3.ListenTLS {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("pop3.listen_tls: %w", err)
+		for _, a := range addrs {
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			ls = append(ls, bound{l, tls, false})
 		}
-		ls = append(ls, bound{l, true})
+		return nil
 	}
-	lsrv, lls, err := listenLMTP(cfg, log, users, st)
+	// On an error below, closing a passed socket twice (through ls and
+	// the deferred closePassed) is harmless.
+	if err := bind("pop3.listen", socketPOP3, cfg.POP3.Listen, false); err != nil {
+		closeAll()
+		return err
+	}
+	if err := bind("pop3.listen_tls", socketPOP3S, cfg.POP3.ListenTLS, true); err != nil {
+		closeAll()
+		return err
+	}
+	lsrv, lls, err := listenLMTP(cfg, log, users, st, privdrop.Named(socks, socketLMTP))
 	if err != nil {
 		closeAll()
 		return err
 	}
+	if err := dropPrivileges(cfg, log); err != nil {
+		closeAll()
+		closeListeners(lls)
+		return err
+	}
+	closePassed = false // the servers own them now
 	errc := make(chan error, len(ls)+len(lls))
 	for _, l := range lls {
 		log.Info("lmtp listening", "addr", l.Addr().String())
 		go func() { errc <- lsrv.Serve(l) }()
 	}
 	for _, b := range ls {
-		log.Info("listening", "addr", b.l.Addr().String(), "tls", b.tls)
+		// One connection limiter for every POP3 listener: it reads PROXY
+		// headers and counts clients before the engine (and, on implicit
+		// TLS, the handshake) sees them.
+		l := connLim.Listen(b.l)
+		log.Info("listening", "addr", b.l.Addr().String(), "tls", b.tls, "systemd", b.systemd)
 		go func() {
 			if b.tls {
-				errc <- srv.ServeTLS(b.l)
+				errc <- srv.ServeTLS(l)
 			} else {
-				errc <- srv.Serve(b.l)
+				errc <- srv.Serve(l)
 			}
 		}()
 	}
@@ -302,9 +350,15 @@ func decoySecret(cfg *config.Config) []byte {
 
 // listenLMTP binds the [lmtp] listeners (TCP addresses and the unix socket)
 // and returns the LMTP server for them; none configured gives nil, nil, nil.
-func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.Store) (*lmtp.Server, []net.Listener, error) {
+// Sockets passed by systemd (activated) replace the configured ones; on
+// error they are closed too.
+//
+// LMTP gets no connection limits and no PROXY protocol: its clients are
+// the local MTA, which has its own concurrency limits, and refusing it
+// would only defer mail.
+func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.Store, activated []net.Listener) (*lmtp.Server, []net.Listener, error) {
 	c := cfg.LMTP
-	if len(c.Listen) == 0 && c.Socket == "" {
+	if len(c.Listen) == 0 && c.Socket == "" && len(activated) == 0 {
 		return nil, nil, nil
 	}
 	srv, err := lmtp.New(lmtp.Options{
@@ -317,7 +371,11 @@ func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.St
 		Quota:          lmtp.Quota(cfg.Quota),
 	})
 	if err != nil {
+		closeListeners(activated)
 		return nil, nil, err
+	}
+	if len(activated) > 0 {
+		return srv, activated, nil
 	}
 	var ls []net.Listener
 	fail := func(err error) (*lmtp.Server, []net.Listener, error) {
@@ -339,6 +397,9 @@ func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.St
 			return fail(fmt.Errorf("lmtp.socket: %w", err))
 		}
 		ls = append(ls, l)
+		if err := chownToServerUser(cfg, c.Socket); err != nil {
+			return fail(fmt.Errorf("lmtp.socket: %w", err))
+		}
 	}
 	return srv, ls, nil
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -18,20 +19,66 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/postoffice-mail/postoffice/internal/ipgroup"
 )
 
 // Config is the whole server configuration file.
 type Config struct {
-	POP3  POP3  `toml:"pop3"`
-	TLS   TLS   `toml:"tls"`
-	Auth  Auth  `toml:"auth"`
-	Mail  Mail  `toml:"mail"`
-	LMTP  LMTP  `toml:"lmtp"`
-	Quota Quota `toml:"quota"`
-	Log   Log   `toml:"log"`
+	Server Server `toml:"server"`
+	POP3   POP3   `toml:"pop3"`
+	Limits Limits `toml:"limits"`
+	TLS    TLS    `toml:"tls"`
+	Auth   Auth   `toml:"auth"`
+	Mail   Mail   `toml:"mail"`
+	LMTP   LMTP   `toml:"lmtp"`
+	Quota  Quota  `toml:"quota"`
+	Log    Log    `toml:"log"`
 
 	lines map[string]int // "section.key" -> line, for messages
 	path  string
+}
+
+// Server is the [server] table: the process itself.
+type Server struct {
+	// User, when set, is who the server runs as once every listener is
+	// bound and the TLS keys are loaded (a name or a numeric uid; never
+	// root). Empty: stay as started.
+	User string `toml:"user"`
+	// Group is the group to run as; empty means User's primary group.
+	Group string `toml:"group"`
+}
+
+// Limits is the [limits] table: connection limits, the PROXY protocol and
+// the engine's abuse limits (docs/security.md).
+type Limits struct {
+	MaxConnections      int `toml:"max_connections"`        // open POP3 connections in all; 0 = no cap; default 2000
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"` // per IPv4 address or IPv6 group; 0 = no cap; default 20
+	IPv6Prefix          int `toml:"ipv6_prefix"`            // how IPv6 clients are grouped: 48-64, default 64
+	// TrustedNetworks (CIDR prefixes or addresses) are exempt from
+	// max_connections_per_ip and from the auth penalty. Default none, not
+	// even loopback.
+	TrustedNetworks []string `toml:"trusted_networks"`
+	// ProxyProtocolFrom lists the load balancers that may, and must, send
+	// a PROXY protocol v1 or v2 header. Default none: PROXY off.
+	ProxyProtocolFrom  []string `toml:"proxy_protocol_from"`
+	ProxyHeaderTimeout Duration `toml:"proxy_header_timeout"` // default 5s
+	PreLoginTimeout    Duration `toml:"pre_login_timeout"`    // idle timeout before login; default 1m
+	WriteTimeout       Duration `toml:"write_timeout"`        // per write to a client; default 2m
+	MaxLoginCommands   int      `toml:"max_login_commands"`   // commands before login; default 50
+	MaxCommands        int      `toml:"max_commands"`         // after login; 0 = 1000 + 10 per message
+}
+
+// Trusted returns limits.trusted_networks parsed (valid after Parse).
+func (l Limits) Trusted() []netip.Prefix {
+	ps, _ := ipgroup.ParsePrefixes(l.TrustedNetworks)
+	return ps
+}
+
+// ProxyFrom returns limits.proxy_protocol_from parsed (valid after Parse).
+func (l Limits) ProxyFrom() []netip.Prefix {
+	ps, _ := ipgroup.ParsePrefixes(l.ProxyProtocolFrom)
+	return ps
 }
 
 // POP3 is the [pop3] table.
@@ -105,6 +152,18 @@ type Auth struct {
 	ExternalUsername string `toml:"external_username"`
 	// OAuth is the [auth.oauth] table; nil when the file has none.
 	OAuth *OAuth `toml:"oauth"`
+
+	// Penalty turns on the auth penalty across connections
+	// (internal/ratelimit): growing delays and temporary bans per address
+	// group, a capped delay per user name. Default true.
+	Penalty          bool     `toml:"penalty"`
+	PenaltyBase      Duration `toml:"penalty_base"`       // first delay of a group, doubling; "0s" = no delays; default 2s
+	PenaltyMax       Duration `toml:"penalty_max"`        // cap on the delay and on queueing; default 15s
+	PenaltyWindow    Duration `toml:"penalty_window"`     // counters live this long after the last failure; default 1h
+	BanAfter         int      `toml:"ban_after"`          // failures of a group before a ban; 0 = never ban; default 10
+	BanTime          Duration `toml:"ban_time"`           // default 15m
+	UserPenaltyAfter int      `toml:"user_penalty_after"` // failures for one user name before it is delayed; 0 = never; default 5
+	UserPenaltyMax   Duration `toml:"user_penalty_max"`   // cap on the per-user delay; default 8s
 }
 
 // OAuth is the [auth.oauth] table: how OAUTHBEARER (RFC 7628) and XOAUTH2
@@ -187,7 +246,26 @@ func Default() Config {
 			AuthFailDelay:  Duration{time.Second},
 			MaxBadCommands: 10,
 		},
-		Auth: Auth{DefaultScheme: "CRYPT", ExternalUsername: "cn"},
+		Limits: Limits{
+			MaxConnections:      2000,
+			MaxConnectionsPerIP: 20,
+			IPv6Prefix:          64,
+			ProxyHeaderTimeout:  Duration{5 * time.Second},
+			PreLoginTimeout:     Duration{time.Minute},
+			WriteTimeout:        Duration{2 * time.Minute},
+			MaxLoginCommands:    50,
+		},
+		Auth: Auth{
+			DefaultScheme: "CRYPT", ExternalUsername: "cn",
+			Penalty:          true,
+			PenaltyBase:      Duration{2 * time.Second},
+			PenaltyMax:       Duration{15 * time.Second},
+			PenaltyWindow:    Duration{time.Hour},
+			BanAfter:         10,
+			BanTime:          Duration{15 * time.Minute},
+			UserPenaltyAfter: 5,
+			UserPenaltyMax:   Duration{8 * time.Second},
+		},
 		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20},
 		Log:  Log{Level: "info", Format: "text"},
 	}
@@ -298,6 +376,9 @@ func (c *Config) validate() []string {
 		bad("auth.passwd_file", "is required")
 	}
 	p = append(p, c.validateAuth()...)
+	p = append(p, c.validatePenalty()...)
+	p = append(p, c.validateLimits()...)
+	p = append(p, c.validateServer()...)
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
 	} else if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
@@ -424,6 +505,105 @@ func (c *Config) validateAuth() []string {
 				bad("auth.oauth.client_id", "introspection_url needs client_id and client_secret_file")
 			}
 		}
+	}
+	return p
+}
+
+// validatePenalty checks the auth penalty keys of [auth].
+func (c *Config) validatePenalty() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+	a := c.Auth
+	if a.PenaltyBase.Duration < 0 {
+		bad("auth.penalty_base", "must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"auth.penalty_max", a.PenaltyMax.Duration},
+		{"auth.penalty_window", a.PenaltyWindow.Duration},
+		{"auth.ban_time", a.BanTime.Duration},
+		{"auth.user_penalty_max", a.UserPenaltyMax.Duration},
+	} {
+		if d.v <= 0 {
+			bad(d.key, "must be positive, not %v", d.v)
+		}
+	}
+	if a.PenaltyMax.Duration > 0 && a.PenaltyMax.Duration < a.PenaltyBase.Duration {
+		bad("auth.penalty_max", "%v is below auth.penalty_base (%v)", a.PenaltyMax.Duration, a.PenaltyBase.Duration)
+	}
+	if a.BanAfter < 0 {
+		bad("auth.ban_after", "must not be negative (0: never ban)")
+	}
+	if a.UserPenaltyAfter < 0 {
+		bad("auth.user_penalty_after", "must not be negative (0: no per-user delay)")
+	}
+	return p
+}
+
+// validateLimits checks the [limits] table.
+func (c *Config) validateLimits() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+	l := c.Limits
+	if l.MaxConnections < 0 {
+		bad("limits.max_connections", "must not be negative (0: no cap)")
+	}
+	if l.MaxConnectionsPerIP < 0 {
+		bad("limits.max_connections_per_ip", "must not be negative (0: no cap)")
+	}
+	if l.IPv6Prefix < 48 || l.IPv6Prefix > 64 {
+		bad("limits.ipv6_prefix", "must be between 48 and 64, not %d", l.IPv6Prefix)
+	}
+	for _, k := range []struct {
+		key string
+		v   []string
+	}{{"limits.trusted_networks", l.TrustedNetworks}, {"limits.proxy_protocol_from", l.ProxyProtocolFrom}} {
+		for _, s := range k.v {
+			if _, err := ipgroup.ParsePrefixes([]string{s}); err != nil {
+				bad(k.key, "%q is neither an address nor a CIDR prefix", s)
+			}
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"limits.proxy_header_timeout", l.ProxyHeaderTimeout.Duration},
+		{"limits.pre_login_timeout", l.PreLoginTimeout.Duration},
+		{"limits.write_timeout", l.WriteTimeout.Duration},
+	} {
+		if d.v <= 0 {
+			bad(d.key, "must be positive, not %v", d.v)
+		}
+	}
+	if l.PreLoginTimeout.Duration > c.POP3.IdleTimeout.Duration {
+		bad("limits.pre_login_timeout", "%v is longer than pop3.idle_timeout (%v)", l.PreLoginTimeout.Duration, c.POP3.IdleTimeout.Duration)
+	}
+	if l.MaxLoginCommands < 1 {
+		bad("limits.max_login_commands", "must be at least 1")
+	}
+	if l.MaxCommands < 0 {
+		bad("limits.max_commands", "must not be negative (0: 1000 plus 10 per message)")
+	}
+	return p
+}
+
+// validateServer checks the [server] table. Whether the user and group
+// exist is checked when the server switches to them.
+func (c *Config) validateServer() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+	s := c.Server
+	if s.User == "root" || s.User == "0" {
+		bad("server.user", "must not be root")
+	}
+	if s.Group == "root" || s.Group == "0" {
+		bad("server.group", "must not be root")
+	}
+	if s.Group != "" && s.User == "" {
+		bad("server.group", "needs server.user")
 	}
 	return p
 }

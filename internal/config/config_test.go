@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -186,7 +187,11 @@ func TestParseTLSAndAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Auth{
+	want := Default().Auth
+	want = Auth{
+		Penalty: want.Penalty, PenaltyBase: want.PenaltyBase, PenaltyMax: want.PenaltyMax,
+		PenaltyWindow: want.PenaltyWindow, BanAfter: want.BanAfter, BanTime: want.BanTime,
+		UserPenaltyAfter: want.UserPenaltyAfter, UserPenaltyMax: want.UserPenaltyMax,
 		PasswdFile:       "/etc/postoffice/passwd",
 		DefaultScheme:    "CRYPT",
 		AllowPlaintext:   true,
@@ -298,5 +303,168 @@ func TestParseTLSAndAuthErrors(t *testing.T) {
 	noTLS := "[pop3]\nlisten = [\"127.0.0.1:110\"]\n[auth]\npasswd_file = \"/p\"\nmechanisms = [\"SCRAM-SHA-1-PLUS\"]\n[mail]\nlocation = \"maildir:/m\"\n"
 	if _, err := Parse("x.toml", []byte(noTLS)); err == nil || !strings.Contains(err.Error(), "x.toml:5: auth.mechanisms: SCRAM-SHA-1-PLUS needs TLS: set tls.cert and tls.key") {
 		t.Errorf("Parse(SCRAM-SHA-1-PLUS without TLS) = %v", err)
+	}
+}
+
+func TestParseLimitsDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLimits := Limits{
+		MaxConnections: 2000, MaxConnectionsPerIP: 20, IPv6Prefix: 64,
+		ProxyHeaderTimeout: Duration{5 * time.Second}, PreLoginTimeout: Duration{time.Minute},
+		WriteTimeout: Duration{2 * time.Minute}, MaxLoginCommands: 50,
+	}
+	if diff := cmp.Diff(wantLimits, c.Limits); diff != "" {
+		t.Errorf("Limits defaults (-want +got):\n%s", diff)
+	}
+	a := c.Auth
+	if !a.Penalty || a.PenaltyBase.Duration != 2*time.Second || a.PenaltyMax.Duration != 15*time.Second ||
+		a.PenaltyWindow.Duration != time.Hour || a.BanAfter != 10 || a.BanTime.Duration != 15*time.Minute ||
+		a.UserPenaltyAfter != 5 || a.UserPenaltyMax.Duration != 8*time.Second {
+		t.Errorf("auth penalty defaults = %+v", a)
+	}
+	if c.Server != (Server{}) {
+		t.Errorf("Server defaults = %+v, want empty", c.Server)
+	}
+	if c.Limits.Trusted() == nil || len(c.Limits.Trusted()) != 0 || len(c.Limits.ProxyFrom()) != 0 {
+		t.Errorf("Trusted, ProxyFrom = %v, %v, want empty", c.Limits.Trusted(), c.Limits.ProxyFrom())
+	}
+}
+
+const hardened = good + `
+[server]
+user = "vmail"
+group = "mail"
+
+[limits]
+max_connections = 100
+max_connections_per_ip = 5
+ipv6_prefix = 48
+trusted_networks = ["10.1.0.0/16", "2001:db8::1"]
+proxy_protocol_from = ["192.0.2.10", "192.0.2.0/28"]
+proxy_header_timeout = "2s"
+pre_login_timeout = "30s"
+write_timeout = "90s"
+max_login_commands = 20
+max_commands = 5000
+`
+
+func TestParseLimitsAndServer(t *testing.T) {
+	t.Parallel()
+	text := strings.Replace(hardened, `passwd_file = "/etc/postoffice/passwd"`, `passwd_file = "/etc/postoffice/passwd"
+penalty = true
+penalty_base = "1s"
+penalty_max = "10s"
+penalty_window = "30m"
+ban_after = 0
+ban_time = "1h"
+user_penalty_after = 3
+user_penalty_max = "4s"`, 1)
+	c, err := Parse("x.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != (Server{User: "vmail", Group: "mail"}) {
+		t.Errorf("Server = %+v", c.Server)
+	}
+	l := c.Limits
+	if l.MaxConnections != 100 || l.MaxConnectionsPerIP != 5 || l.IPv6Prefix != 48 ||
+		l.ProxyHeaderTimeout.Duration != 2*time.Second || l.PreLoginTimeout.Duration != 30*time.Second ||
+		l.WriteTimeout.Duration != 90*time.Second || l.MaxLoginCommands != 20 || l.MaxCommands != 5000 {
+		t.Errorf("Limits = %+v", l)
+	}
+	wantTrusted := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("2001:db8::1/128")}
+	if diff := cmp.Diff(wantTrusted, l.Trusted(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Trusted (-want +got):\n%s", diff)
+	}
+	wantProxy := []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32"), netip.MustParsePrefix("192.0.2.0/28")}
+	if diff := cmp.Diff(wantProxy, l.ProxyFrom(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("ProxyFrom (-want +got):\n%s", diff)
+	}
+	a := c.Auth
+	if !a.Penalty || a.PenaltyBase.Duration != time.Second || a.PenaltyMax.Duration != 10*time.Second ||
+		a.PenaltyWindow.Duration != 30*time.Minute || a.BanAfter != 0 || a.BanTime.Duration != time.Hour ||
+		a.UserPenaltyAfter != 3 || a.UserPenaltyMax.Duration != 4*time.Second {
+		t.Errorf("auth penalty = %+v", a)
+	}
+
+	// "0s" and false are accepted: no delays, and no penalty at all.
+	off := strings.Replace(good, `passwd_file = "/etc/postoffice/passwd"`, `passwd_file = "/etc/postoffice/passwd"
+penalty = false
+penalty_base = "0s"
+user_penalty_after = 0`, 1)
+	if c, err := Parse("x.toml", []byte(off)); err != nil {
+		t.Errorf("Parse(penalty off) = %v", err)
+	} else if c.Auth.Penalty || c.Auth.PenaltyBase.Duration != 0 || c.Auth.UserPenaltyAfter != 0 {
+		t.Errorf("penalty off: Auth = %+v", c.Auth)
+	}
+}
+
+func TestParseLimitsErrors(t *testing.T) {
+	t.Parallel()
+	base := hardened
+	// good has 16 lines after its leading newline; [server] starts on 18.
+	tests := []struct{ old, new, want string }{
+		{`max_connections = 100`, `max_connections = -1`, `x.toml:23: limits.max_connections: must not be negative`},
+		{`max_connections_per_ip = 5`, `max_connections_per_ip = -5`, `x.toml:24: limits.max_connections_per_ip: must not be negative`},
+		{`ipv6_prefix = 48`, `ipv6_prefix = 47`, `x.toml:25: limits.ipv6_prefix: must be between 48 and 64, not 47`},
+		{`ipv6_prefix = 48`, `ipv6_prefix = 65`, `x.toml:25: limits.ipv6_prefix: must be between 48 and 64, not 65`},
+		{`"10.1.0.0/16"`, `"10.1.0.0/33"`, `x.toml:26: limits.trusted_networks: "10.1.0.0/33" is neither an address nor a CIDR prefix`},
+		{`"192.0.2.10"`, `"lb.example.org"`, `x.toml:27: limits.proxy_protocol_from: "lb.example.org" is neither`},
+		{`proxy_header_timeout = "2s"`, `proxy_header_timeout = "0s"`, `x.toml:28: limits.proxy_header_timeout: must be positive`},
+		{`pre_login_timeout = "30s"`, `pre_login_timeout = "-30s"`, `x.toml:29: limits.pre_login_timeout: must be positive`},
+		{`pre_login_timeout = "30s"`, `pre_login_timeout = "16m"`, `x.toml:29: limits.pre_login_timeout: 16m0s is longer than pop3.idle_timeout (15m0s)`},
+		{`pre_login_timeout = "30s"`, `pre_login_timeout = "soon"`, `x.toml:29`},
+		{`write_timeout = "90s"`, `write_timeout = "0s"`, `x.toml:30: limits.write_timeout: must be positive`},
+		{`max_login_commands = 20`, `max_login_commands = 0`, `x.toml:31: limits.max_login_commands: must be at least 1`},
+		{`max_commands = 5000`, `max_commands = -1`, `x.toml:32: limits.max_commands: must not be negative`},
+		{`max_commands`, `max_command`, `x.toml:32: limits.max_command: unknown key`},
+		{`user = "vmail"`, `user = "root"`, `x.toml:19: server.user: must not be root`},
+		{`group = "mail"`, `group = "0"`, `x.toml:20: server.group: must not be root`},
+		{`user = "vmail"`, ``, `x.toml:20: server.group: needs server.user`},
+		{`group = "mail"`, `chroot = "/x"`, `x.toml:20: server.chroot: unknown key`},
+	}
+	for _, tt := range tests {
+		_, err := Parse("x.toml", []byte(strings.Replace(base, tt.old, tt.new, 1)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%s -> %s) = %v, want error containing %q", tt.old, tt.new, err, tt.want)
+		}
+	}
+}
+
+func TestParsePenaltyErrors(t *testing.T) {
+	t.Parallel()
+	// [auth] is line 12 of good; passwd_file line 13; the keys follow.
+	text := strings.Replace(good, `passwd_file = "/etc/postoffice/passwd"`, `passwd_file = "/etc/postoffice/passwd"
+penalty_base = "1s"
+penalty_max = "10s"
+penalty_window = "30m"
+ban_after = 3
+ban_time = "1h"
+user_penalty_after = 3
+user_penalty_max = "4s"`, 1)
+	if _, err := Parse("x.toml", []byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ old, new, want string }{
+		{`penalty_base = "1s"`, `penalty_base = "-1s"`, `x.toml:14: auth.penalty_base: must not be negative`},
+		{`penalty_base = "1s"`, `penalty_base = "20s"`, `x.toml:15: auth.penalty_max: 10s is below auth.penalty_base (20s)`},
+		{`penalty_max = "10s"`, `penalty_max = "0s"`, `x.toml:15: auth.penalty_max: must be positive, not 0s`},
+		{`penalty_window = "30m"`, `penalty_window = "-1h"`, `x.toml:16: auth.penalty_window: must be positive`},
+		{`ban_after = 3`, `ban_after = -1`, `x.toml:17: auth.ban_after: must not be negative`},
+		{`ban_time = "1h"`, `ban_time = "0s"`, `x.toml:18: auth.ban_time: must be positive`},
+		{`user_penalty_after = 3`, `user_penalty_after = -2`, `x.toml:19: auth.user_penalty_after: must not be negative`},
+		{`user_penalty_max = "4s"`, `user_penalty_max = "0s"`, `x.toml:20: auth.user_penalty_max: must be positive`},
+		{`ban_after = 3`, `ban_after = "3"`, `line 17`},
+		{`ban_time = "1h"`, `penalty = "yes"`, `line 18`},
+	}
+	for _, tt := range tests {
+		_, err := Parse("x.toml", []byte(strings.Replace(text, tt.old, tt.new, 1)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%s -> %s) = %v, want error containing %q", tt.old, tt.new, err, tt.want)
+		}
 	}
 }

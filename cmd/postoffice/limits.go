@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/netlimit"
+	"github.com/postoffice-mail/postoffice/internal/privdrop"
+	"github.com/postoffice-mail/postoffice/internal/ratelimit"
+	"github.com/postoffice-mail/postoffice/pop3server"
+)
+
+// connRefusal is written to a POP3 client refused by a connection limit
+// (RFC 3206 §4: a temporary condition; retry later).
+const connRefusal = "-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+
+// Names of the sockets systemd may pass (FileDescriptorName= in the
+// .socket units, docs/systemd.md). Each replaces the configured addresses
+// of its kind: "pop3" pop3.listen, "pop3s" pop3.listen_tls, "lmtp"
+// lmtp.listen and lmtp.socket.
+const (
+	socketPOP3  = "pop3"
+	socketPOP3S = "pop3s"
+	socketLMTP  = "lmtp"
+)
+
+// activatedSockets takes the sockets systemd passed, if any, and checks
+// their names.
+func activatedSockets(cfg *config.Config) ([]privdrop.Socket, error) {
+	socks, err := privdrop.Activated()
+	if err != nil {
+		return nil, err
+	}
+	known := []string{socketPOP3, socketPOP3S, socketLMTP}
+	var problem error
+	for _, s := range socks {
+		switch {
+		case !slices.Contains(known, s.Name):
+			problem = fmt.Errorf("systemd socket %q: unknown name (set FileDescriptorName= to pop3, pop3s or lmtp)", s.Name)
+		case s.Name == socketPOP3S && !cfg.STLS():
+			problem = fmt.Errorf("systemd socket %q: implicit TLS needs tls.cert and tls.key", s.Name)
+		}
+	}
+	if problem != nil {
+		for _, s := range socks {
+			s.Listener.Close()
+		}
+		return nil, problem
+	}
+	return socks, nil
+}
+
+// newLoginLimiter builds the auth penalty from [auth] and [limits]; nil
+// when auth.penalty is false. The caller must not store a nil
+// *ratelimit.Limiter in pop3server.Options.LoginLimiter: that would be a
+// non-nil interface.
+func newLoginLimiter(cfg *config.Config) (*ratelimit.Limiter, error) {
+	a := cfg.Auth
+	if !a.Penalty {
+		return nil, nil
+	}
+	// The config's "0" and "0s" mean off; ratelimit's zero values mean
+	// its defaults and negative values mean off.
+	off := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	offN := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	return ratelimit.New(ratelimit.Options{
+		Trusted:        cfg.Limits.Trusted(),
+		IPv6Prefix:     cfg.Limits.IPv6Prefix,
+		BaseDelay:      off(a.PenaltyBase.Duration),
+		MaxDelay:       a.PenaltyMax.Duration,
+		BanAfter:       offN(a.BanAfter),
+		BanDuration:    a.BanTime.Duration,
+		UserDelayAfter: offN(a.UserPenaltyAfter),
+		UserMaxDelay:   a.UserPenaltyMax.Duration,
+		Window:         a.PenaltyWindow.Duration,
+	})
+}
+
+// newConnLimiter builds the connection limits and PROXY protocol policy
+// shared by every POP3 listener.
+func newConnLimiter(cfg *config.Config, log *slog.Logger) (*netlimit.Limiter, error) {
+	l := cfg.Limits
+	return netlimit.New(netlimit.Options{
+		MaxConns:           l.MaxConnections,
+		MaxConnsPerIP:      l.MaxConnectionsPerIP,
+		IPv6Prefix:         l.IPv6Prefix,
+		Exempt:             l.Trusted(),
+		Refusal:            []byte(connRefusal),
+		ProxyFrom:          l.ProxyFrom(),
+		ProxyHeaderTimeout: l.ProxyHeaderTimeout.Duration,
+		Logger:             log,
+	})
+}
+
+// setLimits copies the engine's abuse limits into opts. lim may be nil.
+func setLimits(opts *pop3server.Options, cfg *config.Config, lim *ratelimit.Limiter) {
+	l := cfg.Limits
+	opts.PreLoginTimeout = l.PreLoginTimeout.Duration
+	opts.WriteTimeout = l.WriteTimeout.Duration
+	opts.MaxLoginCommands = l.MaxLoginCommands
+	opts.MaxCommands = l.MaxCommands
+	if lim != nil {
+		opts.LoginLimiter = lim
+	}
+}
+
+// dropPrivileges switches to [server] user and group, once every socket
+// is bound and every key read. Without a user it only warns when running
+// as root: a development setup may want that, a server should not.
+func dropPrivileges(cfg *config.Config, log *slog.Logger) error {
+	s := cfg.Server
+	if s.User == "" {
+		if os.Geteuid() == 0 {
+			log.Warn("running as root: set [server] user to switch to an unprivileged user")
+		}
+		return nil
+	}
+	if err := privdrop.DropTo(s.User, s.Group); err != nil {
+		return fmt.Errorf("server.user: %w", err)
+	}
+	log.Info("running as", "uid", os.Getuid(), "gid", os.Getgid())
+	return nil
+}
+
+// chownToServerUser gives path to [server] user and group when the
+// process is root and will switch to them, so that the socket's mode
+// (lmtp.socket_mode) is meant for that user and it can remove the socket
+// when it stops (given write access to the directory).
+func chownToServerUser(cfg *config.Config, path string) error {
+	s := cfg.Server
+	if s.User == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid, err := lookupIDs(s.User, s.Group)
+	if err != nil {
+		return fmt.Errorf("server.user: %w", err)
+	}
+	return os.Chown(path, uid, gid)
+}
+
+// lookupIDs resolves a user and group (names or numeric ids; an empty
+// group is the user's primary group), like privdrop.DropTo does.
+func lookupIDs(userName, groupName string) (uid, gid int, err error) {
+	u, err := user.Lookup(userName)
+	if err != nil {
+		if _, nerr := strconv.Atoi(userName); nerr != nil {
+			return 0, 0, err
+		}
+		if u, err = user.LookupId(userName); err != nil {
+			return 0, 0, err
+		}
+	}
+	gidStr := u.Gid
+	if groupName != "" {
+		g, err := user.LookupGroup(groupName)
+		if err != nil {
+			if _, nerr := strconv.Atoi(groupName); nerr != nil {
+				return 0, 0, err
+			}
+			if g, err = user.LookupGroupId(groupName); err != nil {
+				return 0, 0, err
+			}
+		}
+		gidStr = g.Gid
+	}
+	if uid, err = strconv.Atoi(u.Uid); err != nil {
+		return 0, 0, fmt.Errorf("user %q has uid %q", userName, u.Uid)
+	}
+	if gid, err = strconv.Atoi(gidStr); err != nil {
+		return 0, 0, fmt.Errorf("group %q has gid %q", groupName, gidStr)
+	}
+	return uid, gid, nil
+}
+
+// closeListeners closes every listener in ls.
+func closeListeners(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
