@@ -28,6 +28,7 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"bench", "load-test a POP3 server; seed Maildirs; run the in-memory responder", runBench},
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox or an MDA", runFetch},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},

@@ -48,18 +48,28 @@
 //
 // # Index, sizes and UIDLs
 //
-// postoffice-index in the Maildir caches, for each key, its UIDL and its
-// wire size (store.Message.Size), in first-seen order; it is replaced
-// atomically (temporary file, fsync, rename, directory fsync) before Open
-// returns whenever it changed, so a UIDL a client has seen is durable. Open
-// reads the index and the two directories (no stat per file), keeps indexed
-// messages that still exist in index order, appends the others in delivery
-// order (their names compared with digit runs as numbers: seconds, then
-// M<usec>, P<pid>, Q<n>), and drops vanished ones. A message is read at most
+// postoffice-index in the Maildir caches, for each key, its UIDL, its
+// wire size (store.Message.Size) and where the file was (new/ or cur/, and
+// its info part), in first-seen order; it is replaced atomically (temporary
+// file, fsync, rename, directory fsync) before Open returns whenever it
+// changed, so a UIDL a client has seen is durable. Open reads the index and
+// the two directories (no stat per file), keeps indexed messages that still
+// exist in index order, appends the others in delivery order (their names
+// compared with digit runs as numbers: seconds, then M<usec>, P<pid>,
+// Q<n>), and drops vanished ones. When neither directory changed since the
+// index was written, Open skips reading them: the lock file records a stamp
+// of each (device, inode, modification and change time in nanoseconds,
+// taken before reading it, and only once both times are two seconds old,
+// Dovecot's rule against changes within one clock tick) and the checksum of
+// the index it goes with; matching stamps make the index the snapshot. See
+// dirstate.go. Files older than 36 hours in tmp/ are removed by Open at most
+// every six hours (the time is kept in the lock file too). A message is read at most
 // once, when it is first seen: the ",W=<n>" field of its name (Dovecot's
 // CRLF size) is trusted, and only its last octet is read, because W= does
 // not count the CRLF a server appends to a message without a final newline;
-// a name without W= is read whole through a CRLF counter. A corrupt index
+// a name without W= is read whole through a CRLF counter. New files are
+// sized 32 at a time with plain system calls: with a cold page cache the
+// work is waiting for the disk. A corrupt index
 // (bad checksum, count, or line) is logged and rebuilt.
 //
 // A message's UIDL (RFC 1939 §7) is derived from its key: the first 15

@@ -13,64 +13,92 @@ import (
 	"unsafe"
 )
 
-// The index file, postoffice-index, caches for each message key its UIDL and
-// wire size, in first-seen order. Its format is lines of text:
+// The index file, postoffice-index, caches for each message key its UIDL,
+// its wire size and where it was last seen, in first-seen order. Its format
+// is lines of text:
 //
-//	postoffice-index 1
-//	<uidl> <size> <key>
+//	postoffice-index 2
+//	<uidl> <size> <new|cur|-> <key><info>
 //	...
 //	end <count> <crc32c of everything before this line, 8 hex digits>
 //
-// A UIDL never contains a space (RFC 1939 §7: 0x21-0x7E), so the key is the
-// rest of the line and may. Keys never contain LF or ':'. A file that does
-// not parse, has the wrong count or checksum, or repeats a key, is
-// corrupt: Open logs it and rebuilds the index from the directories, which
-// gives the same UIDLs because they are derived from the keys.
-const indexHeader = "postoffice-index 1\n"
+// A UIDL never contains a space (RFC 1939 §7: 0x21-0x7E), so the file name
+// is the rest of the line and may. Keys never contain LF or ':', so the key
+// is the file name up to its first ':' and the info part the rest. "-" is a
+// message whose directory is not known. Version 1 (written before the
+// location was kept) has lines "<uidl> <size> <key>" and is still read; the
+// next Open rewrites it as version 2. A file that does not parse, has the
+// wrong count or checksum, or repeats a key, is corrupt: Open logs it and
+// rebuilds the index from the directories, which gives the same UIDLs
+// because they are derived from the keys.
+const (
+	indexHeader   = "postoffice-index 2\n"
+	indexHeaderV1 = "postoffice-index 1\n"
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-type indexEntry struct {
-	key  string
-	uidl string
-	size int64
-}
+// indexEntry is an index line: a message's key, where it was seen ("new",
+// "cur", or "" when not known: version 1), its info part, UIDL and size.
+type indexEntry = entry
 
 // errCorrupt marks an index file that must be rebuilt.
 var errCorrupt = errors.New("maildir: index corrupt")
 
 // readIndex reads the index at path. A missing file is (nil, nil).
 func readIndex(path string) ([]indexEntry, error) {
+	entries, _, err := readIndexSum(path)
+	return entries, err
+}
+
+// readIndexSum reads the index at path and also returns its checksum (the
+// one in its trailer), which the lock file's directory stamps refer to. A
+// missing file is (nil, 0, nil).
+func readIndexSum(path string) ([]indexEntry, uint32, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("maildir: index: %w", err)
+		return nil, 0, fmt.Errorf("maildir: index: %w", err)
 	}
-	return parseIndex(data)
+	return parseIndexSum(data)
 }
 
 func parseIndex(data []byte) ([]indexEntry, error) {
-	if !bytes.HasPrefix(data, []byte(indexHeader)) {
-		return nil, fmt.Errorf("%w: bad header", errCorrupt)
+	entries, _, err := parseIndexSum(data)
+	return entries, err
+}
+
+func parseIndexSum(data []byte) ([]indexEntry, uint32, error) {
+	v1 := bytes.HasPrefix(data, []byte(indexHeaderV1))
+	if !v1 && !bytes.HasPrefix(data, []byte(indexHeader)) {
+		return nil, 0, fmt.Errorf("%w: bad header", errCorrupt)
 	}
+	entries, sum, err := parseIndexBody(data, v1)
+	if err != nil {
+		return nil, 0, err
+	}
+	return entries, sum, nil
+}
+
+func parseIndexBody(data []byte, v1 bool) ([]indexEntry, uint32, error) {
 	if len(data) == 0 || data[len(data)-1] != '\n' {
-		return nil, fmt.Errorf("%w: truncated", errCorrupt)
+		return nil, 0, fmt.Errorf("%w: truncated", errCorrupt)
 	}
 	t := bytes.LastIndexByte(data[:len(data)-1], '\n') + 1
 	trailer := string(data[t : len(data)-1])
 	f := strings.Fields(trailer)
 	if len(f) != 3 || f[0] != "end" {
-		return nil, fmt.Errorf("%w: no trailer", errCorrupt)
+		return nil, 0, fmt.Errorf("%w: no trailer", errCorrupt)
 	}
 	count, err := strconv.Atoi(f[1])
 	if err != nil || count < 0 {
-		return nil, fmt.Errorf("%w: bad count", errCorrupt)
+		return nil, 0, fmt.Errorf("%w: bad count", errCorrupt)
 	}
 	sum, err := strconv.ParseUint(f[2], 16, 32)
-	if err != nil || uint32(sum) != crc32.Checksum(data[:t], castagnoli) {
-		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
+	if err != nil || uint32(sum) != crc32.Checksum(data[:t], castagnoli) || t < len(indexHeader) {
+		return nil, 0, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
 	// One string for the whole body, sharing data's memory (nothing writes
 	// data after this); keys and UIDLs are substrings of it.
@@ -85,24 +113,45 @@ func parseIndex(data []byte) ([]indexEntry, error) {
 		body = body[nl+1:]
 		sp1 := strings.IndexByte(line, ' ')
 		if sp1 <= 0 {
-			return nil, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
+			return nil, 0, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
 		}
 		sp2 := strings.IndexByte(line[sp1+1:], ' ')
 		if sp2 <= 0 {
-			return nil, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
+			return nil, 0, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
 		}
 		sp2 += sp1 + 1
 		size, ok := atoi64(line[sp1+1 : sp2])
-		key := line[sp2+1:]
-		if !ok || key == "" || !validUIDL(line[:sp1]) {
-			return nil, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
+		name := line[sp2+1:]
+		var sub string
+		if !v1 {
+			// "<sub> <name>": sub is one of three words.
+			switch {
+			case strings.HasPrefix(name, "new "):
+				sub, name = "new", name[4:]
+			case strings.HasPrefix(name, "cur "):
+				sub, name = "cur", name[4:]
+			case strings.HasPrefix(name, "- "):
+				name = name[2:]
+			default:
+				ok = false
+			}
 		}
-		entries = append(entries, indexEntry{key: key, uidl: line[:sp1], size: size})
+		key, info := name, ""
+		if i := strings.IndexByte(name, infoSep); i >= 0 {
+			if v1 {
+				ok = false // a version 1 key never has one
+			}
+			key, info = name[:i], name[i:]
+		}
+		if !ok || key == "" || !validUIDL(line[:sp1]) {
+			return nil, 0, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
+		}
+		entries = append(entries, indexEntry{key: key, sub: sub, info: info, uidl: line[:sp1], size: size})
 	}
 	if len(entries) != count {
-		return nil, fmt.Errorf("%w: %d entries, trailer says %d", errCorrupt, len(entries), count)
+		return nil, 0, fmt.Errorf("%w: %d entries, trailer says %d", errCorrupt, len(entries), count)
 	}
-	return entries, nil
+	return entries, uint32(sum), nil
 }
 
 // atoi64 parses a non-negative decimal without allocating.
@@ -138,6 +187,12 @@ func validUIDL(s string) bool {
 // file, fsyncs it, renames it over the index and fsyncs dir. The caller
 // holds the maildrop lock, so the temporary name needs no uniqueness.
 func (s *Store) writeIndex(dir string, entries []indexEntry) error {
+	_, err := s.writeIndexSum(dir, entries)
+	return err
+}
+
+// writeIndexSum is writeIndex, and returns the checksum of what it wrote.
+func (s *Store) writeIndexSum(dir string, entries []indexEntry) (uint32, error) {
 	var b bytes.Buffer
 	b.Grow(len(indexHeader) + len(entries)*100)
 	b.WriteString(indexHeader)
@@ -147,15 +202,24 @@ func (s *Store) writeIndex(dir string, entries []indexEntry) error {
 		b.WriteByte(' ')
 		b.Write(strconv.AppendInt(num[:0], e.size, 10))
 		b.WriteByte(' ')
+		switch e.sub {
+		case "new", "cur":
+			b.WriteString(e.sub)
+		default:
+			b.WriteByte('-')
+		}
+		b.WriteByte(' ')
 		b.WriteString(e.key)
+		b.WriteString(e.info)
 		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "end %d %08x\n", len(entries), crc32.Checksum(b.Bytes(), castagnoli))
+	sum := crc32.Checksum(b.Bytes(), castagnoli)
+	fmt.Fprintf(&b, "end %d %08x\n", len(entries), sum)
 
 	tmp := filepath.Join(dir, indexName+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("maildir: index: %w", err)
+		return 0, fmt.Errorf("maildir: index: %w", err)
 	}
 	_, err = f.Write(b.Bytes())
 	if err == nil && !s.noSync {
@@ -169,7 +233,7 @@ func (s *Store) writeIndex(dir string, entries []indexEntry) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("maildir: index: %w", err)
+		return 0, fmt.Errorf("maildir: index: %w", err)
 	}
-	return s.syncDir(dir)
+	return sum, s.syncDir(dir)
 }

@@ -54,6 +54,16 @@ type Store struct {
 	noSync bool
 
 	syncHook func(dir string) // test hook, nil in production
+	scanHook func(dir string) // test hook: Open reads new/ and cur/
+	now      func() time.Time // test hook for the clock, nil in production
+}
+
+// clock returns the current time.
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 var _ store.Store = (*Store)(nil)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
-	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // tmpMaxAge is how old a file in tmp/ must be before Open removes it: the
@@ -29,10 +28,11 @@ const tmpMaxAge = 36 * time.Hour
 // message that keeps moving under it.
 const maxRelocate = 3
 
-// entry is one message of a snapshot.
+// entry is one message of a snapshot, and one line of the index (whose
+// entries become the snapshot as they are when nothing changed).
 type entry struct {
 	key  string // base name, without the info part
-	sub  string // "new" or "cur"; "" once known to be gone
+	sub  string // "new" or "cur"; "" once known to be gone (or not known)
 	info string // current info part (":2,S"), file name is key+info
 	uidl string
 	size int64
@@ -89,7 +89,6 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 		lf.Close()
 		return nil, err
 	}
-	s.sweepTmp(dir)
 	return md, nil
 }
 
@@ -103,29 +102,101 @@ type found struct {
 // load builds the snapshot: index entries whose files still exist, in index
 // order, then files the index does not know yet, in delivery order. It
 // writes the index back, durably, if that changed anything, before any UIDL
-// can reach a client.
+// can reach a client. When neither new/ nor cur/ changed since the index was
+// written (see dirstate.go), the index alone is the snapshot.
 func (md *maildrop) load(ctx context.Context) error {
-	log := md.s.log
-	idx, err := readIndex(filepath.Join(md.dir, indexName))
+	now := md.s.clock()
+	prev := readLockState(md.lock)
+	// Stamp the directories before reading anything: a change after this
+	// moves their times past the stamps.
+	var next lockState
+	next.sweep = prev.sweep
+	if st, err := statDir(filepath.Join(md.dir, "new")); err == nil {
+		next.new = st.settled(now)
+	}
+	if st, err := statDir(filepath.Join(md.dir, "cur")); err == nil {
+		next.cur = st.settled(now)
+	}
+	idx, sum, err := readIndexSum(filepath.Join(md.dir, indexName))
 	changed := false
 	if errors.Is(err, errCorrupt) {
-		log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", err)
+		md.s.log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", err)
 		idx, changed = nil, true
 	} else if err != nil {
 		return err
 	}
+	var entries []entry
+	if !changed && prev.hasIndex && prev.index == sum && next.new.known() && next.cur.known() &&
+		next.new == prev.new && next.cur == prev.cur && located(idx) {
+		entries = idx // the index says where every message is
+	} else {
+		if md.s.scanHook != nil {
+			md.s.scanHook(md.dir)
+		}
+		var scanChanged bool
+		entries, scanChanged, err = md.scan(ctx, idx)
+		if err != nil {
+			return err
+		}
+		changed = changed || scanChanged
+	}
+	if changed {
+		if sum, err = md.s.writeIndexSum(md.dir, entries); err != nil {
+			return err
+		}
+		idx = entries
+		if idx == nil {
+			idx = []indexEntry{} // written, though empty
+		}
+	}
+	// Stamps go with an index file that exists; an empty maildrop that
+	// never had one is read every time, which costs nothing.
+	next.index, next.hasIndex = sum, idx != nil
+	if !next.hasIndex {
+		next.new, next.cur = dirStamp{}, dirStamp{}
+	}
+	if t := now.Unix(); t-prev.sweep >= int64(sweepEvery/time.Second) || prev.sweep > t+3600 {
+		md.s.sweepTmp(md.dir)
+		next.sweep = t
+	}
+	if next != prev {
+		writeLockState(md.lock, next)
+	}
+	md.entries = entries
+	md.msgs = make([]store.Message, len(entries))
+	for i, e := range entries {
+		md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
+	}
+	return nil
+}
+
+// located reports whether the index says where every message is (version 2).
+func located(idx []indexEntry) bool {
+	for i := range idx {
+		if idx[i].sub == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// scan reads new/ and cur/ and matches them with the index idx: entries
+// whose files still exist, in index order, then files the index does not
+// know, in delivery order. changed reports whether the index must be
+// written again: a message came or went, or one moved.
+func (md *maildrop) scan(ctx context.Context, idx []indexEntry) (entries []entry, changed bool, err error) {
+	log := md.s.log
 	// entries starts as the index; the directory scan fills in where each
 	// message is, and entries never found are dropped after it.
-	entries := make([]entry, len(idx))
+	entries = make([]entry, len(idx))
 	for i, e := range idx {
 		entries[i] = entry{key: e.key, uidl: e.uidl, size: e.size}
 	}
-	idx = nil
 	pos := newKeyIndex(len(entries), func(i int) string { return entries[i].key })
 	if pos.dup {
 		// A repeated key: the index is corrupt (we never write one).
 		log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", "duplicate key")
-		entries, changed = nil, true
+		entries, idx, changed = nil, nil, true
 		pos = newKeyIndex(0, nil)
 	}
 
@@ -143,7 +214,7 @@ func (md *maildrop) load(ctx context.Context) error {
 	var freshSeen map[string]bool
 	for _, sub := range []string{"new", "cur"} {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, false, err
 		}
 		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, isDir bool) {
 			if isDir || !usableName(name) {
@@ -168,47 +239,36 @@ func (md *maildrop) load(ctx context.Context) error {
 		})
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := md.s.create(md.dir); err != nil {
-				return err
+				return nil, false, err
 			}
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, false, err
+		}
+	}
+	for i := range idx {
+		if entries[i].sub != idx[i].sub || entries[i].info != idx[i].info {
+			changed = true // moved, renamed, or removed by another agent
 		}
 	}
 
 	kept := entries[:0]
 	for _, e := range entries {
-		if e.sub == "" {
-			changed = true // removed by another agent
-			continue
+		if e.sub != "" {
+			kept = append(kept, e)
 		}
-		kept = append(kept, e)
 	}
 	entries = kept
 	if len(fresh) > 0 {
 		changed = true
 		added, err := md.addFresh(ctx, entries, fresh)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		entries = append(entries, added...)
 	}
-	if changed {
-		ie := make([]indexEntry, len(entries))
-		for i, e := range entries {
-			ie[i] = indexEntry{key: e.key, uidl: e.uidl, size: e.size}
-		}
-		if err := md.s.writeIndex(md.dir, ie); err != nil {
-			return err
-		}
-	}
-	md.entries = entries
-	md.msgs = make([]store.Message, len(entries))
-	for i, e := range entries {
-		md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
-	}
-	return nil
+	return entries, changed, nil
 }
 
 // usableName reports whether a directory entry of new/ or cur/ is a
@@ -313,17 +373,31 @@ func deriveUIDL(key string) string {
 }
 
 // sizeAll sets the wire size of every file in fresh, or -1 for one that has
-// vanished. Many files are sized by a few goroutines: the work is system
-// calls and reads.
+// vanished. Many files are sized by sizeWorkers goroutines: the work is
+// system calls and, with a cold page cache, waiting for the disk.
 func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
-	const workers = 8
-	if len(fresh) < 2*workers {
+	var dirs [2]dirFD
+	for i, sub := range []string{"new", "cur"} {
+		d, err := openDirFD(filepath.Join(md.dir, sub))
+		if err != nil {
+			return fmt.Errorf("maildir: size: %w", err)
+		}
+		defer d.close()
+		dirs[i] = d
+	}
+	dirOf := func(f *found) dirFD {
+		if f.sub == "cur" {
+			return dirs[1]
+		}
+		return dirs[0]
+	}
+	if len(fresh) < 2*sizeWorkers {
 		buf := make([]byte, 32<<10)
 		for i := range fresh {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := md.size(&fresh[i], buf); err != nil {
+			if err := md.size(dirOf(&fresh[i]), &fresh[i], buf); err != nil {
 				return err
 			}
 		}
@@ -331,15 +405,18 @@ func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
 	}
 	var (
 		wg    sync.WaitGroup
-		next  = make(chan int, workers)
+		next  = make(chan int, sizeWorkers)
 		errMu sync.Mutex
 		first error
 	)
-	for range workers {
+	for range sizeWorkers {
 		wg.Go(func() {
-			buf := make([]byte, 32<<10)
+			var buf []byte
 			for i := range next {
-				if err := md.size(&fresh[i], buf); err != nil {
+				if buf == nil {
+					buf = make([]byte, 32<<10)
+				}
+				if err := md.size(dirOf(&fresh[i]), &fresh[i], buf); err != nil {
 					errMu.Lock()
 					first = cmp.Or(first, err)
 					errMu.Unlock()
@@ -369,65 +446,39 @@ loop:
 // octet is read, to decide the completion. Without W= the whole file is read
 // once, through buf. A file that vanished, or is not a regular file, gets
 // size -1 and is left out.
-func (md *maildrop) size(f *found, buf []byte) error {
-	path := filepath.Join(md.dir, f.sub, f.key+f.info)
+func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 	w, ok := sizeField(f.key, 'W')
 	if !ok && f.rec != nil && f.rec.vsize >= 0 {
 		w, ok = f.rec.vsize, true
 	}
-	// Non-blocking, so that a named pipe planted in new/ or cur/ opens at
-	// once and is left out below instead of blocking Open, lock held.
-	file, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	n, last, crlf, gone, regular, err := d.sizeAt(f.key+f.info, !ok, buf)
+	switch {
+	case err != nil:
+		return fmt.Errorf("maildir: size: %w", err)
+	case gone:
 		f.size = -1
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("maildir: size: %w", err)
-	}
-	defer file.Close()
-	fi, err := file.Stat()
-	if err != nil {
-		return fmt.Errorf("maildir: size: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
+	case !regular:
 		md.s.log.Warn("maildir: ignoring non-regular file", "dir", md.dir, "name", f.key+f.info)
 		f.size = -1
 		return nil
 	}
-	if ok {
-		var last [1]byte
-		if n := fi.Size(); n > 0 {
-			if _, err := file.ReadAt(last[:], n-1); err != nil {
-				return fmt.Errorf("maildir: size: %w", err)
-			}
-		}
-		f.size = w + completion(fi.Size(), last[0])
-		return nil
+	if !ok {
+		w = crlf
 	}
-	var c wire.CRLFCounter
-	for {
-		n, err := file.Read(buf)
-		c.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("maildir: size: %w", err)
-		}
-	}
-	f.size = c.Size()
+	f.size = w + completion(n, last)
 	return nil
 }
 
 // sweepTmp removes files left in tmp/ by deliveries that died more than
-// 36 hours ago. Failures only cost disk space, so they are logged.
+// 36 hours ago. Failures only cost disk space, so they are logged. Open
+// calls it at most every sweepEvery (the time is kept in the lock file).
 func (s *Store) sweepTmp(dir string) {
 	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil {
 		return
 	}
-	cutoff := time.Now().Add(-tmpMaxAge)
+	cutoff := s.clock().Add(-tmpMaxAge)
 	for _, de := range ents {
 		if de.IsDir() {
 			continue
@@ -583,7 +634,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	var keep []indexEntry
 	for i, e := range md.entries {
 		if !removed[i] {
-			keep = append(keep, indexEntry{key: e.key, uidl: e.uidl, size: e.size})
+			keep = append(keep, e)
 		}
 	}
 	if err := md.s.writeIndex(md.dir, keep); err != nil {

@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# bench/compare.sh: postoffice against Dovecot on this machine, same
+# Maildirs, same load generator, same invocation (issue 7).
+#
+#   bench/compare.sh [--quick] [--runs N] [--keep] [--drop-caches] [--postoffice BIN]
+#
+# Each server is pinned to CPU 0 and the generator (postoffice bench) to
+# CPU 1 with taskset. Every case runs --runs times (default 3; 1 with
+# --quick) against each
+# server, alternating postoffice and Dovecot so that a noisy neighbour hits
+# both alike, and the table shows the medians and the ratio
+# postoffice/Dovecot (for times and memory: Dovecot/postoffice, so that
+# above 1 always means postoffice is better). See docs/performance.md.
+#
+# Needs: dovecot-core and dovecot-pop3d (installed with apt-get when run as
+# root and missing), taskset (util-linux), python3 (the table), go (to build
+# postoffice unless --postoffice is given).
+set -euo pipefail
+
+QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) QUICK=1 ;;
+	--runs) RUNS="$2"; shift ;;
+	--keep) KEEP=1 ;;
+	--drop-caches) DROP=1 ;; # root only: also bigbox with a cold page cache (slow)
+	--postoffice) PO_BIN="$2"; shift ;;
+	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+if [ "$QUICK" = 1 ]; then
+	# One run of each, small: a smoke test of the whole comparison.
+	USERS=8 MSGS=10 BIGBOX=5000 IDLE=100 IDLE_PO_BIG=1000 DUR=1s LOGIN_C="8" DL_C=8
+	DC_LIMIT=400 RUNS=${RUNS:-1}
+else
+	USERS=64 MSGS=50 BIGBOX=100000 IDLE=500 IDLE_PO_BIG=10000 DUR=4s LOGIN_C="8 64" DL_C=8
+	DC_LIMIT=2500 RUNS=${RUNS:-3}
+fi
+DRAIN_USERS=8
+
+say() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "compare.sh: $*"; exit 1; }
+
+# --- prerequisites -----------------------------------------------------------
+ROOT=0; [ "$(id -u)" = 0 ] && ROOT=1
+if ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/pop3 ]; then
+	if [ "$ROOT" = 1 ]; then
+		say "installing dovecot-core dovecot-pop3d"
+		# dovecot-pop3d conflicts with popa3d: install Dovecot alone.
+		DEBIAN_FRONTEND=noninteractive apt-get install -y dovecot-core dovecot-pop3d >&2 ||
+			{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y dovecot-core dovecot-pop3d >&2; }
+	else
+		die "Dovecot is missing: run as root to install it, or: sudo apt-get install dovecot-core dovecot-pop3d"
+	fi
+fi
+for c in taskset python3; do command -v "$c" >/dev/null || die "$c is missing (apt-get install util-linux python3)"; done
+[ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server on CPU 0, generator on CPU 1)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" -lt $((IDLE_PO_BIG + 1000)) ]; then
+	say "open-file limit $(ulimit -n): holding only $((IDLE_PO_BIG = $(ulimit -n) - 1000)) postoffice idle sessions"
+fi
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+WORK="$(mktemp -d /tmp/postoffice-compare.XXXXXX)"
+chmod 755 "$WORK" # Dovecot's unprivileged processes reach their Maildirs through it
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+if [ -z "$PO_BIN" ]; then
+	say "building postoffice"
+	(cd "$HERE/.." && go build -o "$WORK/postoffice" ./cmd/postoffice)
+	PO_BIN="$WORK/postoffice"
+fi
+PO="$PO_BIN"
+GEN=(taskset -c 1 "$PO" bench)
+
+# --- seed: identical Maildirs for both ---------------------------------------
+SEED="$WORK/seed"
+say "seeding $USERS users x $MSGS messages, bigbox $BIGBOX (with and without S=/W=)"
+"$PO" bench seed --maildir "$SEED" --users "$USERS" --messages "$MSGS" \
+	--bigbox "$BIGBOX" --bigbox-size-dist fixed:2048 >&2
+"$PO" bench seed --maildir "$WORK/seedw" --users 0 --bigbox "$BIGBOX" --bigbox-name bigboxw \
+	--bigbox-size-dist fixed:2048 --with-sizes >&2
+mv "$WORK/seedw/mail/bigboxw" "$SEED/mail/"
+cat "$WORK/seedw/passwd" >>"$SEED/passwd"
+cp "$WORK/seedw/bigboxw.txt" "$SEED/"
+rm -rf "$WORK/seedw"
+head -n "$DRAIN_USERS" "$SEED/users.txt" >"$SEED/drain.txt"
+# Users with empty maildrops for idle: each session needs its own (locks).
+IDLE_USERS=$((IDLE_PO_BIG > IDLE ? IDLE_PO_BIG : IDLE))
+for i in $(seq 1 "$IDLE_USERS"); do
+	u=$(printf 'idle%05d' "$i")
+	printf '%s:{PLAIN}%s::::::\n' "$u" bench-password >>"$SEED/passwd"
+	printf '%s:%s\n' "$u" bench-password >>"$SEED/idle.txt"
+done
+head -n "$IDLE" "$SEED/idle.txt" >"$SEED/idle-small.txt"
+chmod 644 "$SEED/passwd" "$SEED/cert.pem"
+# Pristine copies of the drain maildrops, restored before every drain run.
+mkdir -p "$WORK/pristine"
+for u in $(cut -d: -f1 "$SEED/drain.txt"); do cp -a "$SEED/mail/$u" "$WORK/pristine/"; done
+
+PO_MAIL="$WORK/po/mail" DC_MAIL="$WORK/dc/mail"
+mkdir -p "$WORK/po" "$WORK/dc"
+say "copying the Maildirs for each server"
+cp -a "$SEED/mail" "$PO_MAIL"
+cp -a "$SEED/mail" "$DC_MAIL"
+
+# --- postoffice ----------------------------------------------------------------
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PO_PORT=$(freeport) PO_TLS_PORT=$(freeport) DC_PORT=$(freeport) DC_TLS_PORT=$(freeport)
+cat >"$WORK/po/postoffice.toml" <<EOF
+[pop3]
+listen = ["127.0.0.1:$PO_PORT"]
+listen_tls = ["127.0.0.1:$PO_TLS_PORT"]
+auth_fail_delay = "0s"
+
+[tls]
+cert = "$SEED/cert.pem"
+key = "$SEED/key.pem"
+
+[auth]
+passwd_file = "$SEED/passwd"
+
+[mail]
+location = "maildir:$PO_MAIL/%u/Maildir"
+EOF
+start_po() {
+	taskset -c 0 "$PO" serve --config "$WORK/po/postoffice.toml" 2>>"$WORK/po/log" &
+	PO_PID=$!
+	PIDS+=("$PO_PID")
+}
+start_po
+
+# --- Dovecot -------------------------------------------------------------------
+mkdir -p "$WORK/dc/run" "$WORK/dc/state"
+if [ "$ROOT" = 1 ]; then
+	# As root, the way internal/testutil/dovecot runs it: logins as dovenull,
+	# mail processes as vmail.
+	id vmail >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin vmail
+	MAIL_UID=$(id -u vmail) MAIL_GID=$(id -g vmail)
+	chown -R vmail:vmail "$DC_MAIL"
+	USERS_CONF="default_login_user = dovenull
+default_internal_user = dovecot
+mail_uid = $MAIL_UID
+mail_gid = $MAIL_GID"
+else
+	# As the invoking user: every Dovecot process runs as that user.
+	MAIL_UID=$(id -u) MAIL_GID=$(id -g)
+	USERS_CONF="default_login_user = $(id -un)
+default_internal_user = $(id -un)
+service pop3-login {
+  chroot =
+}
+service anvil {
+  chroot =
+}"
+fi
+cat >"$WORK/dc/dovecot.conf" <<EOF
+base_dir = $WORK/dc/run
+state_dir = $WORK/dc/state
+log_path = $WORK/dc/dovecot.log
+protocols = pop3
+listen = 127.0.0.1
+$USERS_CONF
+first_valid_uid = $MAIL_UID
+first_valid_gid = $MAIL_GID
+mail_location = maildir:$DC_MAIL/%u/Maildir
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+ssl = yes
+ssl_cert = <$SEED/cert.pem
+ssl_key = <$SEED/key.pem
+default_process_limit = $DC_LIMIT
+default_client_limit = $((DC_LIMIT * 4))
+default_vsz_limit = 1G
+protocol pop3 {
+  mail_max_userip_connections = $DC_LIMIT
+}
+passdb {
+  driver = passwd-file
+  args = $SEED/passwd
+}
+userdb {
+  driver = static
+  args = uid=$MAIL_UID gid=$MAIL_GID home=$DC_MAIL/%u
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = $DC_PORT
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = $DC_TLS_PORT
+    ssl = yes
+  }
+}
+service anvil {
+  client_limit = $((DC_LIMIT * 3))
+}
+EOF
+taskset -c 0 dovecot -F -c "$WORK/dc/dovecot.conf" 2>"$WORK/dc/stderr" &
+DC_PID=$!
+PIDS+=("$DC_PID")
+
+waitport() {
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	die "nothing listens on port $1 (see $WORK/po/log, $WORK/dc/dovecot.log)"
+}
+for p in "$PO_PORT" "$PO_TLS_PORT" "$DC_PORT" "$DC_TLS_PORT"; do waitport "$p"; done
+say "postoffice pid $PO_PID on $PO_PORT/$PO_TLS_PORT, dovecot pid $DC_PID on $DC_PORT/$DC_TLS_PORT"
+
+RES="$WORK/results"
+mkdir -p "$RES"
+
+# run CASE SERVER RUN bench-args...: one generator run, its JSON kept.
+run() {
+	local case=$1 server=$2 n=$3
+	shift 3
+	local port=$PO_PORT tlsport=$PO_TLS_PORT pid=$PO_PID
+	if [ "$server" = dovecot ]; then port=$DC_PORT tlsport=$DC_TLS_PORT pid=$DC_PID; fi
+	local args=("$@") i
+	for i in "${!args[@]}"; do
+		args[$i]=${args[$i]//@PORT@/$port}
+		args[$i]=${args[$i]//@TLSPORT@/$tlsport}
+	done
+	if ! "${GEN[@]}" --json --server-pid "$pid" --timeout 60s "${args[@]}" >"$RES/$case.$server.$n.json" 2>"$RES/$case.$server.$n.err"; then
+		say "  $case $server run $n failed: $(tail -n 2 "$RES/$case.$server.$n.err")"
+	fi
+}
+
+# bothx CASE bench-args...: RUNS runs against each server, alternating.
+both() {
+	local case=$1
+	shift
+	say "$case"
+	for n in $(seq 1 "$RUNS"); do
+		run "$case" postoffice "$n" "$@"
+		run "$case" dovecot "$n" "$@"
+	done
+}
+
+PLAIN=(--addr 127.0.0.1:@PORT@)
+TLS=(--addr 127.0.0.1:@TLSPORT@ --tls implicit --cacert "$SEED/cert.pem")
+U=(--users "$SEED/users.txt")
+
+# Warm both up once: Dovecot builds its indexes and moves new/ to cur/;
+# postoffice builds its index. The timed runs are warm.
+say "warming up"
+for s in postoffice dovecot; do
+	run warmup "$s" 1 "${PLAIN[@]}" "${U[@]}" --scenario download --concurrency 8 --sessions "$USERS"
+done
+
+for c in $LOGIN_C; do
+	both "login-c$c" "${PLAIN[@]}" "${U[@]}" --scenario login --concurrency "$c" --duration "$DUR"
+	both "login-tls-c$c" "${TLS[@]}" "${U[@]}" --scenario login --concurrency "$c" --duration "$DUR"
+done
+both "download-c$DL_C" "${PLAIN[@]}" "${U[@]}" --scenario download --concurrency "$DL_C" --duration "$DUR"
+both "download-tls-c$DL_C" "${TLS[@]}" "${U[@]}" --scenario download --concurrency "$DL_C" --duration "$DUR"
+both "top-c$DL_C" "${PLAIN[@]}" "${U[@]}" --scenario top --concurrency "$DL_C" --duration "$DUR"
+
+say "drain"
+restore_drain() {
+	for u in $(cut -d: -f1 "$SEED/drain.txt"); do
+		rm -rf "${PO_MAIL:?}/$u" "${DC_MAIL:?}/$u"
+		cp -a "$WORK/pristine/$u" "$PO_MAIL/"
+		cp -a "$WORK/pristine/$u" "$DC_MAIL/"
+		[ "$ROOT" = 1 ] && chown -R vmail:vmail "$DC_MAIL/$u"
+	done
+	return 0
+}
+for n in $(seq 1 "$RUNS"); do
+	for s in postoffice dovecot; do
+		restore_drain
+		run "drain-c$DRAIN_USERS" "$s" "$n" "${PLAIN[@]}" --users "$SEED/drain.txt" --scenario drain --concurrency "$DRAIN_USERS"
+	done
+done
+
+# Bigbox: warm is a session after one that built the indexes; noindex is
+# the first session after removing every index (postoffice-index and its
+# lock file; dovecot.index*, dovecot-uidlist), with the files in the page
+# cache; cold is the same after also dropping the page cache (root and
+# --drop-caches only: on a slow virtual disk it takes minutes). Dovecot moved the messages to cur/ in its
+# first session; postoffice never moves them.
+cold() { # cold SERVER USER
+	local dir=$PO_MAIL/$2/Maildir
+	if [ "$1" = dovecot ]; then
+		dir=$DC_MAIL/$2/Maildir
+		rm -f "$dir"/dovecot.index* "$dir"/dovecot-uidlist "$dir"/dovecot-keywords
+	else
+		rm -f "$dir/postoffice-index" "$dir/postoffice-pop3.lock"
+	fi
+	if [ "$ROOT" = 1 ] && [ "$DROP" = 1 ]; then
+		sync
+		echo 3 >/proc/sys/vm/drop_caches
+	fi
+}
+for box in bigbox bigboxw; do
+	B=(--users "$SEED/$box.txt" --scenario bigbox)
+	for s in postoffice dovecot; do run "warmup-$box" "$s" 1 "${PLAIN[@]}" "${B[@]}" --sessions 1; done
+	both "$box-warm" "${PLAIN[@]}" "${B[@]}" --sessions 3
+	say "$box-noindex"
+	for n in $(seq 1 "$RUNS"); do
+		for s in postoffice dovecot; do
+			DROP=0 cold "$s" "$box"
+			run "$box-noindex" "$s" "$n" "${PLAIN[@]}" "${B[@]}" --sessions 1
+		done
+	done
+	if [ "$ROOT" = 1 ] && [ "$DROP" = 1 ]; then
+		say "$box-cold"
+		for n in $(seq 1 "$RUNS"); do
+			for s in postoffice dovecot; do
+				cold "$s" "$box"
+				run "$box-cold" "$s" "$n" "${PLAIN[@]}" "${B[@]}" --sessions 1
+			done
+		done
+	fi
+done
+
+# Idle: N logged-in sessions held; the server's memory (RSS and PSS of the
+# server process and all its descendants) before and with them. postoffice
+# is restarted before each run: a Go process keeps the heap it grew in
+# earlier scenarios, which would hide what the sessions take.
+restart_po() {
+	kill "$PO_PID"
+	wait "$PO_PID" 2>/dev/null || true
+	start_po
+	waitport "$PO_PORT"
+	waitport "$PO_TLS_PORT"
+	sleep 1
+}
+idle() { # idle CASE N USERS-FILE bench-args...
+	local case=$1 n=$2 users=$3
+	shift 3
+	say "$case"
+	for r in $(seq 1 "$RUNS"); do
+		restart_po
+		run "$case" postoffice "$r" "$@" --users "$users" --scenario idle --sessions "$n" --concurrency 16
+		[ "$n" -le "$IDLE" ] && run "$case" dovecot "$r" "$@" --users "$users" --scenario idle --sessions "$n" --concurrency 8
+	done
+	return 0
+}
+idle "idle-$IDLE" "$IDLE" "$SEED/idle-small.txt" "${PLAIN[@]}"
+idle "idle-tls-$IDLE" "$IDLE" "$SEED/idle-small.txt" "${TLS[@]}"
+idle "idle-$IDLE_PO_BIG" "$IDLE_PO_BIG" "$SEED/idle.txt" "${PLAIN[@]}"
+
+# The generator's ceiling: the in-memory responder, each user seeing its own
+# seeded messages (held in memory, already in wire form), pinned like the
+# servers.
+say "responder"
+RESP_PORT=$(freeport)
+taskset -c 0 "$PO" bench responder --addr "127.0.0.1:$RESP_PORT" --maildir "$SEED/mail/user00001/Maildir" --mail-root "$SEED/mail" >"$WORK/responder.log" 2>&1 &
+RESP_PID=$!
+PIDS+=("$RESP_PID")
+waitport "$RESP_PORT"
+for n in $(seq 1 "$RUNS"); do
+	"${GEN[@]}" --json --server-pid "$RESP_PID" --addr "127.0.0.1:$RESP_PORT" "${U[@]}" --scenario download \
+		--concurrency "$DL_C" --duration "$DUR" >"$RES/download-c$DL_C.responder.$n.json" || true
+	"${GEN[@]}" --json --server-pid "$RESP_PID" --addr "127.0.0.1:$RESP_PORT" "${U[@]}" --scenario login \
+		--concurrency 8 --duration "$DUR" >"$RES/login-c8.responder.$n.json" || true
+done
+
+if grep -q 'Error\|Fatal\|Panic' "$WORK/dc/dovecot.log" 2>/dev/null; then
+	say "dovecot logged errors:"
+	grep 'Error\|Fatal\|Panic' "$WORK/dc/dovecot.log" | sort | uniq -c | sort -rn | head -5 >&2
+fi
+python3 "$HERE/table.py" "$RES" --quick="$QUICK" --runs="$RUNS" --root="$ROOT" --drop="$DROP"

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/bench"
+	"github.com/postoffice-mail/postoffice/internal/certutil"
+)
+
+// runBench is "postoffice bench": the load generator, or its helpers
+// "bench seed" and "bench responder".
+func runBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "seed":
+			return runBenchSeed(args[1:], stdout, stderr)
+		case "responder":
+			return runBenchResponder(args[1:], stdout, stderr)
+		}
+	}
+	fs := newFlagSet("bench", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postoffice bench [flags]            run a load scenario against a POP3 server")
+		fmt.Fprintln(stderr, "       postoffice bench seed [flags]       write Maildirs and passwd-files to benchmark on")
+		fmt.Fprintln(stderr, "       postoffice bench responder [flags]  run the in-memory POP3 responder (the generator's ceiling)")
+		fmt.Fprintln(stderr, "\nflags:")
+		fs.PrintDefaults()
+	}
+	addr := fs.String("addr", "127.0.0.1:110", "server `host:port`")
+	tlsMode := fs.String("tls", "none", "TLS: none, starttls or implicit")
+	insecure := fs.Bool("insecure", false, "do not verify the server's certificate")
+	cacert := fs.String("cacert", "", "PEM `file` of the CA (or self-signed certificate) to verify the server with")
+	user := fs.String("user", "", "user name (or --users)")
+	password := fs.String("password", "", "password for --user")
+	usersFile := fs.String("users", "", "`file` of user:password lines; sessions are spread over them")
+	scenario := fs.String("scenario", "login", "login, download, drain, top, bigbox or idle")
+	concurrency := fs.Int("concurrency", 1, "sessions in flight")
+	duration := fs.Duration("duration", 0, "start sessions for this long")
+	sessions := fs.Int("sessions", 0, "start at most this many sessions (idle: hold this many)")
+	timeout := fs.Duration("timeout", 30*time.Second, "bound on every network read and write")
+	hold := fs.Duration("hold", 2*time.Second, "idle: how long to hold the sessions before reading the server's memory")
+	serverPID := fs.Int("server-pid", 0, "server `pid`: report its CPU per session (with its descendants'), and its memory for idle")
+	asJSON := fs.Bool("json", false, "write the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	mode, err := bench.ParseTLSMode(*tlsMode)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	var users []bench.Credential
+	switch {
+	case *usersFile != "" && *user != "":
+		return usageError{"--user and --users exclude each other"}
+	case *usersFile != "":
+		if users, err = bench.ReadUsers(*usersFile); err != nil {
+			return err
+		}
+	case *user != "":
+		users = []bench.Credential{{User: *user, Password: *password}}
+	default:
+		return usageError{"need --user and --password, or --users FILE"}
+	}
+	var tc *tls.Config
+	if mode != bench.TLSNone {
+		host, _, err := net.SplitHostPort(*addr)
+		if err != nil {
+			return usageError{fmt.Sprintf("--addr: %v", err)}
+		}
+		tc = &tls.Config{ServerName: host, InsecureSkipVerify: *insecure, MinVersion: tls.VersionTLS12}
+		if *cacert != "" {
+			pem, err := os.ReadFile(*cacert)
+			if err != nil {
+				return err
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("no certificate in %s", *cacert)
+			}
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := bench.Run(ctx, bench.Options{
+		Addr: *addr, TLS: mode, TLSConf: tc, Users: users, Scenario: bench.Scenario(*scenario),
+		Concurrency: *concurrency, Sessions: *sessions, Duration: *duration, Timeout: *timeout,
+		Hold: *hold, ServerPID: *serverPID,
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := res.WriteJSON(stdout); err != nil {
+			return err
+		}
+	} else {
+		res.WriteText(stdout)
+	}
+	if res.Sessions == 0 {
+		return exitError{code: 1, err: errors.New("no session succeeded")}
+	}
+	return nil
+}
+
+func runBenchSeed(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench seed", stderr)
+	dir := fs.String("maildir", "", "`directory` to write mail/<user>/Maildir, passwd and users.txt into")
+	messages := fs.Int("messages", 100, "messages per user")
+	sizeDist := fs.String("size-dist", "realistic", "message sizes: realistic (log-normal, median 4 KB, tail to 75 KB, 2% 1-5 MB) or fixed:BYTES")
+	users := fs.Int("users", 1, "number of users (user00001...); 0 with --bigbox for that user only")
+	bigbox := fs.Int("bigbox", 0, "also write a user with this many messages (no attachments)")
+	bigboxName := fs.String("bigbox-name", "bigbox", "name of the --bigbox user; its credentials go to NAME.txt")
+	bigboxSizes := fs.String("bigbox-size-dist", "", "sizes of the bigbox messages: fixed:BYTES, or realistic without attachments (default)")
+	withSizes := fs.Bool("with-sizes", false, "name files like Dovecot's LDA, with ,S= and ,W= sizes (default: like Postfix, without)")
+	crlf := fs.Float64("crlf", 0, "fraction of messages stored with CRLF line ends (Postfix writes LF)")
+	password := fs.String("password", bench.DefaultPassword, "every user's password")
+	seed := fs.Uint64("seed", 1, "random seed: the same seed writes the same messages")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	if *dir == "" {
+		return usageError{"need --maildir DIR"}
+	}
+	start := time.Now()
+	res, err := bench.Seed(bench.SeedOptions{
+		Dir: *dir, Users: *users, Messages: *messages, SizeDist: *sizeDist, Bigbox: *bigbox, BigboxName: *bigboxName, BigboxSizeDist: *bigboxSizes,
+		WithSizes: *withSizes, CRLF: *crlf, Password: *password, Seed: *seed,
+	})
+	if err != nil {
+		return err
+	}
+	// A self-signed certificate for both servers' TLS listeners.
+	certPath, keyPath := filepath.Join(*dir, "cert.pem"), filepath.Join(*dir, "key.pem")
+	if _, err := os.Stat(certPath); err != nil {
+		p, err := certutil.SelfSigned(30 * 24 * time.Hour)
+		if err != nil {
+			return err
+		}
+		if err := p.WriteFiles(certPath, keyPath); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "seeded %d maildrops, %d messages, %.1f MB in %.1fs\npasswd-file %s\nusers file  %s\ncertificate %s\n",
+		res.Users, res.Messages, float64(res.Bytes)/1e6, time.Since(start).Seconds(), res.Passwd, res.UsersTxt, certPath)
+	return nil
+}
+
+func runBenchResponder(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench responder", stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "listen `address`")
+	maildir := fs.String("maildir", "", "serve the messages of this Maildir (default: generate them)")
+	mailRoot := fs.String("mail-root", "", "`directory` of <user>/Maildir: a user found there gets its own messages (what bench seed wrote in DIR/mail)")
+	messages := fs.Int("messages", 100, "messages to generate when there is no --maildir")
+	sizeDist := fs.String("size-dist", "realistic", "sizes of generated messages: realistic or fixed:BYTES")
+	implicitTLS := fs.Bool("tls", false, "implicit TLS with a fresh self-signed certificate")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	var msgs [][]byte
+	var err error
+	if *maildir != "" {
+		msgs, err = bench.LoadMaildir(*maildir)
+	} else {
+		msgs, err = bench.GenerateMessages(*messages, *sizeDist, 1)
+	}
+	if err != nil {
+		return err
+	}
+	var tc *tls.Config
+	if *implicitTLS {
+		p, err := certutil.SelfSigned(24 * time.Hour)
+		if err != nil {
+			return err
+		}
+		cert, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+		if err != nil {
+			return err
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	r := bench.NewResponder(msgs, tc)
+	if *mailRoot != "" {
+		r.ServeUsers(*mailRoot)
+	}
+	fmt.Fprintf(stdout, "responder listening on %s with %d messages\n", l.Addr(), len(msgs))
+	if f, ok := stdout.(interface{ Sync() error }); ok {
+		f.Sync()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return r.Serve(ctx, l)
+}
