@@ -53,7 +53,7 @@ func OpenState(dir, name string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch: state: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockBriefly(lock); err != nil {
 		lock.Close()
 		return nil, &Error{Code: ExitTempFail, Err: fmt.Errorf("fetch: account %s is being fetched by another process", name)}
 	}
@@ -63,6 +63,21 @@ func OpenState(dir, name string) (*State, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// flockBriefly takes the lock, retrying for up to a second: a lock just
+// released can stay held for a moment by a child process forked (for an MDA
+// or password_command) while the descriptor was open, until its exec closes
+// it. A fetch that really runs holds it far longer.
+func flockBriefly(f *os.File) error {
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 func (s *State) path(ext string) string { return filepath.Join(s.dir, s.name+ext) }
