@@ -146,7 +146,13 @@ var listenRE = regexp.MustCompile(`msg=listening addr=(\S+) tls=false`)
 // start runs postoffice serve on the site and waits until it listens.
 func (s *site) start() *server {
 	s.t.Helper()
-	cmd := exec.Command(binary, "serve", "--config", s.config)
+	return s.startCmd(exec.Command(binary, "serve", "--config", s.config))
+}
+
+// startCmd runs cmd (postoffice serve, perhaps through a wrapper) and
+// waits until it listens, like start.
+func (s *site) startCmd(cmd *exec.Cmd) *server {
+	s.t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		s.t.Fatal(err)
