@@ -93,6 +93,9 @@ func (c *Client) Authenticate(ctx context.Context, mech SASLClient) error {
 			return fmt.Errorf("pop3: sasl: %w", err)
 		}
 	}
+	if p, ok := mech.(plusOffer); ok {
+		p.sawCaps(c.caps)
+	}
 	name, ir, err := mech.Start()
 	if err != nil {
 		return fmt.Errorf("pop3: sasl: %w", err)

@@ -41,7 +41,21 @@ type scramClient struct {
 	client *scram.Client
 	cb     scram.ChannelBinding
 	bound  bool // BindTLS was called with a TLS state
-	conv   *scram.ClientConversation
+	// canBind: a plain variant over TLS whose server did not offer the
+	// -PLUS one; it then sends the GS2 flag "y" (RFC 5802 §6), so a server
+	// that does support channel binding detects the stripped offer.
+	canBind bool
+	conv    *scram.ClientConversation
+}
+
+// plusOffer is shown the server's cached CAPA answer (nil when none) so a
+// plain SCRAM mechanism can tell whether its -PLUS variant was offered.
+type plusOffer interface{ sawCaps(caps *Caps) }
+
+func (a *scramClient) sawCaps(caps *Caps) {
+	// Without a CAPA answer "n" is the safe flag: "y" to a server that
+	// does offer -PLUS would be refused as a downgrade.
+	a.canBind = a.canBind && !a.plus && caps != nil && !caps.HasSASL(a.mech+"-PLUS")
 }
 
 // NewSCRAMClient returns the SCRAM mechanism mech (SCRAMSHA1, SCRAMSHA256
@@ -58,7 +72,9 @@ type scramClient struct {
 // The -PLUS variants need a TLS connection (Authenticate passes its state
 // through ChannelBinder): they bind with tls-exporter (RFC 9266) on TLS 1.3
 // and tls-server-end-point (RFC 5929 §4) before. The plain variants send
-// the GS2 flag "n" (no channel binding).
+// the GS2 flag "y" over TLS when the server's CAPA did not offer the -PLUS
+// variant (so a server that supports it detects an offer stripped on the
+// way), and "n" otherwise.
 func NewSCRAMClient(mech, username, password, authzid string) (SASLClient, error) {
 	mech = strings.ToUpper(mech)
 	var h scram.HashGeneratorFcn
@@ -80,6 +96,7 @@ func NewSCRAMClient(mech, username, password, authzid string) (SASLClient, error
 func (a *scramClient) BindTLS(cs *tls.ConnectionState) error {
 	a.bound = false
 	if !a.plus {
+		a.canBind = cs != nil
 		return nil
 	}
 	if cs == nil {
@@ -104,6 +121,8 @@ func (a *scramClient) Start() (string, []byte, error) {
 			return "", nil, fmt.Errorf("%s needs a TLS connection for channel binding", a.mech)
 		}
 		a.conv = a.client.NewConversationWithChannelBinding(a.cb)
+	} else if a.canBind {
+		a.conv = a.client.NewConversationAdvertisingChannelBinding()
 	} else {
 		a.conv = a.client.NewConversation()
 	}

@@ -350,3 +350,38 @@ func TestDovecotSCRAM(t *testing.T) {
 		}
 	}
 }
+
+// A plain SCRAM variant over TLS sends the GS2 flag "y" only when the
+// server's CAPA is known and lacks the -PLUS variant (RFC 5802 §6): a server
+// that does offer it then detects the stripped offer. Otherwise "n".
+func TestSCRAMGS2Flag(t *testing.T) {
+	t.Parallel()
+	cs := &tls.ConnectionState{Version: tls.VersionTLS13}
+	noPlus := &Caps{Lines: []string{"SASL SCRAM-SHA-256 PLAIN"}}
+	withPlus := &Caps{Lines: []string{"SASL SCRAM-SHA-256-PLUS SCRAM-SHA-256"}}
+	for _, tc := range []struct {
+		name string
+		cs   *tls.ConnectionState
+		caps *Caps
+		want string
+	}{
+		{"tls, no plus offered", cs, noPlus, "y,,"},
+		{"tls, plus offered", cs, withPlus, "n,,"},
+		{"tls, capa unknown", cs, nil, "n,,"},
+		{"no tls", nil, noPlus, "n,,"},
+	} {
+		m, err := NewSCRAMClient(SCRAMSHA256, "alice", "secret", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.(ChannelBinder).BindTLS(tc.cs)
+		m.(plusOffer).sawCaps(tc.caps)
+		_, first, err := m.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(first), tc.want) {
+			t.Errorf("%s: client-first %q, want the flag %q", tc.name, first, tc.want)
+		}
+	}
+}
