@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // Backend makes one Session per connection.
@@ -27,11 +29,15 @@ type Session interface {
 	Close() error
 }
 
-// MessageInfo describes one message of a maildrop snapshot.
-type MessageInfo struct {
-	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
-	UID  string // UIDL: 1-70 characters of 0x21-0x7E, unique, stable
-}
+// MessageInfo describes one message of a maildrop snapshot:
+//
+//	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
+//	UID  string // UIDL: 1-70 characters of 0x21-0x7E, unique, stable
+//
+// It is the same type as the stores' store.Message (both alias
+// wire.MessageInfo), so a backend can hand a store's snapshot to the engine
+// without copying it.
+type MessageInfo = wire.MessageInfo
 
 // Mailbox is an opened, locked maildrop: the TRANSACTION state.
 type Mailbox interface {

@@ -35,19 +35,25 @@ type conn struct {
 	log  *slog.Logger
 
 	// br and bw read and write the current layer: nc, or tc after STLS.
-	br *bufio.Reader
-	bw *bufio.Writer
-	dw wire.DotWriter
+	// bw is small, or the large buffer a long reply borrowed (writer.go).
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	small *bufio.Writer // the session's own buffer, into out
+	out   replyWriter
+	dw    wire.DotWriter
+	tw    wire.TopWriter
 
-	state    state
-	sess     Session
-	apopTS   string // APOP timestamp of the greeting, "" when APOP is not offered
-	mbox     Mailbox
-	msgs     []MessageInfo
-	deleted  []bool
-	nDeleted int
-	user     string // pending USER, then the logged-in user
-	lastUser bool   // previous command was a successful USER
+	state       state
+	sess        Session
+	apopTS      string // APOP timestamp of the greeting, "" when APOP is not offered
+	mbox        Mailbox
+	msgs        []MessageInfo
+	deleted     []bool
+	nDeleted    int
+	size        int64  // of all messages
+	deletedSize int64  // of the messages marked deleted
+	user        string // pending USER, then the logged-in user
+	lastUser    bool   // previous command was a successful USER
 
 	busyMu sync.Mutex
 	busy   bool // running a command (Shutdown lets it finish)
@@ -191,13 +197,6 @@ func (c *conn) serve(ctx context.Context) {
 	}
 }
 
-// setLayer makes the session read and write through rw. Every write has
-// its own deadline (deadlineWriter).
-func (c *conn) setLayer(rw net.Conn) {
-	c.br = bufio.NewReaderSize(rw, 1024)
-	c.bw = bufio.NewWriterSize(&deadlineWriter{w: rw, nc: c.nc, d: c.srv.opts.WriteTimeout}, 4096)
-}
-
 // readTimeout is how long the session waits for the next line: the
 // pre-login timeout until login, then the idle timeout.
 func (c *conn) readTimeout() time.Duration {
@@ -231,6 +230,7 @@ func (c *conn) close() {
 		c.tc.Close()
 	}
 	c.nc.Close()
+	c.releaseLarge()
 }
 
 // lineLimit is the longest command line the session accepts now: AUTH
@@ -308,12 +308,6 @@ func trimEOL(b []byte) []byte {
 	return b[:n]
 }
 
-// flush sends the buffered replies, each write bounded by WriteTimeout so
-// a client that stops reading cannot hold the session.
-func (c *conn) flush() error {
-	return c.bw.Flush()
-}
-
 // finish releases the maildrop and the session and writes the logout line.
 func (c *conn) finish(start time.Time) {
 	c.releaseMailbox()
@@ -327,7 +321,7 @@ func (c *conn) finish(start time.Time) {
 		attrs = append(attrs, "top", fmt.Sprintf("%d/%d", c.topCount, c.topBytes),
 			"retr", fmt.Sprintf("%d/%d", c.retrCount, c.retrBytes),
 			"del", fmt.Sprintf("%d/%d", c.delCount, c.delBytes),
-			"size", c.totalSize(), "quit", c.quit)
+			"size", c.size, "quit", c.quit)
 	}
 	c.log.Info("disconnected", attrs...)
 }
@@ -341,14 +335,6 @@ func (c *conn) releaseMailbox() {
 		c.log.Error("closing maildrop failed", "err", err)
 	}
 	c.mbox = nil
-}
-
-func (c *conn) totalSize() int64 {
-	var n int64
-	for _, m := range c.msgs {
-		n += m.Size
-	}
-	return n
 }
 
 func (c *conn) writeLine(s string) {
@@ -378,14 +364,13 @@ func (c *conn) badErr(reply string) error {
 // command runs one command line. A non-nil error ends the session.
 func (c *conn) command(ctx context.Context, line []byte) error {
 	// RFC 1939 §3: keyword, then arguments separated by single spaces.
-	// Keywords are case-insensitive.
-	var kw, args string
+	// Keywords are case-insensitive. The keyword and, for the commands of
+	// a download, the arguments are looked at in place: no allocation.
+	kwb, a := line, []byte(nil)
 	if i := bytes.IndexByte(line, ' '); i >= 0 {
-		kw, args = string(line[:i]), string(line[i+1:])
-	} else {
-		kw = string(line)
+		kwb, a = line[:i], line[i+1:]
 	}
-	kw = strings.ToUpper(kw)
+	kw := keyword(kwb)
 	wasUser := c.lastUser
 	c.lastUser = false
 
@@ -406,9 +391,9 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	case "CAPA":
 		return c.cmdCapa()
 	case "UTF8":
-		return c.cmdUTF8(args)
+		return c.cmdUTF8(string(a))
 	case "LANG":
-		return c.cmdLang(args)
+		return c.cmdLang(string(a))
 	case "NOOP":
 		if c.state != stateTransaction {
 			return c.badErr("-ERR NOOP is only valid after login")
@@ -421,17 +406,17 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	if c.state == stateAuthorization {
 		switch kw {
 		case "USER":
-			return c.cmdUser(args)
+			return c.cmdUser(string(a))
 		case "PASS":
 			// RFC 1939 §7: the password is the rest of the line, spaces
 			// included (CONFORMANCE 22).
-			return c.cmdPass(ctx, args, wasUser)
+			return c.cmdPass(ctx, string(a), wasUser)
 		case "APOP":
-			return c.cmdAPOP(ctx, args)
+			return c.cmdAPOP(ctx, string(a))
 		case "AUTH":
-			return c.cmdAuth(ctx, args)
+			return c.cmdAuth(ctx, string(a))
 		case "STLS":
-			return c.cmdSTLS(ctx, args)
+			return c.cmdSTLS(ctx, string(a))
 		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST":
 			return c.badErr("-ERR Not logged in")
 		}
@@ -439,19 +424,19 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	}
 	switch kw {
 	case "STAT":
-		return c.cmdStat(args)
+		return c.cmdStat(a)
 	case "LIST":
-		return c.cmdList(args, false)
+		return c.cmdList(a, false)
 	case "UIDL":
-		return c.cmdList(args, true)
+		return c.cmdList(a, true)
 	case "RETR":
-		return c.cmdRetr(ctx, args)
+		return c.cmdRetr(ctx, a)
 	case "TOP":
-		return c.cmdTop(ctx, args)
+		return c.cmdTop(ctx, a)
 	case "DELE":
-		return c.cmdDele(args)
+		return c.cmdDele(a)
 	case "RSET":
-		return c.cmdRset(args)
+		return c.cmdRset(a)
 	case "USER", "PASS", "APOP", "AUTH", "STLS":
 		return c.badErr("-ERR Already logged in")
 	}
@@ -629,6 +614,9 @@ func (c *conn) enterTransaction(mbox Mailbox) error {
 	c.mbox = mbox
 	c.msgs = mbox.Messages()
 	c.deleted = make([]bool, len(c.msgs))
+	for _, m := range c.msgs {
+		c.size += m.Size
+	}
 	c.state = stateTransaction
 	c.commands = 0
 	c.maxCommands = c.srv.opts.MaxCommands // negative: no cap
@@ -677,25 +665,29 @@ func (c *conn) cmdQuit(ctx context.Context) error {
 	return errClose
 }
 
-func (c *conn) cmdStat(args string) error {
-	if args != "" {
+func (c *conn) cmdStat(args []byte) error {
+	if len(args) != 0 {
 		return c.badErr("-ERR STAT takes no arguments")
 	}
-	var n int
-	var size int64
-	for i, m := range c.msgs {
-		if !c.deleted[i] {
-			n++
-			size += m.Size
-		}
-	}
-	c.writeLine("+OK " + strconv.Itoa(n) + " " + strconv.FormatInt(size, 10))
+	c.bw.WriteString("+OK ")
+	c.writeInt(int64(len(c.msgs) - c.nDeleted))
+	c.bw.WriteByte(' ')
+	c.writeInt(c.size - c.deletedSize)
+	c.bw.WriteString("\r\n")
 	return nil
+}
+
+// writeInt writes n in decimal, formatted in the buffer's free space.
+func (c *conn) writeInt(n int64) {
+	if c.bw.Available() < 20 {
+		c.bw.Flush() // as a full buffer would be; an error stays for the next flush
+	}
+	c.bw.Write(strconv.AppendInt(c.bw.AvailableBuffer(), n, 10))
 }
 
 // msgArg parses a message number (RFC 1939 §3: 1..count, not deleted).
 // It writes the -ERR itself and returns ok=false on failure.
-func (c *conn) msgArg(s string) (int, bool, error) {
+func (c *conn) msgArg(s []byte) (int, bool, error) {
 	n, ok := parseNumber(s)
 	if !ok {
 		return 0, false, c.badErr("-ERR Invalid message number")
@@ -713,13 +705,12 @@ func (c *conn) msgArg(s string) (int, bool, error) {
 }
 
 // parseNumber accepts 1-10 decimal digits and nothing else.
-func parseNumber(s string) (int64, bool) {
-	if s == "" || len(s) > 10 {
+func parseNumber(s []byte) (int64, bool) {
+	if len(s) == 0 || len(s) > 10 {
 		return 0, false
 	}
 	var n int64
-	for i := 0; i < len(s); i++ {
-		d := s[i]
+	for _, d := range s {
 		if d < '0' || d > '9' {
 			return 0, false
 		}
@@ -728,69 +719,89 @@ func parseNumber(s string) (int64, bool) {
 	return n, true
 }
 
-func (c *conn) cmdList(args string, uidl bool) error {
-	if args != "" {
+// maxListLine is the longest line of a LIST or UIDL listing: a message
+// number, a space, a UID (at most 70 octets, RFC 1939 §7) or a size, CRLF.
+const maxListLine = 10 + 1 + 70 + 2
+
+func (c *conn) cmdList(args []byte, uidl bool) error {
+	if len(args) != 0 {
 		i, ok, err := c.msgArg(args)
 		if !ok {
 			return err
 		}
+		c.bw.WriteString("+OK ")
+		c.writeInt(int64(i + 1))
+		c.bw.WriteByte(' ')
 		if uidl {
-			c.writeLine("+OK " + strconv.Itoa(i+1) + " " + c.msgs[i].UID)
+			c.bw.WriteString(c.msgs[i].UID)
 		} else {
-			c.writeLine("+OK " + strconv.Itoa(i+1) + " " + strconv.FormatInt(c.msgs[i].Size, 10))
+			c.writeInt(c.msgs[i].Size)
 		}
+		c.bw.WriteString("\r\n")
 		return nil
 	}
+	c.beginLong()
 	if uidl {
 		c.writeLine("+OK Unique-ID listing follows")
 	} else {
 		c.writeLine("+OK Scan listing follows")
 	}
-	var buf [20]byte
+	// Each line is built in the buffer's free space and taken in by one
+	// Write that only copies it.
 	for i, m := range c.msgs {
 		if c.deleted[i] {
 			continue
 		}
-		c.bw.Write(strconv.AppendInt(buf[:0], int64(i+1), 10))
-		c.bw.WriteByte(' ')
-		if uidl {
-			c.bw.WriteString(m.UID)
-		} else {
-			c.bw.Write(strconv.AppendInt(buf[:0], m.Size, 10))
+		b := c.bw.AvailableBuffer()
+		if cap(b) < maxListLine {
+			if err := c.bw.Flush(); err != nil {
+				return err
+			}
+			b = c.bw.AvailableBuffer()
 		}
-		c.bw.WriteString("\r\n")
+		b = strconv.AppendInt(b, int64(i+1), 10)
+		b = append(b, ' ')
+		if uidl {
+			b = append(b, m.UID...)
+		} else {
+			b = strconv.AppendInt(b, m.Size, 10)
+		}
+		b = append(b, '\r', '\n')
+		c.bw.Write(b)
 	}
 	c.writeLine(".")
 	return nil
 }
 
-func (c *conn) cmdDele(args string) error {
+func (c *conn) cmdDele(args []byte) error {
 	i, ok, err := c.msgArg(args)
 	if !ok {
 		return err
 	}
 	c.deleted[i] = true
 	c.nDeleted++
+	c.deletedSize += c.msgs[i].Size
 	c.writeLine("+OK Message deleted")
 	return nil
 }
 
-func (c *conn) cmdRset(args string) error {
-	if args != "" {
+func (c *conn) cmdRset(args []byte) error {
+	if len(args) != 0 {
 		return c.badErr("-ERR RSET takes no arguments")
 	}
 	clear(c.deleted)
 	c.nDeleted = 0
+	c.deletedSize = 0
 	c.writeLine("+OK")
 	return nil
 }
 
-func (c *conn) cmdRetr(ctx context.Context, args string) error {
+func (c *conn) cmdRetr(ctx context.Context, args []byte) error {
 	i, ok, err := c.msgArg(args)
 	if !ok {
 		return err
 	}
-	n, sent, err := c.sendMessage(ctx, i, -1, "+OK "+strconv.FormatInt(c.msgs[i].Size, 10)+" octets")
+	n, sent, err := c.sendMessage(ctx, i, -1)
 	if sent {
 		c.retrCount++
 		c.retrBytes += n
@@ -798,8 +809,8 @@ func (c *conn) cmdRetr(ctx context.Context, args string) error {
 	return err
 }
 
-func (c *conn) cmdTop(ctx context.Context, args string) error {
-	num, lines, found := strings.Cut(args, " ")
+func (c *conn) cmdTop(ctx context.Context, args []byte) error {
+	num, lines, found := bytes.Cut(args, []byte(" "))
 	if !found {
 		return c.badErr("-ERR TOP needs a message number and a line count")
 	}
@@ -811,7 +822,7 @@ func (c *conn) cmdTop(ctx context.Context, args string) error {
 	if !ok {
 		return c.badErr("-ERR Invalid line count")
 	}
-	n, sent, err := c.sendMessage(ctx, i, k, "+OK Top of message follows")
+	n, sent, err := c.sendMessage(ctx, i, k)
 	if sent {
 		c.topCount++
 		c.topBytes += n
@@ -821,12 +832,14 @@ func (c *conn) cmdTop(ctx context.Context, args string) error {
 
 // copyBufs holds the buffers RETR and TOP read stored messages through,
 // shared by all sessions so an idle session holds none.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-// sendMessage sends message i whole (lines < 0) or its TOP cut. A failure
-// before the first byte is an -ERR; a failure in the middle of the body
-// cannot be reported in the protocol and ends the session.
-func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (n int64, sent bool, err error) {
+const copyBufSize = 32 << 10
+
+// sendMessage sends message i whole (lines < 0, RETR) or its TOP cut. A
+// failure before the first byte is an -ERR; a failure in the middle of the
+// body cannot be reported in the protocol and ends the session.
+func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, sent bool, err error) {
 	r, err := c.mbox.Open(ctx, i)
 	if err != nil {
 		var pe *Error
@@ -844,18 +857,24 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 		return 0, false, nil
 	}
 	defer r.Close()
-	c.writeLine(ok)
+	c.beginLong()
+	if lines < 0 {
+		c.bw.WriteString("+OK ")
+		c.writeInt(c.msgs[i].Size)
+		c.bw.WriteString(" octets\r\n")
+	} else {
+		c.writeLine("+OK Top of message follows")
+	}
 	c.dw.Reset(c.bw)
 	var dst io.Writer = &c.dw
 	if lines >= 0 {
-		dst = &wire.TopWriter{W: &c.dw, Lines: lines}
+		c.tw = wire.TopWriter{W: &c.dw, Lines: lines}
+		dst = &c.tw
 	}
 	// No deadline for the whole message: each write has its own
 	// (deadlineWriter), so a slow but steady reader gets any size.
-	// CopyBuffer with a pooled buffer, and r stripped of WriterTo: an
-	// *os.File's WriteTo would otherwise allocate 32 KiB per message.
 	buf := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(dst, struct{ io.Reader }{r}, *buf)
+	err = copyMessage(dst, r, *buf)
 	copyBufs.Put(buf)
 	if err != nil && err != wire.ErrTopDone {
 		return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
@@ -870,4 +889,59 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64, ok string) (
 			"listed", c.msgs[i].Size, "sent", c.dw.Count())
 	}
 	return c.dw.Count(), true, nil
+}
+
+// copyMessage copies r to dst through buf, as io.CopyBuffer does but
+// without asking r for WriteTo: an *os.File's would allocate 32 KiB per
+// message.
+func copyMessage(dst io.Writer, r io.Reader, buf []byte) error {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// keywords are the commands the engine knows (RFC 1939, 2449, 2595,
+// 5034, 6856), upper case.
+var keywords = [...]string{"CAPA", "UTF8", "LANG", "NOOP", "QUIT", "USER", "PASS", "APOP",
+	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST"}
+
+// keyword returns the known keyword kw is, case-insensitively, or "". It
+// does not allocate for ASCII. Anything else goes through strings.ToUpper,
+// as before, which also maps a few non-ASCII letters to ASCII ones ("ſ"
+// to "S").
+func keyword(kw []byte) string {
+	var buf [4]byte
+	if len(kw) > len(buf) {
+		return knownKeyword([]byte(strings.ToUpper(string(kw))))
+	}
+	for i, ch := range kw {
+		if ch >= 0x80 {
+			return knownKeyword([]byte(strings.ToUpper(string(kw))))
+		}
+		if 'a' <= ch && ch <= 'z' {
+			ch -= 'a' - 'A'
+		}
+		buf[i] = ch
+	}
+	return knownKeyword(buf[:len(kw)])
+}
+
+func knownKeyword(b []byte) string {
+	for _, k := range keywords {
+		if string(b) == k {
+			return k
+		}
+	}
+	return ""
 }

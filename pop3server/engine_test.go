@@ -227,6 +227,68 @@ func TestPipelinedRepliesBatched(t *testing.T) {
 	}
 }
 
+// A burst of pipelined RETRs goes out in large writes: the replies share
+// the large buffer a long reply borrows (64 KiB, written in chunks of at
+// most 32 KiB), not one small buffer's worth per write.
+func TestPipelinedRetrBurstBatched(t *testing.T) {
+	t.Parallel()
+	b := memserver.New()
+	b.AddUser("u", "p")
+	msg := strings.Repeat("0123456789 line of a message\n", 400) // 11,600 octets, 12,000 on the wire
+	for range 4 {
+		b.Deliver("u", []byte(msg))
+	}
+	srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	conns := make(chan *countingConn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		cc := &countingConn{Conn: nc}
+		conns <- cc
+		srv.ServeConn(cc)
+	}()
+	c := dial(t, l.Addr().String())
+	c.login("u", "p")
+	cc := <-conns
+	cc.mu.Lock()
+	before := cc.writes
+	cc.mu.Unlock()
+	io.WriteString(c.nc, "RETR 1\r\nRETR 2\r\nRETR 3\r\nRETR 4\r\nNOOP\r\n")
+	var all bytes.Buffer
+	for !strings.HasSuffix(all.String(), "\r\n.\r\n+OK\r\n") {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		all.WriteString(l)
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	// 48,089 octets: one full chunk of 32 KiB and the rest.
+	if got := cc.writes - before; got != 2 {
+		t.Errorf("four pipelined RETRs (%d octets) took %d writes, want 2", all.Len(), got)
+	}
+	// The session is back on its small buffer: a short reply is one write.
+	before = cc.writes
+	cc.mu.Unlock()
+	c.cmd("NOOP", "+OK")
+	cc.mu.Lock()
+	if got := cc.writes - before; got != 1 {
+		t.Errorf("NOOP took %d writes, want 1", got)
+	}
+}
+
 // CONFORMANCE 14: the idle timer closes the connection silently and the
 // session deletes nothing.
 func TestIdleTimeout(t *testing.T) {

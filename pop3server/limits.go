@@ -1,7 +1,6 @@
 package pop3server
 
 import (
-	"io"
 	"net"
 	"time"
 )
@@ -50,33 +49,3 @@ const (
 	baseCommands       = 1000
 	commandsPerMessage = 10
 )
-
-// writeChunk bounds each write to the client, so that WriteTimeout is a
-// minimum rate: at least writeChunk octets per WriteTimeout.
-const writeChunk = 32 << 10
-
-// deadlineWriter writes to the client with a fresh write deadline for each
-// chunk of at most writeChunk octets. A client that stops reading fails the
-// write after WriteTimeout; one that keeps reading at a reasonable rate may
-// take as long as it needs for a message of any size (a fixed deadline per
-// message or per flush would cut a slow 1 GB RETR).
-type deadlineWriter struct {
-	w  io.Writer // the current layer: nc, or the TLS conn after STLS
-	nc net.Conn  // the connection the deadline is set on
-	d  time.Duration
-}
-
-func (w *deadlineWriter) Write(p []byte) (int, error) {
-	var n int
-	for len(p) > 0 {
-		chunk := p[:min(len(p), writeChunk)]
-		w.nc.SetWriteDeadline(time.Now().Add(w.d))
-		m, err := w.w.Write(chunk)
-		n += m
-		if err != nil {
-			return n, err
-		}
-		p = p[m:]
-	}
-	return n, nil
-}

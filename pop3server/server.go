@@ -14,7 +14,13 @@
 //     Mailbox.Commit on QUIT (RFC 1939 §6). Any other end of a session
 //     (drop, timeout, shutdown, panic) closes the mailbox and deletes nothing.
 //   - Replies are buffered and flushed only when no pipelined input is
-//     waiting (RFC 2449 §6.6), so a burst of commands gets one write.
+//     waiting (RFC 2449 §6.6), so a burst of commands gets one write. A
+//     session owns a 4 KiB buffer; RETR, TOP and whole LIST/UIDL listings
+//     borrow a pooled 64 KiB one until the next flush, so an idle session
+//     holds only the small one (writer.go).
+//   - The commands of a download (STAT, LIST n, UIDL n, RETR n, DELE n,
+//     NOOP, RSET, listings) allocate nothing in the engine
+//     (TestCommandsDoNotAllocate).
 //   - Input lines are bounded (255 octets, RFC 2449 §4); longer lines and
 //     unknown or misplaced commands count as bad commands, and too many end
 //     the session. Where AUTH is possible an AUTH line and each SASL

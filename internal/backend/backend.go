@@ -151,12 +151,7 @@ func (b *Backend) open(ctx context.Context, user string) (pop3server.Mailbox, er
 		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
 	}
 	b.recordLogin(user)
-	msgs := md.Messages()
-	info := make([]pop3server.MessageInfo, len(msgs))
-	for i, m := range msgs {
-		info[i] = pop3server.MessageInfo{Size: m.Size, UID: m.UID}
-	}
-	return &mailbox{md: md, info: info}, nil
+	return &mailbox{md: md}, nil
 }
 
 func (s *session) Close() error { return nil }
@@ -189,11 +184,13 @@ func (b *Backend) recordLogin(user string) {
 }
 
 type mailbox struct {
-	md   store.Maildrop
-	info []pop3server.MessageInfo
+	md store.Maildrop
 }
 
-func (m *mailbox) Messages() []pop3server.MessageInfo { return m.info }
+// Messages hands the store's snapshot through: store.Message is
+// pop3server.MessageInfo, so there is no copy per login (2.4 MB for
+// 100,000 messages). Neither side modifies it.
+func (m *mailbox) Messages() []pop3server.MessageInfo { return m.md.Messages() }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r, err := m.md.Open(ctx, i)

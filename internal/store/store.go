@@ -22,6 +22,8 @@ import (
 	"context"
 	"errors"
 	"io"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 var (
@@ -34,11 +36,15 @@ var (
 	ErrNoMessage = errors.New("store: message no longer exists")
 )
 
-// Message is one entry of a maildrop snapshot.
-type Message struct {
-	UID  string // unique id listed by UIDL
-	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
-}
+// Message is one entry of a maildrop snapshot:
+//
+//	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
+//	UID  string // unique id listed by UIDL
+//
+// It is the same type as the POP3 engine's pop3server.MessageInfo (both
+// alias wire.MessageInfo), so a session's snapshot reaches the engine
+// without a copy; this package still does not import the engine.
+type Message = wire.MessageInfo
 
 // Store is a collection of maildrops, one per user.
 type Store interface {

@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"bufio"
-	"io"
-)
+import "io"
 
 // CRLFSize returns the number of octets r occupies on the wire in CRLF form,
 // before dot-stuffing: every LF not preceded by CR gains a CR, and a final
@@ -62,12 +59,3 @@ func (c *CRLFCounter) Size() int64 {
 	}
 	return s
 }
-
-// bufWriter is what the dot writer needs from its destination.
-type bufWriter interface {
-	io.Writer
-	io.ByteWriter
-	WriteString(string) (int, error)
-}
-
-var _ bufWriter = (*bufio.Writer)(nil)

@@ -12,15 +12,22 @@ import (
 // final unterminated line and writes the terminating ".". It counts the
 // octets of the CRLF form it sent, stuffing excluded, which equals CRLFSize
 // of the same input.
+//
+// It converts in bulk: each line is found with bytes.IndexByte and copied,
+// its line end fixed up, straight into the free space of the bufio.Writer
+// (AvailableBuffer), so a line costs one scan and one copy and no call per
+// octet. A CR at the end of one Write and its LF at the start of the next
+// are one CRLF, and a CR not followed by LF is passed through as it is.
 type DotWriter struct {
-	w   bufWriter
+	w   *bufio.Writer
 	bol bool  // at beginning of line
 	cr  bool  // last octet written was CR (and not yet followed by LF)
 	n   int64 // CRLF octets sent, stuffing excluded
 }
 
-// NewDotWriter returns a DotWriter over w. Nothing is flushed: the caller
-// owns w and flushes it.
+// NewDotWriter returns a DotWriter over w. It never flushes w except as w
+// itself would, when its buffer is (nearly) full: the caller owns w and
+// flushes it.
 func NewDotWriter(w *bufio.Writer) *DotWriter {
 	return &DotWriter{w: w, bol: true}
 }
@@ -28,46 +35,113 @@ func NewDotWriter(w *bufio.Writer) *DotWriter {
 // Reset makes d write a new message to w.
 func (d *DotWriter) Reset(w *bufio.Writer) { *d = DotWriter{w: w, bol: true} }
 
+// minRoom is the free space below which Write empties the buffer before
+// converting into it, so that lines are not cut into small pieces.
+const minRoom = 512
+
 // Write stuffs and converts p.
 func (d *DotWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
-		if d.bol && p[0] == '.' {
+		out := d.w.AvailableBuffer()
+		if cap(out) < minRoom && d.w.Buffered() > 0 {
+			if err := d.w.Flush(); err != nil {
+				return total - len(p), err
+			}
+			out = d.w.AvailableBuffer()
+		}
+		if cap(out) < 3 {
+			// A buffer too small to convert into: octet by octet.
+			n, err := d.writeSmall(p)
+			return total - len(p) + n, err
+		}
+		var used int
+		out, used = d.convert(out, p)
+		p = p[used:]
+		// out is the free space of d.w: this Write only takes it into
+		// the buffer, it cannot flush or fail.
+		if _, err := d.w.Write(out); err != nil {
+			return total - len(p), err
+		}
+	}
+	return total, nil
+}
+
+// convert appends the wire form of a prefix of p to out, within out's
+// capacity, and returns out and the length of the prefix. Lines already in
+// wire form (ending in CRLF, the next one not starting with ".") are
+// copied as one run.
+func (d *DotWriter) convert(out, p []byte) ([]byte, int) {
+	used := 0
+	for used < len(p) {
+		room := cap(out) - len(out)
+		if room < 3 { // a stuffing dot, a CR and the LF
+			break
+		}
+		q := p[used:]
+		if d.bol && q[0] == '.' {
+			out = append(out, '.')
+			room--
+		}
+		// Look only as far as what fits: the lines, and a CR before
+		// the LF of the last one.
+		win := q[:min(len(q), room-1)]
+		s := 0 // start of the current line in win
+		for {
+			i := bytes.IndexByte(win[s:], '\n')
+			if i < 0 {
+				// The line goes on past win: copy what fits.
+				out = append(out, win...)
+				used += len(win)
+				d.n += int64(len(win))
+				d.cr = win[len(win)-1] == '\r'
+				d.bol = false
+				break
+			}
+			e := s + i // the LF
+			if e > 0 && win[e-1] != '\r' || e == 0 && !d.cr {
+				out = append(out, win[:e]...)
+				out = append(out, '\r', '\n')
+				used += e + 1
+				d.n += int64(e) + 2
+				d.bol, d.cr = true, false
+				break
+			}
+			s = e + 1
+			if s == len(win) || win[s] == '.' {
+				out = append(out, win[:s]...)
+				used += s
+				d.n += int64(s)
+				d.bol, d.cr = true, false
+				break
+			}
+		}
+	}
+	return out, used
+}
+
+// writeSmall is Write for a buffer of fewer than 3 octets.
+func (d *DotWriter) writeSmall(p []byte) (int, error) {
+	for i, b := range p {
+		if d.bol && b == '.' {
 			if err := d.w.WriteByte('.'); err != nil {
-				return total - len(p), err
+				return i, err
 			}
 		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			if _, err := d.w.Write(p); err != nil {
-				return total - len(p), err
-			}
-			d.n += int64(len(p))
-			d.cr = p[len(p)-1] == '\r'
-			d.bol = false
-			return total, nil
-		}
-		if i > 0 {
-			if _, err := d.w.Write(p[:i]); err != nil {
-				return total - len(p), err
-			}
-			d.n += int64(i)
-			d.cr = p[i-1] == '\r'
-		}
-		if !d.cr {
+		if b == '\n' && !d.cr {
 			if err := d.w.WriteByte('\r'); err != nil {
-				return total - len(p), err
+				return i, err
 			}
 			d.n++
 		}
-		if err := d.w.WriteByte('\n'); err != nil {
-			return total - len(p), err
+		if err := d.w.WriteByte(b); err != nil {
+			return i, err
 		}
 		d.n++
-		d.bol, d.cr = true, false
-		p = p[i+1:]
+		d.bol = b == '\n'
+		d.cr = b == '\r'
 	}
-	return total, nil
+	return len(p), nil
 }
 
 // Close ends the message: it completes an unterminated last line and writes

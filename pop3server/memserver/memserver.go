@@ -230,16 +230,35 @@ func (b *Backend) open(u *user) (pop3server.Mailbox, error) {
 func (s *session) Close() error { return nil }
 
 type mailbox struct {
-	b    *Backend
-	u    *user
-	snap []message
-	info []pop3server.MessageInfo
+	b     *Backend
+	u     *user
+	snap  []message
+	info  []pop3server.MessageInfo
+	spare *msgReader // a closed reader for the next Open, so RETR allocates nothing
 }
 
 func (m *mailbox) Messages() []pop3server.MessageInfo { return m.info }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(m.snap[i].body)), nil
+	r := m.spare
+	if r == nil {
+		r = &msgReader{m: m}
+	}
+	m.spare = nil
+	r.Reset(m.snap[i].body)
+	return r, nil
+}
+
+// msgReader reads one message; Close hands it back to its mailbox.
+type msgReader struct {
+	bytes.Reader
+	m *mailbox
+}
+
+func (r *msgReader) Close() error {
+	r.Reset(nil)
+	r.m.spare = r
+	return nil
 }
 
 func (m *mailbox) Commit(ctx context.Context, deleted []int) error {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pop3server_test
+
+const raceEnabled = false
