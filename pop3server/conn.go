@@ -251,61 +251,9 @@ func isAuthCommand(line []byte) bool {
 		(len(line) == 4 || line[4] == ' ')
 }
 
-// readLine reads one CRLF- or LF-terminated line of at most limit octets,
-// terminator included, and returns it without the terminator along with
-// its length on the wire. A longer line is consumed and reported as
-// wire.ErrLineTooLong. Lines that fit the read buffer cost no allocation.
+// readLine reads one command line of at most limit octets (wire.ReadLine).
 func (c *conn) readLine(limit int) (line []byte, n int, err error) {
-	b, err := c.br.ReadSlice('\n')
-	if err == nil {
-		if len(b) > limit {
-			return nil, len(b), wire.ErrLineTooLong
-		}
-		return trimEOL(b), len(b), nil
-	}
-	var buf []byte
-	for err == bufio.ErrBufferFull {
-		if len(buf)+len(b) > limit {
-			for err == bufio.ErrBufferFull {
-				_, err = c.br.ReadSlice('\n')
-			}
-			if err != nil {
-				return nil, 0, eofErr(err)
-			}
-			return nil, 0, wire.ErrLineTooLong
-		}
-		buf = append(buf, b...)
-		b, err = c.br.ReadSlice('\n')
-	}
-	if err != nil {
-		if err == io.EOF && len(buf)+len(b) == 0 {
-			return nil, 0, io.EOF
-		}
-		return nil, 0, eofErr(err)
-	}
-	if len(buf)+len(b) > limit {
-		return nil, 0, wire.ErrLineTooLong
-	}
-	buf = append(buf, b...)
-	return trimEOL(buf), len(buf), nil
-}
-
-func eofErr(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-func trimEOL(b []byte) []byte {
-	n := len(b)
-	if n > 0 && b[n-1] == '\n' {
-		n--
-		if n > 0 && b[n-1] == '\r' {
-			n--
-		}
-	}
-	return b[:n]
+	return wire.ReadLine(c.br, limit)
 }
 
 // finish releases the maildrop and the session and writes the logout line.

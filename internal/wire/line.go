@@ -25,24 +25,50 @@ func NewLineReader(r *bufio.Reader, max int) *LineReader {
 // until the next read. At EOF with a partial line pending it returns
 // io.ErrUnexpectedEOF.
 func (l *LineReader) ReadLine() ([]byte, error) {
-	line, err := l.R.ReadSlice('\n')
-	if err == nil && len(line) <= l.Max {
-		return trimEOL(line), nil
-	}
-	if err == nil || err == bufio.ErrBufferFull {
-		// Too long: drop the rest of the line.
-		for err == bufio.ErrBufferFull {
-			_, err = l.R.ReadSlice('\n')
+	line, _, err := ReadLine(l.R, l.Max)
+	return line, err
+}
+
+// ReadLine reads one CRLF- or LF-terminated line of at most limit octets,
+// terminator included, and returns it without the terminator along with
+// its length on the wire. A longer line is consumed and reported as
+// ErrLineTooLong; the next call reads the next line. A line that fits r's
+// buffer is returned in place (valid until the next read) and costs no
+// allocation; a longer one within limit is assembled. At EOF with a
+// partial line pending it returns io.ErrUnexpectedEOF.
+func ReadLine(r *bufio.Reader, limit int) (line []byte, n int, err error) {
+	b, err := r.ReadSlice('\n')
+	if err == nil {
+		if len(b) > limit {
+			return nil, len(b), ErrLineTooLong
 		}
-		if err != nil {
-			return nil, eofErr(err)
+		return trimEOL(b), len(b), nil
+	}
+	var buf []byte
+	for err == bufio.ErrBufferFull {
+		if len(buf)+len(b) > limit {
+			for err == bufio.ErrBufferFull {
+				_, err = r.ReadSlice('\n')
+			}
+			if err != nil {
+				return nil, 0, eofErr(err)
+			}
+			return nil, 0, ErrLineTooLong
 		}
-		return nil, ErrLineTooLong
+		buf = append(buf, b...)
+		b, err = r.ReadSlice('\n')
 	}
-	if err == io.EOF && len(line) > 0 {
-		return nil, io.ErrUnexpectedEOF
+	if err != nil {
+		if err == io.EOF && len(buf)+len(b) == 0 {
+			return nil, 0, io.EOF
+		}
+		return nil, 0, eofErr(err)
 	}
-	return nil, err
+	if len(buf)+len(b) > limit {
+		return nil, 0, ErrLineTooLong
+	}
+	buf = append(buf, b...)
+	return trimEOL(buf), len(buf), nil
 }
 
 // Buffered reports whether input is already waiting, so a writer can hold
