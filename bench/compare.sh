@@ -58,9 +58,19 @@ if ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/pop3 ]; then
 fi
 for c in taskset python3; do command -v "$c" >/dev/null || die "$c is missing (apt-get install util-linux python3)"; done
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server on CPU 0, generator on CPU 1)"
+# Each idle postoffice session holds two descriptors (the socket and the
+# maildrop's lock file): 10,000 sessions need more than the 20,000 hard
+# limit some machines have. As root, raise the hard limit too (this needs
+# CAP_SYS_RESOURCE, which some containers drop); the servers and the
+# generator started below inherit it.
+if [ "$ROOT" = 1 ] && [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 65536 ]; then
+	{ ulimit -Hn 65536 && ulimit -n 65536; } 2>/dev/null ||
+		say "could not raise the hard open-file limit $(ulimit -Hn) to 65536 (no CAP_SYS_RESOURCE?)"
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" -lt $((IDLE_PO_BIG + 1000)) ]; then
-	say "open-file limit $(ulimit -n): holding only $((IDLE_PO_BIG = $(ulimit -n) - 1000)) postoffice idle sessions"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE_PO_BIG + 100)) ]; then
+	IDLE_PO_BIG=$((($(ulimit -n) - 100) / 2 / 100 * 100))
+	say "open-file limit $(ulimit -n): holding only $IDLE_PO_BIG postoffice idle sessions (2 descriptors each)"
 fi
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -131,6 +141,13 @@ passwd_file = "$SEED/passwd"
 
 [mail]
 location = "maildir:$PO_MAIL/%u/Maildir"
+
+# Like Dovecot's limits above: no cap on connections, in all or per IP
+# (every session comes from 127.0.0.1; the defaults, 2000 and 20, would
+# refuse most of login-c64 and of the idle cases).
+[limits]
+max_connections = 0
+max_connections_per_ip = 0
 EOF
 start_po() {
 	taskset -c 0 "$PO" serve --config "$WORK/po/postoffice.toml" 2>>"$WORK/po/log" &

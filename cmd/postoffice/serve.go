@@ -97,7 +97,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := maildir.New(maildir.Options{Location: cfg.Mail.MaildirPath(), Logger: log})
+	st, err := maildir.New(maildir.Options{Location: cfg.Mail.MaildirPath(), Logger: log,
+		VerifySizeFields: cfg.Mail.VerifySizeFields})
 	if err != nil {
 		return err
 	}

@@ -187,6 +187,15 @@ func (c *Config) STLS() bool { return c.TLS.Cert != "" }
 type Mail struct {
 	// Location is a Dovecot-style template: "maildir:/var/vmail/%d/%n/Maildir".
 	Location string `toml:"location"`
+	// VerifySizeFields: false (the default) trusts the ",W=<n>" size in
+	// Maildir file names as Dovecot does, so a message is indexed without
+	// opening its file; a message stored without a final newline is then
+	// listed at W and sent as W+2 octets (the CRLF the server appends, RFC
+	// 1939 §3), exactly as Dovecot lists and sends it. true restores exact
+	// sizes by reading each such file's last octet once, when the message
+	// is first indexed. Files without W= are read, and sized exactly,
+	// either way.
+	VerifySizeFields bool `toml:"verify_size_fields"`
 }
 
 // LMTP is the [lmtp] table: mail intake from an MTA (RFC 2033). With

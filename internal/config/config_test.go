@@ -40,6 +40,31 @@ func TestParseGood(t *testing.T) {
 	if got := c.Mail.MaildirPath(); got != "/var/vmail/%d/%n/Maildir" {
 		t.Errorf("MaildirPath = %q", got)
 	}
+	if c.Mail.VerifySizeFields {
+		t.Errorf("mail.verify_size_fields = true by default, want false (W= trusted)")
+	}
+}
+
+func TestParseVerifySizeFields(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		line string
+		want bool
+	}{
+		{"verify_size_fields = true\n", true},
+		{"verify_size_fields = false\n", false},
+	} {
+		c, err := Parse("x.toml", []byte(good+tt.line))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tt.line, err)
+		}
+		if c.Mail.VerifySizeFields != tt.want {
+			t.Errorf("Parse(%q): VerifySizeFields = %v, want %v", tt.line, c.Mail.VerifySizeFields, tt.want)
+		}
+	}
+	if _, err := Parse("x.toml", []byte(good+"verify_size_fields = \"yes\"\n")); err == nil {
+		t.Errorf("Parse(verify_size_fields = \"yes\") = nil error, want a type error")
+	}
 }
 
 func TestParseErrorsNameKeyAndLine(t *testing.T) {

@@ -63,14 +63,30 @@
 // Dovecot's rule against changes within one clock tick) and the checksum of
 // the index it goes with; matching stamps make the index the snapshot. See
 // dirstate.go. Files older than 36 hours in tmp/ are removed by Open at most
-// every six hours (the time is kept in the lock file too). A message is read at most
-// once, when it is first seen: the ",W=<n>" field of its name (Dovecot's
-// CRLF size) is trusted, and only its last octet is read, because W= does
-// not count the CRLF a server appends to a message without a final newline;
-// a name without W= is read whole through a CRLF counter. New files are
-// sized 32 at a time with plain system calls: with a cold page cache the
-// work is waiting for the disk. A corrupt index
+// every six hours (the time is kept in the lock file too). A corrupt index
 // (bad checksum, count, or line) is logged and rebuilt.
+//
+// # Sizes and W=
+//
+// A message is sized once, when it is first indexed. The ",W=<n>" field of
+// its name (Dovecot's CRLF size; or the W field of its dovecot-uidlist
+// record) is trusted as Dovecot trusts it: the file is not opened, so a
+// Maildir of 100,000 Dovecot-named messages is indexed from its directory
+// listing alone, and LIST shows the sizes Dovecot showed the same clients.
+// W= does not count the CRLF a server appends to a message without a final
+// newline, so such a message is listed at W and sent as W+2 octets (RFC
+// 1939 §3: the terminating line must follow a CRLF), exactly what Dovecot
+// lists and sends. SMTP and LMTP deliveries always end in CRLF; only an
+// IMAP APPEND or a script can store a message without it. Deliver writes no
+// W= for such a message, so postoffice's own deliveries are always exact.
+// Options.VerifySizeFields (config: [mail] verify_size_fields = true) makes
+// every size exact: the last octet of each W= file is read once, when it
+// is first indexed, to add the completion. A file is opened anyway when its
+// directory entry does not say it is a regular file (a FIFO is left out, a
+// symbolic link followed). A name without a usable W= is read whole through
+// a CRLF counter and sized exactly; many such files are sized 32 at a time
+// with plain system calls, because with a cold page cache the work is
+// waiting for the disk.
 //
 // A message's UIDL (RFC 1939 §7) is derived from its key: the first 15
 // octets of SHA-256(key), base64url without padding, 20 characters. Maildir

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// TestFIFOIgnored: a named pipe in new/ is not a message. Open must not
+// TestFIFOIgnored: a named pipe in new/ is not a message, even named with
+// a W= that is otherwise trusted without opening the file. Open must not
 // block opening it (it would hold the maildrop lock for good).
 func TestFIFOIgnored(t *testing.T) {
 	t.Parallel()
@@ -24,6 +25,10 @@ func TestFIFOIgnored(t *testing.T) {
 	fifo := filepath.Join(mustPath(t, s, user), "new", "1700000000.M1P1.fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Skip("mkfifo:", err)
+	}
+	fifoW := filepath.Join(mustPath(t, s, user), "new", "1700000001.M1P1.fifo,S=5,W=5")
+	if err := syscall.Mkfifo(fifoW, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	type result struct {
 		n   int
@@ -46,8 +51,10 @@ func TestFIFOIgnored(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		// Release the blocked open before failing.
-		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			f.Close()
+		for _, p := range []string{fifo, fifoW} {
+			if f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				f.Close()
+			}
 		}
 		t.Fatal("Open blocked on a FIFO in new/")
 	}

@@ -42,6 +42,18 @@ type Options struct {
 	// message, a deletion and the index are on disk before the call returns.
 	// Only tests and benchmarks should set it.
 	NoSync bool
+	// VerifySizeFields makes the size of a message whose name (or
+	// dovecot-uidlist record) has Dovecot's W= exact: its last octet is
+	// read once, when the message is first indexed, and a message without
+	// a final newline is listed with the 2 octets of the CRLF the server
+	// appends (RFC 1939 §3). The zero value (false) trusts W= as Dovecot
+	// does and never opens such a file to size it: a 100,000-message
+	// Maildir is indexed from its directory listing alone, and LIST shows
+	// the sizes Dovecot showed; a message without a final newline (rare:
+	// SMTP and LMTP deliveries end in CRLF, an IMAP APPEND or a script may
+	// not) is then listed at W and sent as W+2 octets, as Dovecot sends it.
+	// Files without W= are always read whole, and sized exactly.
+	VerifySizeFields bool
 }
 
 // Store is a collection of Maildirs, one per user, found by a location
@@ -52,10 +64,13 @@ type Store struct {
 	log    *slog.Logger
 	host   string
 	noSync bool
+	// verifySizes is Options.VerifySizeFields.
+	verifySizes bool
 
-	syncHook func(dir string) // test hook, nil in production
-	scanHook func(dir string) // test hook: Open reads new/ and cur/
-	now      func() time.Time // test hook for the clock, nil in production
+	syncHook func(dir string)  // test hook, nil in production
+	scanHook func(dir string)  // test hook: Open reads new/ and cur/
+	sizeHook func(name string) // test hook: a file is opened to size it (from several goroutines)
+	now      func() time.Time  // test hook for the clock, nil in production
 }
 
 // clock returns the current time.
@@ -87,7 +102,8 @@ func New(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{loc: loc, home: opts.Home, log: log, host: safeHost(host), noSync: opts.NoSync}, nil
+	return &Store{loc: loc, home: opts.Home, log: log, host: safeHost(host), noSync: opts.NoSync,
+		verifySizes: opts.VerifySizeFields}, nil
 }
 
 // Path returns the Maildir directory of user, after validating the name.
@@ -167,7 +183,9 @@ func (s *Store) syncDir(dir string) error {
 
 // Deliver stores one message for user: it writes tmp/<unique>, fsyncs it,
 // links it into new/ as "<unique>,S=<size>,W=<crlfsize>", removes the tmp
-// name and fsyncs new/. Only then is the message durable and Deliver returns
+// name and fsyncs new/. A message that does not end in a newline gets no W=
+// (only S=): its W= would leave out the CRLF a server appends, and a W=
+// that Open trusts must be the exact size. Only then is the message durable and Deliver returns
 // nil. On any error nothing is left in new/.
 func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 	if err := ctx.Err(); err != nil {
@@ -218,7 +236,12 @@ func (s *Store) deliver(ctx context.Context, f *os.File, tmpPath, dir, name stri
 		}
 		return "", fmt.Errorf("maildir: deliver: %w", err)
 	}
-	final := fmt.Sprintf("%s,S=%d,W=%d", name, cw.n, cw.vsize())
+	final := fmt.Sprintf("%s,S=%d", name, cw.n)
+	if completion(cw.n, cw.last) == 0 {
+		// W= is then the exact wire size, which Open trusts without
+		// reading the file; otherwise Open reads it to size it.
+		final += fmt.Sprintf(",W=%d", cw.vsize())
+	}
 	newPath := filepath.Join(dir, "new", final)
 	// link, not rename: link fails instead of replacing an existing file.
 	if err := os.Link(tmpPath, newPath); err != nil {

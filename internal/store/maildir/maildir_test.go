@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -124,13 +126,14 @@ func TestDeliverNames(t *testing.T) {
 		t.Fatalf("new/ = %q, want one file", names)
 	}
 	name := names[0]
-	// W= is Dovecot's: CRLF size without the completing CRLF.
-	wantS, wantW := int64(len(body)), wsize(body)-2
+	// Without a final newline, no W=: Dovecot's W= would leave out the
+	// completing CRLF, and a W= is trusted as the exact size.
+	wantS := int64(len(body))
 	if n, ok := sizeField(name, 'S'); !ok || n != wantS {
 		t.Errorf("name %q: S = %d, %v, want %d", name, n, ok, wantS)
 	}
-	if n, ok := sizeField(name, 'W'); !ok || n != wantW {
-		t.Errorf("name %q: W = %d, %v, want %d", name, n, ok, wantW)
+	if n, ok := sizeField(name, 'W'); ok {
+		t.Errorf("name %q: W = %d, want none (no final newline)", name, n)
 	}
 	if !strings.Contains(name, ".test.example.org,") || !strings.Contains(name, ".M") {
 		t.Errorf("name %q not in the <secs>.M<usec>P<pid>Q<n>.<host> form", name)
@@ -151,10 +154,29 @@ func TestDeliverNames(t *testing.T) {
 			t.Errorf("%s/ mode = %v, want 0700", sub, fi.Mode().Perm())
 		}
 	}
+	// With a final newline, W= is Dovecot's CRLF size, which is exact.
+	body2 := "Subject: y\n\nfinal newline\n"
+	if err := s.Deliver(context.Background(), "u@example.org", strings.NewReader(body2)); err != nil {
+		t.Fatal(err)
+	}
+	var name2 string
+	for _, n := range listDir(t, filepath.Join(dir, "new")) {
+		if n != name {
+			name2 = n
+		}
+	}
+	if n, ok := sizeField(name2, 'S'); !ok || n != int64(len(body2)) {
+		t.Errorf("name %q: S = %d, %v, want %d", name2, n, ok, len(body2))
+	}
+	if n, ok := sizeField(name2, 'W'); !ok || n != wsize(body2) {
+		t.Errorf("name %q: W = %d, %v, want %d", name2, n, ok, wsize(body2))
+	}
 	m := openMD(t, s, "u@example.org")
 	defer m.Close()
-	if got, want := m.Messages()[0].Size, wsize(body); got != want {
-		t.Errorf("Size = %d, want %d", got, want)
+	for i, b := range []string{body, body2} {
+		if got, want := m.Messages()[i].Size, wsize(b); got != want {
+			t.Errorf("message %d: Size = %d, want %d", i, got, want)
+		}
 	}
 }
 
@@ -346,11 +368,12 @@ func TestMovedAndVanished(t *testing.T) {
 	}
 }
 
-// TestWTrustedLastOctetChecked: a W= in the name is used without reading the
-// message, but the last octet decides the completing CRLF.
-func TestWTrustedLastOctetChecked(t *testing.T) {
+// TestWVerifiedLastOctetChecked: with Options.VerifySizeFields, a W= in the
+// name is used without reading the message, but the last octet decides the
+// completing CRLF.
+func TestWVerifiedLastOctetChecked(t *testing.T) {
 	t.Parallel()
-	s, _ := newTestStore(t, true)
+	s := newStoreOpts(t, Options{VerifySizeFields: true})
 	dir := mustPath(t, s, "w")
 	cases := []struct {
 		name, body string
@@ -367,6 +390,8 @@ func TestWTrustedLastOctetChecked(t *testing.T) {
 	for _, c := range cases {
 		writeFile(t, filepath.Join(dir, "cur", c.name), c.body)
 	}
+	var opened atomic.Int32
+	s.sizeHook = func(string) { opened.Add(1) }
 	m := openMD(t, s, "w")
 	defer m.Close()
 	msgs := m.Messages()
@@ -378,6 +403,95 @@ func TestWTrustedLastOctetChecked(t *testing.T) {
 			t.Errorf("%s: Size = %d, want %d", c.name, msgs[i].Size, c.want)
 		}
 	}
+	if got := opened.Load(); got != int32(len(cases)) {
+		t.Errorf("files opened to size them = %d, want %d (all)", got, len(cases))
+	}
+}
+
+// TestWTrustedByDefault: without VerifySizeFields, W= is the size, as in
+// Dovecot, and a file with W= is not opened at all. A message without a
+// final newline is listed at W; RETR sends W+2 (the server's completing
+// CRLF, RFC 1939 §3), which is what Dovecot lists and sends.
+func TestWTrustedByDefault(t *testing.T) {
+	t.Parallel()
+	loc := t.TempDir() + "/%n"
+	s := newStoreOpts(t, Options{Location: loc, NoSync: true})
+	dir := mustPath(t, s, "w")
+	cases := []struct {
+		name, body string
+		want       int64
+		opened     bool
+	}{
+		{"1700000001.M1P1.h,S=12,W=1000:2,S", "Subject: a\n\n", 1000, false},
+		{"1700000002.M1P1.h,S=16,W=18", "Subject: b\n\nlast", 18, false}, // Dovecot's W=
+		{"1700000003.M1P1.h,S=18,W=19:2,", "Subject: c\n\nlast\r", 19, false},
+		{"1700000004.M1P1.h,W=0,S=0", "", 0, false},
+		{"1700000005.M1P1.h,S=5", "a\nb\nc", wsize("a\nb\nc"), true}, // no W=: read, exact
+		{"1700000006.M1P1.h,W=x12", "ab\n", wsize("ab\n"), true},     // malformed W=: read
+	}
+	wantOpened := 0
+	for _, c := range cases {
+		writeFile(t, filepath.Join(dir, "cur", c.name), c.body)
+		if c.opened {
+			wantOpened++
+		}
+	}
+	var mu sync.Mutex
+	var opened []string
+	s.sizeHook = func(name string) {
+		mu.Lock()
+		opened = append(opened, name)
+		mu.Unlock()
+	}
+	m := openMD(t, s, "w")
+	msgs := m.Messages()
+	if len(msgs) != len(cases) {
+		t.Fatalf("%d messages, want %d", len(msgs), len(cases))
+	}
+	for i, c := range cases {
+		if msgs[i].Size != c.want {
+			t.Errorf("%s: Size = %d, want %d", c.name, msgs[i].Size, c.want)
+		}
+	}
+	if len(opened) != wantOpened {
+		t.Errorf("files opened to size them = %q, want the %d without a usable W=", opened, wantOpened)
+	}
+	// The stored octets are served as they are; the engine's CRLF
+	// conversion then sends W+2 for "last" (no final newline).
+	if got, want := wsize(readMsg(t, m, 1)), int64(18+2); got != want {
+		t.Errorf("wire size of message 2 = %d, want W+2 = %d", got, want)
+	}
+	m.Close()
+
+	// The sizes are in the index: a second Open (index up to date) lists
+	// the same, and so does VerifySizeFields later (a message is sized
+	// once, when first indexed).
+	s2 := newStoreOpts(t, Options{Location: loc, NoSync: true, VerifySizeFields: true})
+	m2 := openMD(t, s2, "w")
+	defer m2.Close()
+	for i, c := range cases {
+		if got := m2.Messages()[i].Size; got != c.want {
+			t.Errorf("%s: Size after reopening with VerifySizeFields = %d, want %d (indexed)", c.name, got, c.want)
+		}
+	}
+}
+
+// newStoreOpts returns a Store with opts over a fresh directory, fsync off
+// and a fixed hostname unless opts says otherwise.
+func newStoreOpts(t testing.TB, opts Options) *Store {
+	t.Helper()
+	if opts.Location == "" {
+		opts.Location = t.TempDir() + "/%d/%n/Maildir"
+		opts.NoSync = true
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "test.example.org"
+	}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s
 }
 
 func uidlsOf(m store.Maildrop) []string {

@@ -97,6 +97,7 @@ type found struct {
 	key, sub, info string
 	rec            *uidlistRec
 	size           int64
+	regular        bool // the directory entry says a regular file
 }
 
 // load builds the snapshot: index entries whose files still exist, in index
@@ -216,8 +217,8 @@ func (md *maildrop) scan(ctx context.Context, idx []indexEntry) (entries []entry
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
 		}
-		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, isDir bool) {
-			if isDir || !usableName(name) {
+		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, typ fileType) {
+			if typ == typeDir || !usableName(name) {
 				return
 			}
 			key, info := splitName(name)
@@ -235,7 +236,7 @@ func (md *maildrop) scan(ctx context.Context, idx []indexEntry) (entries []entry
 			}
 			k := string(key)
 			freshSeen[k] = true
-			fresh = append(fresh, found{key: k, sub: sub, info: intern(info)})
+			fresh = append(fresh, found{key: k, sub: sub, info: intern(info), regular: typ == typeRegular})
 		})
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := md.s.create(md.dir); err != nil {
@@ -303,7 +304,19 @@ func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) (
 			}
 		}
 	}
-	slices.SortFunc(fresh, func(a, b found) int {
+	// Sort indexes with each name's delivery time parsed once, not in
+	// every comparison, and move the (large) found records once.
+	type sortKey struct{ secs, usec string }
+	keys := make([]sortKey, len(fresh))
+	order := make([]int32, len(fresh))
+	for i := range fresh {
+		order[i] = int32(i)
+		if fresh[i].rec == nil {
+			keys[i].secs, keys[i].usec = deliveryTime(fresh[i].key)
+		}
+	}
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &fresh[i], &fresh[j]
 		switch {
 		case a.rec != nil && b.rec != nil:
 			if a.rec.hasOrder != b.rec.hasOrder {
@@ -321,8 +334,13 @@ func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) (
 		case b.rec != nil:
 			return 1
 		}
-		return compareNames(a.key, b.key)
+		return compareTimed(a.key, keys[i].secs, keys[i].usec, b.key, keys[j].secs, keys[j].usec)
 	})
+	sorted := make([]found, len(fresh))
+	for k, i := range order {
+		sorted[k] = fresh[i]
+	}
+	fresh = sorted
 
 	if err := md.sizeAll(ctx, fresh); err != nil {
 		return nil, err
@@ -373,9 +391,21 @@ func deriveUIDL(key string) string {
 }
 
 // sizeAll sets the wire size of every file in fresh, or -1 for one that has
-// vanished. Many files are sized by sizeWorkers goroutines: the work is
+// vanished. Sizes trusted from W= cost nothing; the files that must be
+// opened, when many, are sized by sizeWorkers goroutines: the work is
 // system calls and, with a cold page cache, waiting for the disk.
 func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
+	var open []int // indexes into fresh of the files to open
+	for i := range fresh {
+		if w, ok := md.trustedSize(&fresh[i]); ok {
+			fresh[i].size = w
+		} else {
+			open = append(open, i)
+		}
+	}
+	if len(open) == 0 {
+		return nil
+	}
 	var dirs [2]dirFD
 	for i, sub := range []string{"new", "cur"} {
 		d, err := openDirFD(filepath.Join(md.dir, sub))
@@ -391,9 +421,9 @@ func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
 		}
 		return dirs[0]
 	}
-	if len(fresh) < 2*sizeWorkers {
+	if len(open) < 2*sizeWorkers {
 		buf := make([]byte, 32<<10)
-		for i := range fresh {
+		for _, i := range open {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -426,7 +456,7 @@ func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
 	}
 	var err error
 loop:
-	for i := range fresh {
+	for _, i := range open {
 		select {
 		case next <- i:
 		case <-ctx.Done():
@@ -439,17 +469,41 @@ loop:
 	return cmp.Or(err, first)
 }
 
+// vsize returns Dovecot's W= of f: the ",W=<n>" field of its name, else the
+// W field of its dovecot-uidlist record.
+func vsize(f *found) (int64, bool) {
+	if w, ok := sizeField(f.key, 'W'); ok {
+		return w, true
+	}
+	if f.rec != nil && f.rec.vsize >= 0 {
+		return f.rec.vsize, true
+	}
+	return 0, false
+}
+
+// trustedSize returns the size of f without opening it, as Dovecot does:
+// its W=, unless Options.VerifySizeFields is set, f has no W=, or its
+// directory entry does not say it is a regular file (a FIFO must be
+// seen and left out; a symbolic link may point anywhere).
+func (md *maildrop) trustedSize(f *found) (int64, bool) {
+	if md.s.verifySizes || !f.regular {
+		return 0, false
+	}
+	return vsize(f)
+}
+
 // size computes the wire size of f: RFC 1939 §11 and store.Message.Size, the
 // octets in CRLF form plus the CRLF a server appends when the message does
 // not end in a newline. Dovecot's W= (in the name or in dovecot-uidlist) is
-// the CRLF size without that completion, so it is trusted and only the last
-// octet is read, to decide the completion. Without W= the whole file is read
-// once, through buf. A file that vanished, or is not a regular file, gets
-// size -1 and is left out.
+// the CRLF size without that completion; when sizeAll could not trust it
+// (see trustedSize), the file is opened and only its last octet read, to
+// decide the completion. Without W= the whole file is read once, through
+// buf. A file that vanished, or is not a regular file, gets size -1 and is
+// left out.
 func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
-	w, ok := sizeField(f.key, 'W')
-	if !ok && f.rec != nil && f.rec.vsize >= 0 {
-		w, ok = f.rec.vsize, true
+	w, ok := vsize(f)
+	if md.s.sizeHook != nil {
+		md.s.sizeHook(f.key + f.info)
 	}
 	n, last, crlf, gone, regular, err := d.sizeAt(f.key+f.info, !ok, buf)
 	switch {
@@ -542,8 +596,8 @@ func (md *maildrop) relocate() error {
 		md.entries[i].sub = ""
 	}
 	for _, sub := range []string{"new", "cur"} {
-		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, isDir bool) {
-			if isDir || !usableName(name) {
+		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, typ fileType) {
+			if typ == typeDir || !usableName(name) {
 				return
 			}
 			key, info := splitName(name)

@@ -64,6 +64,12 @@ func sizeField(base string, c byte) (int64, bool) {
 func compareNames(a, b string) int {
 	sa, ua := deliveryTime(a)
 	sb, ub := deliveryTime(b)
+	return compareTimed(a, sa, ua, b, sb, ub)
+}
+
+// compareTimed is compareNames with each name's deliveryTime already
+// parsed, for sorting many names.
+func compareTimed(a, sa, ua, b, sb, ub string) int {
 	if c := cmpNum(sa, sb); c != 0 {
 		return c
 	}
@@ -181,3 +187,13 @@ func safeHost(h string) string {
 	}
 	return b.String()
 }
+
+// fileType is the type of a directory entry, as the directory says.
+type fileType uint8
+
+const (
+	typeUnknown fileType = iota // not said, or a symbolic link: open it to know
+	typeRegular
+	typeDir
+	typeSpecial // FIFO, socket, device
+)

@@ -13,12 +13,13 @@ import (
 )
 
 // scanDir calls fn for every entry of the directory path except "." and
-// "..", with the name valid only during the call, and whether the entry is
-// known to be a directory. On Linux it reads getdents64 records into one
+// "..", with the name valid only during the call, and its type as the
+// directory entry says (d_type; typeUnknown when the file system does not
+// say, or for a symbolic link). On Linux it reads getdents64 records into one
 // large buffer: a Maildir of 100,000 messages is listed in a few system
 // calls and without a string per name, so that names already in the index
 // cost no allocation.
-func scanDir(path string, fn func(name []byte, isDir bool)) error {
+func scanDir(path string, fn func(name []byte, typ fileType)) error {
 	var fd int
 	var err error
 	for {
@@ -62,7 +63,20 @@ func scanDir(path string, fn func(name []byte, isDir bool)) error {
 			if len(name) == 0 || string(name) == "." || string(name) == ".." {
 				continue
 			}
-			fn(name, typ == syscall.DT_DIR)
+			fn(name, direntType(typ))
 		}
 	}
+}
+
+// direntType maps a d_type to a fileType.
+func direntType(t uint8) fileType {
+	switch t {
+	case syscall.DT_REG:
+		return typeRegular
+	case syscall.DT_DIR:
+		return typeDir
+	case syscall.DT_UNKNOWN, syscall.DT_LNK:
+		return typeUnknown // a stat (or an open) tells
+	}
+	return typeSpecial
 }

@@ -23,8 +23,8 @@ func (s *Store) Usage(ctx context.Context, user string) (octets int64, messages 
 			return 0, 0, err
 		}
 		subDir := filepath.Join(dir, sub)
-		err := scanDir(subDir, func(name []byte, isDir bool) {
-			if isDir || !usableName(name) {
+		err := scanDir(subDir, func(name []byte, typ fileType) {
+			if typ == typeDir || !usableName(name) {
 				return
 			}
 			messages++
