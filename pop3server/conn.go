@@ -830,11 +830,19 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 	if err := c.dw.Close(); err != nil {
 		return c.dw.Count(), true, err
 	}
-	if lines < 0 && c.dw.Count() != c.msgs[i].Size {
-		// The stored message changed under us; the client got a size that
-		// does not match. Worth an admin's attention.
-		c.log.Warn("message size changed since listing", "msg", i+1,
-			"listed", c.msgs[i].Size, "sent", c.dw.Count())
+	if sent, listed := c.dw.Count(), c.msgs[i].Size; lines < 0 && sent != listed {
+		if d := sent - listed; d == 1 || d == 2 {
+			// The CR or CRLF the terminator needs after a message
+			// without a final newline, which a size taken from a
+			// Maildir ,W= field does not count (as with Dovecot).
+			c.log.Debug("message sent with completed last line", "msg", i+1,
+				"listed", listed, "sent", sent)
+		} else {
+			// The stored message changed under us; the client got a
+			// size that does not match. Worth an admin's attention.
+			c.log.Warn("message size changed since listing", "msg", i+1,
+				"listed", listed, "sent", sent)
+		}
 	}
 	return c.dw.Count(), true, nil
 }
