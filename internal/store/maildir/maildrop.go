@@ -618,7 +618,8 @@ func (md *maildrop) relocate() error {
 // Commit removes the messages with the given indexes (RFC 1939 §6, the
 // UPDATE state), fsyncs the directories and rewrites the index without them,
 // all under the lock. A message already gone counts as removed. On partial
-// failure it removes what it can and returns the errors. A context already
+// failure it removes what it can and returns the errors; a failed index
+// write (a full disk) is only logged, since the removals are durable. A context already
 // done when Commit starts deletes nothing.
 func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	if err := ctx.Err(); err != nil {
@@ -692,7 +693,11 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 		}
 	}
 	if err := md.s.writeIndex(md.dir, keep); err != nil {
-		errs = append(errs, err)
+		// The removals are durable; the index is only a cache, and the
+		// next Open sees from the directories' stamps that it is stale
+		// and reads them again. Failing the commit would tell the client
+		// its deleted messages are still there, which they are not.
+		md.s.log.Warn("maildir: index not updated after commit; the next open rescans", "dir", md.dir, "err", err)
 	}
 	return errors.Join(errs...)
 }
