@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -566,13 +565,4 @@ func ReadUsers(path string) ([]Credential, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return users, nil
-}
-
-// cpuTime returns this process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
