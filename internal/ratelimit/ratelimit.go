@@ -232,31 +232,26 @@ func (l *Limiter) Check(ip netip.Addr, user string) Verdict {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e := l.ips.get(g); e != nil {
-		if e.expired(t, int64(l.opts.Window)) {
-			l.ips.remove(e)
-		} else {
-			if t < e.bannedUntil {
-				v.Refuse, v.Reason, v.Until = true, "banned", time.Unix(0, e.bannedUntil)
+	window := int64(l.opts.Window)
+	if e := l.ips.live(g, t, window); e != nil {
+		if t < e.bannedUntil {
+			v.Refuse, v.Reason, v.Until = true, "banned", time.Unix(0, e.bannedUntil)
+			return v
+		}
+		if e.failures > 0 && l.opts.BaseDelay > 0 {
+			slot := max(e.slot, t)
+			wait := time.Duration(slot - t)
+			if wait > l.opts.MaxDelay {
+				v.Refuse, v.Reason, v.Until = true, "throttled", time.Unix(0, slot)
 				return v
 			}
-			if e.failures > 0 && l.opts.BaseDelay > 0 {
-				slot := max(e.slot, t)
-				wait := time.Duration(slot - t)
-				if wait > l.opts.MaxDelay {
-					v.Refuse, v.Reason, v.Until = true, "throttled", time.Unix(0, slot)
-					return v
-				}
-				e.slot = slot + int64(l.interval(e.failures, l.opts.MaxDelay))
-				v.Delay = wait
-			}
+			e.slot = slot + int64(l.interval(e.failures, l.opts.MaxDelay))
+			v.Delay = wait
 		}
 	}
 	if user != "" && l.opts.UserDelayAfter > 0 && l.opts.BaseDelay > 0 {
-		if u := l.users.get(uh); u != nil {
-			if u.expired(t, int64(l.opts.Window)) {
-				l.users.remove(u)
-			} else if n := u.failures - l.opts.UserDelayAfter + 1; n > 0 {
+		if u := l.users.live(uh, t, window); u != nil {
+			if n := u.failures - l.opts.UserDelayAfter + 1; n > 0 {
 				d := l.interval(n, l.opts.UserMaxDelay)
 				if wait := time.Duration(u.last + int64(d) - t); wait > v.Delay {
 					v.Delay = wait
@@ -284,15 +279,7 @@ func (l *Limiter) Failure(ip netip.Addr, user string, fp Fingerprint) Result {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.ips.get(g)
-	if e != nil && e.expired(t, int64(l.opts.Window)) {
-		l.ips.remove(e)
-		e = nil
-	}
-	if e == nil {
-		e = l.ips.add(g, t, int64(l.opts.Window))
-	}
-	l.ips.touch(e)
+	e := l.ips.liveOrAdd(g, t, int64(l.opts.Window))
 	if fp.h == 0 || !e.seen(fp.h) {
 		r.Counted = true
 		e.push(fp.h, uh)
@@ -310,15 +297,7 @@ func (l *Limiter) Failure(ip netip.Addr, user string, fp Fingerprint) Result {
 	}
 
 	if user != "" {
-		u := l.users.get(uh)
-		if u != nil && u.expired(t, int64(l.opts.Window)) {
-			l.users.remove(u)
-			u = nil
-		}
-		if u == nil {
-			u = l.users.add(uh, t, int64(l.opts.Window))
-		}
-		l.users.touch(u)
+		u := l.users.liveOrAdd(uh, t, int64(l.opts.Window))
 		if fp.h == 0 || !u.seen(fp.h) {
 			u.push(fp.h, uh)
 			u.failures++

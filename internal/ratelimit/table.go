@@ -54,6 +54,27 @@ func (tb *table[K]) init(max int) { tb.m, tb.max = make(map[K]*entry[K]), max }
 
 func (tb *table[K]) get(k K) *entry[K] { return tb.m[k] }
 
+// live returns k's entry unless it has expired at t, dropping an expired
+// one; nil when there is none.
+func (tb *table[K]) live(k K, t, window int64) *entry[K] {
+	e := tb.m[k]
+	if e != nil && e.expired(t, window) {
+		tb.remove(e)
+		return nil
+	}
+	return e
+}
+
+// liveOrAdd returns k's live entry, or a fresh one, at the head.
+func (tb *table[K]) liveOrAdd(k K, t, window int64) *entry[K] {
+	e := tb.live(k, t, window)
+	if e == nil {
+		return tb.add(k, t, window)
+	}
+	tb.touch(e)
+	return e
+}
+
 // add inserts a fresh entry for k at the head. When the table is full it
 // first drops expired entries from the tail, then evicts the least recent
 // entry without a ban in force among the last few, or else the least
