@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+	"github.com/postoffice-mail/postoffice/internal/testutil"
 )
 
 var binary string // path of the built postoffice binary
@@ -263,14 +264,7 @@ func crlf(msg string) string {
 // need skips the test when a program is not installed.
 func need(t testing.TB, prog, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		if os.Getenv("POSTOFFICE_REQUIRE_PEERS") != "" {
-			t.Fatalf("%s not installed (apt-get install %s) and POSTOFFICE_REQUIRE_PEERS is set", prog, pkg)
-		}
-		t.Skipf("%s not installed: apt-get install %s", prog, pkg)
-	}
-	return p
+	return testutil.Need(t, prog, pkg)
 }
 
 // syncBuffer is the server's log, written by the goroutine that reads its

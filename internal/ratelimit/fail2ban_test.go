@@ -162,13 +162,10 @@ func TestFail2banFilterEngine(t *testing.T) {
 // over docs/fail2ban/sample.log.
 func TestFail2banRegex(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		t.Skip("fail2ban-regex not installed (apt-get install fail2ban)")
-	}
+	bin := testutil.Need(t, "fail2ban-regex", "fail2ban")
 	common, err := os.ReadFile("/etc/fail2ban/filter.d/common.conf")
 	if err != nil {
-		t.Skip("no /etc/fail2ban/filter.d/common.conf")
+		testutil.Missing(t, "/etc/fail2ban/filter.d/common.conf", "fail2ban")
 	}
 	dir := t.TempDir()
 	filter, err := os.ReadFile(filterPath)

@@ -5,6 +5,8 @@ package testutil
 
 import (
 	"net"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/postoffice-mail/postoffice/pop3server"
@@ -33,4 +35,25 @@ func ServePOP3(t testing.TB, opts pop3server.Options) (string, *pop3server.Serve
 	}
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String(), srv
+}
+
+// Missing skips the test because a peer (a program, a file it installs) is
+// absent, naming the Debian package; with POSTOFFICE_REQUIRE_PEERS set (as
+// .ci/run does) it fails instead, so CI never passes by skipping.
+func Missing(t testing.TB, what, pkg string) {
+	t.Helper()
+	if os.Getenv("POSTOFFICE_REQUIRE_PEERS") != "" {
+		t.Fatalf("%s not installed (apt-get install %s) and POSTOFFICE_REQUIRE_PEERS is set", what, pkg)
+	}
+	t.Skipf("%s not installed: apt-get install %s", what, pkg)
+}
+
+// Need returns the path of program prog, or calls Missing.
+func Need(t testing.TB, prog, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		Missing(t, prog, pkg)
+	}
+	return p
 }

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/testutil"
+
 	"github.com/postoffice-mail/postoffice/internal/certutil"
 )
 
@@ -37,12 +39,9 @@ const mailUser = "vmail" // owns the Maildirs; Dovecot's mail processes refuse r
 // {PLAIN}, so CRAM-MD5 and APOP work too) and stops it when the test ends.
 func Start(t testing.TB, users ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("dovecot")
-	if err != nil {
-		t.Skip("dovecot not installed: apt-get install dovecot-pop3d")
-	}
+	bin := testutil.Need(t, "dovecot", "dovecot-core dovecot-pop3d")
 	if _, err := os.Stat("/usr/lib/dovecot/pop3"); err != nil {
-		t.Skip("dovecot POP3 server not installed: apt-get install dovecot-pop3d")
+		testutil.Missing(t, "dovecot's POP3 server", "dovecot-pop3d")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("dovecot tests need root (Dovecot drops privileges to its own users)")
