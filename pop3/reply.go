@@ -73,7 +73,9 @@ func parseError(text string) *Error {
 			return &Error{Text: text}
 		}
 		for i := 0; i < len(level); i++ {
-			if c := level[i]; c <= ' ' || c >= 0x7f {
+			// RFC 2449 §8's rchar, less '[': no registered code has
+			// one, and "[[]" is a bracketed text, not a code.
+			if c := level[i]; c <= ' ' || c >= 0x7f || c == '[' {
 				return &Error{Text: text}
 			}
 		}
