@@ -78,7 +78,20 @@ type Options struct {
 	// Quota is checked at RCPT (a full maildrop) and before each delivery
 	// (the message would not fit); the zero value limits nothing.
 	Quota Quota
+	// OnDelivery, if set, is told the result of each delivery to one
+	// recipient after DATA (e.g. to count it in a metric): one of the
+	// Result constants, the message's size as received, and how long the
+	// store took (for ResultDelivered). It must not block.
+	OnDelivery func(result string, size int64, d time.Duration)
 }
+
+// Delivery results, as passed to Options.OnDelivery.
+const (
+	ResultDelivered = "delivered"
+	ResultOverQuota = "over_quota" // 552 or 452 from the quota check
+	ResultFull      = "full"       // 452 4.3.1: the file system is full
+	ResultFailed    = "failed"     // any other temporary failure of the store
+)
 
 // Server is an LMTP server. Serve may be called for several listeners.
 type Server struct {
@@ -408,6 +421,11 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		body := io.NewSectionReader(spool, 0, size)
 		hdr := Header(s.from, rc.addr, "\r\n")
 		if err := s.checkQuota(rc.user, size+int64(len(hdr))); err != nil {
+			r := ResultOverQuota
+			if err == errTempStore {
+				r = ResultFailed
+			}
+			s.srv.observe(r, size, 0)
 			status.SetStatus(rc.addr, err)
 			continue
 		}
@@ -415,14 +433,29 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		start := time.Now()
 		if err := s.srv.opts.Store.Deliver(ctx, rc.user, msg); err != nil {
 			s.srv.log.Error("lmtp delivery failed", "conn", s.id, "remote", s.remote, "user", rc.user, "err", err)
-			status.SetStatus(rc.addr, tempError(err, errTempStore))
+			reply := tempError(err, errTempStore)
+			r := ResultFailed
+			if reply == errStoreFull {
+				r = ResultFull
+			}
+			s.srv.observe(r, size, 0)
+			status.SetStatus(rc.addr, reply)
 			continue
 		}
+		d := time.Since(start)
+		s.srv.observe(ResultDelivered, size, d)
 		s.srv.log.Info("lmtp delivered", "conn", s.id, "remote", s.remote, "user", rc.user,
-			"size", size, "duration", time.Since(start).Round(time.Microsecond))
+			"size", size, "duration", d.Round(time.Microsecond))
 		status.SetStatus(rc.addr, saved)
 	}
 	return nil
+}
+
+// observe calls Options.OnDelivery, if set.
+func (s *Server) observe(result string, size int64, d time.Duration) {
+	if f := s.opts.OnDelivery; f != nil {
+		f(result, size, d)
+	}
 }
 
 // tempError is the reply for a failed write: 452 4.3.1 when the file

@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -494,5 +496,51 @@ func TestDataFailsIfAnyRecipientFails(t *testing.T) {
 	}}
 	if err := s.Data(strings.NewReader(strings.ReplaceAll(body, "\r\n", "\n"))); err == nil {
 		t.Error("Data = nil with alice's delivery failing, want an error")
+	}
+}
+
+func TestOnDeliveryReportsEachRecipient(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var mu sync.Mutex
+	var got []string
+	var sizes []int64
+	observe := func(result string, size int64, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		if (result == ResultDelivered) != (d > 0) {
+			t.Errorf("%s reported with duration %v", result, d)
+		}
+		got = append(got, result)
+		sizes = append(sizes, size)
+	}
+	c := dial(t, start(t, Options{Users: f.users, Store: failStore{f.store, "alice"}, OnDelivery: observe}))
+	c.lhlo()
+	c.cmd("MAIL FROM:<a@b>", "250 ")
+	c.cmd("RCPT TO:<alice@example.org>", "250 ")
+	c.cmd("RCPT TO:<bob@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	fmt.Fprintf(c.nc, "%s.\r\n", body)
+	c.expect("451 ")
+	c.expect("250 ")
+	c.cmd("QUIT", "221 ")
+	c = dial(t, start(t, Options{Users: f.users, Store: f.store, Quota: Quota{Bytes: 300}, OnDelivery: observe}))
+	c.lhlo()
+	c.cmd("MAIL FROM:<a@b>", "250 ")
+	c.cmd("RCPT TO:<alice@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	fmt.Fprintf(c.nc, "Subject: big\r\n\r\n%s\r\n.\r\n", strings.Repeat("y", 250))
+	c.expect("452 4.2.2 ")
+	c.cmd("QUIT", "221 ")
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{ResultFailed, ResultDelivered, ResultOverQuota}
+	if !slices.Equal(got, want) {
+		t.Errorf("OnDelivery results %q, want %q", got, want)
+	}
+	n := int64(len(strings.Replace(body, "..a", ".a", 1))) // un-stuffed
+	if len(sizes) == 3 && (sizes[0] != n || sizes[1] != n) {
+		t.Errorf("sizes %v, want %d for the first two (as received)", sizes, n)
 	}
 }
