@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/netlimit"
 	"github.com/postoffice-mail/postoffice/internal/privdrop"
 	"github.com/postoffice-mail/postoffice/internal/ratelimit"
@@ -26,9 +27,10 @@ const connRefusal = "-ERR [SYS/TEMP] Too many connections, try again later\r\n"
 // of its kind: "pop3" pop3.listen, "pop3s" pop3.listen_tls, "lmtp"
 // lmtp.listen and lmtp.socket.
 const (
-	socketPOP3  = "pop3"
-	socketPOP3S = "pop3s"
-	socketLMTP  = "lmtp"
+	socketPOP3    = "pop3"
+	socketPOP3S   = "pop3s"
+	socketLMTP    = "lmtp"
+	socketMetrics = "metrics"
 )
 
 // activatedSockets takes the sockets systemd passed, if any, and checks
@@ -38,12 +40,12 @@ func activatedSockets(cfg *config.Config) ([]privdrop.Socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	known := []string{socketPOP3, socketPOP3S, socketLMTP}
+	known := []string{socketPOP3, socketPOP3S, socketLMTP, socketMetrics}
 	var problem error
 	for _, s := range socks {
 		switch {
 		case !slices.Contains(known, s.Name):
-			problem = fmt.Errorf("systemd socket %q: unknown name (set FileDescriptorName= to pop3, pop3s or lmtp)", s.Name)
+			problem = fmt.Errorf("systemd socket %q: unknown name (set FileDescriptorName= to pop3, pop3s, lmtp or metrics)", s.Name)
 		case s.Name == socketPOP3S && !cfg.STLS():
 			problem = fmt.Errorf("systemd socket %q: implicit TLS needs tls.cert and tls.key", s.Name)
 		}
@@ -95,9 +97,14 @@ func newLoginLimiter(cfg *config.Config) (*ratelimit.Limiter, error) {
 
 // newConnLimiter builds the connection limits and PROXY protocol policy
 // shared by every POP3 listener.
-func newConnLimiter(cfg *config.Config, log *slog.Logger) (*netlimit.Limiter, error) {
+func newConnLimiter(cfg *config.Config, log *slog.Logger, met *metrics.Metrics) (*netlimit.Limiter, error) {
 	l := cfg.Limits
+	var onRefuse func(string)
+	if met != nil {
+		onRefuse = met.ConnRefused
+	}
 	return netlimit.New(netlimit.Options{
+		OnRefuse:           onRefuse,
 		MaxConns:           l.MaxConnections,
 		MaxConnsPerIP:      l.MaxConnectionsPerIP,
 		IPv6Prefix:         l.IPv6Prefix,
@@ -109,8 +116,9 @@ func newConnLimiter(cfg *config.Config, log *slog.Logger) (*netlimit.Limiter, er
 	})
 }
 
-// setLimits copies the engine's abuse limits into opts. lim may be nil.
-func setLimits(opts *pop3server.Options, cfg *config.Config, lim *ratelimit.Limiter) {
+// setLimits copies the engine's abuse limits into opts. lim and met may be
+// nil.
+func setLimits(opts *pop3server.Options, cfg *config.Config, lim *ratelimit.Limiter, met *metrics.Metrics) {
 	l := cfg.Limits
 	opts.PreLoginTimeout = l.PreLoginTimeout.Duration
 	opts.WriteTimeout = l.WriteTimeout.Duration
@@ -118,6 +126,9 @@ func setLimits(opts *pop3server.Options, cfg *config.Config, lim *ratelimit.Limi
 	opts.MaxCommands = l.MaxCommands
 	if lim != nil {
 		opts.LoginLimiter = lim
+		if met != nil {
+			opts.LoginLimiter = met.LoginLimiter(lim)
+		}
 	}
 }
 

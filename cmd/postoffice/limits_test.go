@@ -35,7 +35,7 @@ func TestLoginLimiterFromConfig(t *testing.T) {
 		t.Fatalf("penalty = false: newLoginLimiter = %v, %v; want nil, nil", lim, err)
 	}
 	var opts pop3server.Options
-	setLimits(&opts, parseConfig(t, ""), lim)
+	setLimits(&opts, parseConfig(t, ""), lim, nil)
 	if opts.LoginLimiter != nil {
 		t.Fatalf("setLimits with no limiter set Options.LoginLimiter = %#v", opts.LoginLimiter)
 	}

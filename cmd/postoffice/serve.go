@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/privdrop"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -114,6 +116,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}
 		logExpiry(log, tlsm)
 	}
+	var met *metrics.Metrics
+	if cfg.Metrics.Listen != "" || len(privdrop.Named(socks, socketMetrics)) > 0 {
+		met = metrics.New()
+		if tlsm != nil {
+			met.WatchCertificates(tlsm)
+		}
+	}
 	mechs, err := newMechanisms(cfg, users, tlsm, log)
 	if err != nil {
 		return err
@@ -148,8 +157,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	setLimits(&opts, cfg, loginLim)
-	connLim, err := newConnLimiter(cfg, log)
+	setLimits(&opts, cfg, loginLim, met)
+	connLim, err := newConnLimiter(cfg, log, met)
 	if err != nil {
 		return err
 	}
@@ -202,21 +211,41 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		closeAll()
 		return err
 	}
-	lsrv, lls, err := listenLMTP(cfg, log, users, st, privdrop.Named(socks, socketLMTP))
+	lsrv, lls, err := listenLMTP(cfg, log, users, st, met, privdrop.Named(socks, socketLMTP))
 	if err != nil {
 		closeAll()
+		return err
+	}
+	mls, err := listenMetrics(cfg, met, privdrop.Named(socks, socketMetrics))
+	if err != nil {
+		closeAll()
+		closeListeners(lls)
 		return err
 	}
 	if err := dropPrivileges(cfg, log); err != nil {
 		closeAll()
 		closeListeners(lls)
+		closeListeners(mls)
 		return err
 	}
 	closePassed = false // the servers own them now
-	errc := make(chan error, len(ls)+len(lls))
+	errc := make(chan error, len(ls)+len(lls)+len(mls))
 	for _, l := range lls {
 		log.Info("lmtp listening", "addr", l.Addr().String())
 		go func() { errc <- lsrv.Serve(l) }()
+	}
+	var msrv *http.Server
+	if len(mls) > 0 {
+		msrv = metricsServer(met, log)
+		for _, l := range mls {
+			log.Info("metrics listening", "addr", l.Addr().String())
+			go func() {
+				if err := msrv.Serve(l); err != http.ErrServerClosed {
+					errc <- fmt.Errorf("metrics: %w", err)
+				}
+			}()
+		}
+		defer msrv.Close()
 	}
 	for _, b := range ls {
 		// One connection limiter for every POP3 listener: it reads PROXY
@@ -357,12 +386,17 @@ func decoySecret(cfg *config.Config) []byte {
 // LMTP gets no connection limits and no PROXY protocol: its clients are
 // the local MTA, which has its own concurrency limits, and refusing it
 // would only defer mail.
-func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.Store, activated []net.Listener) (*lmtp.Server, []net.Listener, error) {
+func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.Store, met *metrics.Metrics, activated []net.Listener) (*lmtp.Server, []net.Listener, error) {
 	c := cfg.LMTP
 	if len(c.Listen) == 0 && c.Socket == "" && len(activated) == 0 {
 		return nil, nil, nil
 	}
+	var onDelivery func(string, int64, time.Duration)
+	if met != nil {
+		onDelivery = met.Delivery
+	}
 	srv, err := lmtp.New(lmtp.Options{
+		OnDelivery:     onDelivery,
 		Users:          users,
 		Store:          st,
 		Logger:         log,
@@ -403,4 +437,36 @@ func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.St
 		}
 	}
 	return srv, ls, nil
+}
+
+// listenMetrics binds [metrics] listen, or takes systemd's "metrics"
+// socket; none when metrics are off.
+func listenMetrics(cfg *config.Config, met *metrics.Metrics, activated []net.Listener) ([]net.Listener, error) {
+	if met == nil {
+		return nil, nil
+	}
+	if len(activated) > 0 {
+		return activated, nil
+	}
+	l, err := net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen: %w", err)
+	}
+	return []net.Listener{l}, nil
+}
+
+// metricsServer serves GET /metrics, with timeouts so that a stuck
+// scraper cannot pile up connections.
+func metricsServer(met *metrics.Metrics, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", met.Handler())
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }

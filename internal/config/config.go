@@ -25,15 +25,16 @@ import (
 
 // Config is the whole server configuration file.
 type Config struct {
-	Server Server `toml:"server"`
-	POP3   POP3   `toml:"pop3"`
-	Limits Limits `toml:"limits"`
-	TLS    TLS    `toml:"tls"`
-	Auth   Auth   `toml:"auth"`
-	Mail   Mail   `toml:"mail"`
-	LMTP   LMTP   `toml:"lmtp"`
-	Quota  Quota  `toml:"quota"`
-	Log    Log    `toml:"log"`
+	Server  Server  `toml:"server"`
+	POP3    POP3    `toml:"pop3"`
+	Limits  Limits  `toml:"limits"`
+	TLS     TLS     `toml:"tls"`
+	Auth    Auth    `toml:"auth"`
+	Mail    Mail    `toml:"mail"`
+	LMTP    LMTP    `toml:"lmtp"`
+	Quota   Quota   `toml:"quota"`
+	Log     Log     `toml:"log"`
+	Metrics Metrics `toml:"metrics"`
 
 	lines map[string]int // "section.key" -> line, for messages
 	path  string
@@ -223,6 +224,15 @@ type Quota struct {
 	Permanent bool  `toml:"permanent"` // over quota bounces (552 5.2.2) instead of deferring (452 4.2.2)
 }
 
+// Metrics is the [metrics] table: Prometheus metrics over HTTP.
+type Metrics struct {
+	// Listen is the host:port serving GET /metrics, e.g.
+	// "127.0.0.1:9110". Empty (the default): no metrics listener. The
+	// metrics reveal no user names or addresses, but keep the listener on
+	// a private address all the same.
+	Listen string `toml:"listen"`
+}
+
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error; default info
@@ -396,6 +406,11 @@ func (c *Config) validate() []string {
 	for _, a := range c.LMTP.Listen {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("lmtp.listen", "%q is not host:port", a)
+		}
+	}
+	if a := c.Metrics.Listen; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("metrics.listen", "%q is not host:port", a)
 		}
 	}
 	if c.LMTP.Socket != "" && !strings.HasPrefix(c.LMTP.Socket, "/") {

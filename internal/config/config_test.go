@@ -137,6 +137,25 @@ hostname = "mx.example.org"
 	}
 }
 
+func TestParseMetrics(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics.Listen != "" {
+		t.Errorf("metrics.listen defaults to %q, want off", c.Metrics.Listen)
+	}
+	c, err = Parse("x.toml", []byte(good+"\n[metrics]\nlisten = \"127.0.0.1:9110\"\n"))
+	if err != nil || c.Metrics.Listen != "127.0.0.1:9110" {
+		t.Fatalf("Parse = %v, %v", c, err)
+	}
+	_, err = Parse("x.toml", []byte(good+"\n[metrics]\nlisten = \"9110\"\n"))
+	if err == nil || !strings.Contains(err.Error(), `metrics.listen: "9110" is not host:port`) {
+		t.Errorf("Parse(listen = \"9110\") = %v", err)
+	}
+}
+
 func TestParseQuota(t *testing.T) {
 	t.Parallel()
 	c, err := Parse("x.toml", []byte(good+"\n[quota]\nbytes = 1000000\nmessages = 500\npermanent = true\n"))
