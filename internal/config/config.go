@@ -5,8 +5,6 @@
 package config
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/postoffice-mail/postoffice/internal/ipgroup"
+	"github.com/postoffice-mail/postoffice/internal/tomlpos"
 )
 
 // Config is the whole server configuration file.
@@ -303,7 +302,7 @@ func Load(path string) (*Config, error) {
 func Parse(path string, data []byte) (*Config, error) {
 	c := Default()
 	c.path = path
-	c.lines = keyLines(data)
+	c.lines = tomlpos.Lines(data)
 	md, err := toml.Decode(string(data), &c)
 	if err != nil {
 		var pe toml.ParseError
@@ -656,42 +655,4 @@ func checkIntrospectionURL(s string) error {
 func (m Mail) MaildirPath() string {
 	_, p, _ := strings.Cut(m.Location, ":")
 	return p
-}
-
-// keyLines maps "table.key" to the line it is set on. It understands the
-// subset of TOML the config uses: [table] headers and key = value lines.
-func keyLines(data []byte) map[string]int {
-	lines := make(map[string]int)
-	table := ""
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		l := strings.TrimSpace(sc.Text())
-		switch {
-		case l == "" || l[0] == '#':
-		case l[0] == '[':
-			table = strings.Trim(l, "[] \t")
-			if i := strings.IndexByte(table, '#'); i >= 0 {
-				table = strings.TrimSpace(table[:i])
-			}
-			table = strings.Trim(table, "[] \t")
-			if _, ok := lines[table]; !ok {
-				lines[table] = n
-			}
-		default:
-			k, _, ok := strings.Cut(l, "=")
-			if !ok {
-				continue
-			}
-			k = strings.Trim(strings.TrimSpace(k), `"`)
-			full := k
-			if table != "" {
-				full = table + "." + k
-			}
-			if _, ok := lines[full]; !ok {
-				lines[full] = n
-			}
-		}
-	}
-	return lines
 }

@@ -1,8 +1,6 @@
 package fetch
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/postoffice-mail/postoffice/internal/tomlpos"
 )
 
 // Config is a fetch configuration file: a list of accounts.
@@ -89,12 +88,12 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		}
 		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: []string{err.Error()}}}
 	}
-	lines := accountKeyLines(data)
+	lines := tomlpos.Lines(data)
 	at := func(i int, name, key, msg string) string {
 		loc := path
-		if n, ok := lines[fmt.Sprintf("%d.%s", i, key)]; ok {
+		if n, ok := lines[fmt.Sprintf("account.%d.%s", i, key)]; ok {
 			loc = fmt.Sprintf("%s:%d", path, n)
-		} else if n, ok := lines[fmt.Sprintf("%d.", i)]; ok {
+		} else if n, ok := lines[fmt.Sprintf("account.%d", i)]; ok {
 			loc = fmt.Sprintf("%s:%d", path, n)
 		}
 		if name == "" {
@@ -111,7 +110,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Accounts {
-		a.line = lines[fmt.Sprintf("%d.", i)]
+		a.line = lines[fmt.Sprintf("account.%d", i)]
 		bad := func(key, msg string) { problems = append(problems, at(i, a.Name, key, msg)) }
 		a.validate(bad, seen)
 	}
@@ -263,35 +262,4 @@ type ConfigError struct{ Problems []string }
 
 func (e *ConfigError) Error() string {
 	return "fetch: config: " + strings.Join(e.Problems, "\n  ")
-}
-
-// accountKeyLines maps "i.key" to the line where the i-th [[account]] sets
-// key, and "i." to the line of its header. It understands the subset of
-// TOML a fetch config uses: [[account]] headers and key = value lines.
-func accountKeyLines(data []byte) map[string]int {
-	lines := make(map[string]int)
-	idx := -1
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		l := strings.TrimSpace(sc.Text())
-		switch {
-		case l == "" || l[0] == '#':
-		case strings.HasPrefix(l, "[["):
-			if strings.Trim(strings.SplitN(l, "#", 2)[0], "[] \t") == "account" {
-				idx++
-				lines[fmt.Sprintf("%d.", idx)] = n
-			}
-		case idx >= 0:
-			k, _, ok := strings.Cut(l, "=")
-			if !ok {
-				continue
-			}
-			k = strings.Trim(strings.TrimSpace(k), `"`)
-			if _, dup := lines[fmt.Sprintf("%d.%s", idx, k)]; !dup {
-				lines[fmt.Sprintf("%d.%s", idx, k)] = n
-			}
-		}
-	}
-	return lines
 }
