@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 var buildOnce = sync.OnceValues(func() (string, error) {
@@ -43,14 +45,15 @@ func binary(t *testing.T) string {
 
 const crashMessages = 500
 
-var subjectRE = regexp.MustCompile(`Subject: message (\d+)\n`)
+var subjectRE = regexp.MustCompile(`Subject: message (\d+)\r?\n`)
 
 // TestCrash runs postoffice fetch with keep = false against 500 messages,
 // SIGKILLs it at random instants at least 20 times, runs it to completion,
-// and counts what the target got.
+// and counts what the target got: a Maildir, an MDA, and our LMTP server
+// (which stays up while fetch is killed, as an MTA would).
 func TestCrash(t *testing.T) {
 	bin := binary(t)
-	for _, kind := range []string{"maildir", "mda"} {
+	for _, kind := range []string{"maildir", "mda", "lmtp"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t, nil)
@@ -59,8 +62,16 @@ func TestCrash(t *testing.T) {
 			out := filepath.Join(dir, "out")
 			os.Mkdir(out, 0o700)
 			target := "maildir:" + out
-			if kind == "mda" {
+			var lmtpStore store.Store
+			extra := ""
+			switch kind {
+			case "mda":
 				target = fmt.Sprintf(`mda:cat > "$(mktemp %s/m.XXXXXX)"`, out)
+			case "lmtp":
+				var addr string
+				addr, lmtpStore = lmtpServer(t, false)
+				target = "lmtp:" + addr
+				extra = "recipient = \"me@example.org\"\n"
 			}
 			conf := filepath.Join(dir, "fetch.toml")
 			os.WriteFile(conf, []byte(fmt.Sprintf(`[[account]]
@@ -72,7 +83,7 @@ password = %q
 keep = false
 target = '%s'
 state_dir = %q
-`, srv.addr, testUser, testPass, target, filepath.Join(dir, "state"))), 0o600)
+%s`, srv.addr, testUser, testPass, target, filepath.Join(dir, "state"), extra)), 0o600)
 
 			kills, runs := 0, 0
 			deadline := time.Now().Add(45 * time.Second)
@@ -120,28 +131,17 @@ state_dir = %q
 
 			counts := make([]int, crashMessages)
 			partial := 0
-			es, err := os.ReadDir(out)
-			if kind == "maildir" {
-				es, err = os.ReadDir(filepath.Join(out, "new"))
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range es {
-				base := out
-				if kind == "maildir" {
-					base = filepath.Join(out, "new")
+			for _, b := range received(t, kind, out, lmtpStore) {
+				m := subjectRE.FindStringSubmatch(b)
+				want := "Subject: message %s\n\nbody\n"
+				if kind == "lmtp" { // CRLF as sent, below our LMTP server's header
+					want = "Return-Path: <>\r\nDelivered-To: <me@example.org>\r\nSubject: message %s\r\n\r\nbody\r\n"
 				}
-				b, err := os.ReadFile(filepath.Join(base, e.Name()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := subjectRE.FindSubmatch(b)
-				if m == nil || string(b) != fmt.Sprintf("Subject: message %s\n\nbody\n", m[1]) {
+				if m == nil || b != fmt.Sprintf(want, m[1]) {
 					partial++ // an MDA killed with its parent saw a truncated message
 					continue
 				}
-				i, _ := strconv.Atoi(string(m[1]))
+				i, _ := strconv.Atoi(m[1])
 				counts[i]++
 			}
 			lost, dups := 0, 0
@@ -161,11 +161,41 @@ state_dir = %q
 			if kind == "maildir" && (dups > 0 || partial > 0) {
 				t.Errorf("maildir target got %d duplicates and %d partial messages, want none", dups, partial)
 			}
+			if kind == "lmtp" && partial > 0 {
+				// The LMTP server keeps nothing of a DATA cut short.
+				t.Errorf("lmtp target got %d partial messages, want none", partial)
+			}
 			if dups+partial > kills {
 				t.Errorf("%d duplicates and %d partial deliveries for %d kills, want at most one per kill", dups, partial, kills)
 			}
 		})
 	}
+}
+
+// received returns the messages a crash run's target got: the files in
+// out (out/new for a Maildir), or the LMTP server's maildrop of "me".
+func received(t *testing.T, kind, out string, st store.Store) []string {
+	t.Helper()
+	if kind == "lmtp" {
+		return stored(t, st, "me")
+	}
+	dir := out
+	if kind == "maildir" {
+		dir = filepath.Join(out, "new")
+	}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, string(b))
+	}
+	return msgs
 }
 
 // lockedBuffer is a bytes.Buffer safe for the exec copier goroutine.
