@@ -2,7 +2,6 @@ package maildir
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -140,7 +139,7 @@ func parseLockState(b []byte) lockState {
 }
 
 // readLockState reads the state recorded in the lock file f.
-func readLockState(f *os.File) lockState {
+func readLockState(f *lockFile) lockState {
 	var buf [256]byte
 	n, _ := f.ReadAt(buf[:], 0)
 	return parseLockState(buf[:n])
@@ -148,7 +147,7 @@ func readLockState(f *os.File) lockState {
 
 // writeLockState records l in the lock file f, without fsync. A failure
 // costs the next Open a directory read, so it is ignored.
-func writeLockState(f *os.File, l lockState) {
+func writeLockState(f *lockFile, l lockState) {
 	s := l.String()
 	if _, err := f.WriteAt([]byte(s), 0); err == nil {
 		f.Truncate(int64(len(s)))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // settledStore returns a Store whose clock runs an hour ahead, so that
@@ -299,5 +300,61 @@ func TestSweepTmpEvery(t *testing.T) {
 	openMD(t, s, user).Close()
 	if exists(b) {
 		t.Errorf("tmp/ not swept after %v", sweepEvery)
+	}
+}
+
+// A big index's buffer serves the next session once its maildrop is
+// closed (index.go). The snapshot handed out must not change when it does,
+// nor must a snapshot whose locations were taken out of the buffer
+// (makeEntries) lend it; and every message must still be found.
+func TestIndexBufReuse(t *testing.T) {
+	t.Parallel()
+	s, scans := settledStore(t)
+	const n = 4000 // an index above minPooledIndex
+	users := []string{"reuse-a", "reuse-b"}
+	for i, u := range users {
+		seed(t, mustPath(t, s, u), n, i == 0) // different names, so different UIDLs
+		openMD(t, s, u).Close()               // builds the index
+	}
+	if fi, err := os.Stat(filepath.Join(mustPath(t, s, users[1]), indexName)); err != nil || fi.Size() < minPooledIndex {
+		t.Fatalf("index too small to be pooled: %v, %v", fi, err)
+	}
+	before := scans.Load()
+	var snaps [][]store.Message
+	var wants [][]store.Message
+	for round := range 6 {
+		u := users[round%2]
+		m := openMD(t, s, u)
+		msgs := m.Messages()
+		want := make([]store.Message, len(msgs))
+		for i, msg := range msgs {
+			want[i] = store.Message{UID: strings.Clone(msg.UID), Size: msg.Size}
+		}
+		snaps, wants = append(snaps, msgs), append(wants, want)
+		readMsg(t, m, 0)
+		readMsg(t, m, n-1)
+		if round == 2 {
+			// Locations made into entries: the buffer stays with them.
+			if err := m.Commit(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			md := m.(*maildrop)
+			md.mu.Lock()
+			md.makeEntries()
+			md.mu.Unlock()
+			readMsg(t, m, n/2)
+		}
+		m.Close()
+	}
+	if scans.Load() != before {
+		t.Fatalf("warm Opens read the directories")
+	}
+	for r := range snaps {
+		if diff := cmp.Diff(wants[r], snaps[r]); diff != "" {
+			t.Errorf("snapshot %d changed after its maildrop was closed (-want +got):\n%s", r, diff)
+		}
+	}
+	if snaps[0][0].UID == snaps[1][0].UID {
+		t.Errorf("both maildrops have UIDL %q first", snaps[0][0].UID)
 	}
 }

@@ -59,3 +59,56 @@ func TestFIFOIgnored(t *testing.T) {
 		t.Fatal("Open blocked on a FIFO in new/")
 	}
 }
+
+// TestFIFOSwappedInDoesNotBlock: a FIFO renamed over a message after the
+// maildrop was opened reads as a short message; RETR must not block in
+// open(2) while the session holds the lock.
+func TestFIFOSwappedInDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, true)
+	const user = "fifoswap"
+	if err := s.Deliver(context.Background(), user, strings.NewReader("Subject: real\n\nbody\n")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Open(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dir := mustPath(t, s, user)
+	var msg string
+	for _, sub := range []string{"new", "cur"} {
+		es, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range es {
+			msg = filepath.Join(dir, sub, e.Name())
+		}
+	}
+	if msg == "" {
+		t.Fatal("delivered message not found")
+	}
+	fifo := filepath.Join(dir, "tmp", "swap")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	if err := os.Rename(fifo, msg); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		r, err := m.Open(context.Background(), 0)
+		if err == nil {
+			var buf [64]byte
+			_, err = r.Read(buf[:])
+			r.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-done: // an error or EOF: either way, not stuck
+	case <-time.After(10 * time.Second):
+		if f, err := os.OpenFile(msg, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("reading a FIFO swapped in for a message blocked")
+	}
+}

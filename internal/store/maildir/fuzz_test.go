@@ -179,3 +179,60 @@ func FuzzUserPath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzIndexLine checks the index line parser against a plain reading of
+// the format with strings.Cut (index.go): the same verdict, the same
+// fields, and the line's length up to its first newline.
+func FuzzIndexLine(f *testing.F) {
+	for _, s := range []string{
+		"eJ6rv1ZRSxZA3fd-feMq 2150 new 1795780175.V801I10000M29617.bench.example\n",
+		"L3vn7Vpm8PatmEk3kKSC 2150 cur 1795780183.M29617P4000.bench.example,S=2111,W=2150:2,S\nnext\n",
+		"0000000100000001 0 - name with spaces\n",
+		"~! 1099511627776 x\n",
+		"u 123456789012345678 new k\n",
+		"u 1234567890123456789 new k\n",
+		"u  new k\n", " 1 new k\n", "u 1 old k\n", "u 1 new :2,S\n", "u 1 new k", "u\x7f 1 new k\n",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, v1 bool) {
+		uidl, size, sub, name, n, ok := indexLine(s, v1)
+		// The reference: the line up to its newline, split at spaces.
+		wok := false
+		var wuidl, wsub, wname string
+		var wsize int64
+		if line, _, found := strings.Cut(s, "\n"); found {
+			u, rest, _ := strings.Cut(line, " ")
+			sz, rest, found := strings.Cut(rest, " ")
+			var sizeOK bool
+			wsize, sizeOK = atoi64(sz)
+			wok = found && validUIDL(u) && sizeOK
+			wuidl, wname = u, rest
+			if !v1 {
+				w, rest, found := strings.Cut(rest, " ")
+				switch w {
+				case "new", "cur":
+					wsub = w
+				case "-":
+				default:
+					wok = false
+				}
+				wok = wok && found
+				wname = rest
+			}
+			if baseName(wname) == "" || v1 && strings.Contains(wname, ":") {
+				wok = false
+			}
+			if wok && n != len(line)+1 {
+				t.Fatalf("indexLine(%q, %v) length %d, want %d", s, v1, n, len(line)+1)
+			}
+		}
+		if ok != wok {
+			t.Fatalf("indexLine(%q, %v) ok = %v, want %v", s, v1, ok, wok)
+		}
+		if ok && (uidl != wuidl || size != wsize || sub != wsub || name != wname) {
+			t.Fatalf("indexLine(%q, %v) = %q %d %q %q, want %q %d %q %q", s, v1, uidl, size, sub, name, wuidl, wsize, wsub, wname)
+		}
+	})
+}

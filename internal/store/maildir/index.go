@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // The index file, postoffice-index, caches for each message key its UIDL,
@@ -45,113 +49,274 @@ type indexEntry = entry
 // errCorrupt marks an index file that must be rebuilt.
 var errCorrupt = errors.New("maildir: index corrupt")
 
-// readIndex reads the index at path. A missing file is (nil, nil).
-func readIndex(path string) ([]indexEntry, error) {
-	entries, _, err := readIndexSum(path)
-	return entries, err
+// index is a parsed index file. A warm Open of a big maildrop is mostly
+// reading and parsing it, so it keeps per message only what the snapshot
+// hands out, the store.Message, and where the message's line starts:
+// nothing else that holds a pointer, for the garbage collector to scan and
+// the write barrier to track, and 24+8 octets a message instead of the 72
+// of an entry and the 24 of the store.Message made from it. Where a
+// message's file is (key, info part, directory) is read from its line when
+// it is needed (entry).
+//
+// The file's bytes and the line offsets of a big index are in a buffer
+// that the next session reuses (indexBuf): allocating them afresh, most of
+// the cost was the kernel handing the process new zeroed pages. The UIDLs
+// handed out are then copied out of it, so that nothing outside the index
+// refers to the buffer; release gives it back.
+type index struct {
+	body    string          // the lines, sharing the file's bytes
+	lines   []int           // where each message's line starts in body
+	msgs    []store.Message // UIDL and size of each message, in index order
+	v1      bool            // version 1: no locations
+	located bool            // every line says where its file is
+	sum     uint32          // the checksum in the trailer
+	buf     *indexBuf       // body's and lines' memory, if it is to be reused
 }
 
-// readIndexSum reads the index at path and also returns its checksum (the
-// one in its trailer), which the lock file's directory stamps refer to. A
-// missing file is (nil, 0, nil).
-func readIndexSum(path string) ([]indexEntry, uint32, error) {
-	data, err := os.ReadFile(path)
+// entry returns message i of x as an entry.
+func (x *index) entry(i int) entry {
+	// Every line was checked by parseIndexBody.
+	uidl, size, sub, name, _, _ := indexLine(x.body[x.lines[i]:], x.v1)
+	key, info := name, ""
+	if j := strings.IndexByte(name, infoSep); j >= 0 {
+		key, info = name[:j], name[j:]
+	}
+	return entry{key: key, sub: sub, info: info, uidl: uidl, size: size}
+}
+
+// entries returns every message of x as an entry.
+func (x *index) entries() []entry {
+	if x == nil {
+		return nil
+	}
+	out := make([]entry, len(x.msgs))
+	for i := range out {
+		out[i] = x.entry(i)
+	}
+	return out
+}
+
+// readIndex reads the index at path. A missing file is (nil, nil).
+func readIndex(path string) ([]indexEntry, error) {
+	x, err := readIndexFile(path)
+	return x.entries(), err
+}
+
+// readIndexFile reads and parses the index at path. A missing file is
+// (nil, nil). The index may hold a reusable buffer: once nothing uses its
+// entries any more, release gives it back.
+func readIndexFile(path string) (*index, error) {
+	var buf *indexBuf
+	data, err := readFile(path, func(size int64) []byte {
+		buf = getIndexBuf(size)
+		if buf == nil {
+			return make([]byte, size)
+		}
+		return buf.data[:size]
+	})
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("maildir: index: %w", err)
+		return nil, fmt.Errorf("maildir: index: %w", err)
 	}
-	return parseIndexSum(data)
+	return parseIndexBuf(data, buf)
+}
+
+// release gives x's buffer back for another session to reuse. Nothing may
+// use x, or an entry made from it, afterwards; the UIDLs in x.msgs stay
+// valid.
+func (x *index) release() {
+	if x.buf == nil {
+		return
+	}
+	b := x.buf
+	*x = index{}
+	putIndexBuf(b)
 }
 
 func parseIndex(data []byte) ([]indexEntry, error) {
-	entries, _, err := parseIndexSum(data)
-	return entries, err
+	x, err := parseIndexBuf(data, nil)
+	return x.entries(), err
 }
 
-func parseIndexSum(data []byte) ([]indexEntry, uint32, error) {
+// parseIndexBuf parses an index file's bytes, which it keeps: the caller
+// must not modify data afterwards. data is in buf if buf is not nil; the
+// UIDLs in msgs are then copied out of it.
+func parseIndexBuf(data []byte, buf *indexBuf) (*index, error) {
 	v1 := bytes.HasPrefix(data, []byte(indexHeaderV1))
 	if !v1 && !bytes.HasPrefix(data, []byte(indexHeader)) {
-		return nil, 0, fmt.Errorf("%w: bad header", errCorrupt)
+		return nil, fmt.Errorf("%w: bad header", errCorrupt)
 	}
-	entries, sum, err := parseIndexBody(data, v1)
-	if err != nil {
-		return nil, 0, err
-	}
-	return entries, sum, nil
+	return parseIndexBody(data, v1, buf)
 }
 
-func parseIndexBody(data []byte, v1 bool) ([]indexEntry, uint32, error) {
+func parseIndexBody(data []byte, v1 bool, buf *indexBuf) (*index, error) {
 	if len(data) == 0 || data[len(data)-1] != '\n' {
-		return nil, 0, fmt.Errorf("%w: truncated", errCorrupt)
+		return nil, fmt.Errorf("%w: truncated", errCorrupt)
 	}
 	t := bytes.LastIndexByte(data[:len(data)-1], '\n') + 1
 	trailer := string(data[t : len(data)-1])
 	f := strings.Fields(trailer)
 	if len(f) != 3 || f[0] != "end" {
-		return nil, 0, fmt.Errorf("%w: no trailer", errCorrupt)
+		return nil, fmt.Errorf("%w: no trailer", errCorrupt)
 	}
 	count, err := strconv.Atoi(f[1])
 	if err != nil || count < 0 {
-		return nil, 0, fmt.Errorf("%w: bad count", errCorrupt)
+		return nil, fmt.Errorf("%w: bad count", errCorrupt)
 	}
 	sum, err := strconv.ParseUint(f[2], 16, 32)
 	if err != nil || uint32(sum) != crc32.Checksum(data[:t], castagnoli) || t < len(indexHeader) {
-		return nil, 0, fmt.Errorf("%w: checksum mismatch", errCorrupt)
+		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
 	// One string for the whole body, sharing data's memory (nothing writes
 	// data after this); keys and UIDLs are substrings of it.
-	body := unsafe.String(&data[len(indexHeader)], t-len(indexHeader))
-	if t == len(indexHeader) {
-		body = ""
+	body := ""
+	if t > len(indexHeader) {
+		body = unsafe.String(&data[len(indexHeader)], t-len(indexHeader))
 	}
-	entries := make([]indexEntry, 0, count)
-	for body != "" {
-		nl := strings.IndexByte(body, '\n')
-		line := body[:nl]
-		body = body[nl+1:]
-		sp1 := strings.IndexByte(line, ' ')
-		if sp1 <= 0 {
-			return nil, 0, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
-		}
-		sp2 := strings.IndexByte(line[sp1+1:], ' ')
-		if sp2 <= 0 {
-			return nil, 0, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
-		}
-		sp2 += sp1 + 1
-		size, ok := atoi64(line[sp1+1 : sp2])
-		name := line[sp2+1:]
-		var sub string
-		if !v1 {
-			// "<sub> <name>": sub is one of three words.
-			switch {
-			case strings.HasPrefix(name, "new "):
-				sub, name = "new", name[4:]
-			case strings.HasPrefix(name, "cur "):
-				sub, name = "cur", name[4:]
-			case strings.HasPrefix(name, "- "):
-				name = name[2:]
-			default:
-				ok = false
-			}
-		}
-		key, info := name, ""
-		if i := strings.IndexByte(name, infoSep); i >= 0 {
-			if v1 {
-				ok = false // a version 1 key never has one
-			}
-			key, info = name[:i], name[i:]
-		}
-		if !ok || key == "" || !validUIDL(line[:sp1]) {
-			return nil, 0, fmt.Errorf("%w: line %d", errCorrupt, len(entries)+2)
-		}
-		entries = append(entries, indexEntry{key: key, sub: sub, info: info, uidl: line[:sp1], size: size})
+	// count is only a claim until the lines are counted: allocate for what
+	// the body can hold (a line is at least 6 octets: "u 0 k\n").
+	n := min(count, len(body)/6)
+	x := &index{body: body, v1: v1, located: !v1, sum: uint32(sum), msgs: make([]store.Message, 0, n)}
+	if buf != nil {
+		x.lines = buf.lines[:0]
 	}
-	if len(entries) != count {
-		return nil, 0, fmt.Errorf("%w: %d entries, trailer says %d", errCorrupt, len(entries), count)
+	if cap(x.lines) < n {
+		x.lines = make([]int, 0, n)
 	}
-	return entries, uint32(sum), nil
+	uidls := 0 // octets of all UIDLs
+	for off := 0; off < len(body); {
+		uidl, size, sub, _, ln, ok := indexLine(body[off:], v1)
+		if !ok {
+			return nil, fmt.Errorf("%w: line %d", errCorrupt, len(x.msgs)+2)
+		}
+		if sub == "" {
+			x.located = false
+		}
+		x.lines = append(x.lines, off)
+		x.msgs = append(x.msgs, store.Message{UID: uidl, Size: size})
+		uidls += len(uidl)
+		off += ln
+	}
+	if len(x.msgs) != count {
+		return nil, fmt.Errorf("%w: %d entries, trailer says %d", errCorrupt, len(x.msgs), count)
+	}
+	if buf != nil {
+		// The UIDLs go to the client after the buffer is reused: copy them,
+		// all into one string.
+		u := make([]byte, 0, uidls)
+		for _, m := range x.msgs {
+			u = append(u, m.UID...)
+		}
+		us := unsafe.String(unsafe.SliceData(u), len(u))
+		for i := range x.msgs {
+			k := len(x.msgs[i].UID)
+			x.msgs[i].UID, us = us[:k], us[k:]
+		}
+		buf.lines = x.lines[:0]
+		x.buf = buf
+	}
+	return x, nil
+}
+
+// indexLine parses the index line at the start of s: "<uidl> <size> <sub>
+// <key><info>\n", or "<uidl> <size> <key>\n" in version 1. It returns its
+// fields, with name the key and info part together, and the length of the
+// line with its newline. ok is false for a line that is not well formed: a
+// UIDL that is not 1-70 octets of 0x21-0x7E (RFC 1939 §7), a size that is
+// not 1-18 digits, an unknown sub, no newline, an empty key, or an info
+// part in version 1. It reads each octet of the UIDL and the size once and
+// finds the newline with one vectorized search: this loop is most of a warm
+// Open of a big maildrop.
+func indexLine(s string, v1 bool) (uidl string, size int64, sub, name string, n int, ok bool) {
+	i := 0
+	for i < len(s) && s[i] != ' ' {
+		if c := s[i]; c < 0x21 || c > 0x7e {
+			return
+		}
+		i++
+	}
+	if i == 0 || i > 70 || i == len(s) {
+		return
+	}
+	uidl = s[:i]
+	i++
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		size = size*10 + int64(s[j]-'0')
+		j++
+	}
+	if j == i || j-i > 18 || j == len(s) || s[j] != ' ' {
+		return
+	}
+	i = j + 1
+	if !v1 {
+		// "<sub> <name>": sub is one of three words.
+		switch rest := s[i:]; {
+		case strings.HasPrefix(rest, "new "):
+			sub, i = "new", i+4
+		case strings.HasPrefix(rest, "cur "):
+			sub, i = "cur", i+4
+		case strings.HasPrefix(rest, "- "):
+			i += 2
+		default:
+			return
+		}
+	}
+	nl := strings.IndexByte(s[i:], '\n')
+	if nl < 0 {
+		return
+	}
+	name = s[i : i+nl]
+	if name == "" || name[0] == infoSep || v1 && strings.IndexByte(name, infoSep) >= 0 {
+		return // no key; or an info part in version 1, whose keys never have one
+	}
+	return uidl, size, sub, name, i + nl + 1, true
+}
+
+// indexBuf is the memory of a big index file: its bytes and its line
+// offsets, reused from session to session. The buffers are pooled by size
+// class, powers of two from minPooledIndex, so that a small maildrop never
+// holds a big maildrop's buffer; smaller files are not worth it.
+type indexBuf struct {
+	data  []byte // cap is the size class
+	lines []int
+}
+
+const minPooledIndex = 256 << 10
+
+var indexBufs [24]sync.Pool // *indexBuf of cap(data) minPooledIndex<<i
+
+// indexBufClass returns the size class of a file of size octets, or -1.
+func indexBufClass(size int64) int {
+	if size < minPooledIndex {
+		return -1
+	}
+	c := bits.Len64(uint64(size-1)) - bits.Len64(minPooledIndex-1)
+	if c >= len(indexBufs) {
+		return -1
+	}
+	return c
+}
+
+// getIndexBuf returns a buffer for a file of size octets, or nil if a file
+// of that size is not worth one.
+func getIndexBuf(size int64) *indexBuf {
+	c := indexBufClass(size)
+	if c < 0 {
+		return nil
+	}
+	if b, ok := indexBufs[c].Get().(*indexBuf); ok {
+		return b
+	}
+	return &indexBuf{data: make([]byte, minPooledIndex<<c)}
+}
+
+func putIndexBuf(b *indexBuf) {
+	if c := indexBufClass(int64(cap(b.data))); c >= 0 && cap(b.data) == minPooledIndex<<c {
+		indexBufs[c].Put(b)
+	}
 }
 
 // atoi64 parses a non-negative decimal without allocating.

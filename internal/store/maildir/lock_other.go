@@ -2,16 +2,13 @@
 
 package maildir
 
-import (
-	"errors"
-	"os"
-)
+import "errors"
 
 const openNonblock = 0
 
 var errLocked = errors.New("maildir: locked")
 
 // tryLock is not implemented off Unix: the Maildir store needs flock.
-func tryLock(f *os.File) error {
+func tryLock(fd uintptr) error {
 	return errors.New("maildir: locking needs a Unix system")
 }

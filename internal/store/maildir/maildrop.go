@@ -42,10 +42,14 @@ type entry struct {
 type maildrop struct {
 	s    *Store
 	dir  string
-	lock *os.File
+	lock *lockFile
 
-	mu        sync.Mutex // guards entries' locations, closed, committed
+	mu sync.Mutex // guards entries, idx, closed, committed
+	// entries is the snapshot with where each message is; it is nil while
+	// the snapshot is idx as read (the warm Open), and made from idx when
+	// the messages' locations must change (makeEntries).
 	entries   []entry
+	idx       *index
 	msgs      []store.Message
 	closed    bool
 	committed bool
@@ -67,17 +71,17 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 		return nil, err
 	}
 	lockPath := filepath.Join(dir, lockName)
-	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	lf, err := openLockFile(lockPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := s.create(dir); err != nil {
 			return nil, err
 		}
-		lf, err = os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+		lf, err = openLockFile(lockPath)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("maildir: lock: %w", err)
 	}
-	if err := tryLock(lf); err != nil {
+	if err := lf.tryLock(); err != nil {
 		lf.Close()
 		if errors.Is(err, errLocked) {
 			return nil, store.ErrInUse
@@ -118,7 +122,7 @@ func (md *maildrop) load(ctx context.Context) error {
 	if st, err := statDir(filepath.Join(md.dir, "cur")); err == nil {
 		next.cur = st.settled(now)
 	}
-	idx, sum, err := readIndexSum(filepath.Join(md.dir, indexName))
+	idx, err := readIndexFile(filepath.Join(md.dir, indexName))
 	changed := false
 	if errors.Is(err, errCorrupt) {
 		md.s.log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", err)
@@ -126,33 +130,37 @@ func (md *maildrop) load(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	var entries []entry
-	if !changed && prev.hasIndex && prev.index == sum && next.new.known() && next.cur.known() &&
-		next.new == prev.new && next.cur == prev.cur && located(idx) {
-		entries = idx // the index says where every message is
+	hasIndex, sum := idx != nil, uint32(0)
+	if idx != nil {
+		sum = idx.sum
+	}
+	if !changed && idx != nil && prev.hasIndex && prev.index == sum && next.new.known() && next.cur.known() &&
+		next.new == prev.new && next.cur == prev.cur && idx.located {
+		// The index says where every message is: it is the snapshot.
+		md.idx, md.msgs = idx, idx.msgs
 	} else {
 		if md.s.scanHook != nil {
 			md.s.scanHook(md.dir)
 		}
-		var scanChanged bool
-		entries, scanChanged, err = md.scan(ctx, idx)
+		entries, scanChanged, err := md.scan(ctx, idx)
 		if err != nil {
 			return err
 		}
-		changed = changed || scanChanged
-	}
-	if changed {
-		if sum, err = md.s.writeIndexSum(md.dir, entries); err != nil {
-			return err
+		if changed || scanChanged {
+			if sum, err = md.s.writeIndexSum(md.dir, entries); err != nil {
+				return err
+			}
+			hasIndex = true // written, though maybe empty
 		}
-		idx = entries
-		if idx == nil {
-			idx = []indexEntry{} // written, though empty
+		md.entries = entries
+		md.msgs = make([]store.Message, len(entries))
+		for i, e := range entries {
+			md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
 		}
 	}
 	// Stamps go with an index file that exists; an empty maildrop that
 	// never had one is read every time, which costs nothing.
-	next.index, next.hasIndex = sum, idx != nil
+	next.index, next.hasIndex = sum, hasIndex
 	if !next.hasIndex {
 		next.new, next.cur = dirStamp{}, dirStamp{}
 	}
@@ -163,32 +171,18 @@ func (md *maildrop) load(ctx context.Context) error {
 	if next != prev {
 		writeLockState(md.lock, next)
 	}
-	md.entries = entries
-	md.msgs = make([]store.Message, len(entries))
-	for i, e := range entries {
-		md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
-	}
 	return nil
-}
-
-// located reports whether the index says where every message is (version 2).
-func located(idx []indexEntry) bool {
-	for i := range idx {
-		if idx[i].sub == "" {
-			return false
-		}
-	}
-	return true
 }
 
 // scan reads new/ and cur/ and matches them with the index idx: entries
 // whose files still exist, in index order, then files the index does not
 // know, in delivery order. changed reports whether the index must be
 // written again: a message came or went, or one moved.
-func (md *maildrop) scan(ctx context.Context, idx []indexEntry) (entries []entry, changed bool, err error) {
+func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, changed bool, err error) {
 	log := md.s.log
 	// entries starts as the index; the directory scan fills in where each
 	// message is, and entries never found are dropped after it.
+	idx := x.entries()
 	entries = make([]entry, len(idx))
 	for i, e := range idx {
 		entries[i] = entry{key: e.key, uidl: e.uidl, size: e.size}
@@ -563,15 +557,15 @@ func (md *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	if md.closed {
 		return nil, errors.New("maildir: maildrop closed")
 	}
-	if i < 0 || i >= len(md.entries) {
+	if i < 0 || i >= len(md.msgs) {
 		return nil, fmt.Errorf("maildir: no message %d", i)
 	}
 	for attempt := 0; ; attempt++ {
-		e := &md.entries[i]
+		e := md.entry(i)
 		if e.sub == "" {
 			return nil, store.ErrNoMessage
 		}
-		f, err := os.Open(filepath.Join(md.dir, e.sub, e.key+e.info))
+		f, err := openMessage(md.path(e))
 		if err == nil {
 			return f, nil
 		}
@@ -587,9 +581,33 @@ func (md *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	}
 }
 
+// entry returns message i of the snapshot. The caller holds md.mu.
+func (md *maildrop) entry(i int) entry {
+	if md.entries == nil {
+		return md.idx.entry(i)
+	}
+	return md.entries[i]
+}
+
+// path returns the path of e's file. md.dir is clean (Store.Path), so this
+// is filepath.Join(md.dir, e.sub, e.key+e.info) in one allocation.
+func (md *maildrop) path(e entry) string {
+	return md.dir + string(filepath.Separator) + e.sub + string(filepath.Separator) + e.key + e.info
+}
+
+// makeEntries makes md.entries from md.idx, if the snapshot is still the index
+// as read, so that the messages' locations can change. The caller holds
+// md.mu.
+func (md *maildrop) makeEntries() {
+	if md.entries == nil && md.idx != nil {
+		md.entries, md.idx = md.idx.entries(), nil
+	}
+}
+
 // relocate reads new/ and cur/ again and updates where every entry is; an
 // entry not found is marked gone. The caller holds md.mu.
 func (md *maildrop) relocate() error {
+	md.makeEntries()
 	pos := make(map[string]int, len(md.entries))
 	for i, e := range md.entries {
 		pos[e.key] = i
@@ -634,7 +652,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 		return errors.New("maildir: commit called twice")
 	}
 	for _, i := range deleted {
-		if i < 0 || i >= len(md.entries) {
+		if i < 0 || i >= len(md.msgs) {
 			return fmt.Errorf("maildir: commit: no message %d", i)
 		}
 	}
@@ -642,6 +660,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	if len(deleted) == 0 {
 		return nil
 	}
+	md.makeEntries()
 	removed := make([]bool, len(md.entries))
 	var errs []error
 	touched := map[string]bool{}
@@ -659,7 +678,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 				removed[i] = true // removed by another agent
 				break
 			}
-			err := os.Remove(filepath.Join(md.dir, e.sub, e.key+e.info))
+			err := os.Remove(md.path(*e))
 			if err == nil {
 				removed[i] = true
 				touched[e.sub] = true
@@ -711,6 +730,12 @@ func (md *maildrop) Close() error {
 		return nil
 	}
 	md.closed = true
+	if md.idx != nil {
+		// Nothing uses the index any more (Open and Commit check closed):
+		// its buffer can serve the next session.
+		md.idx.release()
+		md.idx = nil
+	}
 	if err := md.lock.Close(); err != nil {
 		return fmt.Errorf("maildir: unlock: %w", err)
 	}
