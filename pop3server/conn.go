@@ -32,16 +32,19 @@ type conn struct {
 	nc   net.Conn  // as accepted; never replaced, so abort may close it from any goroutine
 	tc   *tls.Conn // the TLS layer started by STLS, else nil
 	info Conn
-	log  *slog.Logger
+	log  *slog.Logger // adds conn, remote and user (log.go)
 
 	// br and bw read and write the current layer: nc, or tc after STLS.
-	// bw is small, or the large buffer a long reply borrowed (writer.go).
+	// bw is small, or the large buffer a long reply borrowed. All are
+	// pooled, and nil while the session waits for input (writer.go).
+	layer net.Conn // nc, or tc after STLS
 	br    *bufio.Reader
 	bw    *bufio.Writer
-	small *bufio.Writer // the session's own buffer, into out
+	small *bufio.Writer // the session's reply buffer, into out
 	out   replyWriter
 	dw    wire.DotWriter
 	tw    wire.TopWriter
+	raw   *rawWaiter // waits for input on the socket (wait.go); nil: not yet, or cannot
 
 	state       state
 	sess        Session
@@ -82,7 +85,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 			LocalAddr:  nc.LocalAddr(),
 		},
 	}
-	c.log = s.log.With("conn", id, "remote", addrString(nc.RemoteAddr()))
+	c.log = newSessionLogger(s.log.Handler(), c)
 	return c
 }
 
@@ -230,7 +233,8 @@ func (c *conn) close() {
 		c.tc.Close()
 	}
 	c.nc.Close()
-	c.releaseLarge()
+	c.putWriter()
+	c.putReader()
 }
 
 // lineLimit is the longest command line the session accepts now: AUTH
@@ -249,11 +253,6 @@ func (c *conn) lineLimit() int {
 func isAuthCommand(line []byte) bool {
 	return len(line) >= 4 && strings.EqualFold(string(line[:4]), "AUTH") &&
 		(len(line) == 4 || line[4] == ' ')
-}
-
-// readLine reads one command line of at most limit octets (wire.ReadLine).
-func (c *conn) readLine(limit int) (line []byte, n int, err error) {
-	return wire.ReadLine(c.br, limit)
 }
 
 // finish releases the maildrop and the session and writes the logout line.
@@ -574,8 +573,7 @@ func (c *conn) enterTransaction(mbox Mailbox) error {
 	if lim := c.srv.opts.LoginLimiter; lim != nil {
 		lim.LoginSucceeded(c.info.RemoteAddr, c.user)
 	}
-	c.log = c.log.With("user", c.user)
-	c.log.Info("logged in", "messages", len(c.msgs))
+	c.log.Info("logged in", "messages", len(c.msgs)) // with user from now on (log.go)
 	c.writeLine(fmt.Sprintf("+OK Logged in, %d messages", len(c.msgs)))
 	return nil
 }

@@ -15,9 +15,13 @@
 //     (drop, timeout, shutdown, panic) closes the mailbox and deletes nothing.
 //   - Replies are buffered and flushed only when no pipelined input is
 //     waiting (RFC 2449 §6.6), so a burst of commands gets one write. A
-//     session owns a 4 KiB buffer; RETR, TOP and whole LIST/UIDL listings
-//     borrow a pooled 64 KiB one until the next flush, so an idle session
-//     holds only the small one (writer.go).
+//     session takes a 4 KiB reply buffer and a 1 KiB read buffer from
+//     pools, and RETR, TOP and whole LIST/UIDL listings borrow a 64 KiB
+//     one until the next flush (writer.go). A session waiting for its
+//     client gives its buffers back; on a plain socket it waits for input
+//     on the socket itself (wait.go), on TLS it keeps the read buffer,
+//     which the blocked Read needs. c.br and c.bw are nil only inside that
+//     wait. Idle sessions are what a POP3 server holds most of (issue 7).
 //   - The commands of a download (STAT, LIST n, UIDL n, RETR n, DELE n,
 //     NOOP, RSET, listings) allocate nothing in the engine
 //     (TestCommandsDoNotAllocate).
@@ -198,6 +202,10 @@ type Server struct {
 	wg        sync.WaitGroup
 	baseCtx   context.Context
 	cancel    context.CancelFunc
+
+	// testHookWait, set by tests before serving, is called by a session
+	// about to wait for input, with its buffers given back (wait.go).
+	testHookWait func(*conn)
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -345,7 +353,10 @@ func isTemporary(err error) bool {
 }
 
 // ServeConn serves one already accepted connection in a new goroutine. A
-// *tls.Conn is served as implicit TLS (its handshake runs first).
+// *tls.Conn is served as implicit TLS (its handshake runs first). While
+// the session waits for a command, a *net.TCPConn or *net.UnixConn, or a
+// wrapper of one with a RawInput method that says it holds no input
+// (internal/netlimit's), is waited on without a read buffer (wait.go).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := newConn(s, nc)
 	s.mu.Lock()

@@ -7,19 +7,29 @@ import (
 	"time"
 )
 
-// Reply buffers. A session writes its replies through a small buffer of its
-// own (smallBufSize); a long reply (RETR, TOP, a LIST or UIDL listing)
-// borrows a large one (largeBufSize) from a pool shared by all sessions and
-// gives it back at the next flush. Flushes happen only when no pipelined
-// command is waiting (RFC 2449 §6.6), so a burst of pipelined RETRs keeps
-// the large buffer and goes out in large writes, and a session waiting for
-// its client holds only the small buffer.
+// Session buffers. A session writes its replies through a small buffer
+// (smallBufSize) and reads commands through a read buffer (readBufSize); a
+// long reply (RETR, TOP, a LIST or UIDL listing) borrows a large one
+// (largeBufSize) and gives it back at the next flush. Flushes happen only
+// when no pipelined command is waiting (RFC 2449 §6.6), so a burst of
+// pipelined RETRs keeps the large buffer and goes out in large writes.
+//
+// All three come from pools shared by all sessions. A session waiting for
+// its client holds none: it gives back the small buffer, and the read
+// buffer too where it can wait for input on the socket itself (wait.go),
+// and takes them again when input arrives. c.bw, c.small and c.br are nil
+// only inside that wait (readLine): every other path may write and read.
 const (
 	smallBufSize = 4 << 10
+	readBufSize  = 1 << 10
 	largeBufSize = 64 << 10
 )
 
-var largeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, largeBufSize) }}
+var (
+	smallBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, smallBufSize) }}
+	readBufs  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+	largeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, largeBufSize) }}
+)
 
 // replyWriter is where the session's buffered writers send their octets:
 // the client, through deadlineWriter; while a large buffer is borrowed the
@@ -41,16 +51,51 @@ func (w *replyWriter) Write(p []byte) (int, error) {
 // its own deadline (deadlineWriter).
 func (c *conn) setLayer(rw net.Conn) {
 	c.releaseLarge()
+	c.layer = rw
 	c.out.dw = deadlineWriter{w: rw, nc: c.nc, d: c.srv.opts.WriteTimeout}
+	// A fresh read buffer: anything the client pipelined on the old layer
+	// is dropped (STLS).
+	c.putReader()
+	c.takeReader()
+	c.takeWriter()
+}
+
+// takeReader gives the session a read buffer on the current layer.
+func (c *conn) takeReader() {
 	if c.br == nil {
-		c.br = bufio.NewReaderSize(rw, 1024)
-		c.small = bufio.NewWriterSize(&c.out, smallBufSize)
-	} else {
-		// Anything the client pipelined on the old layer is dropped.
-		c.br.Reset(rw)
-		c.small.Reset(&c.out)
+		c.br = readBufs.Get().(*bufio.Reader)
+		c.br.Reset(c.layer)
 	}
-	c.bw = c.small
+}
+
+// putReader gives the read buffer back. What it holds is dropped: call it
+// only when nothing is buffered, or at the end.
+func (c *conn) putReader() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readBufs.Put(c.br)
+		c.br = nil
+	}
+}
+
+// takeWriter gives the session a small reply buffer.
+func (c *conn) takeWriter() {
+	if c.small == nil {
+		c.small = smallBufs.Get().(*bufio.Writer)
+		c.small.Reset(&c.out)
+		c.bw = c.small
+	}
+}
+
+// putWriter gives the small buffer back, and a large one if borrowed.
+// What they hold is dropped: call it only after a flush, or at the end.
+func (c *conn) putWriter() {
+	c.releaseLarge()
+	if c.small != nil {
+		c.small.Reset(nil)
+		smallBufs.Put(c.small)
+		c.small, c.bw = nil, nil
+	}
 }
 
 // beginLong prepares a long reply: the replies buffered so far move to a

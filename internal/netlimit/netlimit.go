@@ -27,6 +27,11 @@
 //     once. Its count is never taken, so nothing is released twice.
 //   - Every accepted connection releases its counts exactly once, on its
 //     first Close.
+//   - A connection's RawInput hands out the socket only while nothing
+//     between the socket and the caller holds input: the sniffer's few
+//     octets and go-proxyproto's header buffer must be read first. A server
+//     may then wait for input on the socket without a read buffer of its
+//     own (pop3server does for idle sessions).
 package netlimit
 
 import (
@@ -37,6 +42,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -236,7 +242,7 @@ func (lim *Limiter) refuse(c net.Conn, reason string) {
 		// sent, so the kernel does not answer it with a RST that could
 		// discard the message before the client reads it.
 		raw := c
-		if pc, ok := c.(*proxyproto.Conn); ok {
+		if pc, ok := c.(*proxyConn); ok {
 			raw = pc.Raw()
 		}
 		if cw, ok := raw.(interface{ CloseWrite() error }); ok {
@@ -378,7 +384,7 @@ func (l *Listener) handshake(c net.Conn) {
 	if h.Command.IsLocal() {
 		// A health check of the proxy itself: no client behind it.
 		src, _ := ipgroup.Addr(c.RemoteAddr())
-		l.admit(pc, src, true)
+		l.admit(&proxyConn{Conn: pc}, src, true)
 		return
 	}
 	src, ok := ipgroup.Addr(h.SourceAddr)
@@ -388,7 +394,26 @@ func (l *Listener) handshake(c net.Conn) {
 		c.Close()
 		return
 	}
-	l.admit(pc, src, false)
+	l.admit(&proxyConn{Conn: pc}, src, false)
+}
+
+// proxyConn notes when go-proxyproto's header buffer has been read empty.
+type proxyConn struct {
+	*proxyproto.Conn
+	drained bool
+}
+
+// Read reads through go-proxyproto, which serves what its header reader
+// buffered past the header before anything from the socket, at most what
+// that buffer holds, and drops the buffer once it is empty (v0.15.0,
+// Conn.Read). A read that returns fewer octets than asked for has
+// therefore left nothing buffered (TestRawInput/proxied checks this).
+func (c *proxyConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n < len(p) {
+		c.drained = true
+	}
+	return n, err
 }
 
 // validHeader accepts PROXY over TCP (v4, v6) and LOCAL.
@@ -446,6 +471,41 @@ func (c *conn) Close() error {
 // NetConn returns the wrapped connection.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
+// RawInput returns the socket c reads from, for waiting until it has input
+// (syscall.RawConn.Read) before reading c, when nothing between the socket
+// and c's reader holds input: a direct connection once the sniffer's
+// octets are read, a proxied one once go-proxyproto's header buffer is
+// read empty. It reports false until then; once true it stays true. The
+// caller must read c itself, never the socket, and not concurrently.
+func (c *conn) RawInput() (syscall.RawConn, bool) {
+	var sock net.Conn
+	switch inner := c.Conn.(type) {
+	case *sniffConn:
+		if !inner.checked || inner.bad || len(inner.pending) > 0 {
+			return nil, false
+		}
+		sock = inner.Conn
+	case *proxyConn:
+		if !inner.drained {
+			return nil, false
+		}
+		sock = inner.Raw()
+	default:
+		sock = inner
+	}
+	var rc syscall.RawConn
+	var err error
+	switch s := sock.(type) {
+	case *net.TCPConn:
+		rc, err = s.SyscallConn()
+	case *net.UnixConn:
+		rc, err = s.SyscallConn()
+	default:
+		return nil, false
+	}
+	return rc, err == nil
+}
+
 var (
 	sigV1 = []byte("PROXY ")
 	sigV2 = []byte("\r\n\r\n\x00\r\nQUIT\n")
@@ -473,7 +533,9 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	}
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)

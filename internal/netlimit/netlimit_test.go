@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -364,4 +365,131 @@ func TestCloseListener(t *testing.T) {
 	if _, err := New(Options{IPv6Prefix: 200}); err == nil {
 		t.Error("New(IPv6Prefix 200) = nil error")
 	}
+}
+
+// rawInput asks an accepted connection for its socket.
+func rawInput(t *testing.T, s net.Conn) bool {
+	t.Helper()
+	ri, ok := s.(interface {
+		RawInput() (syscall.RawConn, bool)
+	})
+	if !ok {
+		t.Fatalf("%T has no RawInput", s)
+	}
+	_, ok = ri.RawInput()
+	return ok
+}
+
+// holdsNothing checks that a Read of s finds nothing: the client has sent
+// nothing more, so anything read would have been held by a wrapper.
+func holdsNothing(t *testing.T, s net.Conn) {
+	t.Helper()
+	s.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	defer s.SetReadDeadline(time.Time{})
+	var ne net.Error
+	if n, err := s.Read(make([]byte, 100)); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("RawInput said nothing is buffered, but Read returned %d octets, %v", n, err)
+	}
+}
+
+// readUntilShort reads s in chunks of size until a read returns less, and
+// returns all it read.
+func readUntilShort(t *testing.T, s net.Conn, size int) string {
+	t.Helper()
+	var all []byte
+	for {
+		p := make([]byte, size)
+		n, err := s.Read(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p[:n]...)
+		if n < size {
+			return string(all)
+		}
+	}
+}
+
+// RawInput hands out the socket only once no wrapper holds input: at once
+// for a direct connection, after the sniffed octets for one that may carry
+// an untrusted PROXY header (never if it did), after go-proxyproto's header
+// buffer for a proxied one. The proxied case checks go-proxyproto's
+// behaviour that proxyConn relies on: a short read leaves nothing buffered,
+// with more input sent with the header, in one segment, than its buffer
+// takes.
+func TestRawInput(t *testing.T) {
+	t.Parallel()
+	t.Run("direct", func(t *testing.T) {
+		t.Parallel()
+		_, l, ch := serve(t, Options{})
+		dial(t, l)
+		if s := accepted(t, ch); !rawInput(t, s) {
+			t.Error("RawInput of a direct connection = false")
+		}
+	})
+	t.Run("sniffing", func(t *testing.T) {
+		t.Parallel()
+		_, l, ch := serve(t, Options{ProxyFrom: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+		c := dial(t, l)
+		s := accepted(t, ch)
+		if rawInput(t, s) {
+			t.Fatal("RawInput before the sniffer has read = true")
+		}
+		io.WriteString(c, "USER alice\r\n")
+		if _, err := io.ReadFull(s, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		if rawInput(t, s) {
+			t.Fatal("RawInput with sniffed octets pending = true")
+		}
+		if got := readUntilShort(t, s, 100); got != " alice\r\n" {
+			t.Fatalf("read %q", got)
+		}
+		if !rawInput(t, s) {
+			t.Fatal("RawInput after the sniffed octets = false")
+		}
+		holdsNothing(t, s)
+
+		c = dial(t, l)
+		sendHeader(t, c, 1, "203.0.113.5:40000", "USER alice\r\n")
+		s = accepted(t, ch)
+		if _, err := s.Read(make([]byte, 100)); err != ErrUntrustedProxy {
+			t.Fatalf("read after an untrusted header: %v", err)
+		}
+		if rawInput(t, s) {
+			t.Error("RawInput after an untrusted header = true")
+		}
+	})
+	t.Run("proxied", func(t *testing.T) {
+		t.Parallel()
+		_, l, ch := serve(t, Options{ProxyFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+		c := dial(t, l)
+		data := "USER alice\r\n" + strings.Repeat("x", 1000) + "\r\n"
+		sendHeader(t, c, 2, "203.0.113.5:40000", data)
+		s := accepted(t, ch)
+		if rawInput(t, s) {
+			t.Fatal("RawInput before reading = true")
+		}
+		// go-proxyproto's buffer holds the first part of data (its size);
+		// the first short read empties it, the rest is in the socket.
+		got := readUntilShort(t, s, 10)
+		if !strings.HasPrefix(data, got) {
+			t.Fatalf("read %q, want a prefix of %q", got, data)
+		}
+		if !rawInput(t, s) {
+			t.Fatal("RawInput after a short read = false")
+		}
+		// Nothing is left above the socket: reading the socket itself,
+		// past go-proxyproto, gets the rest.
+		sock := s.(*conn).Conn.(*proxyConn).Raw()
+		rest := make([]byte, len(data)-len(got))
+		if _, err := io.ReadFull(sock, rest); err != nil || got+string(rest) != data {
+			t.Fatalf("read %q then %q, %v; want %q", got, rest, err, data)
+		}
+		holdsNothing(t, s)
+		io.WriteString(c, "QUIT\r\n")
+		if got := readUntilShort(t, s, 100); got != "QUIT\r\n" {
+			t.Fatalf("read %q after RawInput", got)
+		}
+	})
 }
