@@ -107,15 +107,17 @@ func (c *conn) cmdAPOP(ctx context.Context, args string) error {
 	if strings.IndexByte(name, 0) >= 0 || !c.validText(name) {
 		return c.badErr("-ERR Invalid UTF-8")
 	}
-	if err := c.beforeLogin(name); err != nil {
+	if err := c.beforeLogin(name, "APOP"); err != nil {
 		return err
 	}
 	c.user = name
+	start := time.Now()
 	mbox, err := as.APOP(ctx, name, c.apopTS, strings.ToLower(digest))
+	a := loginAttempt{method: "APOP", d: time.Since(start)}
 	if err != nil {
-		return c.loginFailed(err, name, nil)
+		return c.loginFailed(err, a, name, nil)
 	}
-	return c.enterTransaction(mbox)
+	return c.enterTransaction(mbox, a)
 }
 
 // isHexDigest reports whether s is 32 hex digits (an MD5 digest).
@@ -170,17 +172,17 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	}
 	// The user is not known before the exchange: the LoginLimiter counts
 	// SASL attempts and failures per client address only.
-	if err := c.beforeLogin(""); err != nil {
+	if err := c.beforeLogin("", mech); err != nil {
 		return err
 	}
 	exch, err := ss.StartSASL(ctx, mech)
 	if err != nil {
-		return c.saslFailed(err)
+		return c.saslFailed(err, mech)
 	}
 	for round := 0; ; round++ {
 		challenge, done, err := exch.Next(ctx, resp)
 		if err != nil {
-			return c.saslFailed(err)
+			return c.saslFailed(err, mech)
 		}
 		if done && len(challenge) == 0 {
 			break
@@ -215,11 +217,13 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 		}
 	}
 	c.user = exch.User()
+	start := time.Now()
 	mbox, err := exch.Login(ctx)
+	a := loginAttempt{method: mech, d: time.Since(start)}
 	if err != nil {
-		return c.loginFailed(err, "", nil)
+		return c.loginFailed(err, a, "", nil)
 	}
-	return c.enterTransaction(mbox)
+	return c.enterTransaction(mbox, a)
 }
 
 // decodeSASL decodes a client's SASL response: "=" or nothing is empty,
@@ -258,7 +262,7 @@ func (c *conn) readContinuation() (string, error) {
 // goes on and it counts as a bad command, not a failed login. Everything
 // else takes the failed-login path ([AUTH] with the delay, or the
 // backend's code, or [SYS/TEMP]).
-func (c *conn) saslFailed(err error) error {
+func (c *conn) saslFailed(err error, mech string) error {
 	var pe *Error
 	if errors.As(err, &pe) && pe.Code == "" {
 		if pe.Err != nil {
@@ -266,5 +270,5 @@ func (c *conn) saslFailed(err error) error {
 		}
 		return c.badErr(pe.reply())
 	}
-	return c.loginFailed(err, "", nil)
+	return c.loginFailed(err, loginAttempt{method: mech}, "", nil)
 }

@@ -130,6 +130,9 @@ func (c *conn) serve(ctx context.Context) {
 		c.finish(start)
 	}()
 
+	if o := c.srv.opts.Observer; o != nil {
+		o.SessionStarted(&c.info)
+	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if err := c.handshake(ctx, tc); err != nil {
 			return
@@ -263,7 +266,15 @@ func (c *conn) finish(start time.Time) {
 			c.log.Error("closing session failed", "err", err)
 		}
 	}
-	attrs := []any{"duration", time.Since(start).Round(time.Millisecond)}
+	d := time.Since(start)
+	if o := c.srv.opts.Observer; o != nil {
+		o.SessionEnded(&c.info, SessionStats{
+			Duration: d, LoggedIn: c.state == stateTransaction,
+			Retr: c.retrCount, RetrBytes: c.retrBytes, Top: c.topCount, TopBytes: c.topBytes,
+			Deleted: c.delCount, DeletedBytes: c.delBytes,
+		})
+	}
+	attrs := []any{"duration", d.Round(time.Millisecond)}
 	if c.state == stateTransaction || c.retrCount+c.topCount+c.delCount > 0 {
 		attrs = append(attrs, "top", fmt.Sprintf("%d/%d", c.topCount, c.topBytes),
 			"retr", fmt.Sprintf("%d/%d", c.retrCount, c.retrBytes),
@@ -456,29 +467,32 @@ func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
 	if !c.validText(pass) {
 		return c.badErr("-ERR Invalid UTF-8")
 	}
-	if err := c.beforeLogin(c.user); err != nil {
+	if err := c.beforeLogin(c.user, "USER"); err != nil {
 		return err
 	}
+	start := time.Now()
 	mbox, err := c.sess.Login(ctx, c.user, pass)
+	a := loginAttempt{method: "USER", d: time.Since(start)}
 	if err != nil {
 		// A non-nil copy even for an empty password: nil would mean "not
 		// known" to the LoginLimiter.
-		return c.loginFailed(err, c.user, append([]byte{}, pass...))
+		return c.loginFailed(err, a, c.user, append([]byte{}, pass...))
 	}
-	return c.enterTransaction(mbox)
+	return c.enterTransaction(mbox, a)
 }
 
 // beforeLogin asks the LoginLimiter whether the client may try the
 // credentials of user now, and waits the delay it asks for. An error ends
 // the session: the client was refused (the reply is buffered) or the
 // server is stopping.
-func (c *conn) beforeLogin(user string) error {
+func (c *conn) beforeLogin(user, method string) error {
 	lim := c.srv.opts.LoginLimiter
 	if lim == nil {
 		return nil
 	}
 	delay, refuse, until := lim.BeforeLogin(c.info.RemoteAddr, user)
 	if refuse {
+		c.observeLogin(LoginEvent{Method: method, Code: CodeSysTemp, Refused: true})
 		c.log.Info("login refused", "user", user, "code", CodeSysTemp,
 			"reason", "too many failed logins", "until", until)
 		// [SYS/TEMP], not [AUTH]: the codes tell a client whether to ask
@@ -518,12 +532,17 @@ func (c *conn) pause(d time.Duration) error {
 // AuthFailDelay first, whatever the reason, so timing reveals nothing, and
 // are reported to the LoginLimiter as user with password (nil: unknown);
 // other failures are not.
-func (c *conn) loginFailed(err error, user string, password []byte) error {
+func (c *conn) loginFailed(err error, a loginAttempt, user string, password []byte) error {
 	var pe *Error
 	if !errors.As(err, &pe) {
 		c.log.Error("login failed", "user", c.user, "err", err)
 		pe = &Error{Code: CodeSysTemp, Text: "Temporary failure, try again later"}
 	}
+	code := pe.Code
+	if code == "" {
+		code = CodeAuth // answered and counted as a credential failure below
+	}
+	c.observeLogin(LoginEvent{Method: a.method, Code: code, Duration: a.d})
 	switch pe.Code {
 	case CodeAuth, "":
 		c.authFailures++
@@ -557,7 +576,8 @@ func (c *conn) loginFailed(err error, user string, password []byte) error {
 	return nil
 }
 
-func (c *conn) enterTransaction(mbox Mailbox) error {
+func (c *conn) enterTransaction(mbox Mailbox, a loginAttempt) error {
+	c.observeLogin(LoginEvent{Method: a.method, Duration: a.d})
 	c.mbox = mbox
 	c.msgs = mbox.Messages()
 	c.deleted = make([]bool, len(c.msgs))

@@ -154,6 +154,10 @@ type Options struct {
 	// and MaxAuthFailures, which work per connection. Default nil: none.
 	LoginLimiter LoginLimiter
 
+	// Observer, if set, is told of each session's start and end and of
+	// each login attempt, for metrics (internal/metrics). Default nil.
+	Observer Observer
+
 	// LoginDelay, if positive, is advertised as CAPA LOGIN-DELAY (whole
 	// seconds); enforcing it is the backend's job ([LOGIN-DELAY] errors).
 	LoginDelay time.Duration

@@ -158,6 +158,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return err
 	}
 	setLimits(&opts, cfg, loginLim, met)
+	if met != nil {
+		opts.Observer = met
+	}
 	connLim, err := newConnLimiter(cfg, log, met)
 	if err != nil {
 		return err

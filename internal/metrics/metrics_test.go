@@ -1,12 +1,15 @@
 package metrics
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
 // scrape returns the exposition text of m.
@@ -91,4 +94,39 @@ func TestHooks(t *testing.T) {
 			t.Errorf("metrics lack %s", prefix)
 		}
 	}
+}
+
+func TestObserver(t *testing.T) {
+	m := New()
+	c := &pop3server.Conn{}
+	m.SessionStarted(c)
+	m.SessionStarted(c)
+	m.Login(c, pop3server.LoginEvent{Method: "USER", Code: pop3server.CodeAuth, Duration: time.Millisecond})
+	m.Login(c, pop3server.LoginEvent{Method: "SCRAM-SHA-256", Duration: 2 * time.Millisecond})
+	m.Login(c, pop3server.LoginEvent{Method: "USER", Code: pop3server.CodeSysTemp, Refused: true})
+	m.Login(c, pop3server.LoginEvent{Method: "APOP", Code: pop3server.CodeInUse, Duration: time.Millisecond})
+	m.SessionEnded(c, pop3server.SessionStats{Duration: time.Second, LoggedIn: true,
+		Retr: 3, RetrBytes: 3000, Top: 1, TopBytes: 100, Deleted: 2, DeletedBytes: 2000})
+	c.TLS = &tls.ConnectionState{}
+	m.SessionStarted(c)
+	m.SessionEnded(c, pop3server.SessionStats{Duration: time.Second})
+
+	wantLines(t, scrape(t, m),
+		"postoffice_pop3_sessions_active 1",
+		`postoffice_pop3_sessions_total{tls="false"} 1`,
+		`postoffice_pop3_sessions_total{tls="true"} 1`,
+		`postoffice_pop3_logins_total{method="USER",result="auth"} 1`,
+		`postoffice_pop3_logins_total{method="USER",result="refused"} 1`,
+		`postoffice_pop3_logins_total{method="USER",result="ok"} 0`,
+		`postoffice_pop3_logins_total{method="SCRAM-SHA-256",result="ok"} 1`,
+		`postoffice_pop3_logins_total{method="APOP",result="in_use"} 1`,
+		`postoffice_pop3_login_duration_seconds_count{result="ok"} 1`,
+		`postoffice_pop3_login_duration_seconds_count{result="failed"} 2`,
+		"postoffice_pop3_retrieved_messages_total 3",
+		"postoffice_pop3_retrieved_bytes_total 3000",
+		"postoffice_pop3_top_total 1",
+		"postoffice_pop3_deleted_messages_total 2",
+		"postoffice_pop3_deleted_bytes_total 2000",
+		"postoffice_pop3_session_duration_seconds_count 2",
+	)
 }
