@@ -4,6 +4,7 @@
 //	postoffice serve --config FILE     run the server
 //	postoffice serve --dev             run on loopback with a demo user
 //	postoffice user add|passwd|del|list  manage the passwd-file
+//	postoffice check --config FILE     load and check everything serve would
 //	postoffice version
 package main
 
@@ -30,6 +31,7 @@ func init() {
 	commands = []command{
 		{"bench", "load-test a POP3 server; seed Maildirs; run the in-memory responder", runBench},
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox or an MDA", runFetch},
+		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},
 		{"user", "manage users in the passwd-file: add, passwd, del, list", runUser},

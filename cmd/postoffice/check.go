@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
+	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/tlsconf"
+)
+
+// runCheck is "postoffice check": everything serve would load, loaded and
+// reported on, without binding a port. Problems that would stop serve, and
+// unusable password entries, are errors and make the exit status 1; the
+// rest are warnings.
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", stderr)
+	cfgPath := fs.String("config", defaultConfig, "configuration `file` (TOML)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postoffice check [--config FILE]")
+		fmt.Fprintln(stderr, "Loads the config, the TLS certificates and the passwd-file as serve would,")
+		fmt.Fprintln(stderr, "checks the mail location and the server user, and reports what it found.")
+		fmt.Fprintln(stderr, "Exit status 1 when serve would not start or a stored password is unusable;")
+		fmt.Fprintln(stderr, "warnings (such as users who cannot use an enabled login method) leave it 0.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"check takes no arguments"}
+	}
+	c := &checker{out: stdout}
+	c.run(*cfgPath)
+	if c.errors > 0 {
+		fmt.Fprintf(stdout, "%d error(s), %d warning(s)\n", c.errors, c.warnings)
+		return exitError{code: 1}
+	}
+	fmt.Fprintf(stdout, "ok: %d warning(s)\n", c.warnings)
+	return nil
+}
+
+type checker struct {
+	out              io.Writer
+	errors, warnings int
+}
+
+func (c *checker) info(format string, a ...any) { fmt.Fprintf(c.out, "  "+format+"\n", a...) }
+
+func (c *checker) warn(format string, a ...any) {
+	c.warnings++
+	fmt.Fprintf(c.out, "warning: "+format+"\n", a...)
+}
+
+func (c *checker) fail(format string, a ...any) {
+	c.errors++
+	fmt.Fprintf(c.out, "error: "+format+"\n", a...)
+}
+
+func (c *checker) run(path string) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		c.fail("%v", err)
+		return
+	}
+	fmt.Fprintf(c.out, "config %s: valid\n", path)
+	c.listeners(cfg)
+	c.tls(cfg)
+	c.users(cfg)
+	c.mail(cfg)
+	c.serverUser(cfg)
+}
+
+func (c *checker) listeners(cfg *config.Config) {
+	if len(cfg.POP3.Listen) == 0 && len(cfg.POP3.ListenTLS) == 0 {
+		c.warn("pop3.listen and pop3.listen_tls are empty: only systemd sockets would be served")
+	}
+	for _, a := range cfg.POP3.Listen {
+		c.info("POP3 on %s%s", a, map[bool]string{true: " (STLS)", false: ""}[cfg.STLS()])
+	}
+	for _, a := range cfg.POP3.ListenTLS {
+		c.info("POP3S on %s", a)
+	}
+	for _, a := range cfg.LMTP.Listen {
+		c.info("LMTP on %s", a)
+	}
+	if s := cfg.LMTP.Socket; s != "" {
+		c.info("LMTP on unix:%s", s)
+		if st, err := os.Stat(filepath.Dir(s)); err != nil || !st.IsDir() {
+			c.fail("lmtp.socket: directory %s does not exist", filepath.Dir(s))
+		}
+	}
+	if a := cfg.Metrics.Listen; a != "" {
+		c.info("metrics on http://%s/metrics", a)
+	}
+	if cfg.Auth.AllowPlaintext {
+		c.warn("auth.allow_plaintext = true: passwords may cross the network unencrypted")
+	}
+}
+
+func (c *checker) tls(cfg *config.Config) {
+	pairs := cfg.TLS.Pairs()
+	if pairs == nil {
+		if len(cfg.POP3.ListenTLS) > 0 {
+			c.fail("pop3.listen_tls is set but [tls] has no certificate")
+		}
+		return
+	}
+	tp := make([]tlsconf.Pair, len(pairs))
+	for i, p := range pairs {
+		tp[i] = tlsconf.Pair(p)
+	}
+	m, err := tlsconf.New(tlsconf.Options{Pairs: tp, ClientCAFile: cfg.TLS.ClientCA})
+	if err != nil {
+		c.fail("%v", err)
+		return
+	}
+	for _, e := range m.Expiry() {
+		left := time.Until(e.NotAfter)
+		switch {
+		case left < 0:
+			c.fail("certificate %s (%s) expired on %s", e.CertFile, strings.Join(e.Names, ", "), e.NotAfter.UTC().Format(time.DateOnly))
+		case left < 14*24*time.Hour:
+			c.warn("certificate %s (%s) expires in %d days", e.CertFile, strings.Join(e.Names, ", "), int(left.Hours()/24))
+		default:
+			c.info("certificate %s: %s, until %s", e.CertFile, strings.Join(e.Names, ", "), e.NotAfter.UTC().Format(time.DateOnly))
+		}
+	}
+}
+
+// users loads the passwd-file and counts the users whose stored scheme
+// cannot serve a login method the config enables (APOP, CRAM-MD5, SCRAM).
+func (c *checker) users(cfg *config.Config) {
+	path := cfg.Auth.PasswdFile
+	db, err := passwdfile.Open(path, passwdfile.Options{DefaultScheme: cfg.Auth.DefaultScheme})
+	if err != nil {
+		c.fail("auth.passwd_file: %v", err)
+		return
+	}
+	names, err := passwdfile.ListUsers(path)
+	if err != nil {
+		c.fail("auth.passwd_file: %v", err)
+		return
+	}
+	c.info("passwd-file %s: %d users", path, len(names))
+	if len(names) == 0 {
+		c.warn("auth.passwd_file %s has no users: nobody can log in", path)
+	}
+	methods := cfg.Auth.Mechanisms
+	if cfg.Auth.APOP {
+		methods = append([]string{"APOP"}, methods...)
+	}
+	unserved := make(map[string][]string)
+	schemes := make(map[string]int)
+	for _, n := range names {
+		_, hash, err := db.Credentials(context.Background(), n)
+		if err != nil {
+			c.fail("user %s: %v", n, err)
+			continue
+		}
+		if err := scheme.Check(hash, cfg.Auth.DefaultScheme); err != nil {
+			c.fail("user %s: %v", n, err)
+			continue
+		}
+		schemes[schemeName(hash, cfg.Auth.DefaultScheme)]++
+		for _, m := range methods {
+			if served, ok := serves(hash, m); ok && !served {
+				unserved[m] = append(unserved[m], n)
+			}
+		}
+	}
+	var ss []string
+	for s, k := range schemes {
+		ss = append(ss, fmt.Sprintf("%s %d", s, k))
+	}
+	sort.Strings(ss)
+	if len(ss) > 0 {
+		c.info("stored schemes: %s", strings.Join(ss, ", "))
+	}
+	for _, m := range methods {
+		if us := unserved[m]; len(us) > 0 {
+			c.warn("%d of %d users cannot log in with %s (enabled in the config), their stored scheme cannot serve it: %s",
+				len(us), len(names), m, abbreviate(us, 5))
+		}
+	}
+}
+
+// schemeName is the {SCHEME} of a stored password, without an encoding
+// suffix, or the default scheme for a hash without a prefix.
+func schemeName(hash, def string) string {
+	if !strings.HasPrefix(hash, "{") {
+		return strings.ToUpper(def)
+	}
+	name, _, _ := strings.Cut(hash[1:], "}")
+	name, _, _ = strings.Cut(name, ".")
+	return strings.ToUpper(name)
+}
+
+func abbreviate(list []string, n int) string {
+	if len(list) <= n {
+		return strings.Join(list, ", ")
+	}
+	return strings.Join(list[:n], ", ") + fmt.Sprintf(" and %d more", len(list)-n)
+}
+
+// mail checks that the fixed part of the mail location (before the first
+// %) exists.
+func (c *checker) mail(cfg *config.Config) {
+	tmpl := cfg.Mail.MaildirPath()
+	base := tmpl
+	if i := strings.IndexByte(tmpl, '%'); i >= 0 {
+		base = filepath.Dir(tmpl[:i] + "x")
+	}
+	st, err := os.Stat(base)
+	switch {
+	case os.IsNotExist(err):
+		c.warn("mail.location: %s does not exist (a delivery would create it; a typo?)", base)
+	case err != nil:
+		c.fail("mail.location: %s: %v", base, err)
+	case !st.IsDir():
+		c.fail("mail.location: %s is not a directory", base)
+	default:
+		c.info("Maildirs under %s (%s)", base, tmpl)
+	}
+}
+
+// serverUser checks that [server] user and group exist, and warns about
+// running as root without them.
+func (c *checker) serverUser(cfg *config.Config) {
+	s := cfg.Server
+	if s.User == "" {
+		if os.Geteuid() == 0 {
+			c.warn("server.user is not set: serve run as root would stay root")
+		}
+		return
+	}
+	if _, err := user.Lookup(s.User); err != nil {
+		if _, err2 := user.LookupId(s.User); err2 != nil {
+			c.fail("server.user: %v", err)
+			return
+		}
+	}
+	if s.Group != "" {
+		if _, err := user.LookupGroup(s.Group); err != nil {
+			if _, err2 := user.LookupGroupId(s.Group); err2 != nil {
+				c.fail("server.group: %v", err)
+				return
+			}
+		}
+	}
+	c.info("runs as %s%s once the ports are bound", s.User, map[bool]string{true: ":" + s.Group, false: ""}[s.Group != ""])
+}

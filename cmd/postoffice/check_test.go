@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/certutil"
+)
+
+// postoffice check loads what serve would and says what is wrong: exit 1
+// for an invalid config, an expired certificate or an unusable password
+// entry; warnings (users an enabled method cannot serve, a missing Maildir
+// root) leave it 0.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	if code, _, errs := runCmd(t, "pw\n", "user", "add", "--passwd-file", passwd, "--password-stdin", "alice"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, errs := runCmd(t, "pw\n", "user", "add", "--passwd-file", passwd, "--password-stdin", "--scheme", "SCRAM-SHA-256", "bob"); code != 0 {
+		t.Fatal(errs)
+	}
+	writePair := func(name string, valid time.Duration) (cert, key string) {
+		p, err := certutil.SelfSigned(valid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+		os.WriteFile(cert, p.CertPEM, 0o600)
+		os.WriteFile(key, p.KeyPEM, 0o600)
+		return cert, key
+	}
+	cert, key := writePair("good", 90*24*time.Hour)
+	soonCert, soonKey := writePair("soon", 3*24*time.Hour)
+	vmail := filepath.Join(dir, "vmail")
+	os.Mkdir(vmail, 0o700)
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := func(cert, key, auth, location string) string {
+		return `[server]
+user = "nobody"
+[pop3]
+listen = ["127.0.0.1:1110"]
+listen_tls = ["127.0.0.1:1995"]
+[tls]
+cert = "` + cert + `"
+key = "` + key + `"
+[auth]
+passwd_file = "` + passwd + `"
+` + auth + `
+[mail]
+location = "maildir:` + location + `/%d/%n/Maildir"
+`
+	}
+
+	tests := []struct {
+		name, config string
+		code         int
+		want         []string
+	}{
+		{"clean", base(cert, key, "", vmail), 0, []string{"config ", ": valid", "passwd-file " + passwd + ": 2 users",
+			"stored schemes: SCRAM-SHA-256 1, SHA512-CRYPT 1", "certificate " + cert, "runs as nobody", "ok: 0 warning(s)"}},
+		{"scram-for-crypt-users", base(cert, key, `mechanisms = ["SCRAM-SHA-256", "PLAIN"]`, vmail), 0,
+			[]string{"warning: 1 of 2 users cannot log in with SCRAM-SHA-256 (enabled in the config), their stored scheme cannot serve it: alice", "ok: 1 warning(s)"}},
+		{"expiring", base(soonCert, soonKey, "", vmail), 0, []string{"warning: certificate " + soonCert, "expires in 2 days"}},
+		{"missing-root", base(cert, key, "", filepath.Join(dir, "nope")), 0, []string{"warning: mail.location: " + filepath.Join(dir, "nope") + " does not exist"}},
+		{"bad-key", base(cert, soonKey, "", vmail), 1, []string{"error: ", "1 error(s)"}},
+		{"invalid", base(cert, key, "apop = 3", vmail), 1, []string{"error: config: ", "auth.apop", "1 error(s)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := runCmd(t, "", "check", "--config", write(tt.name+".toml", tt.config))
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, tt.code, out, errs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+
+	// An unusable stored password is an error: that user cannot log in.
+	f, _ := os.OpenFile(passwd, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("carol:{NOSUCH}abc::::::\n")
+	f.Close()
+	code, out, _ := runCmd(t, "", "check", "--config", write("clean2.toml", base(cert, key, "", vmail)))
+	if code != 1 || !strings.Contains(out, "error: ") {
+		t.Errorf("with a {NOSUCH} entry: exit %d\n%s", code, out)
+	}
+}
