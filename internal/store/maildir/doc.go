@@ -52,7 +52,11 @@
 // wire size (store.Message.Size) and where the file was (new/ or cur/, and
 // its info part), in first-seen order; it is replaced atomically (temporary
 // file, fsync, rename, directory fsync) before Open returns whenever it
-// changed, so a UIDL a client has seen is durable. Open reads the index and
+// changed, so a UIDL a client has seen is durable. (On a full disk or
+// quota, ENOSPC or EDQUOT, Open serves the session from the directories
+// without it and records no stamps, so the next Open reads them again: the
+// UIDLs it would record come from the file names and dovecot-uidlist,
+// which give the same ones again.) Open reads the index and
 // the two directories (no stat per file), keeps indexed messages that still
 // exist in index order, appends the others in delivery order (their names
 // compared with digit runs as numbers: seconds, then M<usec>, P<pid>,

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -107,7 +108,7 @@ type found struct {
 // load builds the snapshot: index entries whose files still exist, in index
 // order, then files the index does not know yet, in delivery order. It
 // writes the index back, durably, if that changed anything, before any UIDL
-// can reach a client. When neither new/ nor cur/ changed since the index was
+// can reach a client (but on a full disk it serves the session without). When neither new/ nor cur/ changed since the index was
 // written (see dirstate.go), the index alone is the snapshot.
 func (md *maildrop) load(ctx context.Context) error {
 	now := md.s.clock()
@@ -147,10 +148,23 @@ func (md *maildrop) load(ctx context.Context) error {
 			return err
 		}
 		if changed || scanChanged {
-			if sum, err = md.s.writeIndexSum(md.dir, entries); err != nil {
+			sum, err = md.s.writeIndexSum(md.dir, entries)
+			switch {
+			case err == nil:
+				hasIndex = true // written, though maybe empty
+			case noSpace(err):
+				// The index is a cache: every UIDL it would record is
+				// derived from a file name or read from dovecot-uidlist,
+				// which gives the same UIDLs again at the next open. So a
+				// full disk costs this session nothing but the write, and
+				// no stamps are recorded: the old index must not pass for
+				// the current one, the next open reads the directories.
+				md.s.log.Warn("maildir: index not written, no space left; serving this session from the directories, the next open rescans",
+					"dir", md.dir, "err", err)
+				sum, hasIndex = 0, false
+			default:
 				return err
 			}
-			hasIndex = true // written, though maybe empty
 		}
 		md.entries = entries
 		md.msgs = make([]store.Message, len(entries))
@@ -740,4 +754,10 @@ func (md *maildrop) Close() error {
 		return fmt.Errorf("maildir: unlock: %w", err)
 	}
 	return nil
+}
+
+// noSpace reports whether err says the file system or the user's quota is
+// full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
