@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -79,7 +80,7 @@ func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.
 	if err != nil {
 		return fail(exConfig, "%v", err)
 	}
-	log := newLogger(cfg.Log, stderr)
+	log := newLogger(cfg.Log, stderr, new(slog.LevelVar))
 	users, err := passwdfile.Open(cfg.Auth.PasswdFile, passwdfile.Options{DefaultScheme: cfg.Auth.DefaultScheme, Logger: log})
 	if err != nil {
 		return fail(exTempFail, "%v", err)

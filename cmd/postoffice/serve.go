@@ -24,7 +24,9 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
+	"github.com/postoffice-mail/postoffice/internal/netlimit"
 	"github.com/postoffice-mail/postoffice/internal/privdrop"
+	"github.com/postoffice-mail/postoffice/internal/ratelimit"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
@@ -63,9 +65,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, cfg, stderr)
 }
 
-func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.Level))
+// newLogger returns the server's logger, its level in level (set from
+// cfg, changed by a reload).
+func newLogger(cfg config.Log, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	setLevel(level, cfg.Level)
 	hopts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, hopts))
@@ -74,8 +77,16 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 }
 
 // serve runs the server until ctx is done, then shuts it down gracefully.
+// setLevel sets lv from a validated log.level.
+func setLevel(lv *slog.LevelVar, name string) {
+	var l slog.Level
+	l.UnmarshalText([]byte(name))
+	lv.Set(l)
+}
+
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
-	log := newLogger(cfg.Log, logw)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, logw, level)
 	// Take systemd's sockets first, so that they are closed on every
 	// error below and the LISTEN_* variables reach no child process.
 	socks, err := activatedSockets(cfg)
@@ -277,6 +288,7 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("reloading")
+			cfg = reloadConfig(cfg, log, level, connLim, loginLim)
 			if tlsm != nil {
 				if err := tlsm.Reload(); err != nil {
 					log.Error("tls reload failed; keeping the previous certificates", "err", err)
@@ -472,4 +484,35 @@ func metricsServer(met *metrics.Metrics, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// reloadConfig reads the config file again (SIGHUP) and applies what a
+// running server can change (config.Reloaded): the log level, the
+// connection caps and trusted_networks. A file that does not load changes
+// nothing. It returns the configuration now in force.
+func reloadConfig(cfg *config.Config, log *slog.Logger, level *slog.LevelVar, connLim *netlimit.Limiter, loginLim *ratelimit.Limiter) *config.Config {
+	if cfg.Path() == "" {
+		return cfg // serve --dev: nothing to read again
+	}
+	next, err := config.Load(cfg.Path())
+	if err != nil {
+		log.Error("config reload failed; keeping the running configuration", "err", err)
+		return cfg
+	}
+	merged, restart := config.Reloaded(cfg, next)
+	l := merged.Limits
+	if err := connLim.SetLimits(l.MaxConnections, l.MaxConnectionsPerIP, l.Trusted()); err != nil {
+		log.Error("config reload failed; keeping the running configuration", "err", err)
+		return cfg
+	}
+	if loginLim != nil {
+		loginLim.SetTrusted(l.Trusted())
+	}
+	setLevel(level, merged.Log.Level)
+	if len(restart) > 0 {
+		log.Warn("config changes that need a restart were not applied", "tables", strings.Join(restart, ","))
+	}
+	log.Info("config reloaded", "file", cfg.Path(), "max_connections", l.MaxConnections,
+		"max_connections_per_ip", l.MaxConnectionsPerIP, "trusted_networks", strings.Join(l.TrustedNetworks, ","), "log_level", merged.Log.Level)
+	return merged
 }

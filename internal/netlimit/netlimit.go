@@ -173,11 +173,32 @@ func (lim *Limiter) releaseGlobal() {
 	lim.mu.Unlock()
 }
 
+// SetLimits changes MaxConns, MaxConnsPerIP and Exempt (a configuration
+// reload). They apply to connections accepted from now on; connections
+// already open keep their counts, released as before.
+func (lim *Limiter) SetLimits(maxConns, maxConnsPerIP int, exempt []netip.Prefix) error {
+	if maxConns < 0 || maxConnsPerIP < 0 {
+		return errors.New("netlimit: negative MaxConns or MaxConnsPerIP")
+	}
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	lim.opts.MaxConns, lim.opts.MaxConnsPerIP, lim.opts.Exempt = maxConns, maxConnsPerIP, exempt
+	return nil
+}
+
+// perIPLimited reports whether connections from src count toward
+// MaxConnsPerIP.
+func (lim *Limiter) perIPLimited(src netip.Addr) bool {
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	return lim.opts.MaxConnsPerIP > 0 && src.IsValid() && !ipgroup.Contains(lim.opts.Exempt, src)
+}
+
 // acquireIP counts a connection for group g.
 func (lim *Limiter) acquireIP(g netip.Prefix) bool {
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
-	if lim.perIP[g] >= lim.opts.MaxConnsPerIP {
+	if m := lim.opts.MaxConnsPerIP; m > 0 && lim.perIP[g] >= m {
 		return false
 	}
 	lim.perIP[g]++
@@ -432,7 +453,7 @@ func validHeader(h *proxyproto.Header) error {
 func (l *Listener) admit(c net.Conn, src netip.Addr, exempt bool) {
 	lim := l.lim
 	lc := &conn{Conn: c, lim: lim}
-	if !exempt && lim.opts.MaxConnsPerIP > 0 && src.IsValid() && !ipgroup.Contains(lim.opts.Exempt, src) {
+	if !exempt && lim.perIPLimited(src) {
 		g := lim.grp.Key(src)
 		if !lim.acquireIP(g) {
 			lim.releaseGlobal()

@@ -46,6 +46,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/ipgroup"
@@ -148,6 +149,8 @@ type Limiter struct {
 	key  [32]byte
 	seed maphash.Seed
 
+	trusted atomic.Pointer[[]netip.Prefix] // Options.Trusted, replaced by SetTrusted
+
 	mu    sync.Mutex
 	ips   table[netip.Prefix]
 	users table[uint64]
@@ -190,6 +193,7 @@ func New(opts Options) (*Limiter, error) {
 		opts.Now = time.Now
 	}
 	l := &Limiter{opts: opts, grp: grp, seed: maphash.MakeSeed()}
+	l.SetTrusted(opts.Trusted)
 	rand.Read(l.key[:])
 	l.ips.init(opts.MaxEntries)
 	l.users.init(opts.MaxEntries)
@@ -211,7 +215,12 @@ func (l *Limiter) Fingerprint(user string, password []byte) Fingerprint {
 func (l *Limiter) Group(ip netip.Addr) netip.Prefix { return l.grp.Key(ip) }
 
 // Trusted reports whether ip is exempt.
-func (l *Limiter) Trusted(ip netip.Addr) bool { return ipgroup.Contains(l.opts.Trusted, ip) }
+func (l *Limiter) Trusted(ip netip.Addr) bool { return ipgroup.Contains(*l.trusted.Load(), ip) }
+
+// SetTrusted replaces Options.Trusted (a configuration reload). Counters
+// already kept for a newly trusted address stay until they expire, but
+// are no longer consulted for it.
+func (l *Limiter) SetTrusted(ps []netip.Prefix) { l.trusted.Store(&ps) }
 
 // Check is called before verifying the credentials of user from ip; user
 // may be empty when it is not known yet (SASL). The caller waits

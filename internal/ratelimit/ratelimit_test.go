@@ -114,6 +114,26 @@ func TestTrusted(t *testing.T) {
 	}
 }
 
+// SetTrusted (a reload) takes effect at once, both ways.
+func TestSetTrusted(t *testing.T) {
+	t.Parallel()
+	l, _ := newLimiter(t, Options{BanAfter: 100})
+	if r := l.Failure(ip1, "alice", l.Fingerprint("alice", pw(1))); !r.Counted {
+		t.Fatalf("untrusted failure not counted: %+v", r)
+	}
+	l.SetTrusted([]netip.Prefix{netip.PrefixFrom(ip1, 32)})
+	if r := l.Failure(ip1, "alice", l.Fingerprint("alice", pw(2))); r.Counted {
+		t.Errorf("failure counted after SetTrusted: %+v", r)
+	}
+	if v := l.Check(ip1, "alice"); v != (Verdict{}) {
+		t.Errorf("Check after SetTrusted = %+v, want zero", v)
+	}
+	l.SetTrusted(nil)
+	if r := l.Failure(ip1, "alice", l.Fingerprint("alice", pw(3))); !r.Counted {
+		t.Errorf("failure not counted after SetTrusted(nil): %+v", r)
+	}
+}
+
 func TestIPv6Grouping(t *testing.T) {
 	t.Parallel()
 	a := netip.MustParseAddr("2001:db8:1:2::1")
