@@ -288,7 +288,7 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("reloading")
-			cfg = reloadConfig(cfg, log, level, connLim, loginLim)
+			cfg = reloadConfig(cfg, log, level, connLim, loginLim, met)
 			if tlsm != nil {
 				if err := tlsm.Reload(); err != nil {
 					log.Error("tls reload failed; keeping the previous certificates", "err", err)
@@ -490,20 +490,28 @@ func metricsServer(met *metrics.Metrics, log *slog.Logger) *http.Server {
 // running server can change (config.Reloaded): the log level, the
 // connection caps and trusted_networks. A file that does not load changes
 // nothing. It returns the configuration now in force.
-func reloadConfig(cfg *config.Config, log *slog.Logger, level *slog.LevelVar, connLim *netlimit.Limiter, loginLim *ratelimit.Limiter) *config.Config {
+func reloadConfig(cfg *config.Config, log *slog.Logger, level *slog.LevelVar, connLim *netlimit.Limiter, loginLim *ratelimit.Limiter, met *metrics.Metrics) *config.Config {
 	if cfg.Path() == "" {
 		return cfg // serve --dev: nothing to read again
 	}
+	failed := func(err error) *config.Config {
+		log.Error("config reload failed; keeping the running configuration", "err", err)
+		if met != nil {
+			met.ConfigReloaded(false)
+		}
+		return cfg
+	}
 	next, err := config.Load(cfg.Path())
 	if err != nil {
-		log.Error("config reload failed; keeping the running configuration", "err", err)
-		return cfg
+		return failed(err)
 	}
 	merged, restart := config.Reloaded(cfg, next)
 	l := merged.Limits
 	if err := connLim.SetLimits(l.MaxConnections, l.MaxConnectionsPerIP, l.Trusted()); err != nil {
-		log.Error("config reload failed; keeping the running configuration", "err", err)
-		return cfg
+		return failed(err)
+	}
+	if met != nil {
+		met.ConfigReloaded(true)
 	}
 	if loginLim != nil {
 		loginLim.SetTrusted(l.Trusted())

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,7 +27,8 @@ func (srv *server) waitLog(t *testing.T, want string) {
 func TestSIGHUPReloadsConfig(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	s.appendConfig("[limits]\nmax_connections_per_ip = 2\n")
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.appendConfig(fmt.Sprintf("[metrics]\nlisten = %q\n\n[limits]\nmax_connections_per_ip = 2\n", maddr))
 	srv := s.start()
 
 	var open []*conn
@@ -81,5 +83,8 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	srv.cmd.Process.Signal(syscall.SIGHUP)
 	srv.waitLog(t, `msg="config reload failed; keeping the running configuration"`)
 	srv.connFrom("127.0.0.1").expect(connRefusal)
+	if m := scrapeMetrics(t, maddr); !m["postoffice_config_last_reload_successful 0"] {
+		t.Error("postoffice_config_last_reload_successful is not 0 after a failed reload")
+	}
 	srv.stop()
 }

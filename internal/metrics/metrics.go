@@ -46,6 +46,9 @@ type Metrics struct {
 	lmtpResults  *prometheus.CounterVec // result
 	lmtpBytes    prometheus.Counter
 	lmtpDuration prometheus.Histogram
+
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
 }
 
 // New returns Metrics registered on a new registry, with the Go runtime
@@ -86,6 +89,10 @@ func New() *Metrics {
 	m.lmtpDuration = f.histogram("lmtp_delivery_duration_seconds", "Time to write one message durably into a maildrop.",
 		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5})
 
+	m.reloadOK = f.gauge("config_last_reload_successful", "1 if the last SIGHUP reload of the config file succeeded (or none was tried), 0 if the file did not load and the running configuration was kept.")
+	m.reloadTime = f.gauge("config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded: the start, or the last successful reload.")
+	m.ConfigReloaded(true)
+
 	for _, r := range []string{ResultOK, ResultAuth, ResultInUse, ResultRefused, ResultError} {
 		m.pop3Logins.WithLabelValues("USER", r)
 	}
@@ -125,6 +132,16 @@ const (
 	ResultRefused    = "refused"
 	ResultError      = "error"
 )
+
+// ConfigReloaded records the outcome of a configuration load or reload.
+func (m *Metrics) ConfigReloaded(ok bool) {
+	if ok {
+		m.reloadOK.Set(1)
+		m.reloadTime.SetToCurrentTime()
+	} else {
+		m.reloadOK.Set(0)
+	}
+}
 
 // ConnRefused counts a connection refused before its session, for
 // netlimit.Options.OnRefuse.

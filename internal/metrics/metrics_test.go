@@ -77,8 +77,11 @@ func TestHooks(t *testing.T) {
 	m.Delivery("delivered", 500, 2*time.Millisecond)
 	m.Delivery("full", 700, 0)
 
+	m.ConfigReloaded(false)
+
 	text := scrape(t, m)
 	wantLines(t, text,
+		"postoffice_config_last_reload_successful 0",
 		"postoffice_auth_delayed_total 1",
 		"postoffice_auth_refused_total 1",
 		"postoffice_auth_bans_total 1",
