@@ -39,6 +39,10 @@ type Account struct {
 	HeadersOnly     bool   `toml:"headers_only"`      // fetch headers only (TOP n 0)
 	Target          string `toml:"target"`            // maildir:PATH, mbox:PATH, mda:COMMAND, lmtp:ADDR, smtp:HOST:PORT
 	Recipient       string `toml:"recipient"`         // RCPT TO of lmtp: and smtp: targets
+	SMTPTLS         string `toml:"smtp_tls"`          // smtp: target: "none" (default) or "starttls" (required)
+	SMTPCAFile      string `toml:"smtp_ca_file"`      // smtp: target: PEM roots instead of the system's
+	SMTPUser        string `toml:"smtp_user"`         // smtp: target: AUTH name (needs smtp_tls = "starttls")
+	SMTPPassword    string `toml:"smtp_password"`     // smtp: target: AUTH password
 	CertFile        string `toml:"cert_file"`         // TLS client certificate (PEM), for auth = "external"
 	KeyFile         string `toml:"key_file"`          // its private key (PEM)
 	StateDir        string `toml:"state_dir"`         // directory of the UIDL state
@@ -241,6 +245,19 @@ func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 		bad("recipient", "only for lmtp: and smtp: targets")
 	case a.Recipient != "" && (strings.ContainsAny(a.Recipient, "<> \t\r\n\x00") || !strings.Contains(a.Recipient, "@")):
 		bad("recipient", "want a bare address such as me@example.org")
+	}
+	smtpTarget := strings.HasPrefix(a.Target, "smtp:")
+	switch {
+	case !smtpTarget && (a.SMTPTLS != "" || a.SMTPCAFile != "" || a.SMTPUser != "" || a.SMTPPassword != ""):
+		bad("smtp_tls", "smtp_tls, smtp_ca_file, smtp_user and smtp_password are for smtp: targets only")
+	case a.SMTPTLS != "" && a.SMTPTLS != "none" && a.SMTPTLS != "starttls":
+		bad("smtp_tls", `want "none" or "starttls"`)
+	case a.SMTPCAFile != "" && a.SMTPTLS != "starttls":
+		bad("smtp_ca_file", `needs smtp_tls = "starttls"`)
+	case (a.SMTPUser == "") != (a.SMTPPassword == ""):
+		bad("smtp_user", "smtp_user and smtp_password go together")
+	case a.SMTPUser != "" && a.SMTPTLS != "starttls":
+		bad("smtp_user", `needs smtp_tls = "starttls": the password would cross the network in the clear`)
 	}
 	if a.StateDir == "" {
 		bad("state_dir", "required")

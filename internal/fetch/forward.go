@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -32,18 +36,34 @@ type forwardTarget struct {
 	kind          string // "lmtp" or "smtp", for messages
 	network, addr string
 	rcpt          string
-	timeout       time.Duration
+	opts          lmtp.ClientOptions
 	c             *lmtp.Client
 }
 
 // newForwardTarget parses "lmtp:HOST:PORT", "lmtp:unix:/PATH" or
 // "smtp:HOST:PORT" (validated by the config).
-func newForwardTarget(a *Account, kind, arg string, timeout time.Duration) *forwardTarget {
-	f := &forwardTarget{kind: kind, network: "tcp", addr: arg, rcpt: a.Recipient, timeout: timeout}
+func newForwardTarget(a *Account, kind, arg string, timeout time.Duration) (*forwardTarget, error) {
+	f := &forwardTarget{kind: kind, network: "tcp", addr: arg, rcpt: a.Recipient,
+		opts: lmtp.ClientOptions{LMTP: kind == "lmtp", Timeout: timeout, Username: a.SMTPUser, Password: a.SMTPPassword}}
 	if path, ok := strings.CutPrefix(arg, "unix:"); ok && kind == "lmtp" {
 		f.network, f.addr = "unix", path
 	}
-	return f
+	if a.SMTPTLS == "starttls" {
+		host, _, _ := net.SplitHostPort(arg)
+		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if a.SMTPCAFile != "" {
+			pem, err := os.ReadFile(a.SMTPCAFile)
+			if err != nil {
+				return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: smtp_ca_file: %w", a.Name, err)}
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: smtp_ca_file: no PEM certificate in %s", a.Name, a.SMTPCAFile)}
+			}
+		}
+		f.opts.StartTLS = cfg
+	}
+	return f, nil
 }
 
 // rejectedError is a permanent refusal of one message by a forwarding
@@ -63,8 +83,14 @@ func (f *forwardTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 		return src.err // the download failed
 	}
 	if f.c == nil {
-		c, err := lmtp.Dial(ctx, f.network, f.addr, lmtp.ClientOptions{LMTP: f.kind == "lmtp", Timeout: f.timeout})
-		if err != nil {
+		c, err := lmtp.Dial(ctx, f.network, f.addr, f.opts)
+		var re *lmtp.ReplyError
+		switch {
+		case errors.As(err, &re) && re.Stage == "AUTH" && !re.Temporary():
+			return &Error{Code: ExitNoPerm, Err: fmt.Errorf("fetch: %s target: %w", f.kind, err)}
+		case errors.As(err, new(*tls.CertificateVerificationError)):
+			return &Error{Code: ExitNoPerm, Err: fmt.Errorf("fetch: %s target: %w", f.kind, err)}
+		case err != nil:
 			return &Error{Code: ExitTempFail, Err: fmt.Errorf("fetch: %s target: %w", f.kind, err)}
 		}
 		f.c = c

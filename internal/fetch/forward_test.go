@@ -3,6 +3,8 @@ package fetch
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
+	"github.com/postoffice-mail/postoffice/internal/certutil"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
@@ -136,15 +139,22 @@ type smtpSink struct {
 	mu       sync.Mutex
 	got      []string
 	tempfail bool
+
+	// With tls set the sink offers STARTTLS; with user set it requires
+	// AUTH PLAIN (offered only over TLS) with user and pass before MAIL.
+	tls        *tls.Config
+	user, pass string
 }
 
-func startSMTPSink(t *testing.T) *smtpSink {
+func startSMTPSink(t *testing.T) *smtpSink { return startSMTPSinkWith(t, &smtpSink{}) }
+
+func startSMTPSinkWith(t *testing.T, s *smtpSink) *smtpSink {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &smtpSink{addr: l.Addr().String(), tempfail: true}
+	s.addr, s.tempfail = l.Addr().String(), true
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -159,12 +169,13 @@ func startSMTPSink(t *testing.T) *smtpSink {
 }
 
 func (s *smtpSink) serve(nc net.Conn) {
-	defer nc.Close()
+	defer func() { nc.Close() }()
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(nc)
 	reply := func(l string) { fmt.Fprintf(nc, "%s\r\n", l) }
 	reply("220 sink.test ESMTP")
 	var from, to string
+	secure, authed := false, false
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -173,8 +184,34 @@ func (s *smtpSink) serve(nc net.Conn) {
 		line = strings.TrimRight(line, "\r\n")
 		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
 		switch {
+		case verb == "EHLO" && (s.tls != nil || s.user != ""):
+			reply("250-sink.test")
+			if s.tls != nil && !secure {
+				reply("250-STARTTLS")
+			}
+			if s.user != "" && secure {
+				reply("250-AUTH PLAIN")
+			}
+			reply("250 HELP")
 		case verb == "EHLO" || verb == "HELO":
 			reply("250 sink.test")
+		case verb == "STARTTLS" && s.tls != nil && !secure:
+			reply("220 2.0.0 ready")
+			tc := tls.Server(nc, s.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			nc, br, secure = tc, bufio.NewReader(tc), true
+		case verb == "AUTH" && s.user != "" && secure:
+			b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "AUTH PLAIN "))
+			if err != nil || string(b) != "\x00"+s.user+"\x00"+s.pass {
+				reply("535 5.7.8 authentication failed")
+				continue
+			}
+			authed = true
+			reply("235 2.7.0 ok")
+		case s.user != "" && !authed && strings.HasPrefix(strings.ToUpper(line), "MAIL FROM:<"):
+			reply("530 5.7.0 authentication required")
 		case strings.HasPrefix(strings.ToUpper(line), "MAIL FROM:<"):
 			from = strings.TrimSuffix(line[len("MAIL FROM:<"):], ">")
 			reply("250 2.1.0 ok")
@@ -337,6 +374,11 @@ func TestForwardConfig(t *testing.T) {
 		{"target = \"maildir:/m\"\nauth = \"external\"", "auth: \"external\" needs cert_file"},
 		{"password = \"p\"\ntarget = \"maildir:/m\"\ntls = \"none\"\nauth = \"scram-sha-256-plus\"", "auth: scram-sha-256-plus needs tls"},
 		{"password = \"p\"\ntarget = \"maildir:/m\"\nauth = \"SCRAM-SHA-256\"", ""},
+		{"password = \"p\"\ntarget = \"smtp:mx.example:587\"\nrecipient = \"me@x.org\"\nsmtp_tls = \"starttls\"\nsmtp_user = \"u\"\nsmtp_password = \"p\"\nsmtp_ca_file = \"/ca.pem\"", ""},
+		{"password = \"p\"\ntarget = \"smtp:mx.example:587\"\nrecipient = \"me@x.org\"\nsmtp_user = \"u\"\nsmtp_password = \"p\"", "smtp_user: needs smtp_tls = \"starttls\""},
+		{"password = \"p\"\ntarget = \"smtp:mx.example:587\"\nrecipient = \"me@x.org\"\nsmtp_tls = \"starttls\"\nsmtp_user = \"u\"", "smtp_user: smtp_user and smtp_password go together"},
+		{"password = \"p\"\ntarget = \"smtp:mx.example:587\"\nrecipient = \"me@x.org\"\nsmtp_tls = \"implicit\"", "smtp_tls: want \"none\" or \"starttls\""},
+		{"password = \"p\"\ntarget = \"lmtp:localhost:24\"\nrecipient = \"me@x.org\"\nsmtp_tls = \"starttls\"", "for smtp: targets only"},
 	} {
 		_, err := ParseConfig("f.toml", []byte(base+tc.extra+"\n"))
 		switch {
@@ -345,5 +387,47 @@ func TestForwardConfig(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("ParseConfig(%q) = %v, want %q", tc.extra, err, tc.want)
 		}
+	}
+}
+
+// SMTP forwarding to a smarthost: STARTTLS against smtp_ca_file, then AUTH
+// PLAIN; a wrong password exits 77 and sends nothing, and so does a
+// certificate the system roots do not trust.
+func TestSMTPTargetStartTLSAuth(t *testing.T) {
+	t.Parallel()
+	pair, err := certutil.SelfSigned(24 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pair.CertPEM, 0o600)
+	sink := startSMTPSinkWith(t, &smtpSink{tls: &tls.Config{Certificates: []tls.Certificate{cert}}, user: "relay", pass: "s3cret"})
+	srv := startServer(t, nil)
+	srv.b.Deliver(testUser, []byte("Subject: 1\r\n\r\nbody\r\n"))
+
+	target := fmt.Sprintf("target = \"smtp:%s\"\nrecipient = \"me@local.test\"\nsmtp_tls = \"starttls\"\nsmtp_user = \"relay\"\n", sink.addr)
+	for _, tc := range []struct {
+		name, extra string
+		code        int
+	}{
+		{"wrong-password", "smtp_password = \"wrong\"\nsmtp_ca_file = \"" + caFile + "\"", ExitNoPerm},
+		{"untrusted", "smtp_password = \"s3cret\"", ExitNoPerm},
+		{"ok", "smtp_password = \"s3cret\"\nsmtp_ca_file = \"" + caFile + "\"", ExitOK},
+	} {
+		a := account(t, srv, target+tc.extra)
+		res, err := Run(testCtx(t), a, Options{})
+		if ExitCode(err) != tc.code {
+			t.Fatalf("%s: Run = %+v, %v (exit %d), want exit %d", tc.name, res, err, ExitCode(err), tc.code)
+		}
+		if n := len(sink.messages()); (tc.code == ExitOK) != (n == 1) {
+			t.Fatalf("%s: the sink has %d messages", tc.name, n)
+		}
+	}
+	if got := sink.messages(); len(got) != 1 || !strings.HasPrefix(got[0], "|me@local.test|Subject: 1\r\n") {
+		t.Errorf("sink got %q", got)
 	}
 }

@@ -63,7 +63,7 @@ func account(t testing.TB, srv *testServer, extra string) *Account {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("[[account]]\nname = \"test\"\nserver = %q\nuser = %q\npassword = %q\nstate_dir = %q\n%s\n",
 		srv.addr, testUser, testPass, filepath.Join(dir, "state"), extra)
-	if !strings.Contains(extra, "tls") {
+	if !strings.Contains(extra, "\ntls") && !strings.HasPrefix(extra, "tls") {
 		conf += "tls = \"none\"\n"
 	}
 	if !strings.Contains(extra, "target") {

@@ -41,7 +41,7 @@ func newTarget(a *Account, timeout time.Duration) (target, error) {
 	case "mda":
 		return &mdaTarget{command: arg}, nil
 	case "lmtp", "smtp":
-		return newForwardTarget(a, kind, arg, timeout), nil
+		return newForwardTarget(a, kind, arg, timeout)
 	}
 	return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: target %s: not supported yet", a.Name, kind)}
 }

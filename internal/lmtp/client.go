@@ -2,6 +2,7 @@ package lmtp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -22,11 +24,19 @@ type ClientOptions struct {
 	// Timeout bounds each command's reply and, separately, the reply after
 	// the message; 0 means 5 minutes (RFC 5321 §4.5.3.2).
 	Timeout time.Duration
+	// StartTLS, if set, makes an SMTP client start TLS (RFC 3207) with
+	// this configuration before anything else, and fail if the server
+	// does not offer it. Not for LMTP.
+	StartTLS *tls.Config
+	// Username and Password, if set, authenticate (RFC 4954) after
+	// STARTTLS, with PLAIN or else LOGIN, whichever the server offers.
+	Username, Password string
 }
 
 // Client sends messages to one LMTP or SMTP server, one transaction at a
 // time. It is the forwarding side of "postoffice fetch" (targets lmtp: and
-// smtp:); no TLS or AUTH: it is meant for a local MTA or LDA.
+// smtp:): an LMTP server or local MTA as is, a smarthost with STARTTLS and
+// AUTH.
 type Client struct {
 	c    *smtp.Client
 	conn net.Conn
@@ -66,24 +76,57 @@ func Dial(ctx context.Context, network, addr string, opts ClientOptions) (*Clien
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Minute
 	}
+	if opts.LMTP && (opts.StartTLS != nil || opts.Username != "") {
+		conn.Close()
+		return nil, errors.New("lmtp: STARTTLS and AUTH are for SMTP only")
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	var c *smtp.Client
-	if opts.LMTP {
+	cl := &Client{conn: conn, lmtp: opts.LMTP}
+	switch {
+	case opts.LMTP:
 		c = smtp.NewClientLMTP(conn)
-	} else {
+	case opts.StartTLS != nil:
+		// EHLO, STARTTLS and the handshake, bounded by ctx; the EHLO
+		// below is sent again over TLS (RFC 3207 §4.2).
+		conn.SetDeadline(time.Now().Add(opts.Timeout))
+		var err error
+		if c, err = smtp.NewClientStartTLS(conn, opts.StartTLS); err != nil {
+			conn.Close()
+			return nil, cl.wrap("STARTTLS", err, ctx)
+		}
+		conn.SetDeadline(time.Time{})
+	default:
 		c = smtp.NewClient(conn)
 	}
+	cl.c = c
 	c.CommandTimeout = opts.Timeout
 	c.SubmissionTimeout = opts.Timeout
-	cl := &Client{c: c, conn: conn, lmtp: opts.LMTP}
 	name := opts.LocalName
 	if name == "" {
 		name = "localhost"
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	if err := c.Hello(name); err != nil {
-		conn.Close()
+		c.Close()
 		return nil, cl.wrap("LHLO", err, ctx)
+	}
+	if opts.Username != "" {
+		var a sasl.Client
+		switch {
+		case c.SupportsAuth("PLAIN"):
+			a = sasl.NewPlainClient("", opts.Username, opts.Password)
+		case c.SupportsAuth("LOGIN"):
+			a = sasl.NewLoginClient(opts.Username, opts.Password)
+		default:
+			c.Close()
+			_, mechs := c.Extension("AUTH")
+			return nil, fmt.Errorf("lmtp: the server offers neither AUTH PLAIN nor LOGIN (AUTH %q)", mechs)
+		}
+		if err := c.Auth(a); err != nil {
+			c.Close()
+			return nil, cl.wrap("AUTH", err, ctx)
+		}
 	}
 	return cl, nil
 }
