@@ -64,10 +64,16 @@ func activatedSockets(cfg *config.Config) ([]privdrop.Socket, error) {
 // *ratelimit.Limiter in pop3server.Options.LoginLimiter: that would be a
 // non-nil interface.
 func newLoginLimiter(cfg *config.Config) (*ratelimit.Limiter, error) {
-	a := cfg.Auth
-	if !a.Penalty {
+	if !cfg.Auth.Penalty {
 		return nil, nil
 	}
+	return ratelimit.New(loginLimiterOptions(cfg))
+}
+
+// loginLimiterOptions translates [auth] penalty keys and [limits] into
+// ratelimit.Options.
+func loginLimiterOptions(cfg *config.Config) ratelimit.Options {
+	a := cfg.Auth
 	// The config's "0" and "0s" mean off; ratelimit's zero values mean
 	// its defaults and negative values mean off.
 	off := func(d time.Duration) time.Duration {
@@ -82,7 +88,7 @@ func newLoginLimiter(cfg *config.Config) (*ratelimit.Limiter, error) {
 		}
 		return n
 	}
-	return ratelimit.New(ratelimit.Options{
+	return ratelimit.Options{
 		Trusted:        cfg.Limits.Trusted(),
 		IPv6Prefix:     cfg.Limits.IPv6Prefix,
 		BaseDelay:      off(a.PenaltyBase.Duration),
@@ -92,7 +98,7 @@ func newLoginLimiter(cfg *config.Config) (*ratelimit.Limiter, error) {
 		UserDelayAfter: offN(a.UserPenaltyAfter),
 		UserMaxDelay:   a.UserPenaltyMax.Duration,
 		Window:         a.PenaltyWindow.Duration,
-	})
+	}
 }
 
 // newConnLimiter builds the connection limits and PROXY protocol policy

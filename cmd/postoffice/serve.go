@@ -488,8 +488,9 @@ func metricsServer(met *metrics.Metrics, log *slog.Logger) *http.Server {
 
 // reloadConfig reads the config file again (SIGHUP) and applies what a
 // running server can change (config.Reloaded): the log level, the
-// connection caps and trusted_networks. A file that does not load changes
-// nothing. It returns the configuration now in force.
+// connection caps, trusted_networks and the login penalty's delays and
+// bans. A file that does not load changes nothing. It returns the
+// configuration now in force.
 func reloadConfig(cfg *config.Config, log *slog.Logger, level *slog.LevelVar, connLim *netlimit.Limiter, loginLim *ratelimit.Limiter, met *metrics.Metrics) *config.Config {
 	if cfg.Path() == "" {
 		return cfg // serve --dev: nothing to read again
@@ -507,14 +508,21 @@ func reloadConfig(cfg *config.Config, log *slog.Logger, level *slog.LevelVar, co
 	}
 	merged, restart := config.Reloaded(cfg, next)
 	l := merged.Limits
+	// SetPenalty and SetLimits refuse only negative values, which the
+	// config's validation has ruled out.
+	if loginLim != nil {
+		if err := loginLim.SetPenalty(loginLimiterOptions(merged)); err != nil {
+			return failed(err)
+		}
+	}
 	if err := connLim.SetLimits(l.MaxConnections, l.MaxConnectionsPerIP, l.Trusted()); err != nil {
 		return failed(err)
 	}
-	if met != nil {
-		met.ConfigReloaded(true)
-	}
 	if loginLim != nil {
 		loginLim.SetTrusted(l.Trusted())
+	}
+	if met != nil {
+		met.ConfigReloaded(true)
 	}
 	setLevel(level, merged.Log.Level)
 	if len(restart) > 0 {

@@ -11,9 +11,11 @@ func (c *Config) Path() string { return c.path }
 
 // Reloaded merges a configuration read again on SIGHUP into the running
 // one. The keys a running server can change take next's values: log.level,
-// limits.max_connections, limits.max_connections_per_ip and
-// limits.trusted_networks (the certificate files are re-read anyway, see
-// tlsconf). Everything else keeps the running value, and restart names the
+// limits.max_connections, limits.max_connections_per_ip,
+// limits.trusted_networks, and the auth penalty's delays and bans
+// (penalty_base, penalty_max, penalty_window, ban_after, ban_time,
+// user_penalty_after, user_penalty_max; turning auth.penalty on or off
+// needs a restart). The certificate files are re-read anyway (tlsconf). Everything else keeps the running value, and restart names the
 // tables in which next differs from it, sorted: those changes need a
 // restart.
 func Reloaded(running, next *Config) (merged *Config, restart []string) {
@@ -22,6 +24,9 @@ func Reloaded(running, next *Config) (merged *Config, restart []string) {
 	m.Limits.MaxConnections = next.Limits.MaxConnections
 	m.Limits.MaxConnectionsPerIP = next.Limits.MaxConnectionsPerIP
 	m.Limits.TrustedNetworks = next.Limits.TrustedNetworks
+	a, na := &m.Auth, next.Auth
+	a.PenaltyBase, a.PenaltyMax, a.PenaltyWindow = na.PenaltyBase, na.PenaltyMax, na.PenaltyWindow
+	a.BanAfter, a.BanTime, a.UserPenaltyAfter, a.UserPenaltyMax = na.BanAfter, na.BanTime, na.UserPenaltyAfter, na.UserPenaltyMax
 	mv, nv := reflect.ValueOf(m), reflect.ValueOf(*next)
 	t := mv.Type()
 	for i := range t.NumField() {

@@ -28,6 +28,7 @@ trusted_networks = ["10.0.0.0/8"]
 [log]
 level = "debug"
 `)
+	next.Auth.BanAfter, next.Auth.PenaltyBase.Duration = 3, 0
 	m, restart := Reloaded(running, next)
 	if len(restart) != 0 {
 		t.Errorf("live keys only: restart %v, want none", restart)
@@ -35,6 +36,9 @@ level = "debug"
 	if m.Log.Level != "debug" || m.Limits.MaxConnections != 10 || m.Limits.MaxConnectionsPerIP != 3 ||
 		!slices.Equal(m.Limits.TrustedNetworks, []string{"10.0.0.0/8"}) {
 		t.Errorf("merged = %+v %+v", m.Log, m.Limits)
+	}
+	if m.Auth.BanAfter != 3 || m.Auth.PenaltyBase.Duration != 0 {
+		t.Errorf("merged auth penalty = %+v", m.Auth)
 	}
 	if running.Log.Level != "info" {
 		t.Error("Reloaded changed the running config")

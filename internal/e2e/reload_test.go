@@ -76,7 +76,26 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	badAuth("127.0.0.6")
 	srv.waitLog(t, `level=DEBUG msg="sasl exchange failed"`)
 
-	// 2. A broken file: logged, nothing changes.
+	// 2. The login penalty: no delays, a ban after two failures (the
+	// default is ten).
+	s.setAuth("penalty_base = \"0s\"\nban_after = 2")
+	srv.cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(srv.log.String(), `msg="config reloaded"`) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second reload:\n%s", srv.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g := srv.connFrom("127.0.0.7")
+	g.expect("+OK")
+	g.cmd("USER alice", "+OK")
+	g.cmd("PASS wrong1", "-ERR [AUTH]")
+	g.cmd("USER alice", "+OK")
+	g.cmd("PASS wrong2", "-ERR [AUTH]")
+	g.cmd("USER alice", "+OK")
+	g.cmd("PASS "+testPassword, "-ERR [SYS/TEMP]") // banned: the right password is not even checked
+
+	// 3. A broken file: logged, nothing changes.
 	s.editConfig(func(c string) string {
 		return strings.Replace(c, "max_connections_per_ip = 3", "max_connections_per_ip = -1", 1)
 	})

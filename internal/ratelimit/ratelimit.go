@@ -162,8 +162,41 @@ func New(opts Options) (*Limiter, error) {
 	if err := grp.Validate(); err != nil {
 		return nil, errors.New("ratelimit: " + strings.TrimPrefix(err.Error(), "ipgroup: "))
 	}
+	opts, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	l := &Limiter{opts: opts, grp: grp, seed: maphash.MakeSeed()}
+	l.SetTrusted(opts.Trusted)
+	rand.Read(l.key[:])
+	l.ips.init(opts.MaxEntries)
+	l.users.init(opts.MaxEntries)
+	return l, nil
+}
+
+// SetPenalty replaces the delays and bans of Options (a configuration
+// reload): BaseDelay, MaxDelay, BanAfter, BanDuration, UserDelayAfter,
+// UserMaxDelay and Window, with New's defaults for zero values. The
+// counters already kept stay; a ban already started keeps its end. The
+// address grouping, MaxEntries and Now stay as New set them; Trusted has
+// SetTrusted.
+func (l *Limiter) SetPenalty(opts Options) error {
+	opts, err := withDefaults(opts)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := &l.opts
+	o.BaseDelay, o.MaxDelay, o.BanAfter, o.BanDuration = opts.BaseDelay, opts.MaxDelay, opts.BanAfter, opts.BanDuration
+	o.UserDelayAfter, o.UserMaxDelay, o.Window = opts.UserDelayAfter, opts.UserMaxDelay, opts.Window
+	return nil
+}
+
+// withDefaults checks opts and fills in the defaults of zero values.
+func withDefaults(opts Options) (Options, error) {
 	if opts.MaxDelay < 0 || opts.BanDuration < 0 || opts.UserMaxDelay < 0 || opts.Window < 0 || opts.MaxEntries < 0 {
-		return nil, errors.New("ratelimit: negative MaxDelay, BanDuration, UserMaxDelay, Window or MaxEntries")
+		return opts, errors.New("ratelimit: negative MaxDelay, BanDuration, UserMaxDelay, Window or MaxEntries")
 	}
 	if opts.BaseDelay == 0 {
 		opts.BaseDelay = DefaultBaseDelay
@@ -192,12 +225,7 @@ func New(opts Options) (*Limiter, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Limiter{opts: opts, grp: grp, seed: maphash.MakeSeed()}
-	l.SetTrusted(opts.Trusted)
-	rand.Read(l.key[:])
-	l.ips.init(opts.MaxEntries)
-	l.users.init(opts.MaxEntries)
-	return l, nil
+	return opts, nil
 }
 
 // Fingerprint returns the fingerprint of user and password. It is the only

@@ -61,6 +61,33 @@ func TestDelayGrowth(t *testing.T) {
 	}
 }
 
+// SetPenalty (a reload) changes the delays and bans of the next checks and
+// keeps the counters: two failures before BanAfter 4 count toward it.
+func TestSetPenalty(t *testing.T) {
+	t.Parallel()
+	l, c := newLimiter(t, Options{BanAfter: -1})
+	for i := range 2 {
+		l.Failure(ip1, "alice", l.Fingerprint("alice", pw(i)))
+		c.Add(l.Check(ip1, "alice").Delay)
+	}
+	if err := l.SetPenalty(Options{BaseDelay: time.Second, MaxDelay: 3 * time.Second, BanAfter: 4}); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(time.Minute) // past the slots reserved under the old delays
+	l.Failure(ip1, "alice", l.Fingerprint("alice", pw(2)))
+	if v := l.Check(ip1, "alice"); v.Refuse || v.Delay != 3*time.Second {
+		// Third failure: the new BaseDelay 1s doubled twice is 4s,
+		// capped at the new MaxDelay (the old settings gave 8s).
+		t.Errorf("Check after SetPenalty = %+v, want a delay of 3s", v)
+	}
+	if r := l.Failure(ip1, "alice", l.Fingerprint("alice", pw(3))); !r.Banned {
+		t.Errorf("fourth failure with BanAfter 4 = %+v, want a ban", r)
+	}
+	if err := l.SetPenalty(Options{MaxDelay: -1}); err == nil {
+		t.Error("SetPenalty with a negative MaxDelay succeeded")
+	}
+}
+
 func TestBan(t *testing.T) {
 	t.Parallel()
 	l, c := newLimiter(t, Options{BanAfter: 5, BanDuration: 10 * time.Minute, BaseDelay: -1})
