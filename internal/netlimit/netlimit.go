@@ -186,23 +186,23 @@ func (lim *Limiter) SetLimits(maxConns, maxConnsPerIP int, exempt []netip.Prefix
 	return nil
 }
 
-// perIPLimited reports whether connections from src count toward
-// MaxConnsPerIP.
-func (lim *Limiter) perIPLimited(src netip.Addr) bool {
+// acquireIP counts a connection from src toward MaxConnsPerIP, in one
+// lock with reading the limits a reload may change. counted is false when
+// src is not subject to the limit (no cap, exempt, no address); ok is false
+// when the cap is reached.
+func (lim *Limiter) acquireIP(src netip.Addr) (g netip.Prefix, counted, ok bool) {
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
-	return lim.opts.MaxConnsPerIP > 0 && src.IsValid() && !ipgroup.Contains(lim.opts.Exempt, src)
-}
-
-// acquireIP counts a connection for group g.
-func (lim *Limiter) acquireIP(g netip.Prefix) bool {
-	lim.mu.Lock()
-	defer lim.mu.Unlock()
-	if m := lim.opts.MaxConnsPerIP; m > 0 && lim.perIP[g] >= m {
-		return false
+	m := lim.opts.MaxConnsPerIP
+	if m <= 0 || !src.IsValid() || ipgroup.Contains(lim.opts.Exempt, src) {
+		return g, false, true
+	}
+	g = lim.grp.Key(src)
+	if lim.perIP[g] >= m {
+		return g, false, false
 	}
 	lim.perIP[g]++
-	return true
+	return g, true, true
 }
 
 func (lim *Limiter) releaseIP(g netip.Prefix) {
@@ -453,14 +453,14 @@ func validHeader(h *proxyproto.Header) error {
 func (l *Listener) admit(c net.Conn, src netip.Addr, exempt bool) {
 	lim := l.lim
 	lc := &conn{Conn: c, lim: lim}
-	if !exempt && lim.perIPLimited(src) {
-		g := lim.grp.Key(src)
-		if !lim.acquireIP(g) {
+	if !exempt {
+		g, counted, ok := lim.acquireIP(src)
+		if !ok {
 			lim.releaseGlobal()
 			lim.refuse(c, ReasonMaxConnsPerIP)
 			return
 		}
-		lc.group, lc.hasGroup = g, true
+		lc.group, lc.hasGroup = g, counted
 	}
 	select {
 	case l.ready <- lc:
