@@ -101,13 +101,9 @@ func dial(ctx context.Context, o *dialOptions) (*client, error) {
 	}
 	c := &client{nc: nc, buf: make([]byte, readBufSize), timeout: o.timeout}
 	if o.tls == TLSImplicit {
-		tc := tls.Client(nc, o.tlsConf)
-		nc.SetDeadline(time.Now().Add(o.timeout))
-		if err := tc.HandshakeContext(dctx); err != nil {
-			nc.Close()
-			return nil, &sessionError{kind: kindTLS, err: err}
+		if err := c.startTLS(dctx, nc, o); err != nil {
+			return nil, err
 		}
-		c.nc = tc
 	}
 	if _, err := c.status(); err != nil {
 		c.close()
@@ -122,15 +118,24 @@ func dial(ctx context.Context, o *dialOptions) (*client, error) {
 			c.close()
 			return nil, fail(kindProtocol, "data after the STLS reply (RFC 2595 §4 forbids it)")
 		}
-		tc := tls.Client(nc, o.tlsConf)
-		nc.SetDeadline(time.Now().Add(o.timeout))
-		if err := tc.HandshakeContext(dctx); err != nil {
-			nc.Close()
-			return nil, &sessionError{kind: kindTLS, err: err}
+		if err := c.startTLS(dctx, nc, o); err != nil {
+			return nil, err
 		}
-		c.nc = tc
 	}
 	return c, nil
+}
+
+// startTLS runs the TLS handshake on nc within the timeout and makes the
+// client speak through it; on failure nc is closed.
+func (c *client) startTLS(ctx context.Context, nc net.Conn, o *dialOptions) error {
+	tc := tls.Client(nc, o.tlsConf)
+	nc.SetDeadline(time.Now().Add(o.timeout))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return &sessionError{kind: kindTLS, err: err}
+	}
+	c.nc = tc
+	return nil
 }
 
 func (c *client) close() { c.nc.Close() }
