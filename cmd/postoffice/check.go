@@ -170,7 +170,7 @@ func (c *checker) users(cfg *config.Config) {
 			c.fail("user %s: %v", n, err)
 			continue
 		}
-		schemes[schemeName(hash, cfg.Auth.DefaultScheme)]++
+		schemes[scheme.Name(hash, cfg.Auth.DefaultScheme)]++
 		for _, m := range methods {
 			if served, ok := serves(hash, m); ok && !served {
 				unserved[m] = append(unserved[m], n)
@@ -191,17 +191,6 @@ func (c *checker) users(cfg *config.Config) {
 				len(us), len(names), m, abbreviate(us, 5))
 		}
 	}
-}
-
-// schemeName is the {SCHEME} of a stored password, without an encoding
-// suffix, or the default scheme for a hash without a prefix.
-func schemeName(hash, def string) string {
-	if !strings.HasPrefix(hash, "{") {
-		return strings.ToUpper(def)
-	}
-	name, _, _ := strings.Cut(hash[1:], "}")
-	name, _, _ = strings.Cut(name, ".")
-	return strings.ToUpper(name)
 }
 
 func abbreviate(list []string, n int) string {

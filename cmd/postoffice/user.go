@@ -146,9 +146,8 @@ func serves(hash, method string) (served, ok bool) {
 	case "APOP":
 		return plain, true
 	case "CRAM-MD5":
-		name, _, _ := strings.Cut(strings.TrimPrefix(hash, "{"), "}")
-		name, _, _ = strings.Cut(strings.ToUpper(name), ".")
-		cram := strings.HasPrefix(hash, "{") && (name == "CRAM-MD5" || name == "HMAC-MD5")
+		name := scheme.Name(hash, "")
+		cram := name == "CRAM-MD5" || name == "HMAC-MD5"
 		return plain || cram, true
 	case "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS":
 		_, _, _, _, h, err := scheme.ParseSCRAM(hash)

@@ -186,6 +186,16 @@ func schemeTable(name string) *schemeInfo {
 	return nil
 }
 
+// Name returns the scheme of a stored password, upper case and without an
+// encoding suffix (".b64", ".HEX"): "SHA512-CRYPT" for
+// "{SHA512-CRYPT}$6$...", defaultScheme for a hash without a prefix (but
+// "MD5-CRYPT" for a bare "$1$" string, as Verify reads it).
+func Name(stored, defaultScheme string) string {
+	name, _ := split(stored, defaultScheme)
+	name, _, _ = strings.Cut(name, ".")
+	return strings.ToUpper(name)
+}
+
 // split separates "{SCHEME}data" into its parts. A string without a
 // well-formed prefix gets defaultScheme, except that a bare "$1$" string is
 // always MD5-CRYPT, as in Dovecot's password_get_scheme.

@@ -384,3 +384,18 @@ func expensive(s string) bool {
 	s = strings.ToUpper(s)
 	return s == "BLF-CRYPT" || strings.HasPrefix(s, "ARGON2")
 }
+
+func TestName(t *testing.T) {
+	for _, tc := range []struct{ stored, def, want string }{
+		{"{SHA512-CRYPT}$6$abc", "CRYPT", "SHA512-CRYPT"},
+		{"{plain.b64}cGFzcw==", "CRYPT", "PLAIN"},
+		{"{CRAM-MD5.hex}00", "", "CRAM-MD5"},
+		{"$6$abc$def", "crypt", "CRYPT"},
+		{"$1$abc$def", "CRYPT", "MD5-CRYPT"},
+		{"nobrace}", "", ""},
+	} {
+		if got := Name(tc.stored, tc.def); got != tc.want {
+			t.Errorf("Name(%q, %q) = %q, want %q", tc.stored, tc.def, got, tc.want)
+		}
+	}
+}
