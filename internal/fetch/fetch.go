@@ -311,23 +311,33 @@ func password(ctx context.Context, a *Account) (string, error) {
 	return line, nil
 }
 
+// loadRoots reads the PEM certificates of the account's key (ca_file,
+// smtp_ca_file) at path; nil, the system's roots, when path is "".
+func loadRoots(a *Account, key, path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: %s: %w", a.Name, key, err)}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: %s: no PEM certificates in %s", a.Name, key, path)}
+	}
+	return pool, nil
+}
+
 // tlsConfig builds the TLS configuration: the system roots or ca_file, and
 // with fingerprint a pin of the leaf certificate's SHA-256 that replaces
 // the CA check (as mpop's tls_fingerprint does). Package pop3 fills in
 // ServerName (the dialled host) and MinVersion (TLS 1.2).
 func tlsConfig(a *Account) (*tls.Config, error) {
-	cfg := &tls.Config{}
-	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
-		if err != nil {
-			return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: ca_file: %w", a.Name, err)}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: ca_file: no PEM certificates", a.Name)}
-		}
-		cfg.RootCAs = pool
+	roots, err := loadRoots(a, "ca_file", a.CAFile)
+	if err != nil {
+		return nil, err
 	}
+	cfg := &tls.Config{RootCAs: roots}
 	if a.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
 		if err != nil {

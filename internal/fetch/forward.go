@@ -5,12 +5,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -50,18 +48,11 @@ func newForwardTarget(a *Account, kind, arg string, timeout time.Duration) (*for
 	}
 	if a.SMTPTLS == "starttls" {
 		host, _, _ := net.SplitHostPort(arg)
-		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-		if a.SMTPCAFile != "" {
-			pem, err := os.ReadFile(a.SMTPCAFile)
-			if err != nil {
-				return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: smtp_ca_file: %w", a.Name, err)}
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, &Error{Code: ExitConfig, Err: fmt.Errorf("fetch: account %s: smtp_ca_file: no PEM certificate in %s", a.Name, a.SMTPCAFile)}
-			}
+		roots, err := loadRoots(a, "smtp_ca_file", a.SMTPCAFile)
+		if err != nil {
+			return nil, err
 		}
-		f.opts.StartTLS = cfg
+		f.opts.StartTLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, RootCAs: roots}
 	}
 	return f, nil
 }
