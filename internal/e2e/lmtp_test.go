@@ -143,18 +143,8 @@ func (c *lmtpClient) send(from, to, msg string) (string, error) {
 // retr returns message n over POP3, unstuffed, with CRLF line ends.
 func (c *conn) retr(n int) string {
 	c.t.Helper()
-	c.cmd(fmt.Sprintf("RETR %d", n), "+OK")
-	var b strings.Builder
-	for {
-		l, err := c.br.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("RETR %d: %v", n, err)
-		}
-		if l == ".\r\n" {
-			return b.String()
-		}
-		b.WriteString(strings.TrimPrefix(l, "."))
-	}
+	fmt.Fprintf(c.nc, "RETR %d\r\n", n)
+	return c.retrReply(n)
 }
 
 // count returns the message count from STAT.

@@ -60,9 +60,7 @@ func TestMetrics(t *testing.T) {
 	other.cmd("USER alice", "+OK")
 	other.cmd("PASS "+testPassword, "-ERR [IN-USE]")
 	other.cmd("QUIT", "+OK")
-	c.cmd("RETR 1", "+OK")
-	for l := c.expect(""); l != "."; l = c.expect("") {
-	}
+	c.retr(1)
 	c.cmd("DELE 1", "+OK")
 	c.cmd("QUIT", "+OK")
 
