@@ -101,10 +101,13 @@
 // or 1), a message it lists keeps the UIDL Dovecot's POP3 server showed for
 // it: the record's P field if present (an empty P means the base file name),
 // else Dovecot 2.3's default pop3_uidl_format %08Xu%08Xv, the UID and the
-// UIDVALIDITY as 8 uppercase hex digits each. Its W field stands in for a
-// missing W= in the name. Such messages come first, in Dovecot's POP3 order
-// (O field, then UID). The UIDLs are recorded in postoffice-index the first
-// time they are seen and never change afterwards. A UIDL that is not 1-70
+// UIDVALIDITY as 8 lowercase hex digits each ("000000016b16e363": Dovecot's
+// X modifier prints with "%llx", not printf's uppercase %X). Its W field
+// stands in for a missing W= in the name. Such messages come first, in
+// Dovecot's POP3 order (O field, then UID). The UIDLs are recorded in
+// postoffice-index the first time they are seen and never change
+// afterwards, even where an earlier version recorded another form (the
+// uppercase one): the clients have seen that one last. A UIDL that is not 1-70
 // characters of 0x21-0x7E, or that another message already has, is replaced
 // by a derived one and logged. Settings that changed Dovecot's UIDLs
 // (pop3_uidl_format other than the default, pop3_reuse_xuidl) and a

@@ -103,11 +103,11 @@ func testDovecotMigration(t *testing.T, verify bool) {
 
 	wantUIDLs := []string{
 		"old-uidl-from-courier", // uid 4, O1
-		"000000016553F100",      // %08Xu%08Xv: uid 1, uidvalidity 1700000000
-		"000000026553F100",      // uid 2
+		"000000016553f100",      // %08Xu%08Xv (lowercase hex): uid 1, uidvalidity 1700000000
+		"000000026553f100",      // uid 2
 		names[2],                // uid 3, empty P
 		deriveUIDL(names[4]),    // uid 5, duplicate P
-		"000000076553F100",      // uid 7
+		"000000076553f100",      // uid 7
 		deriveUIDL(names[6]),    // not in dovecot-uidlist
 	}
 	wantBodies := []string{bodies[3], bodies[0], bodies[1], bodies[2], bodies[4], bodies[5], bodies[6]}
@@ -155,8 +155,8 @@ func TestReadUIDListVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := l.uidl(l.recs["d.e.f"], "d.e.f"); got != "00000002000004D2" {
-		t.Errorf("v1 UIDL = %q, want 00000002000004D2", got)
+	if got := l.uidl(l.recs["d.e.f"], "d.e.f"); got != "00000002000004d2" {
+		t.Errorf("v1 UIDL = %q, want 00000002000004d2", got)
 	}
 	if _, ok := l.recs["a.b.c"]; !ok {
 		t.Error("v1 record with info part not found by base name")

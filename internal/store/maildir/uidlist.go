@@ -152,8 +152,17 @@ func parseUIDListV3(line string) (uidlistRec, string, bool) {
 }
 
 // uidl returns the UIDL Dovecot's POP3 server showed for the message with
-// base name base: the P field if present (empty P means the base name),
-// else the default pop3_uidl_format of Dovecot 2.3, "%08Xu%08Xv".
+// base name base: the P field verbatim if present (an empty P means the
+// base name: maildir-mail.c, MAIL_FETCH_UIDL_BACKEND), else the default
+// pop3_uidl_format of Dovecot 2.3, "%08Xu%08Xv".
+//
+// In that format X is not printf's %X: Dovecot's var_expand (src/lib/
+// var-expand.c, m_str_hex) formats the value with "%llx", lowercase hex,
+// and "08" pads it with zeros to 8 digits. So UID 1 of UIDVALIDITY
+// 1796662115 is "000000016b16e363", as Dovecot 2.3.19 serves it. Serving
+// the same digits in uppercase would be a different UIDL (RFC 1939 §7
+// compares them as strings), and every client that kept mail on the server
+// would download it all again.
 func (l *dovecotUIDList) uidl(rec uidlistRec, base string) string {
 	if rec.hasP {
 		if rec.pop3UIDL == "" {
@@ -161,5 +170,5 @@ func (l *dovecotUIDList) uidl(rec uidlistRec, base string) string {
 		}
 		return rec.pop3UIDL
 	}
-	return fmt.Sprintf("%08X%08X", rec.uid, l.uidValidity)
+	return fmt.Sprintf("%08x%08x", rec.uid, l.uidValidity)
 }

@@ -1,8 +1,8 @@
 // Package dovecot starts a real Dovecot POP3 server for tests, as root from
-// a temporary directory, the way /work/shared/PEERS.md describes: the same
-// client and fetcher tests then run against it (STYLE.md habit 8). Start
-// skips the test, with the Debian package to install, where Dovecot cannot
-// run.
+// a temporary directory: the same client and fetcher tests then run against
+// it, and a takeover test can serve the Maildirs it leaves with postoffice.
+// Start skips the test, with the Debian package to install, where Dovecot
+// cannot run.
 package dovecot
 
 import (
@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ type Server struct {
 	Dir      string
 	UID, GID int            // owner of the Maildirs
 	Cert     *certutil.Pair // its TLS certificate
+
+	stop func() // stops Dovecot once; Stop and the test's cleanup call it
 }
 
 const mailUser = "vmail" // owns the Maildirs; Dovecot's mail processes refuse root
@@ -155,21 +158,12 @@ service pop3-login {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	d := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, UID: uid, GID: gid, Cert: cert}
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() { stop(cmd, dir, exited) })
+	}
 	t.Cleanup(func() {
-		// Stop it by the pid in base_dir/master.pid (the process we started).
-		pid := cmd.Process.Pid
-		if b, err := os.ReadFile(filepath.Join(dir, "run", "master.pid")); err == nil {
-			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				pid = p
-			}
-		}
-		syscall.Kill(pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
+		d.stop()
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
 			t.Logf("dovecot output:\n%s\nlog:\n%s", out.String(), log)
@@ -201,6 +195,35 @@ service pop3-login {
 	}
 }
 
+// stop sends SIGTERM to the Dovecot master (by the pid in
+// base_dir/master.pid, which is the process cmd started) and waits for it
+// to exit, killing it after 5 s.
+func stop(cmd *exec.Cmd, dir string, exited <-chan struct{}) {
+	pid := cmd.Process.Pid
+	if b, err := os.ReadFile(filepath.Join(dir, "run", "master.pid")); err == nil {
+		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			pid = p
+		}
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// Stop stops Dovecot now and waits for its master process to exit, as an
+// administrator does before another server takes over its Maildirs. The
+// test's cleanup then has nothing left to stop.
+func (d *Server) Stop() { d.stop() }
+
+// Maildir returns the path of user's Maildir (mail_location).
+func (d *Server) Maildir(user string) string {
+	return filepath.Join(d.Dir, "mail", user, "Maildir")
+}
+
 // Password is every user's password ({PLAIN} in the passdb).
 const Password = "dove pass"
 
@@ -221,13 +244,25 @@ func (d *Server) Deliver(t testing.TB, user string, msgs []string) {
 			t.Fatal(err)
 		}
 	}
-	filepath.Walk(filepath.Join(d.Dir, "mail", user), func(p string, _ os.FileInfo, err error) error {
+	d.Chown(t, user)
+}
+
+// Chown gives everything under user's mail directory to the mail user, as
+// Dovecot's mail processes need after a test wrote files there as root.
+func (d *Server) Chown(t testing.TB, user string) {
+	t.Helper()
+	err := filepath.Walk(filepath.Join(d.Dir, "mail", user), func(p string, _ os.FileInfo, err error) error {
 		if err == nil {
 			err = os.Chown(p, d.UID, d.GID)
 		}
 		return err
 	})
-	os.Chown(filepath.Join(d.Dir, "mail"), d.UID, d.GID)
+	if err == nil {
+		err = os.Chown(filepath.Join(d.Dir, "mail"), d.UID, d.GID)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Files counts the messages left in user's Maildir.
