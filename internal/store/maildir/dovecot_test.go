@@ -76,7 +76,7 @@ func TestDovecotUIDLsLive(t *testing.T) {
 	if diff := cmp.Diff(want, fromDovecot); diff != "" {
 		t.Fatalf("Dovecot's UIDL listing changed (-want +got):\n%s", diff)
 	}
-	d.Stop()
+	d.Stop(t)
 
 	s := newStoreOpts(t, Options{Location: filepath.Join(d.Dir, "mail", "%u", "Maildir"), NoSync: true})
 	m := openMD(t, s, user)

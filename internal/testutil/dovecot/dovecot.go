@@ -214,10 +214,27 @@ func stop(cmd *exec.Cmd, dir string, exited <-chan struct{}) {
 	}
 }
 
-// Stop stops Dovecot now and waits for its master process to exit, as an
-// administrator does before another server takes over its Maildirs. The
-// test's cleanup then has nothing left to stop.
-func (d *Server) Stop() { d.stop() }
+// Stop stops Dovecot now, as an administrator does before another server
+// takes over its Maildirs and its address: it returns once the master
+// process has exited and nothing accepts connections on Addr any more (a
+// login process may outlive the master for a moment), or fails the test
+// after 10 s. The test's cleanup then has nothing left to stop.
+func (d *Server) Stop(t testing.TB) {
+	t.Helper()
+	d.stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := net.DialTimeout("tcp", d.Addr, time.Second)
+		if err != nil {
+			return
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("dovecot stopped, but %s still accepts connections", d.Addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // Maildir returns the path of user's Maildir (mail_location).
 func (d *Server) Maildir(user string) string {
