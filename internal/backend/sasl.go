@@ -37,7 +37,7 @@ func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop
 	if subtle.ConstantTimeCompare([]byte(want), []byte(digest)) != 1 {
 		return nil, errAuth
 	}
-	return b.open(ctx, u.Name)
+	return b.open(ctx, s.conn, u)
 }
 
 func (s *session) mechanisms() []string {
@@ -49,12 +49,13 @@ func (s *session) startSASL(ctx context.Context, mech string) (pop3server.SASLEx
 	if err != nil {
 		return nil, saslError(err)
 	}
-	return &exchange{b: s.b, srv: srv}, nil
+	return &exchange{b: s.b, conn: s.conn, srv: srv}, nil
 }
 
 // exchange adapts a sasl.Server to pop3server.SASLExchange.
 type exchange struct {
 	b    *Backend
+	conn *pop3server.Conn
 	srv  sasl.Server
 	done bool
 }
@@ -90,7 +91,7 @@ func (e *exchange) Login(ctx context.Context) (pop3server.Mailbox, error) {
 	if !e.done {
 		return nil, errors.New("backend: SASL Login before the exchange succeeded")
 	}
-	return e.b.open(ctx, e.srv.User().Name)
+	return e.b.open(ctx, e.conn, e.srv.User())
 }
 
 func (e *exchange) User() string { return e.srv.User().Name }
