@@ -56,6 +56,22 @@ func tcpAddr(s string) net.Addr {
 // from client through direct.
 func restrictServer(t *testing.T, file string) func(client, direct string) *pop3.Client {
 	t.Helper()
+	dial, _ := limitedServer(t, file, nil)
+	return func(client, direct string) *pop3.Client {
+		t.Helper()
+		c, err := pop3.NewClient(dial(client, direct), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+}
+
+// limitedServer is restrictServer with a LoginLimiter; its dial function
+// returns the client side of the connection.
+func limitedServer(t *testing.T, file string, lim pop3server.LoginLimiter) (func(client, direct string) net.Conn, *pop3server.Server) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "users")
 	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
 		t.Fatal(err)
@@ -76,23 +92,19 @@ func restrictServer(t *testing.T, file string) func(client, direct string) *pop3
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := pop3server.New(pop3server.Options{Backend: b, AllowPlaintextAuth: true, AuthFailDelay: -1, Hostname: "test.example"})
+	srv, err := pop3server.New(pop3server.Options{Backend: b, AllowPlaintextAuth: true, AuthFailDelay: -1,
+		Hostname: "test.example", LoginLimiter: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return func(client, direct string) *pop3.Client {
-		t.Helper()
+	return func(client, direct string) net.Conn {
 		cs, ss := net.Pipe()
 		inner := &addrConn{Conn: ss, remote: tcpAddr(direct)}
 		go srv.ServeConn(&peerConn{Conn: inner, remote: tcpAddr(client), raw: inner})
-		c, err := pop3.NewClient(cs, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+		t.Cleanup(func() { cs.Close() })
+		return cs
+	}, srv
 }
 
 // loginMethods log in with each method the backend offers.

@@ -54,11 +54,18 @@ func (s *session) startSASL(ctx context.Context, mech string) (pop3server.SASLEx
 
 // exchange adapts a sasl.Server to pop3server.SASLExchange.
 type exchange struct {
-	b    *Backend
-	conn *pop3server.Conn
-	srv  sasl.Server
-	done bool
+	b        *Backend
+	conn     *pop3server.Conn
+	srv      sasl.Server
+	done     bool
+	identify func(user string) error // from OnIdentity, may be nil
 }
+
+var _ pop3server.SASLIdentityNotifier = (*exchange)(nil)
+
+// OnIdentity implements pop3server.SASLIdentityNotifier: the mechanisms
+// report the authentication identity through sasl.WithIdentityHook.
+func (e *exchange) OnIdentity(f func(user string) error) { e.identify = f }
 
 var (
 	errMalformed   = &pop3server.Error{Text: "Invalid SASL message"}
@@ -79,6 +86,9 @@ func saslError(err error) error {
 }
 
 func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, error) {
+	if e.identify != nil {
+		ctx = sasl.WithIdentityHook(ctx, e.identify)
+	}
 	ch, done, err := e.srv.Next(ctx, response)
 	if err != nil {
 		return nil, false, saslError(err)
