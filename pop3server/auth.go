@@ -170,19 +170,33 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 			return c.badErr("-ERR Invalid base64 data")
 		}
 	}
-	// The user is not known before the exchange: the LoginLimiter counts
-	// SASL attempts and failures per client address only.
+	// The user is not known before the exchange: the LoginLimiter is asked
+	// about the client address first, then, once a client message names
+	// the authentication identity (SASLIdentityNotifier), about that user,
+	// before any credential is checked; a failure is counted for it.
 	if err := c.beforeLogin("", mech); err != nil {
 		return err
 	}
 	exch, err := ss.StartSASL(ctx, mech)
 	if err != nil {
-		return c.saslFailed(err, mech)
+		return c.saslFailed(err, mech, "")
+	}
+	var ident string  // the authentication identity, once reported
+	var hookErr error // the session must end: refused or shutting down
+	if n, ok := exch.(SASLIdentityNotifier); ok {
+		n.OnIdentity(func(user string) error {
+			ident, c.user = user, user
+			hookErr = c.userDelay(user)
+			return hookErr
+		})
 	}
 	for round := 0; ; round++ {
 		challenge, done, err := exch.Next(ctx, resp)
+		if hookErr != nil {
+			return hookErr
+		}
 		if err != nil {
-			return c.saslFailed(err, mech)
+			return c.saslFailed(err, mech, ident)
 		}
 		if done && len(challenge) == 0 {
 			break
@@ -202,6 +216,13 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 			return err
 		}
 		if line == "*" {
+			if ident != "" {
+				// The server has already done work for this user (SCRAM
+				// derives keys when it answers the client-first message):
+				// a cancel here is a failed login, or an attacker could
+				// make us run PBKDF2 for free.
+				return c.loginFailed(&Error{Code: CodeAuth, Text: "Authentication aborted"}, loginAttempt{method: mech}, ident, nil)
+			}
 			c.writeLine("-ERR Authentication aborted")
 			return nil
 		}
@@ -217,11 +238,14 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 		}
 	}
 	c.user = exch.User()
+	if ident == "" {
+		ident = c.user
+	}
 	start := time.Now()
 	mbox, err := exch.Login(ctx)
 	a := loginAttempt{method: mech, d: time.Since(start)}
 	if err != nil {
-		return c.loginFailed(err, a, "", nil)
+		return c.loginFailed(err, a, ident, nil)
 	}
 	return c.enterTransaction(mbox, a)
 }
@@ -262,7 +286,10 @@ func (c *conn) readContinuation() (string, error) {
 // goes on and it counts as a bad command, not a failed login. Everything
 // else takes the failed-login path ([AUTH] with the delay, or the
 // backend's code, or [SYS/TEMP]).
-func (c *conn) saslFailed(err error, mech string) error {
+//
+// user is the authentication identity the exchange reported, "" if none:
+// the failure is counted for it.
+func (c *conn) saslFailed(err error, mech, user string) error {
 	var pe *Error
 	if errors.As(err, &pe) && pe.Code == "" {
 		if pe.Err != nil {
@@ -270,5 +297,41 @@ func (c *conn) saslFailed(err error, mech string) error {
 		}
 		return c.badErr(pe.reply())
 	}
-	return c.loginFailed(err, loginAttempt{method: mech}, "", nil)
+	return c.loginFailed(err, loginAttempt{method: mech}, user, nil)
+}
+
+// SASLIdentityNotifier is an add-on a SASLExchange implements when it can
+// name the authentication identity as soon as a client message reveals it,
+// before it checks any credential (PLAIN, LOGIN, CRAM-MD5, SCRAM). The
+// engine then applies the LoginLimiter's per-user delay to that name and
+// counts a failure, or a cancel after the identity was reported, for it.
+type SASLIdentityNotifier interface {
+	// OnIdentity registers f, called at most once per Next with the
+	// authentication identity, before credentials are checked. When f
+	// returns an error the exchange must stop and Next return at once
+	// (any error); the engine then ends the session.
+	OnIdentity(f func(user string) error)
+}
+
+// UserDelayer is an add-on a LoginLimiter implements to delay a login by
+// the user it names once that name is known, without taking another
+// attempt from the client's address: the engine calls it when a SASL
+// exchange reports its identity (SASLIdentityNotifier), after BeforeLogin
+// was asked without a user. *ratelimit.Limiter is one.
+type UserDelayer interface {
+	UserDelay(remote net.Addr, user string) time.Duration
+}
+
+// userDelay waits the LoginLimiter's per-user delay for user, if it has
+// one. An error ends the session (the server is stopping).
+func (c *conn) userDelay(user string) error {
+	ud, ok := c.srv.opts.LoginLimiter.(UserDelayer)
+	if !ok {
+		return nil
+	}
+	if d := ud.UserDelay(c.info.RemoteAddr, user); d > 0 {
+		c.log.Debug("login delayed", "user", user, "delay", d)
+		return c.pause(d)
+	}
+	return nil
 }

@@ -56,9 +56,15 @@ type Mailbox interface {
 
 // Conn is what a backend may know about a connection.
 type Conn struct {
-	ID         string // unique per server process, for logs
+	ID string // unique per server process, for logs
+	// RemoteAddr is the client's address: the one a PROXY protocol header
+	// (from a trusted proxy) names, else the socket's peer.
 	RemoteAddr net.Addr
-	LocalAddr  net.Addr
+	// RealRemoteAddr is the socket's peer: the load balancer's address
+	// when the connection came through a PROXY protocol header, the same
+	// as RemoteAddr otherwise (Dovecot's "real" remote IP).
+	RealRemoteAddr net.Addr
+	LocalAddr      net.Addr
 	// TLS is the connection state when TLS is active, else nil. The engine
 	// sets it after a STLS handshake, so a backend that kept the *Conn sees
 	// it change.
@@ -114,4 +120,27 @@ type SASLExchange interface {
 	Login(ctx context.Context) (Mailbox, error)
 	// User is the authenticated user name, for the logs; valid after done.
 	User() string
+}
+
+// directPeer returns the address of the peer at the other end of nc's
+// socket. It unwraps connections that wrap another one and say so: a
+// NetConn method (crypto/tls, the connection limiter) or a Raw method (the
+// PROXY protocol connection of github.com/pires/go-proxyproto, whose own
+// RemoteAddr is the address from the header). At most 8 layers are
+// unwrapped.
+func directPeer(nc net.Conn) net.Addr {
+	for range 8 {
+		switch w := nc.(type) {
+		case interface{ Raw() net.Conn }:
+			nc = w.Raw()
+		case interface{ NetConn() net.Conn }:
+			nc = w.NetConn()
+		default:
+			return nc.RemoteAddr()
+		}
+		if nc == nil {
+			return nil
+		}
+	}
+	return nc.RemoteAddr()
 }

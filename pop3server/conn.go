@@ -85,6 +85,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 			LocalAddr:  nc.LocalAddr(),
 		},
 	}
+	c.info.RealRemoteAddr = directPeer(nc)
 	c.log = newSessionLogger(s.log.Handler(), c)
 	return c
 }

@@ -160,10 +160,21 @@ func (c *checker) users(cfg *config.Config) {
 	}
 	unserved := make(map[string][]string)
 	schemes := make(map[string]int)
+	var nologin, nets, nopw []string
 	for _, n := range names {
-		_, hash, err := db.Credentials(context.Background(), n)
+		u, hash, err := db.Credentials(context.Background(), n)
 		if err != nil {
 			c.fail("user %s: %v", n, err)
+			continue
+		}
+		if u.Restrict.NoLogin {
+			nologin = append(nologin, n)
+		}
+		if u.Restrict.AllowNets != nil || u.Restrict.AllowRealNets != nil {
+			nets = append(nets, n)
+		}
+		if _, ok := u.Extra["nopassword"]; ok && hash == "" {
+			nopw = append(nopw, n)
 			continue
 		}
 		if err := scheme.Check(hash, cfg.Auth.DefaultScheme); err != nil {
@@ -184,6 +195,16 @@ func (c *checker) users(cfg *config.Config) {
 	sort.Strings(ss)
 	if len(ss) > 0 {
 		c.info("stored schemes: %s", strings.Join(ss, ", "))
+	}
+	if len(nologin) > 0 {
+		c.info("%d users have nologin (every login refused): %s", len(nologin), abbreviate(nologin, 5))
+	}
+	if len(nets) > 0 {
+		c.info("%d users may log in only from allow_nets/allow_real_nets: %s", len(nets), abbreviate(nets, 5))
+	}
+	if len(nopw) > 0 {
+		c.warn("%d users have nopassword: any password logs them in with USER/PASS, PLAIN and LOGIN (APOP, CRAM-MD5 and SCRAM always fail for them): %s",
+			len(nopw), abbreviate(nopw, 5))
 	}
 	for _, m := range methods {
 		if us := unserved[m]; len(us) > 0 {

@@ -97,4 +97,19 @@ location = "maildir:` + location + `/%d/%n/Maildir"
 	if code != 1 || !strings.Contains(out, "error: ") {
 		t.Errorf("with a {NOSUCH} entry: exit %d\n%s", code, out)
 	}
+	// Login restrictions are reported; nopassword is a warning; a field
+	// that restricts a login in a way postoffice does not implement is an
+	// error naming the file and line.
+	restricted := write("restricted.passwd", "a:{PLAIN}x::::::nologin=y reason=Moved\nb:{PLAIN}x::::::allow_nets=10.0.0.0/8\nc:::::::nopassword\n")
+	code, out, _ = runCmd(t, "", "check", "--config", write("restricted.toml", strings.Replace(base(cert, key, "", vmail), passwd, restricted, 1)))
+	for _, w := range []string{"1 users have nologin", "1 users may log in only from allow_nets", "warning: 1 users have nopassword"} {
+		if code != 0 || !strings.Contains(out, w) {
+			t.Errorf("restricted users: exit %d, output lacks %q:\n%s", code, w, out)
+		}
+	}
+	proxied := write("proxied.passwd", "a:{PLAIN}x\nb:{PLAIN}x::::::proxy host=10.0.0.2\n")
+	code, out, _ = runCmd(t, "", "check", "--config", write("proxied.toml", strings.Replace(base(cert, key, "", vmail), passwd, proxied, 1)))
+	if code != 1 || !strings.Contains(out, proxied+":2:") || !strings.Contains(out, `"host"`) {
+		t.Errorf("proxy field: exit %d, want 1 with an error at %s:2:\n%s", code, proxied, out)
+	}
 }

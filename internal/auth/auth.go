@@ -6,6 +6,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/postoffice-mail/postoffice/internal/ipgroup"
 )
 
 var (
@@ -21,6 +25,69 @@ type User struct {
 	Name  string            // canonical login name as stored in the database
 	Home  string            // home directory, may be empty
 	Extra map[string]string // extra fields (Dovecot's userdb_* and others), may be nil
+	// Restrict limits where and whether the user may log in (Dovecot's
+	// passdb extra fields nologin, reason, allow_nets, allow_real_nets).
+	// The database only reports it; the caller that knows the connection
+	// applies it with Restrictions.Check after the credentials were
+	// verified, whatever the mechanism. It does not concern delivery.
+	Restrict Restrictions
+}
+
+// Restrictions are the login restrictions of a user. The zero value
+// restricts nothing.
+type Restrictions struct {
+	// NoLogin refuses every login, even with the right password
+	// (Dovecot's nologin). Reason, if set, is the text the client is given
+	// instead of the usual authentication failure (Dovecot's reason).
+	NoLogin bool
+	Reason  string
+	// AllowNets, when not nil, lists the only networks the client may log
+	// in from: its address as the server sees it after the PROXY protocol
+	// (Dovecot's allow_nets).
+	AllowNets []netip.Prefix
+	// AllowRealNets, when not nil, lists the only networks the direct peer
+	// may be in: the load balancer's address when the PROXY protocol is in
+	// use, the client's otherwise (Dovecot's allow_real_nets).
+	AllowRealNets []netip.Prefix
+}
+
+// NoLoginError is the error of Restrictions.Check for a user with NoLogin.
+// Reason is meant for the client; it may be empty.
+type NoLoginError struct{ Reason string }
+
+func (e *NoLoginError) Error() string {
+	if e.Reason == "" {
+		return "auth: login disabled for this user"
+	}
+	return "auth: login disabled for this user: " + e.Reason
+}
+
+// ErrNetDenied is the error of Restrictions.Check for a client outside the
+// user's allowed networks.
+var ErrNetDenied = errors.New("auth: client address not in the user's allowed networks")
+
+// Check applies r to a login from client (the address after the PROXY
+// protocol) through direct (the socket's peer). A connection without an IP
+// address (a Unix socket, a pipe) is outside every network list, as in
+// Dovecot, which needs the keyword "local" for those; postoffice does not
+// accept that keyword. The error is a *NoLoginError or ErrNetDenied.
+func (r Restrictions) Check(client, direct net.Addr) error {
+	if r.NoLogin {
+		return &NoLoginError{Reason: r.Reason}
+	}
+	if r.AllowNets != nil {
+		ip, ok := ipgroup.Addr(client)
+		if !ok || !ipgroup.Contains(r.AllowNets, ip) {
+			return ErrNetDenied
+		}
+	}
+	if r.AllowRealNets != nil {
+		ip, ok := ipgroup.Addr(direct)
+		if !ok || !ipgroup.Contains(r.AllowRealNets, ip) {
+			return ErrNetDenied
+		}
+	}
+	return nil
 }
 
 // DB is a user database.

@@ -14,8 +14,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
@@ -135,11 +138,42 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 	if err != nil {
 		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
-	return b.open(ctx, u.Name)
+	return b.open(ctx, s.conn, u)
 }
 
-// open opens the maildrop of an authenticated user.
-func (b *Backend) open(ctx context.Context, user string) (pop3server.Mailbox, error) {
+// maxReasonLen bounds a nologin reason sent to the client, so that the
+// reply stays within RFC 2449 §4's 512 octets.
+const maxReasonLen = 400
+
+// open opens the maildrop of an authenticated user, after applying the
+// user's login restrictions (auth.Restrictions) to the connection c. Every
+// login method ends here, so a restriction holds whichever was used. The
+// restrictions are checked after the credentials, as Dovecot does: only a
+// client that knows the password learns a nologin reason, and a wrong
+// password and a refused network look alike ([AUTH], counted as a failure).
+func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (pop3server.Mailbox, error) {
+	var remote, direct net.Addr
+	if c != nil {
+		remote, direct = c.RemoteAddr, c.RealRemoteAddr
+		if direct == nil {
+			direct = remote
+		}
+	}
+	if err := u.Restrict.Check(remote, direct); err != nil {
+		var nl *auth.NoLoginError
+		if errors.As(err, &nl) {
+			// Dovecot's nologin without proxy: the login fails with the
+			// reason as the message, "-ERR [AUTH] reason".
+			b.log.Info("login refused: nologin", "user", u.Name)
+			if r := sanitizeReason(nl.Reason); r != "" {
+				return nil, &pop3server.Error{Code: pop3server.CodeAuth, Text: r}
+			}
+			return nil, errAuth
+		}
+		b.log.Info("login refused: client address not allowed for user", "user", u.Name, "remote", addrString(remote), "direct", addrString(direct))
+		return nil, errAuth
+	}
+	user := u.Name
 	if !b.checkLoginDelay(user) {
 		return nil, errLoginDelay
 	}
@@ -152,6 +186,33 @@ func (b *Backend) open(ctx context.Context, user string) (pop3server.Mailbox, er
 	}
 	b.recordLogin(user)
 	return &mailbox{md: md}, nil
+}
+
+// sanitizeReason makes a nologin reason fit a reply line: printable text
+// without a leading '[' (which would read as a response code, RFC 2449 §8),
+// at most maxReasonLen octets.
+func sanitizeReason(r string) string {
+	r = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, r)
+	r = strings.TrimLeft(strings.TrimSpace(r), "[")
+	if len(r) > maxReasonLen {
+		r = r[:maxReasonLen]
+		for !utf8.ValidString(r) {
+			r = r[:len(r)-1]
+		}
+	}
+	return r
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 func (s *session) Close() error { return nil }

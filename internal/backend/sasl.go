@@ -37,7 +37,7 @@ func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop
 	if subtle.ConstantTimeCompare([]byte(want), []byte(digest)) != 1 {
 		return nil, errAuth
 	}
-	return b.open(ctx, u.Name)
+	return b.open(ctx, s.conn, u)
 }
 
 func (s *session) mechanisms() []string {
@@ -49,15 +49,23 @@ func (s *session) startSASL(ctx context.Context, mech string) (pop3server.SASLEx
 	if err != nil {
 		return nil, saslError(err)
 	}
-	return &exchange{b: s.b, srv: srv}, nil
+	return &exchange{b: s.b, conn: s.conn, srv: srv}, nil
 }
 
 // exchange adapts a sasl.Server to pop3server.SASLExchange.
 type exchange struct {
-	b    *Backend
-	srv  sasl.Server
-	done bool
+	b        *Backend
+	conn     *pop3server.Conn
+	srv      sasl.Server
+	done     bool
+	identify func(user string) error // from OnIdentity, may be nil
 }
+
+var _ pop3server.SASLIdentityNotifier = (*exchange)(nil)
+
+// OnIdentity implements pop3server.SASLIdentityNotifier: the mechanisms
+// report the authentication identity through sasl.WithIdentityHook.
+func (e *exchange) OnIdentity(f func(user string) error) { e.identify = f }
 
 var (
 	errMalformed   = &pop3server.Error{Text: "Invalid SASL message"}
@@ -78,6 +86,9 @@ func saslError(err error) error {
 }
 
 func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, error) {
+	if e.identify != nil {
+		ctx = sasl.WithIdentityHook(ctx, e.identify)
+	}
 	ch, done, err := e.srv.Next(ctx, response)
 	if err != nil {
 		return nil, false, saslError(err)
@@ -90,7 +101,7 @@ func (e *exchange) Login(ctx context.Context) (pop3server.Mailbox, error) {
 	if !e.done {
 		return nil, errors.New("backend: SASL Login before the exchange succeeded")
 	}
-	return e.b.open(ctx, e.srv.User().Name)
+	return e.b.open(ctx, e.conn, e.srv.User())
 }
 
 func (e *exchange) User() string { return e.srv.User().Name }

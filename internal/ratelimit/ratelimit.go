@@ -286,17 +286,44 @@ func (l *Limiter) Check(ip netip.Addr, user string) Verdict {
 			v.Delay = wait
 		}
 	}
-	if user != "" && l.opts.UserDelayAfter > 0 && l.opts.BaseDelay > 0 {
-		if u := l.users.live(uh, t, window); u != nil {
-			if n := u.failures - l.opts.UserDelayAfter + 1; n > 0 {
-				d := l.interval(n, l.opts.UserMaxDelay)
-				if wait := time.Duration(u.last + int64(d) - t); wait > v.Delay {
-					v.Delay = wait
-				}
-			}
+	if user != "" {
+		if wait := l.userDelay(uh, t); wait > v.Delay {
+			v.Delay = wait
 		}
 	}
 	return v
+}
+
+// userDelay is the per-user delay of the user with key uh at t. l.mu is
+// held.
+func (l *Limiter) userDelay(uh uint64, t int64) time.Duration {
+	if l.opts.UserDelayAfter <= 0 || l.opts.BaseDelay <= 0 {
+		return 0
+	}
+	u := l.users.live(uh, t, int64(l.opts.Window))
+	if u == nil {
+		return 0
+	}
+	n := u.failures - l.opts.UserDelayAfter + 1
+	if n <= 0 {
+		return 0
+	}
+	return max(0, time.Duration(u.last+int64(l.interval(n, l.opts.UserMaxDelay))-t))
+}
+
+// CheckUser returns the per-user delay for user from ip, and reserves
+// nothing: it is for a user name learnt after Check was called for the
+// attempt (a SASL exchange reveals its authentication identity only in a
+// client message), so the address group's slot is not taken twice.
+func (l *Limiter) CheckUser(ip netip.Addr, user string) time.Duration {
+	if user == "" || l.Trusted(ip) {
+		return 0
+	}
+	uh := l.userKey(user)
+	t := l.opts.Now().UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.userDelay(uh, t)
 }
 
 // Failure records a failed authentication of user from ip. fp is
@@ -395,8 +422,21 @@ func (l *Limiter) userKey(user string) uint64 {
 	return maphash.String(l.seed, normUser(user))
 }
 
-// normUser folds case, so Alice and alice share a counter.
-func normUser(u string) string { return strings.ToLower(u) }
+// normUser canonicalises a user name the way the user databases look it up,
+// so that every spelling of one account shares a counter: case is folded
+// (Alice and alice; Dovecot lowercases login names too), and a name without
+// '@' whose last '+' separates a local part from a domain is the same
+// account as local@domain (Demon's SDPS form "user+domain", which passwdfile
+// and the mail location template accept for "user@domain").
+func normUser(u string) string {
+	u = strings.ToLower(u)
+	if !strings.Contains(u, "@") {
+		if i := strings.LastIndexByte(u, '+'); i > 0 && i < len(u)-1 {
+			u = u[:i] + "@" + u[i+1:]
+		}
+	}
+	return u
+}
 
 // The methods below adapt the Limiter to an engine that knows connections
 // by net.Addr and has the password in hand (USER/PASS, AUTH PLAIN): they
@@ -412,6 +452,15 @@ func (l *Limiter) BeforeLogin(remote net.Addr, user string) (delay time.Duration
 	}
 	v := l.Check(ip, user)
 	return v.Delay, v.Refuse, v.Until
+}
+
+// UserDelay is CheckUser for the client at remote.
+func (l *Limiter) UserDelay(remote net.Addr, user string) time.Duration {
+	ip, ok := ipgroup.Addr(remote)
+	if !ok {
+		return 0
+	}
+	return l.CheckUser(ip, user)
 }
 
 // LoginFailed is Failure for the client at remote; password is nil when

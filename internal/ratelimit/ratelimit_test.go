@@ -407,3 +407,25 @@ func TestEngineAdapter(t *testing.T) {
 	}
 	l.LoginSucceeded(remote, "alice")
 }
+
+// The SDPS spelling user+domain and any case of user@domain share one user
+// counter, as they name one account in the user database.
+func TestUserNameCanonical(t *testing.T) {
+	t.Parallel()
+	l, err := New(Options{BanAfter: -1, UserDelayAfter: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.0.2.1")
+	l.Failure(ip, "alice+example.org", Fingerprint{})
+	r := l.Failure(netip.MustParseAddr("192.0.2.2"), "ALICE@example.org", Fingerprint{})
+	if r.UserFailures != 2 {
+		t.Errorf("failures for alice+example.org then ALICE@example.org: user count %d, want 2", r.UserFailures)
+	}
+	if d := l.CheckUser(netip.MustParseAddr("192.0.2.3"), "Alice+Example.org"); d <= 0 {
+		t.Errorf("CheckUser(Alice+Example.org) = %v, want a delay", d)
+	}
+	if r := l.Failure(ip, "bob+tag@example.org", Fingerprint{}); r.UserFailures != 1 {
+		t.Errorf("bob+tag@example.org shares a counter with another name: %d failures", r.UserFailures)
+	}
+}

@@ -49,6 +49,9 @@ func (s *cramServer) next(ctx context.Context, response []byte) ([]byte, bool, e
 		return nil, false, fmt.Errorf("%w: CRAM-MD5 digest is not hex", ErrMalformed)
 	}
 	username := string(response[:i])
+	if err := identify(ctx, username); err != nil {
+		return nil, false, err
+	}
 
 	u, stored, err := s.m.creds.Credentials(ctx, username)
 	if errors.Is(err, auth.ErrUnknownUser) {

@@ -34,6 +34,9 @@ func newPlain(m *Mechanisms) *plainServer {
 	s := &plainServer{}
 	s.inner = gosasl.NewPlainServer(func(identity, username, password string) error {
 		s.called = true
+		if err := identify(s.ctx, username); err != nil {
+			return err
+		}
 		if identity != "" && identity != username {
 			return fmt.Errorf("%w: authorization identity differs from the user", ErrAuthFailed)
 		}
@@ -83,6 +86,9 @@ func (s *loginServer) next(ctx context.Context, response []byte) ([]byte, bool, 
 	case 1:
 		s.username, s.step = string(response), 2
 		return []byte("Password:"), false, nil
+	}
+	if err := identify(ctx, s.username); err != nil {
+		return nil, false, err
 	}
 	u, err := s.m.authenticate(ctx, s.username, string(response))
 	if err != nil {

@@ -299,6 +299,26 @@ func (e *exchange) User() auth.User {
 	return e.mech.user()
 }
 
+type identityHookKey struct{}
+
+// WithIdentityHook returns a context carrying f. A mechanism given it in
+// Server.Next calls f with the authentication identity as soon as it has
+// parsed it from the client's message and before it checks any credential
+// (PLAIN, LOGIN, CRAM-MD5, SCRAM), so the caller can apply a per-user delay
+// first and count a failure for that name. An error from f ends the
+// exchange: Next returns it.
+func WithIdentityHook(ctx context.Context, f func(user string) error) context.Context {
+	return context.WithValue(ctx, identityHookKey{}, f)
+}
+
+// identify calls the identity hook of ctx, if any.
+func identify(ctx context.Context, user string) error {
+	if f, ok := ctx.Value(identityHookKey{}).(func(string) error); ok && f != nil {
+		return f(user)
+	}
+	return nil
+}
+
 // lookupErr maps a Users.Lookup error for a name the client asserted.
 func lookupErr(err error) error {
 	if errors.Is(err, auth.ErrUnknownUser) {

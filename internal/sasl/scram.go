@@ -212,6 +212,10 @@ func (s *scramServer) server() *scram.Server {
 // decoys for an unknown user or an unusable entry, so that nothing about the
 // user shows before the proof.
 func (s *scramServer) lookup(username string) (scram.StoredCredentials, error) {
+	if err := identify(s.ctx, username); err != nil {
+		s.tempErr = err
+		return scram.StoredCredentials{}, err
+	}
 	u, stored, err := s.m.creds.Credentials(s.ctx, username)
 	switch {
 	case errors.Is(err, auth.ErrUnknownUser):

@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/netip"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/ipgroup"
 )
 
 // maxLineLen bounds one line of the file.
@@ -24,6 +30,9 @@ type entry struct {
 	shell       string
 	extra       map[string]string // extra_fields; nil if none
 	hasPassword bool              // the line has a non-empty password field
+	noPassword  bool              // nopassword on a line without password: any password logs in
+	restrict    auth.Restrictions // nologin, reason, allow_nets, allow_real_nets
+	warn        string            // a problem with the line that does not stop the load
 }
 
 // ParseError is a line of a passwd-file that cannot be used. Open returns
@@ -118,7 +127,108 @@ func parseLine(line string) (e entry, ok bool, err error) {
 	if h, ok := e.extra["userdb_home"]; ok {
 		e.home = h
 	}
+	if err := e.loginFields(); err != nil {
+		return entry{}, false, fmt.Errorf("user %q: %w", name, err)
+	}
 	return e, true, nil
+}
+
+// refusedFields are Dovecot passdb extra fields that restrict, redirect or
+// rename a login, which postoffice does not implement. Ignoring one would let
+// in a login Dovecot refuses (delay_until, noauthenticate, an allow_ or
+// deny_ list) or open another account than Dovecot would (user, proxy,
+// host, master), so a file that uses one does not load. Fields that start
+// with "allow_", "deny" or "proxy" are refused too, whatever follows.
+var refusedFields = map[string]string{
+	"user":           "renames the user",
+	"username":       "renames the user",
+	"domain":         "renames the user",
+	"login_user":     "renames the user",
+	"destuser":       "proxies the login",
+	"host":           "proxies the login",
+	"hostip":         "proxies the login",
+	"port":           "proxies the login",
+	"pass":           "proxies the login",
+	"master":         "proxies the login as a master user",
+	"noauthenticate": "makes the login fail after the lookup",
+	"delay_until":    "delays the login",
+	"k5principals":   "restricts Kerberos principals",
+}
+
+// loginFields reads the extra fields that decide whether the user may log in
+// (doc.dovecot.org, "Password database extra fields"): nologin and reason,
+// allow_nets, allow_real_nets and nopassword are honoured; the fields of
+// refusedFields are errors. Every other field is taken as a user database
+// setting (userdb_*, quota_rule, mail, nodelay, forward_*, ...), which
+// restricts nothing and is only passed on in auth.User.Extra.
+//
+// As in Dovecot, nologin applies whatever its value; nopassword takes no
+// value but "y" or "yes", since "nopassword=no" read as Dovecot reads it
+// would let in any password. nopassword on a line that has a password is
+// ignored with a warning (Dovecot logs an error and checks the password).
+func (e *entry) loginFields() error {
+	for _, k := range slices.Sorted(maps.Keys(e.extra)) {
+		v := e.extra[k]
+		switch k {
+		case "nologin":
+			e.restrict.NoLogin = true
+		case "reason":
+			e.restrict.Reason = v
+		case "allow_nets", "allow_real_nets":
+			nets, err := parseNets(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if k == "allow_nets" {
+				e.restrict.AllowNets = nets
+			} else {
+				e.restrict.AllowRealNets = nets
+			}
+		case "nopassword":
+			switch strings.ToLower(v) {
+			case "", "y", "yes":
+			default:
+				return fmt.Errorf("nopassword=%s: want nopassword or nopassword=y", v)
+			}
+			if e.hasPassword {
+				e.warn = "nopassword on a line with a password is ignored; the password applies"
+			} else {
+				e.noPassword = true
+			}
+		default:
+			why, refused := refusedFields[k]
+			switch {
+			case refused:
+			case strings.HasPrefix(k, "allow_") || strings.HasPrefix(k, "deny"):
+				why = "restricts the login"
+			case strings.HasPrefix(k, "proxy"):
+				why = "proxies the login"
+			default:
+				continue
+			}
+			return fmt.Errorf("extra field %q %s, which postoffice does not implement; remove it or use Dovecot for this user", k, why)
+		}
+	}
+	return nil
+}
+
+// parseNets parses a Dovecot network list: addresses and CIDR prefixes
+// separated by commas (blanks around them allowed).
+func parseNets(v string) ([]netip.Prefix, error) {
+	var ss []string
+	for f := range strings.SplitSeq(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			ss = append(ss, f)
+		}
+	}
+	if len(ss) == 0 {
+		return nil, errors.New("empty network list")
+	}
+	nets, err := ipgroup.ParsePrefixes(ss)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "ipgroup: "))
+	}
+	return nets, nil
 }
 
 // warning is a problem with one line that does not stop the file loading.
@@ -163,6 +273,9 @@ func parse(r io.Reader, path string, check func(password string) error) (map[str
 				warns = append(warns, warning{n, e.name, fmt.Sprintf("user defined again (first on line %d); this line is ignored", first.line), nil})
 			} else {
 				users[e.name] = &e
+				if e.warn != "" {
+					warns = append(warns, warning{n, e.name, e.warn, nil})
+				}
 				if e.hasPassword && check != nil {
 					if cerr := check(e.password); cerr != nil {
 						warns = append(warns, warning{n, e.name, "password entry is unusable; the user cannot log in", cerr})

@@ -20,7 +20,18 @@
 //   - A user line whose password cannot be used (unknown scheme, DES) is
 //     loaded with a warning, so delivery still finds the user; the login fails.
 //   - Unknown users cost the same CPU as known ones: their password is checked
-//     against a dummy hash in scheme.DefaultNewScheme made once at Open.
+//     against the stored hash of a user of the file's dominant class, the
+//     scheme and cost parameters (bcrypt cost, sha-crypt rounds, argon2
+//     memory, time and threads, SCRAM iterations) most users have, chosen at
+//     each load (see dummyOf). Verifying a random guess against a real hash
+//     costs exactly what that user's own login costs; the result is thrown
+//     away. Users of a rarer class still differ in timing from an unknown
+//     user: padding every check to the slowest class would hide them too,
+//     but would make every login as slow as the slowest hash in the file.
+//   - Login restrictions (nologin, allow_nets, allow_real_nets) are parsed at
+//     load and reported in auth.User.Restrict, for the caller that knows the
+//     connection; fields that restrict a login in a way postoffice does not
+//     implement make the load fail (loginFields).
 //   - Editors take an flock on "<file>.lock", rewrite the whole file to a
 //     temporary file in the same directory, fsync it, rename it over the file
 //     and fsync the directory, so readers see the old or the new file, never
@@ -36,6 +47,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,7 +81,7 @@ type DB struct {
 	log           *slog.Logger
 	interval      time.Duration
 	now           func() time.Time
-	dummy         string // hash of a random password in scheme.DefaultNewScheme
+	dummy         string // hash of a random password in scheme.DefaultNewScheme, for a file without usable passwords
 
 	data atomic.Pointer[table]
 
@@ -88,6 +100,7 @@ var (
 type table struct {
 	users map[string]*entry
 	ident identity
+	dummy string // stored password unknown users are checked against (dummyOf)
 }
 
 // Open loads the passwd-file at path. It fails if the file cannot be read or
@@ -153,7 +166,71 @@ func (d *DB) load() (*table, error) {
 		}
 		d.log.Warn("passwdfile: "+w.msg, args...)
 	}
-	return &table{users: users, ident: identityOf(fi)}, nil
+	return &table{users: users, ident: identityOf(fi), dummy: dummyOf(users, d.defaultScheme, d.dummy)}, nil
+}
+
+// dummyOf picks the stored password unknown users are verified against: one
+// of the users of the dominant cost class, the class with the most users
+// (ties go to the class met first in the file), so that a failed login for a
+// name that does not exist costs what most real users' logins cost. Entries
+// the scheme package cannot use are not counted. fallback is used when no
+// user has a usable password.
+func dummyOf(users map[string]*entry, defaultScheme, fallback string) string {
+	type class struct {
+		n, line int
+		stored  string
+	}
+	classes := make(map[string]*class)
+	for _, e := range users {
+		if !e.hasPassword || scheme.Check(e.password, defaultScheme) != nil {
+			continue
+		}
+		stored := explicitScheme(e.password, defaultScheme)
+		k := costClass(stored)
+		c := classes[k]
+		if c == nil {
+			c = &class{line: e.line, stored: stored}
+			classes[k] = c
+		}
+		c.n++
+		if e.line < c.line {
+			c.line, c.stored = e.line, stored
+		}
+	}
+	var best *class
+	for _, c := range classes {
+		if best == nil || c.n > best.n || c.n == best.n && c.line < best.line {
+			best = c
+		}
+	}
+	if best == nil {
+		return fallback
+	}
+	return best.stored
+}
+
+// costClass names what decides the cost of verifying stored, a
+// "{SCHEME}data" string: the scheme and, for modular crypt strings
+// ("$id$param$salt$hash"), the id and the parameter fields (bcrypt's cost,
+// "rounds=N", argon2's "v=19" and "m=...,t=...,p=..."), or for SCRAM the
+// iteration count. Salts and hashes are left out.
+func costClass(stored string) string {
+	name, data, _ := strings.Cut(strings.TrimPrefix(stored, "{"), "}")
+	name = strings.ToUpper(name)
+	switch {
+	case strings.HasPrefix(name, "SCRAM-"):
+		iter, _, _ := strings.Cut(data, ",")
+		return name + " " + iter
+	case strings.HasPrefix(data, "$"):
+		var params []string
+		for i, f := range strings.Split(data, "$")[1:] {
+			if i == 0 || strings.Contains(f, "=") || f != "" && strings.Trim(f, "0123456789") == "" {
+				params = append(params, f)
+			}
+		}
+		return name + " $" + strings.Join(params, "$")
+	}
+	return name
 }
 
 // refresh reloads the file if the check interval has passed and the file
@@ -214,7 +291,9 @@ func (t *table) find(login string) *entry {
 // user makes the auth.User for an entry; Extra is a fresh map holding the
 // extra fields plus "uid" and "gid" when the line has them.
 func (e *entry) user() auth.User {
-	u := auth.User{Name: e.name, Home: e.home}
+	u := auth.User{Name: e.name, Home: e.home, Restrict: e.restrict}
+	u.Restrict.AllowNets = slices.Clone(u.Restrict.AllowNets)
+	u.Restrict.AllowRealNets = slices.Clone(u.Restrict.AllowRealNets)
 	if len(e.extra) > 0 || e.uid != "" || e.gid != "" {
 		u.Extra = maps.Clone(e.extra)
 		if u.Extra == nil {
@@ -238,9 +317,16 @@ func (d *DB) Authenticate(ctx context.Context, user, password string) (auth.User
 		return auth.User{}, err
 	}
 	d.refresh()
-	e := d.data.Load().find(user)
+	t := d.data.Load()
+	e := t.find(user)
+	if e != nil && e.noPassword {
+		// Dovecot's nopassword: any password logs in. The same work as a
+		// check is spent, so the answer's timing tells nothing.
+		t.burn(password)
+		return e.user(), nil
+	}
 	if e == nil || !e.hasPassword {
-		d.burn(password)
+		t.burn(password)
 		return auth.User{}, auth.ErrFailed
 	}
 	ok, err := scheme.Verify(e.password, password, d.defaultScheme)
@@ -248,7 +334,7 @@ func (d *DB) Authenticate(ctx context.Context, user, password string) (auth.User
 		if !errors.Is(err, scheme.ErrPasswordTooLong) {
 			d.log.Error("passwdfile: cannot verify password", "file", d.path, "line", e.line, "user", e.name, "err", err)
 		}
-		d.burn(password)
+		t.burn(password)
 		return auth.User{}, auth.ErrFailed
 	}
 	if !ok {
@@ -258,12 +344,13 @@ func (d *DB) Authenticate(ctx context.Context, user, password string) (auth.User
 }
 
 // burn spends the CPU of a real verification, so a failure does not reveal
-// whether the user exists.
-func (d *DB) burn(password string) {
+// whether the user exists. The outcome is ignored: the dummy may be a real
+// user's hash.
+func (t *table) burn(password string) {
 	if len(password) > scheme.MaxPasswordLen {
 		password = password[:scheme.MaxPasswordLen]
 	}
-	_, _ = scheme.Verify(d.dummy, password, "")
+	_, _ = scheme.Verify(t.dummy, password, "")
 }
 
 // Lookup finds user (exactly, or user+domain as user@domain) without a
@@ -285,7 +372,9 @@ func (d *DB) Lookup(ctx context.Context, user string) (auth.User, error) {
 // password without a {SCHEME} prefix gets the default scheme written out
 // ("{CRYPT}$5$...", or "{MD5-CRYPT}" for a bare "$1$" string, as Verify
 // reads it), so the caller never needs Options.DefaultScheme. The password is
-// "" for a user whose line has none; no login can succeed for that user. An
+// "" for a user whose line has none; no login can succeed for that user with
+// a mechanism that needs the stored secret (APOP, CRAM-MD5, SCRAM), also
+// with nopassword, which only a plaintext check (Authenticate) can honour. An
 // unusable entry (unknown scheme) is returned as stored, and fails where the
 // caller parses it. It returns auth.ErrUnknownUser if there is no such user.
 func (d *DB) Credentials(ctx context.Context, user string) (auth.User, string, error) {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/GehirnInc/crypt"
+	_ "github.com/GehirnInc/crypt/sha512_crypt"
 	"github.com/google/go-cmp/cmp"
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const fixturePassword = "Correct horse 9"
@@ -407,5 +412,169 @@ func BenchmarkAuthenticate(b *testing.B) {
 				db.Authenticate(b.Context(), user, "wrong")
 			}
 		})
+	}
+}
+
+// TestUnknownUserTimingDominant checks that an unknown user costs what the
+// file's own users cost, scheme and cost parameters included: a file of
+// bcrypt users (cost 9) or of SHA512-CRYPT users with 40,000 rounds, where
+// a fixed dummy in the default scheme would answer an unknown user several
+// times faster. Medians of alternated runs are compared, with a wide band.
+func TestUnknownUserTimingDominant(t *testing.T) {
+	t.Parallel()
+	bc, err := bcrypt.GenerateFromPassword([]byte("right"), 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := crypt.SHA512.New().Generate([]byte("right"), []byte("$6$rounds=40000$c2FsdHNhbHQ$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainDummy, err := scheme.Hash("PLAIN", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, stored string }{
+		{"BLF-CRYPT cost 9", "{BLF-CRYPT}" + string(bc)},
+		{"SHA512-CRYPT rounds=40000", "{SHA512-CRYPT}" + sc},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "users")
+			// Three users of the dominant class, one cheap outlier first.
+			file := "cheap:" + plainDummy + "\nknown:" + tc.stored + "\nk2:" + tc.stored + "\nk3:" + tc.stored + "\n"
+			if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err := Open(p, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var known, unknown []time.Duration
+			for range 7 {
+				for _, user := range []string{"known", "nosuchuser"} {
+					start := time.Now()
+					if _, err := db.Authenticate(t.Context(), user, "wrong"); !errors.Is(err, auth.ErrFailed) {
+						t.Fatalf("Authenticate(%q, wrong) = %v, want %v", user, err, auth.ErrFailed)
+					}
+					if user == "known" {
+						known = append(known, time.Since(start))
+					} else {
+						unknown = append(unknown, time.Since(start))
+					}
+				}
+			}
+			median := func(ds []time.Duration) time.Duration {
+				slices.Sort(ds)
+				return ds[len(ds)/2]
+			}
+			k, u := median(known), median(unknown)
+			t.Logf("median failed login: known user %v, unknown user %v", k, u)
+			if u < k/2 || u > k*2 {
+				t.Errorf("failed login takes %v for an unknown user and %v for a known one; want them within 2x", u, k)
+			}
+		})
+	}
+}
+
+// Extra fields that restrict or redirect a login in ways postoffice does not
+// implement make the file fail to load, naming the line; the ones it
+// implements load; nopassword with a password is ignored with a warning.
+func TestLoginExtraFields(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, tt := range []struct {
+		content  string
+		wantLine int
+		wantText string
+	}{
+		{"a:{PLAIN}x\nb:{PLAIN}y::::::proxy=y host=10.0.0.2\n", 2, `"host"`},
+		{"a:{PLAIN}x::::::proxy\n", 1, `"proxy"`},
+		{"# c\na:{PLAIN}x::::::userdb_home=/h allow_ips=10.0.0.1\n", 2, `"allow_ips"`},
+		{"a:{PLAIN}x::::::deny_nets=10.0.0.0/8\n", 1, `"deny_nets"`},
+		{"a:{PLAIN}x::::::master=admin pass=secret\n", 1, `"master"`},
+		{"a:{PLAIN}x::::::user=b\n", 1, `"user"`},
+		{"a:{PLAIN}x::::::noauthenticate\n", 1, `"noauthenticate"`},
+		{"a:{PLAIN}x::::::delay_until=2000000000\n", 1, `"delay_until"`},
+		{"a:{PLAIN}x::::::allow_nets=10.0.0.0/33\n", 1, "allow_nets"},
+		{"a:{PLAIN}x::::::allow_real_nets=\n", 1, "empty network list"},
+		{"a:{PLAIN}x::::::allow_nets=local\n", 1, "allow_nets"},
+		{"a:::::::nopassword=no\n", 1, "nopassword=no"},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("f%d", i))
+		if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(p, Options{})
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.Line != tt.wantLine || !strings.Contains(err.Error(), tt.wantText) ||
+			!strings.HasPrefix(err.Error(), "passwdfile: "+p+":") {
+			t.Errorf("Open(%q) = %v, want a ParseError at line %d mentioning %s", tt.content, err, tt.wantLine, tt.wantText)
+		}
+	}
+
+	p := filepath.Join(dir, "ok")
+	content := "a:{PLAIN}x::::::nologin=y reason=Moved userdb_quota_rule=*:storage=1G nodelay forward_x=y\n" +
+		"b:{PLAIN}x::::::allow_nets=10.0.0.0/8,192.0.2.1 allow_real_nets=2001:db8::/32\n" +
+		"c:{PLAIN}x::::::nopassword\n" +
+		"d:::::::nopassword=y\n"
+	os.WriteFile(p, []byte(content), 0o600)
+	logs := &syncBuffer{}
+	db, err := Open(p, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	u, _ := db.Lookup(ctx, "a")
+	if !u.Restrict.NoLogin || u.Restrict.Reason != "Moved" {
+		t.Errorf("Lookup(a).Restrict = %+v, want nologin with reason Moved", u.Restrict)
+	}
+	u, _ = db.Lookup(ctx, "b")
+	want := auth.Restrictions{
+		AllowNets:     []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")},
+		AllowRealNets: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")},
+	}
+	if diff := cmp.Diff(want, u.Restrict, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Lookup(b).Restrict (-want +got):\n%s", diff)
+	}
+	if _, err := db.Authenticate(ctx, "c", "other"); !errors.Is(err, auth.ErrFailed) {
+		t.Errorf("Authenticate(c, other) with nopassword and a password = %v, want %v", err, auth.ErrFailed)
+	}
+	if !strings.Contains(logs.String(), "nopassword on a line with a password") {
+		t.Errorf("no warning about c's nopassword:\n%s", logs.String())
+	}
+	for _, pw := range []string{"", "anything"} {
+		if u, err := db.Authenticate(ctx, "d", pw); err != nil || u.Name != "d" {
+			t.Errorf("Authenticate(d, %q) with nopassword = %v, %v; want d", pw, u.Name, err)
+		}
+	}
+	if _, stored, err := db.Credentials(ctx, "d"); err != nil || stored != "" {
+		t.Errorf("Credentials(d) = %q, %v; want no stored secret", stored, err)
+	}
+}
+
+// A reload that meets an unsupported restricting field keeps the users
+// loaded before, restrictions included, and logs the file and line.
+func TestReloadRefusedField(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "users")
+	os.WriteFile(p, []byte("a:{PLAIN}x::::::allow_nets=10.0.0.0/8\n"), 0o600)
+	clock := newFakeClock()
+	logs := &syncBuffer{}
+	db, err := Open(p, Options{Now: clock.Now, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p+".new", []byte("a:{PLAIN}x::::::allow_nets=10.0.0.0/8\nb:{PLAIN}y::::::proxy host=h\n"), 0o600)
+	os.Rename(p+".new", p)
+	clock.Advance(time.Second)
+	u, err := db.Authenticate(t.Context(), "a", "x")
+	if err != nil || u.Restrict.AllowNets == nil {
+		t.Errorf("Authenticate(a) after a refused reload = %+v, %v; want the old entry with its allow_nets", u, err)
+	}
+	if _, err := db.Lookup(t.Context(), "b"); !errors.Is(err, auth.ErrUnknownUser) {
+		t.Errorf("Lookup(b) after a refused reload = %v, want %v", err, auth.ErrUnknownUser)
+	}
+	if out := logs.String(); !strings.Contains(out, "reload failed") || !strings.Contains(out, p+":2:") {
+		t.Errorf("log does not report the refused reload at %s:2:\n%s", p, out)
 	}
 }
