@@ -288,6 +288,23 @@ username_claim = "preferred_username"`, 1)
 		o.ClientSecretFile != "/etc/postoffice/oauth-secret" || o.UsernameClaim != "preferred_username" || o.JWKSFile != "" {
 		t.Errorf("introspection OAuth = %+v", o)
 	}
+
+	// Without username_claim, introspection names the user by RFC 7662's
+	// "username"; issuer, audience and accepted_client_ids are kept for it.
+	introspection = strings.Replace(full, `jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "https://id.example.org/introspect"
+client_id = "pop3"
+client_secret_file = "/etc/postoffice/oauth-secret"
+accepted_client_ids = ["thunderbird", "mutt"]`, 1)
+	c, err = Parse("x.toml", []byte(introspection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOAuth := &OAuth{IntrospectionURL: "https://id.example.org/introspect", ClientID: "pop3",
+		ClientSecretFile: "/etc/postoffice/oauth-secret", Issuer: "https://id.example.org", Audience: "pop3",
+		ClientIDs: []string{"thunderbird", "mutt"}, UsernameClaim: "username"}
+	if diff := cmp.Diff(wantOAuth, c.Auth.OAuth); diff != "" {
+		t.Errorf("introspection OAuth mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestParseTLSAndAuthErrors(t *testing.T) {
@@ -326,6 +343,13 @@ func TestParseTLSAndAuthErrors(t *testing.T) {
 		{`jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "http://127.0.0.1:8080/i"`,
 			`x.toml:17: auth.oauth.client_id: introspection_url needs client_id and client_secret_file`},
 		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `secret = "x"`, `x.toml:21: auth.oauth.secret: unknown key`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `username_claim = "aud"`,
+			`x.toml:21: auth.oauth.username_claim: "aud" describes the token, not its user`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `username_claim = "client_id"`,
+			`x.toml:21: auth.oauth.username_claim: "client_id" describes the token, not its user`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `accepted_client_ids = ["mutt", " "]`,
+			`x.toml:21: auth.oauth.accepted_client_ids: an entry is empty`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `accepted_client_ids = ["mutt"]`, ``},
 	}
 	for _, tt := range tests {
 		text := strings.Replace(full, tt.old, tt.new, 1)
