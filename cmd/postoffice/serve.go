@@ -419,14 +419,15 @@ func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.St
 		onDelivery = met.Delivery
 	}
 	srv, err := lmtp.New(lmtp.Options{
-		OnDelivery:     onDelivery,
-		Users:          users,
-		Store:          st,
-		Logger:         log,
-		Hostname:       c.Hostname,
-		MaxMessageSize: c.MaxMessageSize,
-		SpoolDir:       c.SpoolDir,
-		Quota:          lmtp.Quota(cfg.Quota),
+		OnDelivery:         onDelivery,
+		Users:              users,
+		Store:              st,
+		Logger:             log,
+		Hostname:           c.Hostname,
+		MaxMessageSize:     c.MaxMessageSize,
+		SpoolDir:           c.SpoolDir,
+		Quota:              lmtp.Quota(cfg.Quota),
+		RecipientDelimiter: c.RecipientDelimiter,
 	})
 	if err != nil {
 		closeListeners(activated)

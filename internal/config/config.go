@@ -225,6 +225,13 @@ type LMTP struct {
 	MaxMessageSize int64    `toml:"max_message_size"` // octets; default 50 MiB
 	Hostname       string   `toml:"hostname"`         // announced name; default the host name
 	SpoolDir       string   `toml:"spool_dir"`        // spool of messages being received; default the temp dir
+	// RecipientDelimiter is the set of characters that separate a
+	// recipient's local part from its detail, as Postfix's and Dovecot's
+	// recipient_delimiter: with "+", alice+news@example.org is delivered to
+	// alice@example.org unless a user has exactly that name. Default "+";
+	// "" turns plus-addressing off. Each character must be one an address's
+	// local part may hold unquoted (RFC 5322 §3.2.3 atext, or '.').
+	RecipientDelimiter string `toml:"recipient_delimiter"`
 }
 
 // SocketPerm returns SocketMode as permission bits.
@@ -302,7 +309,7 @@ func Default() Config {
 			UserPenaltyAfter: 5,
 			UserPenaltyMax:   Duration{8 * time.Second},
 		},
-		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20},
+		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20, RecipientDelimiter: "+"},
 		Log:  Log{Level: "info", Format: "text"},
 	}
 }
@@ -444,6 +451,12 @@ func (c *Config) validate() []string {
 	}
 	if c.LMTP.SpoolDir != "" && !strings.HasPrefix(c.LMTP.SpoolDir, "/") {
 		bad("lmtp.spool_dir", "must be an absolute path, not %q", c.LMTP.SpoolDir)
+	}
+	for _, r := range c.LMTP.RecipientDelimiter {
+		if !isAtextSpecial(r) {
+			bad("lmtp.recipient_delimiter", `%q cannot separate a detail: use characters such as "+" or "-" (RFC 5322 atext)`, r)
+			break
+		}
 	}
 	if c.Quota.Bytes < 0 {
 		bad("quota.bytes", "must not be negative")
@@ -682,6 +695,13 @@ func checkIntrospectionURL(s string) error {
 		return fmt.Errorf("%q must use https (http only to a loopback address)", s)
 	}
 	return fmt.Errorf("%q must be an https URL", s)
+}
+
+// isAtextSpecial reports whether r is a character other than a letter or
+// digit that an address's local part may hold unquoted: RFC 5322 §3.2.3
+// atext, plus the '.' of a dot-atom.
+func isAtextSpecial(r rune) bool {
+	return strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r)
 }
 
 // MaildirPath returns the path template of a "maildir:" location.

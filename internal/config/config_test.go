@@ -102,7 +102,8 @@ func TestParseLMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.LMTP.Listen) != 0 || c.LMTP.Socket != "" || c.LMTP.MaxMessageSize != 50<<20 || c.LMTP.SocketPerm() != 0o666 {
+	if len(c.LMTP.Listen) != 0 || c.LMTP.Socket != "" || c.LMTP.MaxMessageSize != 50<<20 || c.LMTP.SocketPerm() != 0o666 ||
+		c.LMTP.RecipientDelimiter != "+" {
 		t.Errorf("LMTP defaults = %+v", c.LMTP)
 	}
 	lmtp := good + `
@@ -112,13 +113,20 @@ socket = "/run/postoffice/lmtp.sock"
 socket_mode = "0660"
 max_message_size = 1000
 hostname = "mx.example.org"
+recipient_delimiter = "+-"
 `
 	c, err = Parse("x.toml", []byte(lmtp))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.LMTP.Listen[0] != "127.0.0.1:2424" || c.LMTP.SocketPerm() != 0o660 || c.LMTP.MaxMessageSize != 1000 || c.LMTP.Hostname != "mx.example.org" {
+	if c.LMTP.Listen[0] != "127.0.0.1:2424" || c.LMTP.SocketPerm() != 0o660 || c.LMTP.MaxMessageSize != 1000 || c.LMTP.Hostname != "mx.example.org" ||
+		c.LMTP.RecipientDelimiter != "+-" {
 		t.Errorf("LMTP = %+v", c.LMTP)
+	}
+	// "" turns plus-addressing off (the default is "+").
+	c, err = Parse("x.toml", []byte(strings.Replace(lmtp, `recipient_delimiter = "+-"`, `recipient_delimiter = ""`, 1)))
+	if err != nil || c.LMTP.RecipientDelimiter != "" {
+		t.Errorf(`recipient_delimiter = "": %v, %q`, err, c.LMTP.RecipientDelimiter)
 	}
 	tests := []struct{ old, new, want string }{
 		{`"127.0.0.1:2424"`, `"2424"`, `x.toml:19: lmtp.listen: "2424" is not host:port`},
@@ -128,6 +136,9 @@ hostname = "mx.example.org"
 		{`= 1000`, `= 0`, `x.toml:22: lmtp.max_message_size: must be a positive`},
 		{`"mx.example.org"`, `"mx example"`, `x.toml:23: lmtp.hostname: must be one word`},
 		{`hostname`, `host`, `x.toml:23: lmtp.host: unknown key`},
+		{`"+-"`, `"+@"`, `x.toml:24: lmtp.recipient_delimiter: '@' cannot separate a detail`},
+		{`"+-"`, `" "`, `x.toml:24: lmtp.recipient_delimiter: ' ' cannot separate a detail`},
+		{`"+-"`, `"a"`, `x.toml:24: lmtp.recipient_delimiter: 'a' cannot separate a detail`},
 	}
 	for _, tt := range tests {
 		_, err := Parse("x.toml", []byte(strings.Replace(lmtp, tt.old, tt.new, 1)))

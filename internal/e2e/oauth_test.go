@@ -142,3 +142,18 @@ username_claim = "email"`, answers)
 		t.Logf("server log:\n%s", srv.log)
 	}
 }
+
+// Demon's user+domain login form still works for a name typed at USER,
+// through the built binary.
+func TestLoginAliasUSER(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	s.deliver("bob@example.org", "Subject: one\r\n\r\nbody\r\n")
+	srv := s.start()
+	c := srv.dial()
+	c.login("bob+example.org")
+	if stat := c.cmd("STAT", "+OK"); !strings.HasPrefix(stat, "+OK 1 ") {
+		t.Errorf("STAT after USER bob+example.org = %q, want bob@example.org's 1 message", stat)
+	}
+	c.cmd("QUIT", "+OK")
+}
