@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -75,6 +76,7 @@ func (c *checker) run(path string) {
 	c.listeners(cfg)
 	c.tls(cfg)
 	c.users(cfg)
+	c.oauth(cfg)
 	c.mail(cfg)
 	c.serverUser(cfg)
 }
@@ -133,6 +135,28 @@ func (c *checker) tls(cfg *config.Config) {
 		default:
 			c.info("certificate %s: %s, until %s", e.CertFile, strings.Join(e.Names, ", "), e.NotAfter.UTC().Format(time.DateOnly))
 		}
+	}
+}
+
+// oauth builds the [auth.oauth] verifier as serve does (the JWKS file is
+// loaded, the client secret read), so a table serve refuses fails here too,
+// and warns when introspection accepts any token of the provider.
+func (c *checker) oauth(cfg *config.Config) {
+	o := cfg.Auth.OAuth
+	if o == nil {
+		return
+	}
+	if _, err := newOAuthVerifier(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		c.fail("%v", err)
+		return
+	}
+	if o.JWKSFile != "" {
+		c.info("oauth: JWTs from %s for audience %s, user in %q", o.Issuer, o.Audience, o.UsernameClaim)
+		return
+	}
+	c.info("oauth: introspection at %s, user in %q", o.IntrospectionURL, o.UsernameClaim)
+	if o.Audience == "" && len(o.ClientIDs) == 0 {
+		c.warn("auth.oauth: introspection without audience or accepted_client_ids accepts every active token of the provider, whatever client or service it was issued for")
 	}
 }
 

@@ -61,6 +61,10 @@ location = "maildir:` + location + `/%d/%n/Maildir"
 `
 	}
 
+	secret := write("oauth-secret", "s3cret\n")
+	introspection := func(secretFile, keys string) string {
+		return "[auth.oauth]\nintrospection_url = \"http://127.0.0.1:9/introspect\"\nclient_id = \"postoffice\"\nclient_secret_file = \"" + secretFile + "\"\n" + keys + "\n"
+	}
 	tests := []struct {
 		name, config string
 		code         int
@@ -74,6 +78,16 @@ location = "maildir:` + location + `/%d/%n/Maildir"
 		{"missing-root", base(cert, key, "", filepath.Join(dir, "nope")), 0, []string{"warning: mail.location: " + filepath.Join(dir, "nope") + " does not exist"}},
 		{"bad-key", base(cert, soonKey, "", vmail), 1, []string{"error: ", "1 error(s)"}},
 		{"invalid", base(cert, key, "apop = 3", vmail), 1, []string{"error: config: ", "auth.apop", "1 error(s)"}},
+		// check builds the OAuth verifier as serve does: what serve
+		// refuses, check refuses.
+		{"oauth-no-secret", base(cert, key, introspection(filepath.Join(dir, "nosecret"), `audience = "pop3"`), vmail), 1,
+			[]string{"error: auth.oauth.client_secret_file: ", "1 error(s)"}},
+		{"oauth-no-jwks", base(cert, key, "[auth.oauth]\njwks_file = \""+filepath.Join(dir, "nojwks.json")+"\"\nissuer = \"https://id\"\naudience = \"pop3\"\n", vmail), 1,
+			[]string{"error: oauth: jwks: ", "1 error(s)"}},
+		{"oauth-introspection", base(cert, key, introspection(secret, `audience = "pop3"`), vmail), 0,
+			[]string{`oauth: introspection at http://127.0.0.1:9/introspect, user in "username"`, "ok: 0 warning(s)"}},
+		{"oauth-any-token", base(cert, key, introspection(secret, ""), vmail), 0,
+			[]string{"warning: auth.oauth: introspection without audience or accepted_client_ids accepts every active token", "ok: 1 warning(s)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

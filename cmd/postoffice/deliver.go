@@ -89,7 +89,7 @@ func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.
 	if err != nil {
 		return fail(exConfig, "%v", err)
 	}
-	u, err := lmtp.Resolve(ctx, users, *user)
+	u, err := lmtp.Resolve(ctx, users, *user, cfg.LMTP.RecipientDelimiter)
 	switch {
 	case errors.Is(err, auth.ErrUnknownUser):
 		return fail(exNoUser, "unknown user %q", *user)

@@ -337,30 +337,38 @@ func logExpiry(log *slog.Logger, m *tlsconf.Manager) {
 	}
 }
 
+// newOAuthVerifier builds the token verifier of [auth.oauth], nil when the
+// table is absent. serve and check both call it, so check refuses what
+// serve would: every check the table configures (issuer, audience,
+// accepted_client_ids, username_claim) reaches the verifier of either mode.
+func newOAuthVerifier(cfg *config.Config, log *slog.Logger) (oauth.Verifier, error) {
+	o := cfg.Auth.OAuth
+	if o == nil {
+		return nil, nil
+	}
+	if o.JWKSFile != "" {
+		return oauth.NewJWT(oauth.JWTOptions{
+			JWKSFile: o.JWKSFile, Issuer: o.Issuer, Audience: o.Audience,
+			ClientIDs: o.ClientIDs, UsernameClaim: o.UsernameClaim, Logger: log,
+		})
+	}
+	secret, err := os.ReadFile(o.ClientSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("auth.oauth.client_secret_file: %w", err)
+	}
+	return oauth.NewIntrospection(oauth.IntrospectionOptions{
+		URL: o.IntrospectionURL, ClientID: o.ClientID,
+		ClientSecret: strings.TrimSpace(string(secret)),
+		Issuer:       o.Issuer, Audience: o.Audience, ClientIDs: o.ClientIDs,
+		UsernameClaim: o.UsernameClaim,
+	})
+}
+
 // newMechanisms builds the SASL mechanism table from [auth] and [auth.oauth].
 func newMechanisms(cfg *config.Config, users auth.DB, tlsm *tlsconf.Manager, log *slog.Logger) (*sasl.Mechanisms, error) {
-	var verifier oauth.Verifier
-	if o := cfg.Auth.OAuth; o != nil {
-		var err error
-		if o.JWKSFile != "" {
-			verifier, err = oauth.NewJWT(oauth.JWTOptions{
-				JWKSFile: o.JWKSFile, Issuer: o.Issuer, Audience: o.Audience,
-				UsernameClaim: o.UsernameClaim, Logger: log,
-			})
-		} else {
-			var secret []byte
-			secret, err = os.ReadFile(o.ClientSecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("auth.oauth.client_secret_file: %w", err)
-			}
-			verifier, err = oauth.NewIntrospection(oauth.IntrospectionOptions{
-				URL: o.IntrospectionURL, ClientID: o.ClientID,
-				ClientSecret: strings.TrimSpace(string(secret)),
-			})
-		}
-		if err != nil {
-			return nil, err
-		}
+	verifier, err := newOAuthVerifier(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	opts := sasl.Options{
 		Users:            users,
@@ -411,14 +419,15 @@ func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.St
 		onDelivery = met.Delivery
 	}
 	srv, err := lmtp.New(lmtp.Options{
-		OnDelivery:     onDelivery,
-		Users:          users,
-		Store:          st,
-		Logger:         log,
-		Hostname:       c.Hostname,
-		MaxMessageSize: c.MaxMessageSize,
-		SpoolDir:       c.SpoolDir,
-		Quota:          lmtp.Quota(cfg.Quota),
+		OnDelivery:         onDelivery,
+		Users:              users,
+		Store:              st,
+		Logger:             log,
+		Hostname:           c.Hostname,
+		MaxMessageSize:     c.MaxMessageSize,
+		SpoolDir:           c.SpoolDir,
+		Quota:              lmtp.Quota(cfg.Quota),
+		RecipientDelimiter: c.RecipientDelimiter,
 	})
 	if err != nil {
 		closeListeners(activated)

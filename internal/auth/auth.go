@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/postoffice-mail/postoffice/internal/ipgroup"
 )
@@ -90,14 +91,45 @@ func (r Restrictions) Check(client, direct net.Addr) error {
 	return nil
 }
 
+// LoginAlias returns the name Demon's SDPS login form stands for:
+// "user+domain" typed at login means "user@domain" (the last '+' separates
+// the domain). ok is false for a name with an '@' (it already has a domain,
+// and "alice+news@example.org" is plus-addressing, not this form) and for a
+// name without a '+' between two non-empty parts.
+//
+// The alias is for names a user types at an interactive POP3 login (USER,
+// APOP, the authentication identity of PLAIN, LOGIN, CRAM-MD5, SCRAM), where
+// clients of Demon's service sent it because some could not send an '@'.
+// It never applies to a name that comes from elsewhere: an LMTP or LDA
+// recipient, an OAuth claim, a client certificate. There, "alice+x.org" is
+// someone else's name or a plus-address, and reading it as alice@x.org
+// would hand alice's mail or mailbox to whoever can choose that name.
+func LoginAlias(login string) (alias string, ok bool) {
+	if strings.Contains(login, "@") {
+		return "", false
+	}
+	i := strings.LastIndexByte(login, '+')
+	if i <= 0 || i == len(login)-1 {
+		return "", false
+	}
+	return login[:i] + "@" + login[i+1:], true
+}
+
 // DB is a user database.
+//
+// Authenticate (and CredentialDB.Credentials) serve interactive logins: they
+// take the name the user typed and, when no user has exactly that name, also
+// its LoginAlias. Lookup takes a name from elsewhere (a recipient, a token
+// claim, a certificate) and finds only the user of exactly that name.
 type DB interface {
-	// Authenticate checks a plaintext password. It returns ErrFailed for an
-	// unknown user and for a wrong password, spending about the same time on
-	// both. Other errors are temporary failures (database down).
+	// Authenticate checks a plaintext password for a login name (exactly,
+	// else its LoginAlias). It returns ErrFailed for an unknown user and for
+	// a wrong password, spending about the same time on both. Other errors
+	// are temporary failures (database down).
 	Authenticate(ctx context.Context, user, password string) (User, error)
-	// Lookup finds a user without a password (for delivery). It returns
-	// ErrUnknownUser if there is none.
+	// Lookup finds the user of exactly this name without a password (for
+	// delivery, token and certificate logins). It returns ErrUnknownUser if
+	// there is none.
 	Lookup(ctx context.Context, user string) (User, error)
 }
 
@@ -106,8 +138,8 @@ type DB interface {
 // itself, not a password to check against it.
 type CredentialDB interface {
 	DB
-	// Credentials returns the user and its stored password in "{SCHEME}data"
-	// form, the database's default scheme made explicit. It returns
+	// Credentials returns the user of a login name (exactly, else its
+	// LoginAlias) and its stored password in "{SCHEME}data" form, the database's default scheme made explicit. It returns
 	// ErrUnknownUser when there is no such user; other errors are temporary
 	// failures.
 	Credentials(ctx context.Context, user string) (User, string, error)

@@ -168,15 +168,33 @@ type Auth struct {
 
 // OAuth is the [auth.oauth] table: how OAUTHBEARER (RFC 7628) and XOAUTH2
 // tokens are checked. Exactly one of JWKSFile (JWTs verified locally) and
-// IntrospectionURL (RFC 7662) is set.
+// IntrospectionURL (RFC 7662) is set. Issuer, Audience, ClientIDs and
+// UsernameClaim apply in both modes: to the JWT's claims, or to the members
+// of the introspection answer. Validate refuses a check a mode cannot apply
+// and a username claim that cannot name a user.
 type OAuth struct {
-	JWKSFile         string `toml:"jwks_file"`          // JSON Web Key Set (RFC 7517) file; needs issuer and audience
-	Issuer           string `toml:"issuer"`             // required "iss"; checked with introspection too when set
-	Audience         string `toml:"audience"`           // required "aud"; checked with introspection too when set
-	UsernameClaim    string `toml:"username_claim"`     // claim naming the user; default "email"
+	JWKSFile string `toml:"jwks_file"` // JSON Web Key Set (RFC 7517) file; needs issuer and audience
+	Issuer   string `toml:"issuer"`    // required "iss" (optional with introspection: checked when set)
+	Audience string `toml:"audience"`  // required "aud" value (optional with introspection: checked when set)
+	// ClientIDs, when set, are the OAuth clients whose tokens are accepted:
+	// the token's "client_id" (a JWT's "azp" when it has none) must be one
+	// of them.
+	ClientIDs []string `toml:"accepted_client_ids"`
+	// UsernameClaim names the claim holding the user name; the default is
+	// "email" with jwks_file and "username" (RFC 7662 §2.2) with
+	// introspection_url.
+	UsernameClaim    string `toml:"username_claim"`
 	IntrospectionURL string `toml:"introspection_url"`  // https endpoint (http only to loopback)
-	ClientID         string `toml:"client_id"`          // introspection client credentials (RFC 7662 §2.1)
+	ClientID         string `toml:"client_id"`          // introspection client credentials (RFC 7662 §2.1); not a check on tokens
 	ClientSecretFile string `toml:"client_secret_file"` // file holding the client secret, one line
+}
+
+// nonIdentityClaims are the claims and introspection members that describe
+// a token rather than its user (RFC 7519 §4.1, RFC 7662 §2.2): none of them
+// can be auth.oauth.username_claim.
+var nonIdentityClaims = []string{
+	"active", "scope", "client_id", "azp", "token_type", "exp", "iat", "nbf",
+	"aud", "iss", "jti", "email_verified",
 }
 
 // STLS reports whether pop3.listen addresses offer STLS (RFC 2595): they
@@ -207,6 +225,13 @@ type LMTP struct {
 	MaxMessageSize int64    `toml:"max_message_size"` // octets; default 50 MiB
 	Hostname       string   `toml:"hostname"`         // announced name; default the host name
 	SpoolDir       string   `toml:"spool_dir"`        // spool of messages being received; default the temp dir
+	// RecipientDelimiter is the set of characters that separate a
+	// recipient's local part from its detail, as Postfix's and Dovecot's
+	// recipient_delimiter: with "+", alice+news@example.org is delivered to
+	// alice@example.org unless a user has exactly that name. Default "+";
+	// "" turns plus-addressing off. Each character must be one an address's
+	// local part may hold unquoted (RFC 5322 §3.2.3 atext, or '.').
+	RecipientDelimiter string `toml:"recipient_delimiter"`
 }
 
 // SocketPerm returns SocketMode as permission bits.
@@ -284,7 +309,7 @@ func Default() Config {
 			UserPenaltyAfter: 5,
 			UserPenaltyMax:   Duration{8 * time.Second},
 		},
-		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20},
+		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20, RecipientDelimiter: "+"},
 		Log:  Log{Level: "info", Format: "text"},
 	}
 }
@@ -427,6 +452,12 @@ func (c *Config) validate() []string {
 	if c.LMTP.SpoolDir != "" && !strings.HasPrefix(c.LMTP.SpoolDir, "/") {
 		bad("lmtp.spool_dir", "must be an absolute path, not %q", c.LMTP.SpoolDir)
 	}
+	for _, r := range c.LMTP.RecipientDelimiter {
+		if !isAtextSpecial(r) {
+			bad("lmtp.recipient_delimiter", `%q cannot separate a detail: use characters such as "+" or "-" (RFC 5322 atext)`, r)
+			break
+		}
+	}
 	if c.Quota.Bytes < 0 {
 		bad("quota.bytes", "must not be negative")
 	}
@@ -504,6 +535,18 @@ func (c *Config) validateAuth() []string {
 	if o := a.OAuth; o != nil {
 		if o.UsernameClaim == "" {
 			o.UsernameClaim = "email"
+			if o.JWKSFile == "" && o.IntrospectionURL != "" {
+				o.UsernameClaim = "username"
+			}
+		}
+		if slices.Contains(nonIdentityClaims, o.UsernameClaim) {
+			bad("auth.oauth.username_claim", "%q describes the token, not its user", o.UsernameClaim)
+		}
+		for _, id := range o.ClientIDs {
+			if strings.TrimSpace(id) == "" {
+				bad("auth.oauth.accepted_client_ids", "an entry is empty")
+				break
+			}
 		}
 		switch {
 		case o.JWKSFile == "" && o.IntrospectionURL == "":
@@ -517,8 +560,11 @@ func (c *Config) validateAuth() []string {
 			if o.Audience == "" {
 				bad("auth.oauth.audience", "is required with jwks_file")
 			}
+			// A JWT is checked locally: there is no endpoint to send
+			// client credentials to, and client_id is not a check on
+			// tokens (accepted_client_ids is).
 			if o.ClientID != "" || o.ClientSecretFile != "" {
-				bad("auth.oauth.client_id", "client_id and client_secret_file are for introspection_url only")
+				bad("auth.oauth.client_id", "client_id and client_secret_file are for introspection_url only (to accept tokens of certain clients, use accepted_client_ids)")
 			}
 		default:
 			if err := checkIntrospectionURL(o.IntrospectionURL); err != nil {
@@ -649,6 +695,13 @@ func checkIntrospectionURL(s string) error {
 		return fmt.Errorf("%q must use https (http only to a loopback address)", s)
 	}
 	return fmt.Errorf("%q must be an https URL", s)
+}
+
+// isAtextSpecial reports whether r is a character other than a letter or
+// digit that an address's local part may hold unquoted: RFC 5322 §3.2.3
+// atext, plus the '.' of a dot-atom.
+func isAtextSpecial(r rune) bool {
+	return strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r)
 }
 
 // MaildirPath returns the path template of a "maildir:" location.

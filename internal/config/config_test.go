@@ -102,7 +102,8 @@ func TestParseLMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.LMTP.Listen) != 0 || c.LMTP.Socket != "" || c.LMTP.MaxMessageSize != 50<<20 || c.LMTP.SocketPerm() != 0o666 {
+	if len(c.LMTP.Listen) != 0 || c.LMTP.Socket != "" || c.LMTP.MaxMessageSize != 50<<20 || c.LMTP.SocketPerm() != 0o666 ||
+		c.LMTP.RecipientDelimiter != "+" {
 		t.Errorf("LMTP defaults = %+v", c.LMTP)
 	}
 	lmtp := good + `
@@ -112,13 +113,20 @@ socket = "/run/postoffice/lmtp.sock"
 socket_mode = "0660"
 max_message_size = 1000
 hostname = "mx.example.org"
+recipient_delimiter = "+-"
 `
 	c, err = Parse("x.toml", []byte(lmtp))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.LMTP.Listen[0] != "127.0.0.1:2424" || c.LMTP.SocketPerm() != 0o660 || c.LMTP.MaxMessageSize != 1000 || c.LMTP.Hostname != "mx.example.org" {
+	if c.LMTP.Listen[0] != "127.0.0.1:2424" || c.LMTP.SocketPerm() != 0o660 || c.LMTP.MaxMessageSize != 1000 || c.LMTP.Hostname != "mx.example.org" ||
+		c.LMTP.RecipientDelimiter != "+-" {
 		t.Errorf("LMTP = %+v", c.LMTP)
+	}
+	// "" turns plus-addressing off (the default is "+").
+	c, err = Parse("x.toml", []byte(strings.Replace(lmtp, `recipient_delimiter = "+-"`, `recipient_delimiter = ""`, 1)))
+	if err != nil || c.LMTP.RecipientDelimiter != "" {
+		t.Errorf(`recipient_delimiter = "": %v, %q`, err, c.LMTP.RecipientDelimiter)
 	}
 	tests := []struct{ old, new, want string }{
 		{`"127.0.0.1:2424"`, `"2424"`, `x.toml:19: lmtp.listen: "2424" is not host:port`},
@@ -128,6 +136,9 @@ hostname = "mx.example.org"
 		{`= 1000`, `= 0`, `x.toml:22: lmtp.max_message_size: must be a positive`},
 		{`"mx.example.org"`, `"mx example"`, `x.toml:23: lmtp.hostname: must be one word`},
 		{`hostname`, `host`, `x.toml:23: lmtp.host: unknown key`},
+		{`"+-"`, `"+@"`, `x.toml:24: lmtp.recipient_delimiter: '@' cannot separate a detail`},
+		{`"+-"`, `" "`, `x.toml:24: lmtp.recipient_delimiter: ' ' cannot separate a detail`},
+		{`"+-"`, `"a"`, `x.toml:24: lmtp.recipient_delimiter: 'a' cannot separate a detail`},
 	}
 	for _, tt := range tests {
 		_, err := Parse("x.toml", []byte(strings.Replace(lmtp, tt.old, tt.new, 1)))
@@ -288,6 +299,23 @@ username_claim = "preferred_username"`, 1)
 		o.ClientSecretFile != "/etc/postoffice/oauth-secret" || o.UsernameClaim != "preferred_username" || o.JWKSFile != "" {
 		t.Errorf("introspection OAuth = %+v", o)
 	}
+
+	// Without username_claim, introspection names the user by RFC 7662's
+	// "username"; issuer, audience and accepted_client_ids are kept for it.
+	introspection = strings.Replace(full, `jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "https://id.example.org/introspect"
+client_id = "pop3"
+client_secret_file = "/etc/postoffice/oauth-secret"
+accepted_client_ids = ["thunderbird", "mutt"]`, 1)
+	c, err = Parse("x.toml", []byte(introspection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOAuth := &OAuth{IntrospectionURL: "https://id.example.org/introspect", ClientID: "pop3",
+		ClientSecretFile: "/etc/postoffice/oauth-secret", Issuer: "https://id.example.org", Audience: "pop3",
+		ClientIDs: []string{"thunderbird", "mutt"}, UsernameClaim: "username"}
+	if diff := cmp.Diff(wantOAuth, c.Auth.OAuth); diff != "" {
+		t.Errorf("introspection OAuth mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestParseTLSAndAuthErrors(t *testing.T) {
@@ -326,6 +354,13 @@ func TestParseTLSAndAuthErrors(t *testing.T) {
 		{`jwks_file = "/etc/postoffice/jwks.json"`, `introspection_url = "http://127.0.0.1:8080/i"`,
 			`x.toml:17: auth.oauth.client_id: introspection_url needs client_id and client_secret_file`},
 		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `secret = "x"`, `x.toml:21: auth.oauth.secret: unknown key`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `username_claim = "aud"`,
+			`x.toml:21: auth.oauth.username_claim: "aud" describes the token, not its user`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `username_claim = "client_id"`,
+			`x.toml:21: auth.oauth.username_claim: "client_id" describes the token, not its user`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `accepted_client_ids = ["mutt", " "]`,
+			`x.toml:21: auth.oauth.accepted_client_ids: an entry is empty`},
+		{`audience = "pop3"`, `audience = "pop3"` + "\n" + `accepted_client_ids = ["mutt"]`, ``},
 	}
 	for _, tt := range tests {
 		text := strings.Replace(full, tt.old, tt.new, 1)

@@ -11,7 +11,15 @@
 // Implementation notes (invariants):
 //   - RCPT looks the recipient up (Resolve): unknown users get 550 5.1.1, a
 //     failing user database 451 4.3.0. Nothing is written for a refused
-//     recipient.
+//     recipient. Names are looked up exactly (auth.DB.Lookup): the
+//     "user+domain" login alias never applies to a recipient, so no address
+//     at any domain can reach another domain's user.
+//   - Plus-addressing (RecipientDelimiter, as Postfix's recipient_delimiter
+//     and Dovecot's): "user+detail@domain" is delivered to user@domain when
+//     no user is named exactly "user+detail@domain". The detail selects no
+//     folder (a POP3 maildrop has only its inbox); it is kept, as Postfix's
+//     local(8) keeps it, only in the Delivered-To field, which carries the
+//     recipient address as the MTA gave it.
 //   - DATA is spooled once into an unlinked temporary file (SpoolDir), so a
 //     message is never held in memory and a crash leaves no spool behind;
 //     each recipient then gets its own copy read from the spool with its own
@@ -78,6 +86,10 @@ type Options struct {
 	// Quota is checked at RCPT (a full maildrop) and before each delivery
 	// (the message would not fit); the zero value limits nothing.
 	Quota Quota
+	// RecipientDelimiter is the set of characters that separate a local
+	// part from its detail ("+" makes alice+news@example.org deliver to
+	// alice@example.org); see Resolve. "" turns plus-addressing off.
+	RecipientDelimiter string
 	// OnDelivery, if set, is told the result of each delivery to one
 	// recipient after DATA (e.g. to count it in a metric): one of the
 	// Result constants, the message's size as received, and how long the
@@ -259,12 +271,38 @@ var (
 	saved = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Saved"}
 )
 
-// Resolve finds the user a recipient address delivers to: the address as
-// given, then in lower case, then (for user@domain where the database holds
-// bare names) its local part in lower case, as Dovecot's
-// auth_username_format = %Ln does. It returns auth.ErrUnknownUser when none
-// exists; any other error is temporary.
-func Resolve(ctx context.Context, db auth.DB, rcpt string) (auth.User, error) {
+// Resolve finds the user a recipient address delivers to. It tries the
+// address as given, then in lower case, then (for user@domain where the
+// database holds bare names) its local part in lower case, as Dovecot's
+// auth_username_format = %Ln does. When none exists and the local part holds
+// one of the characters of delimiters, it tries the same three forms with
+// the local part cut at the first of them: "alice+news@example.org" is
+// alice@example.org's, as Postfix's recipient_delimiter splits it (the split
+// needs a non-empty part before the delimiter). An exact user always wins
+// over the split.
+//
+// Names are looked up exactly (auth.DB.Lookup): the "user+domain" login
+// alias never applies, so "alice+example.org@attacker.test" is not
+// alice@example.org's. It returns auth.ErrUnknownUser when no user exists;
+// any other error is temporary.
+func Resolve(ctx context.Context, db auth.DB, rcpt, delimiters string) (auth.User, error) {
+	u, err := resolveExact(ctx, db, rcpt)
+	if !errors.Is(err, auth.ErrUnknownUser) || delimiters == "" {
+		return u, err
+	}
+	local, domain := rcpt, ""
+	if i := strings.LastIndexByte(rcpt, '@'); i >= 0 {
+		local, domain = rcpt[:i], rcpt[i:]
+	}
+	if i := strings.IndexAny(local, delimiters); i > 0 {
+		return resolveExact(ctx, db, local[:i]+domain)
+	}
+	return auth.User{}, auth.ErrUnknownUser
+}
+
+// resolveExact tries rcpt as given, in lower case, and its local part in
+// lower case.
+func resolveExact(ctx context.Context, db auth.DB, rcpt string) (auth.User, error) {
 	cands := []string{rcpt}
 	if l := strings.ToLower(rcpt); l != rcpt {
 		cands = append(cands, l)
@@ -371,7 +409,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	u, err := Resolve(s.srv.ctx, s.srv.opts.Users, to)
+	u, err := Resolve(s.srv.ctx, s.srv.opts.Users, to, s.srv.opts.RecipientDelimiter)
 	switch {
 	case errors.Is(err, auth.ErrUnknownUser):
 		s.srv.log.Info("lmtp unknown recipient", "conn", s.id, "remote", s.remote, "rcpt", to)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -326,12 +328,19 @@ func TestResolve(t *testing.T) {
 		{"Alice@elsewhere.test", "alice"},
 		{"bob@example.org", "bob@example.org"},
 		{"BOB@EXAMPLE.ORG", "bob@example.org"},
-		{"bob+example.org", "bob@example.org"},
+		// The user+domain login alias is not for recipients: this used to
+		// resolve to bob@example.org. With the "+" delimiter it is "bob"
+		// with the detail "example.org", and there is no bare bob.
+		{"bob+example.org", ""},
+		{"bob+example.org@attacker.test", ""},
+		{"bob+news@example.org", "bob@example.org"},
+		{"Bob+News@Example.org", "bob@example.org"},
+		{"alice+news@elsewhere.test", "alice"}, // bare names (%Ln), split
 		{"bob@other.test", ""},
 		{"carol", ""},
 	}
 	for _, tt := range tests {
-		u, err := Resolve(context.Background(), f.users, tt.rcpt)
+		u, err := Resolve(context.Background(), f.users, tt.rcpt, "+")
 		if tt.want == "" {
 			if !errors.Is(err, auth.ErrUnknownUser) {
 				t.Errorf("Resolve(%q) = %v, %v, want ErrUnknownUser", tt.rcpt, u, err)
@@ -342,6 +351,72 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve(%q) = %q, %v, want %q", tt.rcpt, u.Name, err, tt.want)
 		}
 	}
+}
+
+// domainFixture is a store with a passwd-file of full addresses only:
+// alice@example.org, and alice+news@example.org as a user of its own.
+func domainFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(passwd, []byte("alice@example.org:{PLAIN}x::::::\nalice+news@example.org:{PLAIN}x::::::\ncarol@example.org:{PLAIN}x::::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	users, err := passwdfile.Open(passwd, passwdfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := maildir.New(maildir.Options{Location: filepath.Join(dir, "vmail", "%d", "%n", "Maildir"), Hostname: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{dir: dir, users: users, store: st}
+}
+
+// A recipient that puts a user's login alias in front of another domain
+// reaches no one; plus-addressing reaches the user, with the address as
+// given in Delivered-To; an exact user of the plus-address wins.
+func TestRecipientDelimiter(t *testing.T) {
+	t.Parallel()
+	f := domainFixture(t)
+	c := dial(t, start(t, Options{Users: f.users, Store: f.store, SpoolDir: f.dir, RecipientDelimiter: "+-"}))
+	c.lhlo()
+	c.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	c.cmd("RCPT TO:<alice+example.org@attacker.test>", "550 5.1.1 ")
+	c.cmd("RCPT TO:<ALICE+example.org@attacker.test>", "550 5.1.1 ")
+	c.cmd("RCPT TO:<+example.org@example.org>", "550 5.1.1 ")
+	c.cmd("RCPT TO:<carol+lists@example.org>", "250 ")
+	c.cmd("RCPT TO:<carol-shop@example.org>", "250 ")
+	c.cmd("RCPT TO:<alice+news@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	fmt.Fprintf(c.nc, "%s.\r\n", body)
+	for range 3 {
+		c.expect("250 2.0.0 ")
+	}
+	c.cmd("QUIT", "221 ")
+	unstuffed := strings.Replace(body, "..a", ".a", 1)
+	hdr := func(rcpt string) string {
+		return "Return-Path: <sender@remote.test>\r\nDelivered-To: <" + rcpt + ">\r\n" + unstuffed
+	}
+	for user, want := range map[string][]string{
+		"carol@example.org":      {hdr("carol+lists@example.org"), hdr("carol-shop@example.org")},
+		"alice+news@example.org": {hdr("alice+news@example.org")},
+		"alice@example.org":      nil,
+	} {
+		got := messages(t, f.store, user)
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("messages of %s (-want +got):\n%s", user, diff)
+		}
+	}
+
+	// "" turns plus-addressing off.
+	c = dial(t, start(t, Options{Users: f.users, Store: f.store, SpoolDir: f.dir}))
+	c.lhlo()
+	c.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	c.cmd("RCPT TO:<carol+lists@example.org>", "550 5.1.1 ")
+	c.cmd("RCPT TO:<alice+news@example.org>", "250 ")
+	c.cmd("QUIT", "221 ")
 }
 
 func TestUnixSocket(t *testing.T) {

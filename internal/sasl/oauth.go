@@ -15,8 +15,10 @@ import (
 )
 
 // verifyToken checks a bearer token and the user it names: the token's user
-// must exist, and a user the client claimed must be that user (by the name
-// the token carries or the canonical name the database returns).
+// must exist under exactly the name the token carries (Lookup: no login
+// alias applies to a claim), and a user the client claimed must be that user
+// (by the name the token carries, the canonical name the database returns,
+// or, since the client's name is typed by its user, the login alias of it).
 func (m *Mechanisms) verifyToken(ctx context.Context, claimed, token string) (auth.User, error) {
 	name, err := m.opts.OAuth.Verify(ctx, token)
 	if errors.Is(err, oauth.ErrInvalidToken) {
@@ -29,7 +31,7 @@ func (m *Mechanisms) verifyToken(ctx context.Context, claimed, token string) (au
 	if err != nil {
 		return auth.User{}, lookupErr(err)
 	}
-	if claimed != "" && claimed != name && claimed != u.Name {
+	if alias, _ := auth.LoginAlias(claimed); claimed != "" && claimed != name && claimed != u.Name && alias != u.Name {
 		return auth.User{}, fmt.Errorf("%w: token is for another user", ErrAuthFailed)
 	}
 	return u, nil

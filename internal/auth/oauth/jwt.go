@@ -40,12 +40,18 @@ type JWTOptions struct {
 	Issuer string
 	// Audience must be one of the token's "aud" values. Required.
 	Audience string
+	// ClientIDs, when not empty, are the OAuth clients whose tokens are
+	// accepted: the token's "client_id" (RFC 9068 §2.2), or "azp" (OpenID
+	// Connect Core §2) when it has none, must be one of them.
+	ClientIDs []string
 	// UsernameClaim names the claim holding the user name; it must be a
 	// non-empty string. Empty means "email". When the claim is "email", a
 	// token with "email_verified": false is refused. There is deliberately no
 	// fallback to "preferred_username": at several identity providers users
 	// can set that claim themselves, so it identifies no one. Configure it
-	// explicitly only where the provider guarantees it.
+	// explicitly only where the provider guarantees it. A claim that names
+	// no user ("aud", "client_id", "exp", ...) is refused by NewJWT. The
+	// name is returned as the claim has it, for an exact lookup.
 	UsernameClaim string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -76,6 +82,9 @@ func NewJWT(opts JWTOptions) (*JWT, error) {
 	}
 	if opts.UsernameClaim == "" {
 		opts.UsernameClaim = "email"
+	}
+	if err := CheckUsernameClaim(opts.UsernameClaim); err != nil {
+		return nil, err
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -198,14 +207,8 @@ func (v *JWT) Verify(ctx context.Context, token string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	name, _ := extra[v.opts.UsernameClaim].(string)
-	if name == "" {
-		return "", fmt.Errorf("%w: no %q claim", ErrInvalidToken, v.opts.UsernameClaim)
+	if err := checkClientID(extra, v.opts.ClientIDs, "client_id", "azp"); err != nil {
+		return "", err
 	}
-	if v.opts.UsernameClaim == "email" {
-		if verified, present := extra["email_verified"].(bool); present && !verified {
-			return "", fmt.Errorf("%w: email not verified", ErrInvalidToken)
-		}
-	}
-	return name, nil
+	return username(extra, v.opts.UsernameClaim)
 }

@@ -11,6 +11,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -338,6 +341,133 @@ func TestNewIntrospectionErrors(t *testing.T) {
 	for _, u := range []string{"", "idp.example.org/introspect", "http://idp.example.org/introspect", "ftp://x/"} {
 		if _, err := NewIntrospection(IntrospectionOptions{URL: u}); err == nil {
 			t.Errorf("NewIntrospection(%q) succeeded", u)
+		}
+	}
+}
+
+// introspectionAnswers is an endpoint answering a fixed JSON document per
+// token (the raw text, so that numbers and types are exactly as written).
+type introspectionAnswers map[string]string
+
+func (a introspectionAnswers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	body, ok := a[r.PostForm.Get("token")]
+	if !ok {
+		body = `{"active":false}`
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, body)
+}
+
+// The checks a JWT's claims get apply to an introspection answer too, when
+// configured: iss, aud (a string or an array), client_id, the username
+// claim (and email_verified for "email"), exp and nbf (numbers, with a
+// fraction or not).
+func TestIntrospectionChecks(t *testing.T) {
+	t.Parallel()
+	exp := testNow.Add(time.Hour).Unix()
+	answers := introspectionAnswers{
+		"good":         fmt.Sprintf(`{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","username":"bob","exp":%d}`, exp),
+		"aud-array":    `{"active":true,"iss":"https://idp","aud":["webmail","pop3"],"client_id":"thunderbird","email":"alice@example.org"}`,
+		"exp-fraction": fmt.Sprintf(`{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","exp":%d.5}`, exp),
+		"evil":         `{"active":true,"username":"bob","email":"mallory@evil.example","aud":"some-other-app","iss":"https://evil.example","client_id":"thunderbird"}`,
+		"wrong-iss":    `{"active":true,"iss":"https://evil","aud":"pop3","client_id":"thunderbird","email":"alice@example.org"}`,
+		"no-iss":       `{"active":true,"aud":"pop3","client_id":"thunderbird","email":"alice@example.org"}`,
+		"wrong-aud":    `{"active":true,"iss":"https://idp","aud":["webmail"],"client_id":"thunderbird","email":"alice@example.org"}`,
+		"aud-number":   `{"active":true,"iss":"https://idp","aud":7,"client_id":"thunderbird","email":"alice@example.org"}`,
+		"no-aud":       `{"active":true,"iss":"https://idp","client_id":"thunderbird","email":"alice@example.org"}`,
+		"wrong-client": `{"active":true,"iss":"https://idp","aud":"pop3","client_id":"other-app","email":"alice@example.org"}`,
+		"no-client":    `{"active":true,"iss":"https://idp","aud":"pop3","email":"alice@example.org"}`,
+		"no-claim":     `{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","username":"bob"}`,
+		"claim-number": `{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":5}`,
+		"unverified":   `{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","email_verified":false}`,
+		"expired":      fmt.Sprintf(`{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","exp":%d}`, testNow.Add(-time.Second).Unix()),
+		"exp-string":   `{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","exp":"tomorrow"}`,
+		"not-yet":      fmt.Sprintf(`{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","nbf":%d}`, testNow.Add(time.Hour).Unix()),
+		"nbf-skew":     fmt.Sprintf(`{"active":true,"iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org","nbf":%d}`, testNow.Add(10*time.Second).Unix()),
+		"active-str":   `{"active":"true","iss":"https://idp","aud":"pop3","client_id":"thunderbird","email":"alice@example.org"}`,
+		"not-object":   `[1,2]`,
+	}
+	srv := httptest.NewServer(answers)
+	t.Cleanup(srv.Close)
+	v, err := NewIntrospection(IntrospectionOptions{URL: srv.URL, HTTPClient: srv.Client(), CacheTTL: -1,
+		Issuer: "https://idp", Audience: "pop3", ClientIDs: []string{"mutt", "thunderbird"}, UsernameClaim: "email",
+		Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tok := range []string{"good", "aud-array", "exp-fraction", "nbf-skew"} {
+		if got, err := v.Verify(ctx, tok); err != nil || got != "alice@example.org" {
+			t.Errorf("Verify(%s) = %q, %v, want alice@example.org", tok, got, err)
+		}
+	}
+	for _, tok := range []string{"evil", "wrong-iss", "no-iss", "wrong-aud", "aud-number", "no-aud", "wrong-client",
+		"no-client", "no-claim", "claim-number", "unverified", "expired", "exp-string", "not-yet", "active-str"} {
+		if got, err := v.Verify(ctx, tok); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Verify(%s) = %q, %v, want ErrInvalidToken", tok, got, err)
+		}
+	}
+	if got, err := v.Verify(ctx, "not-object"); err == nil || errors.Is(err, ErrInvalidToken) {
+		t.Errorf("Verify(not-object) = %q, %v, want a temporary error", got, err)
+	}
+
+	// Without the checks configured, the user is RFC 7662's "username".
+	plain, err := NewIntrospection(IntrospectionOptions{URL: srv.URL, HTTPClient: srv.Client(), CacheTTL: -1,
+		Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := plain.Verify(ctx, "evil"); err != nil || got != "bob" {
+		t.Errorf("Verify(evil) without checks = %q, %v, want bob", got, err)
+	}
+}
+
+// A username claim that describes the token, not a user, is refused by
+// both constructors.
+func TestUsernameClaimRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	writeJWKS(t, path, newKeys(t))
+	for _, claim := range []string{"aud", "client_id", "active", "exp", "email_verified"} {
+		if _, err := NewIntrospection(IntrospectionOptions{URL: "https://idp.example.org/i", UsernameClaim: claim}); err == nil {
+			t.Errorf("NewIntrospection(UsernameClaim %q) succeeded", claim)
+		}
+		if _, err := NewJWT(JWTOptions{JWKSFile: path, Issuer: "i", Audience: "a", UsernameClaim: claim}); err == nil {
+			t.Errorf("NewJWT(UsernameClaim %q) succeeded", claim)
+		}
+	}
+}
+
+// ClientIDs restricts a JWT to tokens issued to those clients, by
+// "client_id" (RFC 9068) or else "azp".
+func TestJWTClientIDs(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	v, _ := newTestJWT(t, keys, func(o *JWTOptions) { o.ClientIDs = []string{"thunderbird"} })
+	ctx := context.Background()
+	for _, tc := range []struct {
+		extra map[string]any
+		ok    bool
+	}{
+		{map[string]any{"client_id": "thunderbird"}, true},
+		{map[string]any{"azp": "thunderbird"}, true},
+		{map[string]any{"client_id": "other", "azp": "thunderbird"}, false},
+		{map[string]any{"client_id": "other"}, false},
+		{map[string]any{}, false},
+	} {
+		c := map[string]any{"iss": "https://idp.example.org", "aud": "postoffice", "email": "alice@example.org",
+			"exp": testNow.Add(time.Hour).Unix()}
+		maps.Copy(c, tc.extra)
+		got, err := v.Verify(ctx, sign(t, keys[0], c))
+		if tc.ok && (err != nil || got != "alice@example.org") {
+			t.Errorf("Verify(%v) = %q, %v, want alice@example.org", tc.extra, got, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Verify(%v) = %q, %v, want ErrInvalidToken", tc.extra, got, err)
 		}
 	}
 }

@@ -274,16 +274,20 @@ func (d *DB) logOnce(msg string, err error) {
 	}
 }
 
-// find looks a login name up: exactly, then for "user+domain" without '@'
-// as "user@domain" (Demon's SDPS form; the last '+' separates the domain).
-func (t *table) find(login string) *entry {
+// find looks a name up exactly.
+func (t *table) find(name string) *entry {
+	return t.users[name]
+}
+
+// findLogin looks up a name typed at an interactive login: exactly, then
+// its auth.LoginAlias ("user+domain" without '@' as "user@domain", Demon's
+// SDPS form). An exact user wins over the alias.
+func (t *table) findLogin(login string) *entry {
 	if e, ok := t.users[login]; ok {
 		return e
 	}
-	if !strings.Contains(login, "@") {
-		if i := strings.LastIndexByte(login, '+'); i > 0 && i < len(login)-1 {
-			return t.users[login[:i]+"@"+login[i+1:]]
-		}
+	if alias, ok := auth.LoginAlias(login); ok {
+		return t.users[alias]
 	}
 	return nil
 }
@@ -318,7 +322,7 @@ func (d *DB) Authenticate(ctx context.Context, user, password string) (auth.User
 	}
 	d.refresh()
 	t := d.data.Load()
-	e := t.find(user)
+	e := t.findLogin(user)
 	if e != nil && e.noPassword {
 		// Dovecot's nopassword: any password logs in. The same work as a
 		// check is spent, so the answer's timing tells nothing.
@@ -353,8 +357,10 @@ func (t *table) burn(password string) {
 	_, _ = scheme.Verify(t.dummy, password, "")
 }
 
-// Lookup finds user (exactly, or user+domain as user@domain) without a
-// password. It returns auth.ErrUnknownUser if there is none.
+// Lookup finds the user named exactly user, without a password: no login
+// alias applies (see auth.LoginAlias), since the name comes from a
+// recipient address, a token claim or a certificate, not from a user typing
+// it. It returns auth.ErrUnknownUser if there is none.
 func (d *DB) Lookup(ctx context.Context, user string) (auth.User, error) {
 	if err := ctx.Err(); err != nil {
 		return auth.User{}, err
@@ -367,8 +373,8 @@ func (d *DB) Lookup(ctx context.Context, user string) (auth.User, error) {
 	return e.user(), nil
 }
 
-// Credentials finds user as Lookup does (exactly, or user+domain as
-// user@domain) and returns its stored password in "{SCHEME}data" form: a
+// Credentials finds a login name as Authenticate does (exactly, else
+// user+domain as user@domain) and returns its stored password in "{SCHEME}data" form: a
 // password without a {SCHEME} prefix gets the default scheme written out
 // ("{CRYPT}$5$...", or "{MD5-CRYPT}" for a bare "$1$" string, as Verify
 // reads it), so the caller never needs Options.DefaultScheme. The password is
@@ -382,7 +388,7 @@ func (d *DB) Credentials(ctx context.Context, user string) (auth.User, string, e
 		return auth.User{}, "", err
 	}
 	d.refresh()
-	e := d.data.Load().find(user)
+	e := d.data.Load().findLogin(user)
 	if e == nil {
 		return auth.User{}, "", auth.ErrUnknownUser
 	}

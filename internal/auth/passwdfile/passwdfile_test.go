@@ -132,7 +132,7 @@ func TestLookupFixture(t *testing.T) {
 	}{
 		{"alice", auth.User{Name: "alice", Home: "/home/alice", Extra: map[string]string{
 			"userdb_mail": "maildir:~/Mail", "quota_rule": "*:storage=1G", "uid": "1000", "gid": "1000"}}},
-		{"bob+example.org", auth.User{Name: "bob@example.org"}},
+		{"bob@example.org", auth.User{Name: "bob@example.org"}},
 		{"carol@example.org", auth.User{Name: "carol@example.org", Home: "/srv/mail/carol", Extra: map[string]string{
 			"userdb_home": "/srv/mail/carol", "nopassword": ""}}},
 		{"heidi", auth.User{Name: "heidi"}},
@@ -150,7 +150,10 @@ func TestLookupFixture(t *testing.T) {
 			t.Errorf("Lookup(%q) mismatch (-want +got):\n%s", tt.login, diff)
 		}
 	}
-	for _, login := range []string{"nobody", "bob", "bob+example.org+x", "+example.org", "bob+", "", "ignored-line-without-user"} {
+	// Lookup is exact: the user+domain login alias is for names typed at
+	// login (Authenticate, Credentials), never for recipients, token claims
+	// or certificate names.
+	for _, login := range []string{"nobody", "bob", "bob+example.org", "bob+example.org+x", "+example.org", "bob+", "", "ignored-line-without-user"} {
 		if u, err := db.Lookup(t.Context(), login); !errors.Is(err, auth.ErrUnknownUser) {
 			t.Errorf("Lookup(%q) = %+v, %v, want %v", login, u, err, auth.ErrUnknownUser)
 		}
