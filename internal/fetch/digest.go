@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"hash"
 	"io"
 
@@ -84,9 +85,17 @@ func (d *headerHash) Sum() string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// topDigest returns the header digest of message n from TOP n 0.
+// topDigest returns the header digest of message n from TOP n 0. TOP is
+// optional (RFC 1939 §7): a server that answers it with -ERR gets RETR
+// instead, which costs the whole message but gives the same digest, so a
+// server without TOP still has its messages confirmed before a DELE rather
+// than deleted unconfirmed or never.
 func topDigest(ctx context.Context, c *pop3.Client, n int) (string, error) {
 	body, err := c.Top(ctx, n, 0)
+	var pe *pop3.Error
+	if errors.As(err, &pe) && !pe.Temporary() {
+		body, err = c.Retr(ctx, n)
+	}
 	if err != nil {
 		return "", err
 	}

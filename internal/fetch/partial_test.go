@@ -1,10 +1,12 @@
 package fetch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -390,5 +392,91 @@ func TestHeaderHash(t *testing.T) {
 		if got := sum(in); got == want {
 			t.Errorf("digest of %q = digest of another header", in)
 		}
+	}
+}
+
+// noTopServer serves msgs (UIDLs "u1", "u2", ...) to any login over a
+// minimal POP3 server without TOP, which RFC 1939 §7 makes optional: TOP
+// gets -ERR. The messages are never removed; the DELEs committed by QUIT
+// are counted.
+func noTopServer(t *testing.T, msgs []string) (string, *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := new(atomic.Int32)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for conns := 0; conns < 20; conns++ {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			nc.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(nc)
+			marked := 0
+			fmt.Fprintf(nc, "+OK ready\r\n")
+			for quit := false; !quit; {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					break
+				}
+				f := strings.Fields(line)
+				n := 0
+				if len(f) > 1 {
+					n, _ = strconv.Atoi(f[1])
+				}
+				switch strings.ToUpper(f[0]) {
+				case "USER", "PASS":
+					fmt.Fprintf(nc, "+OK\r\n")
+				case "UIDL", "LIST":
+					fmt.Fprintf(nc, "+OK\r\n")
+					for i, m := range msgs {
+						if f[0] == "UIDL" {
+							fmt.Fprintf(nc, "%d u%d\r\n", i+1, i+1)
+						} else {
+							fmt.Fprintf(nc, "%d %d\r\n", i+1, len(m))
+						}
+					}
+					fmt.Fprintf(nc, ".\r\n")
+				case "RETR":
+					fmt.Fprintf(nc, "+OK\r\n%s.\r\n", msgs[n-1])
+				case "DELE":
+					marked++
+					fmt.Fprintf(nc, "+OK\r\n")
+				case "QUIT":
+					deleted.Add(int32(marked))
+					fmt.Fprintf(nc, "+OK\r\n")
+					quit = true
+				default: // CAPA, TOP
+					fmt.Fprintf(nc, "-ERR not supported\r\n")
+				}
+			}
+			nc.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	return l.Addr().String(), deleted
+}
+
+// A server without TOP has recorded messages confirmed by the header of a
+// RETR before their DELE.
+func TestConfirmWithoutTop(t *testing.T) {
+	t.Parallel()
+	msgs := []string{"Subject: one\r\n\r\nbody\r\n", "Subject: two\r\n\r\nbody\r\n"}
+	addr, deleted := noTopServer(t, msgs)
+	a := account(t, &testServer{addr: addr}, "")
+	if res := run1(t, a, Options{}); res.Fetched != 2 {
+		t.Fatalf("keep run = %+v, want 2 fetched", res)
+	}
+	keep := false
+	a.Keep = &keep // same state and Maildir
+	if res := run1(t, a, Options{}); res.Fetched != 0 || res.Deleted != 2 || deleted.Load() != 2 {
+		t.Fatalf("keep = false run = %+v, %d deleted at QUIT; want 2 deleted, none fetched", res, deleted.Load())
 	}
 }
