@@ -205,8 +205,7 @@ func deleteFirst(t *testing.T, srv *testServer) {
 	}
 }
 
-// subjects returns the Subject lines in a Maildir, sorted by name order
-// of files (enough to compare sets here).
+// subjects counts the messages in the account's Maildir by Subject.
 func subjects(t *testing.T, a *Account) map[string]int {
 	t.Helper()
 	got := map[string]int{}
