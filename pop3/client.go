@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -69,7 +70,7 @@ type Client struct {
 	host     string // dialled host, for TLS ServerName
 	dc       *deadlineConn
 	br       *bufio.Reader
-	lr       *wire.LineReader
+	line     []byte // assembles a reply line longer than br's buffer
 	bw       *bufio.Writer
 	greeting Greeting
 	loggedIn bool
@@ -206,7 +207,6 @@ func newClient(ctx context.Context, conn net.Conn, opts *Options, host string) (
 
 func (c *Client) setStreams() {
 	c.br = bufio.NewReader(c.dc)
-	c.lr = wire.NewLineReader(c.br, MaxReplyLine)
 	c.bw = bufio.NewWriter(c.dc)
 }
 
@@ -372,12 +372,54 @@ func (c *Client) writeCmd(cmd, args string, secret bool) error {
 
 // readLine reads one reply line, bounded by MaxReplyLine.
 func (c *Client) readLine() ([]byte, error) {
-	line, err := c.lr.ReadLine()
+	line, err := c.rawLine()
 	if err != nil {
 		return nil, c.ioFail(err)
 	}
 	c.traceLine("S: ", line)
 	return line, nil
+}
+
+// rawLine reads one CRLF- or LF-terminated reply line of at most
+// MaxReplyLine octets, terminator included, and returns it without the
+// terminator; the slice is valid until the next read. A longer line is
+// wire.ErrLineTooLong as soon as the limit is passed: unlike the server's
+// line reader, which skips the rest of an over-long command to stay in
+// step, the client gives up on the connection (ioFail closes it), so it
+// never reads the rest. A server sending an endless line thus costs at
+// most MaxReplyLine octets and one buffer, not a read that lasts as long
+// as the server keeps sending.
+func (c *Client) rawLine() ([]byte, error) {
+	b, err := c.br.ReadSlice('\n')
+	if err == nil && len(b) <= MaxReplyLine {
+		return trimEOL(b), nil // the common case: no copy
+	}
+	c.line = c.line[:0]
+	for {
+		if len(c.line)+len(b) > MaxReplyLine {
+			return nil, wire.ErrLineTooLong
+		}
+		c.line = append(c.line, b...)
+		if err != bufio.ErrBufferFull {
+			break
+		}
+		b, err = c.br.ReadSlice('\n')
+	}
+	switch {
+	case err == io.EOF && len(c.line) == 0:
+		return nil, io.EOF
+	case err == io.EOF:
+		return nil, io.ErrUnexpectedEOF
+	case err != nil:
+		return nil, err
+	}
+	return trimEOL(c.line), nil
+}
+
+// trimEOL cuts a final LF or CRLF.
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // readStatus reads a status line: the +OK text, an *Error, or a protocol
@@ -421,7 +463,7 @@ func (c *Client) cmdMulti(cmd, args string, fn func([]byte) error) error {
 func (c *Client) readMulti(fn func([]byte) error) error {
 	var ferr error
 	for {
-		line, err := c.lr.ReadLine()
+		line, err := c.rawLine()
 		if err != nil {
 			return c.ioFail(err)
 		}

@@ -26,8 +26,12 @@
 // Implementation notes:
 //   - Message bodies stream through wire.DotReader: no body is ever held
 //     whole in memory and body lines have no length limit. Reply lines
-//     (status, LIST, UIDL, CAPA) are bounded by a lenient limit of
-//     MaxReplyLine octets (RFC 1939 §3 says 512).
+//     (greeting, status, LIST, UIDL, CAPA, SASL challenges) are bounded by
+//     a lenient limit of MaxReplyLine octets (RFC 1939 §3 and RFC 2449 §4
+//     say 512; real servers send more). A line that passes the limit fails
+//     the command with ErrProtocol at once and closes the connection: the
+//     rest of the line is never read, so a server sending an endless line
+//     costs at most MaxReplyLine octets and one read buffer.
 //   - The body of Retr or Top must be read to its end or closed before the
 //     next command; Close reads and discards the rest.
 //   - Deletions happen only if Quit gets +OK (RFC 1939 §6): Close without

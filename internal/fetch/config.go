@@ -203,6 +203,17 @@ func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 	if a.DeleteAfterDays > 0 && !a.KeepOnServer() {
 		bad("delete_after_days", "conflicts with keep = false (messages are deleted at once)")
 	}
+	// A message fetched with TOP n 0 is only its header: deleting it from
+	// the server would lose the body. The truncated messages of oversize =
+	// "truncate" are kept on the server instead (see Run); headers_only
+	// would make keep = false and delete_after_days mean nothing, so they
+	// are refused rather than ignored.
+	switch {
+	case a.HeadersOnly && !a.KeepOnServer():
+		bad("headers_only", "conflicts with keep = false: only the header is fetched, so deleting the message from the server would lose its body; remove keep = false or headers_only")
+	case a.HeadersOnly && a.DeleteAfterDays > 0:
+		bad("headers_only", "conflicts with delete_after_days: only the header is fetched, so deleting the message from the server would lose its body; remove delete_after_days or headers_only")
+	}
 	if a.MaxSize < 0 {
 		bad("max_size", "must not be negative")
 	}

@@ -14,9 +14,18 @@
 //     at any instant therefore loses nothing and delivers at most the one
 //     message in flight twice (RFC 1939 §6: DELE takes effect only at QUIT,
 //     so an uncommitted DELE is simply sent again next run).
-//   - A Maildir delivery is named after SHA-256(account, UIDL), and a name
-//     with that hash in new/ or cur/ (any flags) counts as delivered: a
-//     Maildir target never gets a duplicate.
+//   - A message fetched in part (TOP n 0: headers_only, oversize =
+//     "truncate") is recorded as partial and never DELEd: the copy on the
+//     server is its only whole one. headers_only with keep = false or
+//     delete_after_days is a config error.
+//   - A Maildir delivery is named after SHA-256(account, UIDL) and the
+//     header digest (headerHash), and a name with both in new/ or cur/ (any
+//     flags) counts as delivered: a Maildir target never gets a duplicate.
+//   - Servers may reuse UIDLs despite RFC 1939 §7. Each record holds the
+//     LIST size and header digest; before a DELE of a message recorded in
+//     an earlier session, before a Maildir copy with the UIDL is taken as
+//     delivered, and when LIST gives another size, TOP n 0 confirms the
+//     header (see recorded). A mismatch is fetched as new, never deleted.
 //   - The state is a snapshot plus an append-only journal (see State): one
 //     fsynced append per message, one atomic rewrite per session, so 100,000
 //     UIDLs cost no per-message rewrite. Entries whose UIDL is no longer on

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -144,9 +145,11 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 	if opts.ResetState {
 		st.Reset()
 		if a.KeepOnServer() {
+			// Accepted as retrieved without download: whole, the size
+			// from LIST, no header digest.
 			now := opts.Now()
 			for _, u := range uids {
-				st.entries[u.UID] = now.Unix()
+				st.entries[u.UID] = entry{t: now.Unix(), size: sizes[u.Num]}
 			}
 		}
 		if err := st.Compact(nil); err != nil {
@@ -174,38 +177,65 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 			if opts.Progress != nil {
 				fmt.Fprintf(opts.Progress, "\r%s: %d/%d messages", a.Name, i+1, len(uids))
 			}
+			size := sizes[u.Num]
+			// digest is the header digest of the message on the server,
+			// once TOP n 0 was needed to learn it.
+			digest := ""
 			if !noUIDL {
 				if seen[u.UID] {
 					// RFC 1939 §7 says UIDLs are unique; a server that
-					// repeats one gets only the first message fetched,
-					// and the others are never deleted.
+					// repeats one in a listing gets only the first
+					// message fetched, and the others are never deleted.
 					opts.Logger.Warn("duplicate uidl on server", "account", a.Name, "msg", u.Num)
 					continue
 				}
 				seen[u.UID] = true
-				if first, ok := st.Has(u.UID); ok {
-					if !a.KeepOnServer() || (maxAge > 0 && opts.Now().Sub(first) >= maxAge) {
+				if rec, ok := st.Get(u.UID); ok {
+					same, due, d, err := recorded(ctx, c, st, a, u, size, rec, maxAge, opts.Now())
+					if err != nil {
+						return err
+					}
+					if same && due {
 						if err := dele(u); err != nil {
 							return err
 						}
 					}
-					continue
-				}
-				if st.Rejected(u.UID) {
-					continue // refused by the target for good: left alone
+					if same {
+						continue
+					}
+					// The server gave a new message the UIDL of one
+					// recorded in an earlier session: fetch it as new.
+					opts.Logger.Warn("uidl reused by the server for another message", "account", a.Name, "msg", u.Num, "uidl", u.UID)
+					digest = d
 				}
 			}
 			top := a.HeadersOnly
-			if a.MaxSize > 0 && sizes[u.Num] > a.MaxSize {
-				if a.Oversize == "skip" {
+			if a.MaxSize > 0 && size > a.MaxSize {
+				if a.Oversize == "skip" || noUIDL {
+					// Without UIDLs a truncated copy could not be
+					// remembered: it would come again each run, and the
+					// message could never be deleted. Left on the server.
 					res.Skipped++
 					continue
 				}
 				top = true
 			}
-			have, err := tgt.Has(u.UID)
+			copies, err := tgt.Copies(u.UID)
 			if err != nil {
 				return err
+			}
+			have := false
+			if len(copies) > 0 {
+				// A copy with this UIDL is in the target: this message
+				// delivered by a run killed before it recorded it, or
+				// another message under a reused UIDL. Only the header
+				// tells.
+				if digest == "" {
+					if digest, err = topDigest(ctx, c, u.Num); err != nil {
+						return err
+					}
+				}
+				have = slices.Contains(copies, digest)
 			}
 			if !have {
 				var body io.ReadCloser
@@ -217,7 +247,14 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 				if err != nil {
 					return err
 				}
-				err = tgt.Deliver(ctx, u.UID, body)
+				hh := newHeaderHash()
+				tee := io.TeeReader(body, hh)
+				err = tgt.Deliver(ctx, u.UID, tee)
+				if err == nil {
+					// What the target did not read (an MDA that stops
+					// early) still counts for the digest.
+					_, err = io.Copy(io.Discard, tee)
+				}
 				if cerr := body.Close(); err == nil {
 					err = cerr
 				}
@@ -228,7 +265,7 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 					opts.Logger.Error("message refused by target", "account", a.Name, "msg", u.Num, "uidl", u.UID, "err", err)
 					res.Rejected++
 					if !noUIDL {
-						if err := st.Reject(u.UID, opts.Now()); err != nil {
+						if err := st.Reject(u.UID, opts.Now(), size); err != nil {
 							return err
 						}
 					}
@@ -237,15 +274,20 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 				if err != nil {
 					return err
 				}
+				if digest == "" {
+					digest = hh.Sum()
+				}
 				res.Fetched++
 			}
-			// Delivered durably: record durably, and only then DELE.
+			// Delivered durably: record durably, and only then DELE; a
+			// message delivered in part (TOP) never, as its copy on the
+			// server is the only whole one.
 			if !noUIDL {
-				if err := st.Record(u.UID, opts.Now()); err != nil {
+				if err := st.Record(u.UID, Rec{Time: opts.Now(), Size: size, Digest: digest, Partial: top}); err != nil {
 					return err
 				}
 			}
-			if !a.KeepOnServer() {
+			if !a.KeepOnServer() && !top {
 				if err := dele(u); err != nil {
 					return err
 				}
@@ -285,6 +327,60 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 		return res, &Error{Code: ExitUnavailable, Err: fmt.Errorf("fetch: account %s: %d message(s) refused for good by the target: recorded as rejected and left on the server", a.Name, res.Rejected)}
 	}
 	return res, nil
+}
+
+// partialFetch reports whether the account's policy fetches a message of
+// this size in part (TOP n 0).
+func (a *Account) partialFetch(size int64) bool {
+	return a.HeadersOnly || (a.MaxSize > 0 && size > a.MaxSize && a.Oversize == "truncate")
+}
+
+// recorded handles message u, of LIST size size, which the state records
+// (rec) from an earlier session. It reports whether the message on the
+// server is the recorded one (then the caller is done with it, after a
+// DELE if due says the policy wants one) or another one the server gave
+// the same UIDL, which the caller fetches as new; digest is the message's
+// header digest when TOP n 0 was asked for it.
+//
+// RFC 1939 §7 says a server should not reuse a UIDL, but some do (a
+// mailbox recreated, UIDLs made of message numbers). Telling the two apart
+// costs a TOP n 0, so it is asked only where a mistake would cost mail:
+// before a DELE, and when LIST gives another size than the recorded one.
+// A leave-on-server account with thousands of messages thus costs no
+// command per message and run. Where the record has no digest (an older
+// version's record, or one accepted by --reset-state), the size is all
+// there is to compare: a different size is another message (a duplicate
+// at worst), the same size is taken as the same message, as older versions
+// took any record.
+//
+// A message recorded as delivered in part (TOP) is never DELEd: the copy
+// on the server is its only whole one. An older version's record does not
+// say; it is taken as partial when the account's policy fetches a message
+// of this size in part, as the older version would have.
+func recorded(ctx context.Context, c *pop3.Client, st *State, a *Account, u pop3.MessageUID, size int64, rec Rec, maxAge time.Duration, now time.Time) (same, due bool, digest string, err error) {
+	partial := rec.Partial || (rec.Legacy && a.partialFetch(size))
+	due = !rec.Rejected && !partial && (!a.KeepOnServer() || (maxAge > 0 && now.Sub(rec.Time) >= maxAge))
+	sizeDiffers := rec.Size >= 0 && rec.Size != size
+	same = true
+	switch {
+	case !due && !sizeDiffers:
+	case rec.Digest != "" && !rec.Rejected:
+		if digest, err = topDigest(ctx, c, u.Num); err != nil {
+			return false, false, "", err
+		}
+		same = digest == rec.Digest
+		if same && sizeDiffers {
+			// The same message (a server whose sizes drift): keep the
+			// size LIST gives now, so the next run need not ask again.
+			rec.Size = size
+			if err := st.Record(u.UID, rec); err != nil {
+				return false, false, "", err
+			}
+		}
+	default:
+		same = !sizeDiffers
+	}
+	return same, due, digest, nil
 }
 
 // password returns the account's secret: password, or the first line of

@@ -236,7 +236,7 @@ func TestUIDLChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < MinMigrationState+1; i++ {
-		if err := st.Record(fmt.Sprintf("old-%d", i), time.Now()); err != nil {
+		if err := st.Record(fmt.Sprintf("old-%d", i), Rec{Time: time.Now(), Size: -1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -282,8 +282,8 @@ func TestStateJournal(t *testing.T) {
 	if _, err := OpenState(dir, "acct"); ExitCode(err) != ExitTempFail {
 		t.Errorf("second OpenState = %v, want locked", err)
 	}
-	st.Record("a", time.Unix(100, 0))
-	st.Record("b", time.Unix(200, 0))
+	st.Record("a", Rec{Time: time.Unix(100, 0), Size: -1})
+	st.Record("b", Rec{Time: time.Unix(200, 0), Size: -1})
 	st.Close()
 	// A torn record at the end of the journal is ignored and cut.
 	f, _ := os.OpenFile(filepath.Join(dir, "acct.journal"), os.O_APPEND|os.O_WRONLY, 0)
@@ -296,7 +296,7 @@ func TestStateJournal(t *testing.T) {
 	if _, ok := st.Has("tor"); ok || st.Len() != 2 {
 		t.Fatalf("state has %d entries, torn record read", st.Len())
 	}
-	st.Record("c", time.Unix(400, 0))
+	st.Record("c", Rec{Time: time.Unix(400, 0), Size: -1})
 	if err := st.Compact(func(u string) bool { return u != "a" }); err != nil {
 		t.Fatal(err)
 	}

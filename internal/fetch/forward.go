@@ -64,7 +64,7 @@ type rejectedError struct{ err error }
 func (e *rejectedError) Error() string { return e.err.Error() }
 func (e *rejectedError) Unwrap() error { return e.err }
 
-func (f *forwardTarget) Has(string) (bool, error) { return false, nil }
+func (f *forwardTarget) Copies(string) ([]string, error) { return nil, nil }
 
 func (f *forwardTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
 	src := &readErr{r: r}

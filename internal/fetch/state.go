@@ -15,20 +15,62 @@ import (
 	"time"
 )
 
-// stateHeader is the first line of a state snapshot.
-const stateHeader = "postoffice-fetch-state 1"
+// stateHeader is the first line of a state snapshot written now;
+// stateHeaderV1 that of one written by a version that recorded only
+// "<unix-seconds> <uidl>", which is still read (see Rec.Legacy). A version
+// that knows only stateHeaderV1 refuses a newer snapshot as "not a state
+// file" rather than misreading it.
+const (
+	stateHeader   = "postoffice-fetch-state 2"
+	stateHeaderV1 = "postoffice-fetch-state 1"
+)
+
+// Rec is what the state knows of one message.
+type Rec struct {
+	// Time is the first retrieval (for a rejected message: the refusal).
+	Time time.Time
+	// Size is the size LIST gave when the message was recorded; -1 when
+	// unknown.
+	Size int64
+	// Digest is the headerDigest of the message's header; "" when unknown
+	// (Legacy, or accepted by --reset-state without being downloaded).
+	Digest string
+	// Partial reports that only part of the message was delivered (TOP:
+	// headers_only, or oversize = "truncate"): its copy on the server is
+	// the only whole one, so it is never deleted.
+	Partial bool
+	// Legacy reports a record written by a version that kept only the
+	// time: Size, Digest and Partial are unknown.
+	Legacy bool
+	// Rejected reports a message the target refused for good (Reject).
+	Rejected bool
+}
+
+// entry is a Rec as held in memory: t < 0 marks a rejected message.
+type entry struct {
+	t       int64
+	size    int64
+	digest  string
+	partial bool
+	legacy  bool
+}
 
 // State is the durable record of the messages an account has delivered:
-// UIDL -> time of first retrieval. A negative time marks a message the
-// target refused for good (Reject): it is neither fetched nor deleted.
+// UIDL -> Rec (time of first retrieval, size, header digest, whether the
+// whole message was delivered). A negative time marks a message the target
+// refused for good (Reject): it is neither fetched nor deleted.
 //
 // On disk, in the state directory, per account NAME:
-//   - NAME.state: the snapshot, a header line then "<unix-seconds> <uidl>"
-//     lines, replaced atomically (temporary file, fsync, rename, directory
-//     fsync) by Compact;
+//   - NAME.state: the snapshot, a header line then one line per message,
+//     "<unix-seconds> <uidl> size=<octets> [hdr=<hex digest>] whole|partial"
+//     (UIDLs have no spaces, RFC 1939 §7; unknown fields are skipped, and a
+//     line of only "<unix-seconds> <uidl>", as older versions wrote, is a
+//     Legacy record), replaced atomically (temporary file, fsync, rename,
+//     directory fsync) by Compact;
 //   - NAME.journal: records appended since the snapshot, same line format,
-//     each fsynced before Record returns. A torn last line (a kill during
-//     the write) is ignored and cut off;
+//     each fsynced before Record returns; a later line for a UIDL replaces
+//     an earlier one (a server that reused the UIDL for another message).
+//     A torn last line (a kill during the write) is ignored and cut off;
 //   - NAME.lock: flock'ed while the account is fetched, so two fetchers
 //     never work on the same account (the kernel drops it on SIGKILL).
 //
@@ -38,7 +80,7 @@ const stateHeader = "postoffice-fetch-state 1"
 // snapshot once per session.
 type State struct {
 	dir, name string
-	entries   map[string]int64
+	entries   map[string]entry
 	journal   *os.File
 	lock      *os.File
 }
@@ -48,7 +90,7 @@ func OpenState(dir, name string) (*State, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fetch: state: %w", err)
 	}
-	s := &State{dir: dir, name: name, entries: make(map[string]int64)}
+	s := &State{dir: dir, name: name, entries: make(map[string]entry)}
 	lock, err := os.OpenFile(s.path(".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: state: %w", err)
@@ -91,7 +133,7 @@ func (s *State) load() error {
 	default:
 		br := bufio.NewReader(f)
 		head, _ := br.ReadString('\n')
-		if strings.TrimSpace(head) != stateHeader {
+		if h := strings.TrimSpace(head); h != stateHeader && h != stateHeaderV1 {
 			f.Close()
 			return &Error{Code: ExitDataErr, Err: fmt.Errorf("fetch: state %s: not a state file", s.path(".state"))}
 		}
@@ -120,8 +162,8 @@ func (s *State) load() error {
 	return nil
 }
 
-// parse reads complete "<ts> <uidl>\n" lines and returns the offset after
-// the last complete line.
+// parse reads complete record lines and returns the offset after the last
+// complete line. A later record of a UIDL replaces an earlier one.
 func (s *State) parse(br *bufio.Reader) (int64, error) {
 	var off int64
 	for {
@@ -133,27 +175,85 @@ func (s *State) parse(br *bufio.Reader) (int64, error) {
 			return off, err
 		}
 		off += int64(len(line))
-		ts, uid, ok := bytes.Cut(bytes.TrimRight(line, "\n"), []byte(" "))
-		if !ok {
-			return off, fmt.Errorf("bad line %q", line)
+		uid, e, err := parseRecord(bytes.TrimRight(line, "\n"))
+		if err != nil {
+			return off, err
 		}
-		t, err := strconv.ParseInt(string(ts), 10, 64)
-		if err != nil || len(uid) == 0 {
-			return off, fmt.Errorf("bad line %q", line)
-		}
-		if old, ok := s.entries[string(uid)]; !ok || t < old {
-			s.entries[string(uid)] = t
+		s.entries[uid] = e
+	}
+}
+
+// parseRecord parses one record line (see State).
+func parseRecord(line []byte) (string, entry, error) {
+	f := strings.Fields(string(line))
+	bad := fmt.Errorf("bad line %q", line)
+	if len(f) < 2 {
+		return "", entry{}, bad
+	}
+	t, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return "", entry{}, bad
+	}
+	e := entry{t: t, size: -1, legacy: true}
+	for _, field := range f[2:] {
+		switch k, v, _ := strings.Cut(field, "="); k {
+		case "size":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return "", entry{}, bad
+			}
+			e.size = n
+		case "hdr":
+			e.digest = v
+		case "whole":
+			e.legacy = false
+		case "partial":
+			e.partial, e.legacy = true, false
 		}
 	}
+	return f[1], e, nil
+}
+
+// format returns the record line of uidl (see State).
+func (e entry) format(uidl string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s", e.t, uidl)
+	if e.size >= 0 {
+		fmt.Fprintf(&b, " size=%d", e.size)
+	}
+	if e.digest != "" {
+		b.WriteString(" hdr=" + e.digest)
+	}
+	switch {
+	case e.partial:
+		b.WriteString(" partial")
+	case !e.legacy:
+		b.WriteString(" whole")
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+// Get returns the record of uidl, delivered or rejected.
+func (s *State) Get(uidl string) (Rec, bool) {
+	e, ok := s.entries[uidl]
+	if !ok {
+		return Rec{}, false
+	}
+	r := Rec{Time: time.Unix(e.t, 0), Size: e.size, Digest: e.digest, Partial: e.partial, Legacy: e.legacy}
+	if e.t < 0 {
+		r.Time, r.Rejected = time.Unix(-e.t, 0), true
+	}
+	return r, true
 }
 
 // Has reports whether uidl was delivered, and when it was first retrieved.
 func (s *State) Has(uidl string) (time.Time, bool) {
-	t, ok := s.entries[uidl]
-	if t < 0 {
+	e, ok := s.entries[uidl]
+	if e.t < 0 {
 		return time.Time{}, false // rejected
 	}
-	return time.Unix(t, 0), ok
+	return time.Unix(e.t, 0), ok
 }
 
 // Known reports whether uidl has an entry, delivered or rejected.
@@ -163,38 +263,34 @@ func (s *State) Known(uidl string) bool {
 }
 
 // Rejected reports whether the target refused uidl for good (see Reject).
-func (s *State) Rejected(uidl string) bool { return s.entries[uidl] < 0 }
+func (s *State) Rejected(uidl string) bool { return s.entries[uidl].t < 0 }
 
-// Reject durably notes that the target refused uidl permanently, so it is
-// neither fetched again nor deleted from the server. It is stored as a
-// negative time.
-func (s *State) Reject(uidl string, t time.Time) error {
-	if _, ok := s.entries[uidl]; ok {
-		return nil
-	}
-	return s.append(uidl, -max(t.Unix(), 1))
+// Reject durably notes that the target refused uidl (of the given LIST
+// size) permanently, so it is neither fetched again nor deleted from the
+// server. It is stored as a negative time, and replaces an earlier record
+// of uidl.
+func (s *State) Reject(uidl string, t time.Time, size int64) error {
+	return s.append(uidl, entry{t: -max(t.Unix(), 1), size: size})
 }
 
 // Len returns the number of entries.
 func (s *State) Len() int { return len(s.entries) }
 
-// Record durably notes uidl as delivered at t: it returns once the record
-// is on disk.
-func (s *State) Record(uidl string, t time.Time) error {
-	if _, ok := s.entries[uidl]; ok {
-		return nil
-	}
-	return s.append(uidl, t.Unix())
+// Record durably notes uidl as delivered per r (Time, Size, Digest,
+// Partial; Legacy and Rejected are ignored): it returns once the record is
+// on disk. It replaces an earlier record of uidl.
+func (s *State) Record(uidl string, r Rec) error {
+	return s.append(uidl, entry{t: r.Time.Unix(), size: r.Size, digest: r.Digest, partial: r.Partial})
 }
 
-func (s *State) append(uidl string, ts int64) error {
-	if _, err := fmt.Fprintf(s.journal, "%d %s\n", ts, uidl); err != nil {
+func (s *State) append(uidl string, e entry) error {
+	if _, err := io.WriteString(s.journal, e.format(uidl)); err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: state: %w", err)}
 	}
 	if err := s.journal.Sync(); err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: state: %w", err)}
 	}
-	s.entries[uidl] = ts
+	s.entries[uidl] = e
 	return nil
 }
 
@@ -221,7 +317,7 @@ func (s *State) Compact(keep func(uidl string) bool) error {
 	w := bufio.NewWriterSize(tmp, 64<<10)
 	fmt.Fprintln(w, stateHeader)
 	for _, u := range uids {
-		fmt.Fprintf(w, "%d %s\n", s.entries[u], u)
+		w.WriteString(s.entries[u].format(u))
 	}
 	err = w.Flush()
 	if err == nil {

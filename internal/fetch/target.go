@@ -21,9 +21,11 @@ import (
 // target is where fetched messages go. Deliver returns nil only once the
 // message is durable (or the MDA said 0).
 type target interface {
-	// Has reports whether the message with this UIDL is already there;
-	// only an idempotent target (Maildir) can know.
-	Has(uidl string) (bool, error)
+	// Copies returns the header digests (headerHash) of the messages with
+	// this UIDL already there; only an idempotent target (Maildir) can
+	// know. The caller compares them with the digest of the message on the
+	// server, since a server may give a new message an old UIDL.
+	Copies(uidl string) ([]string, error)
 	// Deliver stores one message read from r (CRLF line ends, as POP3
 	// sends them). uidl is "" when the server has no UIDLs.
 	Deliver(ctx context.Context, uidl string, r io.Reader) error
@@ -105,14 +107,18 @@ func isFromLine(line []byte) bool {
 }
 
 // maildirTarget delivers into a Maildir (https://cr.yp.to/proto/maildir.html)
-// under a name derived from the account and the UIDL:
-// "<unix-time>.F<hash>.postoffice-fetch", hash = hex SHA-256(account NUL
-// uidl)[:32]. A file whose name holds the same F<hash> in new/ or cur/,
-// with any flags, is the same message, so a delivery repeated after a kill
-// is recognised and skipped: a Maildir target never gets a duplicate.
+// under a name derived from the account, the UIDL and the header:
+// "<unix-time>.F<hash>.H<digest>.postoffice-fetch", hash = hex
+// SHA-256(account NUL uidl)[:32], digest = the headerHash of the message
+// as delivered. A file in new/ or cur/, with any flags, whose name holds
+// the same F<hash> and H<digest> is the same message, so a delivery
+// repeated after a kill is recognised and skipped: a Maildir target never
+// gets a duplicate. The H part tells apart two messages a server gave the
+// same UIDL; a file named by an older version, without it, cannot be told
+// apart and is not counted (a duplicate at worst, never a loss).
 type maildirTarget struct {
 	dir, account string
-	have         map[string]bool // F<hash> keys present, read once
+	have         map[string][]string // F<hash> -> H<digest>s present, read once
 }
 
 func (m *maildirTarget) key(uidl string) string {
@@ -129,7 +135,7 @@ func (m *maildirTarget) scan() error {
 			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
 		}
 	}
-	m.have = make(map[string]bool)
+	m.have = make(map[string][]string)
 	for _, sub := range []string{"new", "cur"} {
 		d, err := os.Open(filepath.Join(m.dir, sub))
 		if err != nil {
@@ -142,22 +148,29 @@ func (m *maildirTarget) scan() error {
 		}
 		for _, n := range names {
 			n, _, _ = strings.Cut(n, ":")
+			key, digest := "", ""
 			for _, part := range strings.Split(n, ".") {
-				if len(part) == 33 && part[0] == 'F' {
-					m.have[part] = true
+				switch {
+				case len(part) == 33 && part[0] == 'F':
+					key = part
+				case len(part) == 33 && part[0] == 'H':
+					digest = part[1:]
 				}
+			}
+			if key != "" && digest != "" {
+				m.have[key] = append(m.have[key], digest)
 			}
 		}
 	}
 	return nil
 }
 
-func (m *maildirTarget) Has(uidl string) (bool, error) {
+func (m *maildirTarget) Copies(uidl string) ([]string, error) {
 	if uidl == "" {
-		return false, nil
+		return nil, nil
 	}
 	if err := m.scan(); err != nil {
-		return false, err
+		return nil, err
 	}
 	return m.have[m.key(uidl)], nil
 }
@@ -183,7 +196,8 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 		return ioErr(err)
 	}
 	defer os.Remove(tmp)
-	src := &readErr{r: r}
+	digest := newHeaderHash()
+	src := &readErr{r: io.TeeReader(r, digest)}
 	bw := bufio.NewWriterSize(f, 64<<10)
 	_, err = copyLF(bw, src, false)
 	if src.err != nil {
@@ -202,14 +216,15 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 	if err != nil {
 		return ioErr(err)
 	}
-	name := fmt.Sprintf("%d.%s.postoffice-fetch", time.Now().Unix(), key)
+	sum := digest.Sum()
+	name := fmt.Sprintf("%d.%s.H%s.postoffice-fetch", time.Now().Unix(), key, sum)
 	if err := os.Link(tmp, filepath.Join(m.dir, "new", name)); err != nil {
 		return ioErr(err)
 	}
 	if err := syncDir(filepath.Join(m.dir, "new")); err != nil {
 		return ioErr(err)
 	}
-	m.have[key] = true
+	m.have[key] = append(m.have[key], sum)
 	return nil
 }
 
@@ -219,7 +234,7 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 // and cuts the file back to its old size when a delivery fails.
 type mboxTarget struct{ path string }
 
-func (m *mboxTarget) Has(string) (bool, error) { return false, nil }
+func (m *mboxTarget) Copies(string) ([]string, error) { return nil, nil }
 
 func (m *mboxTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
 	ioErr := func(err error) error {
@@ -271,7 +286,7 @@ func (m *mboxTarget) Deliver(ctx context.Context, uidl string, r io.Reader) erro
 // it never sees a truncated message as complete.
 type mdaTarget struct{ command string }
 
-func (m *mdaTarget) Has(string) (bool, error) { return false, nil }
+func (m *mdaTarget) Copies(string) ([]string, error) { return nil, nil }
 
 func (m *mdaTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
 	cmd := exec.Command("sh", "-c", m.command)
