@@ -66,6 +66,9 @@ type conn struct {
 	commands     int // command lines run in the current state
 	maxCommands  int // cap on commands in the current state; < 0: none
 	quit         bool
+	linger       bool // close with lingerClose: the client may still be sending
+
+	cmdLimit func([]byte) int // c.commandLineLimit, bound once: no allocation per line
 
 	// counters for the logout line (Dovecot's pop3_logout_format)
 	retrCount, topCount int
@@ -86,6 +89,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		},
 	}
 	c.log = newSessionLogger(s.log.Handler(), c)
+	c.cmdLimit = c.commandLineLimit
 	return c
 }
 
@@ -170,19 +174,14 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
-		line, n, err := c.readLine(c.lineLimit())
+		line, _, err := c.readLine(c.cmdLimit)
 		if err == nil || err == wire.ErrLineTooLong {
 			c.setBusy(true)
 		}
-		if err == nil && n > maxCommandLine && !isAuthCommand(line) {
-			// Read under the AUTH limit, but only AUTH may use it.
-			err = wire.ErrLineTooLong
-		}
 		if err == wire.ErrLineTooLong {
-			if c.bad("-ERR Line too long") {
-				return
-			}
-			continue
+			c.lineTooLong()
+			c.flush()
+			return
 		}
 		if err != nil {
 			// EOF, reset, or the idle timer: end silently, no UPDATE
@@ -232,6 +231,9 @@ func (c *conn) handshake(ctx context.Context, tc *tls.Conn) error {
 // close closes the connection, with a TLS close_notify when STLS started
 // one (an implicit-TLS nc sends its own).
 func (c *conn) close() {
+	if c.linger {
+		c.lingerClose()
+	}
 	if c.tc != nil {
 		c.tc.Close()
 	}
@@ -240,11 +242,13 @@ func (c *conn) close() {
 	c.putReader()
 }
 
-// lineLimit is the longest command line the session accepts now: AUTH
-// lines may be long where AUTH is possible, other commands are checked
-// against maxCommandLine after reading.
-func (c *conn) lineLimit() int {
-	if c.state == stateAuthorization {
+// commandLineLimit is the longest command line the session accepts now,
+// given the start of the line (wire.ReadLineAtMost): 255 octets (RFC 2449
+// §4), and maxAuthLine for an AUTH command where AUTH is possible (RFC
+// 5034 §4 allows longer lines; OAuth tokens need them). No other command
+// gains from more.
+func (c *conn) commandLineLimit(head []byte) int {
+	if c.state == stateAuthorization && isAuthHead(head) {
 		if _, ok := c.sess.(SASLSession); ok {
 			return maxAuthLine
 		}
@@ -252,10 +256,70 @@ func (c *conn) lineLimit() int {
 	return maxCommandLine
 }
 
-// isAuthCommand reports whether line is an AUTH command.
-func isAuthCommand(line []byte) bool {
-	return len(line) >= 4 && strings.EqualFold(string(line[:4]), "AUTH") &&
-		(len(line) == 4 || line[4] == ' ')
+// authLineLimit is the limit of a SASL response line.
+func authLineLimit([]byte) int { return maxAuthLine }
+
+// isAuthHead reports whether a line starts with an AUTH command that has
+// an argument; a bare AUTH is short.
+func isAuthHead(head []byte) bool {
+	return len(head) >= 5 && strings.EqualFold(string(head[:5]), "AUTH ")
+}
+
+// lineTooLong answers a command line or SASL response found longer than
+// its limit and ends the session. What is left of the line has not been
+// read (wire.ReadLineAtMost), so the session cannot find the next command;
+// answering at once, as Dovecot does, spares the client the wait for the
+// idle timeout and bounds what an endless line costs us. The close lingers
+// (lingerClose) so the client can read the reply.
+func (c *conn) lineTooLong() error {
+	c.log.Info("line too long", "logged_in", c.state == stateTransaction)
+	c.writeLine("-ERR Line too long, closing connection")
+	c.linger = true
+	return errClose
+}
+
+// Bounds of lingerClose.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 10
+)
+
+// lingerClose prepares the close of a connection whose client may still be
+// sending: it half-closes (the client reads the reply, then end of file),
+// then reads and discards what comes, at most lingerBytes for at most
+// lingerTime. Closing a socket with unread input makes the kernel send a
+// reset, which may destroy the reply before the client reads it. The
+// bounds keep an endless sender from holding the session.
+func (c *conn) lingerClose() {
+	if c.tc != nil {
+		c.tc.CloseWrite() // close_notify of the STLS layer
+	}
+	raw := c.nc
+	if tc, ok := raw.(*tls.Conn); ok {
+		tc.CloseWrite()
+		raw = tc.NetConn()
+	}
+	closeWrite(raw)
+	raw.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(raw, lingerBytes))
+}
+
+// closeWrite shuts down the sending side of the socket under nc, looking
+// through wrappers that expose what they wrap (internal/netlimit's).
+func closeWrite(nc net.Conn) {
+	for range 4 {
+		switch v := nc.(type) {
+		case interface{ CloseWrite() error }:
+			v.CloseWrite()
+			return
+		case interface{ NetConn() net.Conn }:
+			nc = v.NetConn()
+		case interface{ Raw() net.Conn }:
+			nc = v.Raw()
+		default:
+			return
+		}
+	}
 }
 
 // finish releases the maildrop and the session and writes the logout line.

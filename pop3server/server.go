@@ -25,12 +25,16 @@
 //   - The commands of a download (STAT, LIST n, UIDL n, RETR n, DELE n,
 //     NOOP, RSET, listings) allocate nothing in the engine
 //     (TestCommandsDoNotAllocate).
-//   - Input lines are bounded (255 octets, RFC 2449 §4); longer lines and
-//     unknown or misplaced commands count as bad commands, and too many end
-//     the session. Where AUTH is possible an AUTH line and each SASL
-//     response may be up to 16 KiB (RFC 5034 §4 allows longer lines;
-//     OAuth tokens need them); no other command gains from that. An
-//     exchange has at most 10 challenges and waits under the idle timeout.
+//   - Input lines are bounded (255 octets, RFC 2449 §4). Where AUTH is
+//     possible an AUTH line and each SASL response may be up to 16 KiB
+//     (RFC 5034 §4 allows longer lines; OAuth tokens need them); no other
+//     command gains from that. A line is refused as soon as more than its
+//     limit has arrived without a line end: "-ERR Line too long" and the
+//     session ends at once (as Dovecot does), without reading the rest,
+//     so an endless line costs a bounded read, not an idle timeout. The
+//     close lingers (half-close, then at most 64 KiB or 2 s of input
+//     discarded) so the client can read the reply. An exchange has at
+//     most 10 challenges and waits under the idle timeout.
 //   - An unknown user and a wrong password get the same reply after the
 //     same delay. APOP and SASL credential failures take the same path
 //     ([AUTH], delay, MaxAuthFailures); undecodable base64, a malformed
