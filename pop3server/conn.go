@@ -716,7 +716,9 @@ func (c *conn) writeInt(n int64) {
 }
 
 // msgArg parses a message number (RFC 1939 §3: 1..count, not deleted).
-// It writes the -ERR itself and returns ok=false on failure.
+// It writes the -ERR itself and returns ok=false on failure. Only a
+// malformed number is a bad command; a number naming no message (0, past
+// the end, deleted) is an ordinary -ERR (Options.MaxBadCommands).
 func (c *conn) msgArg(s []byte) (int, bool, error) {
 	n, ok := parseNumber(s)
 	if !ok {

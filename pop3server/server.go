@@ -148,8 +148,16 @@ type Options struct {
 	// MaxAuthFailures ends the session after this many failed logins.
 	// Default 3.
 	MaxAuthFailures int
-	// MaxBadCommands ends the session after this many unknown, misplaced,
-	// malformed or oversize commands. Default 10.
+	// MaxBadCommands ends the session after this many bad commands: unknown
+	// commands, commands not valid in the current state, and syntax errors
+	// (a missing, extra or non-numeric argument: "TOP 1 x", "RETR x").
+	// A well-formed command naming a message that does not exist (0, past
+	// the end, or deleted in this session) gets -ERR but is not a bad
+	// command: clients send those legitimately (a pipelined DELE of a
+	// message another device removed, a client probing LIST n). Default
+	// DefaultMaxBadCommands (20, as Dovecot's).
+	//
+	// An oversize line is not counted: it ends the session at once.
 	MaxBadCommands int
 
 	// LoginLimiter, if set, is consulted before every credential check and
@@ -253,7 +261,7 @@ func New(opts Options) (*Server, error) {
 		opts.MaxAuthFailures = 3
 	}
 	if opts.MaxBadCommands <= 0 {
-		opts.MaxBadCommands = 10
+		opts.MaxBadCommands = DefaultMaxBadCommands
 	}
 	if opts.TLSHandshakeTimeout <= 0 {
 		opts.TLSHandshakeTimeout = time.Minute

@@ -88,7 +88,7 @@ type POP3 struct {
 	Greeting       string   `toml:"greeting"`         // text after "+OK " in the greeting
 	IdleTimeout    Duration `toml:"idle_timeout"`     // default 10m, at least 10m (RFC 1939 §3)
 	AuthFailDelay  Duration `toml:"auth_fail_delay"`  // default 1s
-	MaxBadCommands int      `toml:"max_bad_commands"` // default 10
+	MaxBadCommands int      `toml:"max_bad_commands"` // default 20 (Dovecot's); unknown, misplaced and malformed commands count, a missing message does not
 	LoginDelay     Duration `toml:"login_delay"`      // advertised and enforced per user; 0 = off
 	Expire         string   `toml:"expire"`           // advertised: "NEVER" or days; "" = not advertised
 }
@@ -262,7 +262,7 @@ func Default() Config {
 			Greeting:       "POP3 server ready",
 			IdleTimeout:    Duration{10 * time.Minute},
 			AuthFailDelay:  Duration{time.Second},
-			MaxBadCommands: 10,
+			MaxBadCommands: 20,
 		},
 		Limits: Limits{
 			MaxConnections:      2000,
