@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
@@ -61,6 +62,9 @@ type conn struct {
 	busyMu sync.Mutex
 	busy   bool // running a command (Shutdown lets it finish)
 
+	evictable evictableConn // the connection limiter's view of nc, or nil
+	evicted   atomic.Bool   // set by evict, from the limiter's goroutine
+
 	badCommands  int
 	authFailures int
 	commands     int // command lines run in the current state
@@ -90,6 +94,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.log = newSessionLogger(s.log.Handler(), c)
 	c.cmdLimit = c.commandLineLimit
+	c.evictable = findEvictable(nc)
 	return c
 }
 
@@ -119,6 +124,53 @@ func (c *conn) abortIfIdle() {
 	if !c.busy {
 		c.nc.Close()
 	}
+}
+
+// evictableConn is a connection whose slot a connection limiter may give
+// to a newcomer while it has not logged in (internal/netlimit with
+// EvictPreLogin, as Dovecot's login processes do). The engine registers
+// evict with OnEvict when the session starts and calls LoggedIn when a
+// login succeeds: from then on the connection is never evicted; false
+// means it has been, and the login is dropped.
+type evictableConn interface {
+	OnEvict(func())
+	LoggedIn() bool
+}
+
+// findEvictable returns the evictableConn under nc (below an implicit TLS
+// layer), or nil.
+func findEvictable(nc net.Conn) evictableConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	e, _ := nc.(evictableConn)
+	return e
+}
+
+// replyEvicted tells a client not logged in that its connection was closed
+// to make room (RFC 3206 §4: temporary; it may reconnect at once).
+const replyEvicted = "-ERR [SYS/TEMP] Server full, closing connections that have not logged in"
+
+// evict is called by the connection limiter, from its goroutine, when it
+// gives this connection's slot to a newcomer. It marks the session and
+// moves the read deadline to the past, which wakes a session waiting for
+// input; the session sets its deadline before it checks the mark, so one
+// of the two always sees the other. The session then says why and closes
+// (sayEvicted). A session busy elsewhere (a TLS handshake, a login) sees
+// the mark at its next read, and a login that succeeds meanwhile is
+// dropped (LoggedIn); the limiter closes the socket after a grace period in
+// any case.
+func (c *conn) evict() {
+	c.evicted.Store(true)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// sayEvicted answers an evicted connection (if the client still reads)
+// and ends the session.
+func (c *conn) sayEvicted() {
+	c.log.Info("evicted: server full, not logged in")
+	c.writeLine(replyEvicted)
+	c.flush()
 }
 
 // errClose ends the session after the reply has been sent.
@@ -174,6 +226,12 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
+		// After setting the deadline, so an evict that comes later moves
+		// it (see evict).
+		if c.evicted.Load() {
+			c.sayEvicted()
+			return
+		}
 		line, _, err := c.readLine(c.cmdLimit)
 		if err == nil || err == wire.ErrLineTooLong {
 			c.setBusy(true)
@@ -181,6 +239,10 @@ func (c *conn) serve(ctx context.Context) {
 		if err == wire.ErrLineTooLong {
 			c.lineTooLong()
 			c.flush()
+			return
+		}
+		if err != nil && c.evicted.Load() {
+			c.sayEvicted()
 			return
 		}
 		if err != nil {
@@ -641,6 +703,16 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 }
 
 func (c *conn) enterTransaction(mbox Mailbox, a loginAttempt) error {
+	if c.evictable != nil && !c.evictable.LoggedIn() {
+		// The limiter gave this connection's slot to a newcomer while the
+		// credentials were checked: the session ends as evict says.
+		if err := mbox.Close(); err != nil {
+			c.log.Error("closing maildrop failed", "err", err)
+		}
+		c.log.Info("login dropped: connection evicted")
+		c.writeLine(replyEvicted)
+		return errClose
+	}
 	c.observeLogin(LoginEvent{Method: a.method, Duration: a.d})
 	c.mbox = mbox
 	c.msgs = mbox.Messages()

@@ -372,7 +372,9 @@ func isTemporary(err error) bool {
 // *tls.Conn is served as implicit TLS (its handshake runs first). While
 // the session waits for a command, a *net.TCPConn or *net.UnixConn, or a
 // wrapper of one with a RawInput method that says it holds no input
-// (internal/netlimit's), is waited on without a read buffer (wait.go).
+// (internal/netlimit's), is waited on without a read buffer (wait.go). A
+// connection (under its TLS layer) with OnEvict and LoggedIn methods may
+// be evicted by its limiter until it logs in (conn.go, evictableConn).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := newConn(s, nc)
 	s.mu.Lock()
@@ -384,6 +386,9 @@ func (s *Server) ServeConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if c.evictable != nil {
+		c.evictable.OnEvict(c.evict)
+	}
 	go func() {
 		defer s.wg.Done()
 		defer func() {

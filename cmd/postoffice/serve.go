@@ -172,6 +172,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if met != nil {
 		opts.Observer = met
 	}
+	raiseFileLimit(log, cfg.Limits.MaxConnections)
 	connLim, err := newConnLimiter(cfg, log, met)
 	if err != nil {
 		return err

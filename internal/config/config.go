@@ -52,7 +52,7 @@ type Server struct {
 // Limits is the [limits] table: connection limits, the PROXY protocol and
 // the engine's abuse limits (docs/security.md).
 type Limits struct {
-	MaxConnections      int `toml:"max_connections"`        // open POP3 connections in all; 0 = no cap; default 2000
+	MaxConnections      int `toml:"max_connections"`        // open POP3 connections in all; 0 = no cap; default 20000 (an idle session costs about 16 KiB)
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"` // per IPv4 address or IPv6 group; 0 = no cap; default 20
 	IPv6Prefix          int `toml:"ipv6_prefix"`            // how IPv6 clients are grouped: 48-64, default 64
 	// TrustedNetworks (CIDR prefixes or addresses) are exempt from
@@ -265,7 +265,7 @@ func Default() Config {
 			MaxBadCommands: 20,
 		},
 		Limits: Limits{
-			MaxConnections:      2000,
+			MaxConnections:      20000,
 			MaxConnectionsPerIP: 20,
 			IPv6Prefix:          64,
 			ProxyHeaderTimeout:  Duration{5 * time.Second},
