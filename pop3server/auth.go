@@ -210,7 +210,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 		c.writeLine("+ " + base64.StdEncoding.EncodeToString(challenge))
 		line, err := c.readContinuation()
 		if err == wire.ErrLineTooLong {
-			return c.badErr("-ERR Line too long")
+			return c.lineTooLong()
 		}
 		if err != nil {
 			return err
@@ -274,7 +274,7 @@ func (c *conn) readContinuation() (string, error) {
 		return "", errClose
 	}
 	c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
-	line, _, err := c.readLine(maxAuthLine)
+	line, _, err := c.readLine(authLineLimit)
 	if err == nil || err == wire.ErrLineTooLong {
 		c.setBusy(true)
 	}

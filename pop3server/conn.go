@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
@@ -61,11 +62,17 @@ type conn struct {
 	busyMu sync.Mutex
 	busy   bool // running a command (Shutdown lets it finish)
 
+	evictable evictableConn // the connection limiter's view of nc, or nil
+	evicted   atomic.Bool   // set by evict, from the limiter's goroutine
+
 	badCommands  int
 	authFailures int
 	commands     int // command lines run in the current state
 	maxCommands  int // cap on commands in the current state; < 0: none
 	quit         bool
+	linger       bool // close with lingerClose: the client may still be sending
+
+	cmdLimit func([]byte) int // c.commandLineLimit, bound once: no allocation per line
 
 	// counters for the logout line (Dovecot's pop3_logout_format)
 	retrCount, topCount int
@@ -87,6 +94,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.info.RealRemoteAddr = directPeer(nc)
 	c.log = newSessionLogger(s.log.Handler(), c)
+	c.cmdLimit = c.commandLineLimit
+	c.evictable = findEvictable(nc)
 	return c
 }
 
@@ -116,6 +125,53 @@ func (c *conn) abortIfIdle() {
 	if !c.busy {
 		c.nc.Close()
 	}
+}
+
+// evictableConn is a connection whose slot a connection limiter may give
+// to a newcomer while it has not logged in (internal/netlimit with
+// EvictPreLogin, as Dovecot's login processes do). The engine registers
+// evict with OnEvict when the session starts and calls LoggedIn when a
+// login succeeds: from then on the connection is never evicted; false
+// means it has been, and the login is dropped.
+type evictableConn interface {
+	OnEvict(func())
+	LoggedIn() bool
+}
+
+// findEvictable returns the evictableConn under nc (below an implicit TLS
+// layer), or nil.
+func findEvictable(nc net.Conn) evictableConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	e, _ := nc.(evictableConn)
+	return e
+}
+
+// replyEvicted tells a client not logged in that its connection was closed
+// to make room (RFC 3206 §4: temporary; it may reconnect at once).
+const replyEvicted = "-ERR [SYS/TEMP] Server full, closing connections that have not logged in"
+
+// evict is called by the connection limiter, from its goroutine, when it
+// gives this connection's slot to a newcomer. It marks the session and
+// moves the read deadline to the past, which wakes a session waiting for
+// input; the session sets its deadline before it checks the mark, so one
+// of the two always sees the other. The session then says why and closes
+// (sayEvicted). A session busy elsewhere (a TLS handshake, a login) sees
+// the mark at its next read, and a login that succeeds meanwhile is
+// dropped (LoggedIn); the limiter closes the socket after a grace period in
+// any case.
+func (c *conn) evict() {
+	c.evicted.Store(true)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// sayEvicted answers an evicted connection (if the client still reads)
+// and ends the session.
+func (c *conn) sayEvicted() {
+	c.log.Info("evicted: server full, not logged in")
+	c.writeLine(replyEvicted)
+	c.flush()
 }
 
 // errClose ends the session after the reply has been sent.
@@ -171,19 +227,24 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
-		line, n, err := c.readLine(c.lineLimit())
+		// After setting the deadline, so an evict that comes later moves
+		// it (see evict).
+		if c.evicted.Load() {
+			c.sayEvicted()
+			return
+		}
+		line, _, err := c.readLine(c.cmdLimit)
 		if err == nil || err == wire.ErrLineTooLong {
 			c.setBusy(true)
 		}
-		if err == nil && n > maxCommandLine && !isAuthCommand(line) {
-			// Read under the AUTH limit, but only AUTH may use it.
-			err = wire.ErrLineTooLong
-		}
 		if err == wire.ErrLineTooLong {
-			if c.bad("-ERR Line too long") {
-				return
-			}
-			continue
+			c.lineTooLong()
+			c.flush()
+			return
+		}
+		if err != nil && c.evicted.Load() {
+			c.sayEvicted()
+			return
 		}
 		if err != nil {
 			// EOF, reset, or the idle timer: end silently, no UPDATE
@@ -233,6 +294,9 @@ func (c *conn) handshake(ctx context.Context, tc *tls.Conn) error {
 // close closes the connection, with a TLS close_notify when STLS started
 // one (an implicit-TLS nc sends its own).
 func (c *conn) close() {
+	if c.linger {
+		c.lingerClose()
+	}
 	if c.tc != nil {
 		c.tc.Close()
 	}
@@ -241,11 +305,13 @@ func (c *conn) close() {
 	c.putReader()
 }
 
-// lineLimit is the longest command line the session accepts now: AUTH
-// lines may be long where AUTH is possible, other commands are checked
-// against maxCommandLine after reading.
-func (c *conn) lineLimit() int {
-	if c.state == stateAuthorization {
+// commandLineLimit is the longest command line the session accepts now,
+// given the start of the line (wire.ReadLineAtMost): 255 octets (RFC 2449
+// §4), and maxAuthLine for an AUTH command where AUTH is possible (RFC
+// 5034 §4 allows longer lines; OAuth tokens need them). No other command
+// gains from more.
+func (c *conn) commandLineLimit(head []byte) int {
+	if c.state == stateAuthorization && isAuthHead(head) {
 		if _, ok := c.sess.(SASLSession); ok {
 			return maxAuthLine
 		}
@@ -253,10 +319,70 @@ func (c *conn) lineLimit() int {
 	return maxCommandLine
 }
 
-// isAuthCommand reports whether line is an AUTH command.
-func isAuthCommand(line []byte) bool {
-	return len(line) >= 4 && strings.EqualFold(string(line[:4]), "AUTH") &&
-		(len(line) == 4 || line[4] == ' ')
+// authLineLimit is the limit of a SASL response line.
+func authLineLimit([]byte) int { return maxAuthLine }
+
+// isAuthHead reports whether a line starts with an AUTH command that has
+// an argument; a bare AUTH is short.
+func isAuthHead(head []byte) bool {
+	return len(head) >= 5 && strings.EqualFold(string(head[:5]), "AUTH ")
+}
+
+// lineTooLong answers a command line or SASL response found longer than
+// its limit and ends the session. What is left of the line has not been
+// read (wire.ReadLineAtMost), so the session cannot find the next command;
+// answering at once, as Dovecot does, spares the client the wait for the
+// idle timeout and bounds what an endless line costs us. The close lingers
+// (lingerClose) so the client can read the reply.
+func (c *conn) lineTooLong() error {
+	c.log.Info("line too long", "logged_in", c.state == stateTransaction)
+	c.writeLine("-ERR Line too long, closing connection")
+	c.linger = true
+	return errClose
+}
+
+// Bounds of lingerClose.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 10
+)
+
+// lingerClose prepares the close of a connection whose client may still be
+// sending: it half-closes (the client reads the reply, then end of file),
+// then reads and discards what comes, at most lingerBytes for at most
+// lingerTime. Closing a socket with unread input makes the kernel send a
+// reset, which may destroy the reply before the client reads it. The
+// bounds keep an endless sender from holding the session.
+func (c *conn) lingerClose() {
+	if c.tc != nil {
+		c.tc.CloseWrite() // close_notify of the STLS layer
+	}
+	raw := c.nc
+	if tc, ok := raw.(*tls.Conn); ok {
+		tc.CloseWrite()
+		raw = tc.NetConn()
+	}
+	closeWrite(raw)
+	raw.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(raw, lingerBytes))
+}
+
+// closeWrite shuts down the sending side of the socket under nc, looking
+// through wrappers that expose what they wrap (internal/netlimit's).
+func closeWrite(nc net.Conn) {
+	for range 4 {
+		switch v := nc.(type) {
+		case interface{ CloseWrite() error }:
+			v.CloseWrite()
+			return
+		case interface{ NetConn() net.Conn }:
+			nc = v.NetConn()
+		case interface{ Raw() net.Conn }:
+			nc = v.Raw()
+		default:
+			return
+		}
+	}
 }
 
 // finish releases the maildrop and the session and writes the logout line.
@@ -578,6 +704,16 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 }
 
 func (c *conn) enterTransaction(mbox Mailbox, a loginAttempt) error {
+	if c.evictable != nil && !c.evictable.LoggedIn() {
+		// The limiter gave this connection's slot to a newcomer while the
+		// credentials were checked: the session ends as evict says.
+		if err := mbox.Close(); err != nil {
+			c.log.Error("closing maildrop failed", "err", err)
+		}
+		c.log.Info("login dropped: connection evicted")
+		c.writeLine(replyEvicted)
+		return errClose
+	}
 	c.observeLogin(LoginEvent{Method: a.method, Duration: a.d})
 	c.mbox = mbox
 	c.msgs = mbox.Messages()
@@ -653,7 +789,9 @@ func (c *conn) writeInt(n int64) {
 }
 
 // msgArg parses a message number (RFC 1939 §3: 1..count, not deleted).
-// It writes the -ERR itself and returns ok=false on failure.
+// It writes the -ERR itself and returns ok=false on failure. Only a
+// malformed number is a bad command; a number naming no message (0, past
+// the end, deleted) is an ordinary -ERR (Options.MaxBadCommands).
 func (c *conn) msgArg(s []byte) (int, bool, error) {
 	n, ok := parseNumber(s)
 	if !ok {

@@ -341,26 +341,42 @@ func TestPlaintextPolicy(t *testing.T) {
 	}
 }
 
-// RFC 5034 §4 lets AUTH lines exceed 255 octets (CONFORMANCE 6 still holds
-// for every other command); 16 KiB is the cap.
+// RFC 5034 §4 lets AUTH lines and SASL responses exceed 255 octets
+// (CONFORMANCE 6 still holds for every other command); 16 KiB is the cap.
+// A line over its limit ends the session (TestEndlessLine has the limits
+// one by one).
 func TestLongLines(t *testing.T) {
 	t.Parallel()
 	b := newFixture(t)
 	b.EnableSASL()
 	addr, _ := startServer(t, pop3server.Options{Backend: b})
-	c := dial(t, addr)
 	long := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00" + strings.Repeat("x", 9000)))
+	c := dial(t, addr)
 	c.cmd("AUTH PLAIN "+long, "-ERR [AUTH] ")
-	c.cmd("USER "+strings.Repeat("a", 300), "-ERR Line too long")
-	c.cmd("AUTH PLAIN "+strings.Repeat("A", 17<<10), "-ERR Line too long")
 	c.cmd("AUTH PLAIN", "+ ")
 	c.cmd(long, "-ERR [AUTH] ")
-	c.cmd("AUTH PLAIN", "+ ")
-	c.cmd(strings.Repeat("A", 17<<10), "-ERR Line too long")
 	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret word")), "+OK Logged in")
-	// In TRANSACTION the 255-octet limit applies to AUTH as well.
-	c.cmd("AUTH "+strings.Repeat("A", 300), "-ERR Line too long")
 	c.cmd("QUIT", "+OK")
+
+	for _, tt := range []struct {
+		before []string
+		line   string
+	}{
+		{nil, "USER " + strings.Repeat("a", 300)},
+		{nil, "AUTH PLAIN " + strings.Repeat("A", 17<<10)},
+		{[]string{"AUTH PLAIN"}, strings.Repeat("A", 17<<10)},
+		// In TRANSACTION the 255-octet limit applies to AUTH as well.
+		{[]string{"USER alice", "PASS secret word"}, "AUTH " + strings.Repeat("A", 300)},
+	} {
+		c := dial(t, addr)
+		for _, l := range tt.before {
+			c.cmd(l, "+")
+		}
+		c.cmd(tt.line, "-ERR Line too long, closing connection")
+		if l, err := c.br.ReadString('\n'); err == nil {
+			t.Errorf("after %.20q...: %q, want the connection closed", tt.line, l)
+		}
+	}
 }
 
 // scripted offers test mechanisms on top of memserver's sessions:

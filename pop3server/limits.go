@@ -43,6 +43,10 @@ const (
 	// to log in (CAPA, STLS, CAPA, UTF8, and three attempts of USER+PASS or
 	// AUTH); more is an attacker or a broken client.
 	DefaultMaxLoginCommands = 50
+	// DefaultMaxBadCommands: Dovecot's pop3 closes after 20 bad commands.
+	// Only unknown and misplaced commands and syntax errors count
+	// (Options.MaxBadCommands), so a real client stays far below it.
+	DefaultMaxBadCommands = 20
 	// After login the default command cap scales with the maildrop:
 	// baseCommands plus commandsPerMessage for each message, so a client
 	// can LIST, UIDL, TOP, RETR and DELE every message one by one twice.

@@ -25,12 +25,16 @@
 //   - The commands of a download (STAT, LIST n, UIDL n, RETR n, DELE n,
 //     NOOP, RSET, listings) allocate nothing in the engine
 //     (TestCommandsDoNotAllocate).
-//   - Input lines are bounded (255 octets, RFC 2449 §4); longer lines and
-//     unknown or misplaced commands count as bad commands, and too many end
-//     the session. Where AUTH is possible an AUTH line and each SASL
-//     response may be up to 16 KiB (RFC 5034 §4 allows longer lines;
-//     OAuth tokens need them); no other command gains from that. An
-//     exchange has at most 10 challenges and waits under the idle timeout.
+//   - Input lines are bounded (255 octets, RFC 2449 §4). Where AUTH is
+//     possible an AUTH line and each SASL response may be up to 16 KiB
+//     (RFC 5034 §4 allows longer lines; OAuth tokens need them); no other
+//     command gains from that. A line is refused as soon as more than its
+//     limit has arrived without a line end: "-ERR Line too long" and the
+//     session ends at once (as Dovecot does), without reading the rest,
+//     so an endless line costs a bounded read, not an idle timeout. The
+//     close lingers (half-close, then at most 64 KiB or 2 s of input
+//     discarded) so the client can read the reply. An exchange has at
+//     most 10 challenges and waits under the idle timeout.
 //   - An unknown user and a wrong password get the same reply after the
 //     same delay. APOP and SASL credential failures take the same path
 //     ([AUTH], delay, MaxAuthFailures); undecodable base64, a malformed
@@ -144,8 +148,16 @@ type Options struct {
 	// MaxAuthFailures ends the session after this many failed logins.
 	// Default 3.
 	MaxAuthFailures int
-	// MaxBadCommands ends the session after this many unknown, misplaced,
-	// malformed or oversize commands. Default 10.
+	// MaxBadCommands ends the session after this many bad commands: unknown
+	// commands, commands not valid in the current state, and syntax errors
+	// (a missing, extra or non-numeric argument: "TOP 1 x", "RETR x").
+	// A well-formed command naming a message that does not exist (0, past
+	// the end, or deleted in this session) gets -ERR but is not a bad
+	// command: clients send those legitimately (a pipelined DELE of a
+	// message another device removed, a client probing LIST n). Default
+	// DefaultMaxBadCommands (20, as Dovecot's).
+	//
+	// An oversize line is not counted: it ends the session at once.
 	MaxBadCommands int
 
 	// LoginLimiter, if set, is consulted before every credential check and
@@ -249,7 +261,7 @@ func New(opts Options) (*Server, error) {
 		opts.MaxAuthFailures = 3
 	}
 	if opts.MaxBadCommands <= 0 {
-		opts.MaxBadCommands = 10
+		opts.MaxBadCommands = DefaultMaxBadCommands
 	}
 	if opts.TLSHandshakeTimeout <= 0 {
 		opts.TLSHandshakeTimeout = time.Minute
@@ -360,7 +372,9 @@ func isTemporary(err error) bool {
 // *tls.Conn is served as implicit TLS (its handshake runs first). While
 // the session waits for a command, a *net.TCPConn or *net.UnixConn, or a
 // wrapper of one with a RawInput method that says it holds no input
-// (internal/netlimit's), is waited on without a read buffer (wait.go).
+// (internal/netlimit's), is waited on without a read buffer (wait.go). A
+// connection (under its TLS layer) with OnEvict and LoggedIn methods may
+// be evicted by its limiter until it logs in (conn.go, evictableConn).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := newConn(s, nc)
 	s.mu.Lock()
@@ -372,6 +386,9 @@ func (s *Server) ServeConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if c.evictable != nil {
+		c.evictable.OnEvict(c.evict)
+	}
 	go func() {
 		defer s.wg.Done()
 		defer func() {

@@ -98,12 +98,13 @@ func (c *conn) rawInput() *rawWaiter {
 	return c.raw
 }
 
-// readLine reads one command line of at most limit octets (wire.ReadLine).
+// readLine reads one command line within limit (wire.ReadLineAtMost: a
+// line found too long is not read to its end; the session must end).
 // When no input is buffered the session gives back its buffers while it
 // waits (writer.go): the small reply buffer always, the read buffer when
 // rawInput allows. It has them again when readLine returns, whatever the
 // outcome, so every caller may write.
-func (c *conn) readLine(limit int) (line []byte, n int, err error) {
+func (c *conn) readLine(limit func([]byte) int) (line []byte, n int, err error) {
 	if c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
 		c.putWriter()
 		if w := c.rawInput(); w != nil {
@@ -117,10 +118,10 @@ func (c *conn) readLine(limit int) (line []byte, n int, err error) {
 			h(c)
 		}
 		if err == nil {
-			line, n, err = wire.ReadLine(c.br, limit)
+			line, n, err = wire.ReadLineAtMost(c.br, limit)
 		}
 		c.takeWriter()
 		return line, n, err
 	}
-	return wire.ReadLine(c.br, limit)
+	return wire.ReadLineAtMost(c.br, limit)
 }

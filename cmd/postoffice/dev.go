@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,14 +24,16 @@ const devUser = "demo"
 // setupDev prepares a data directory for a local trial: a passwd-file with
 // the demo user and a fresh random password, a Maildir with sample mail (on
 // first run), and a self-signed certificate for POP3S. It returns the
-// configuration to serve it on loopback.
-func setupDev(dir string, stdout io.Writer) (*config.Config, error) {
+// configuration to serve it on loopback, and the lines telling the user how
+// to try it; print them only once the listeners are up (serve's ready), so
+// a script that runs the printed curl line at once finds the server.
+func setupDev(dir string) (*config.Config, string, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("dev: %w", err)
+		return nil, "", fmt.Errorf("dev: %w", err)
 	}
 	cfg := config.Default()
 	cfg.POP3.Listen = []string{"127.0.0.1:1110"}
@@ -47,20 +48,20 @@ func setupDev(dir string, stdout io.Writer) (*config.Config, error) {
 	cfg.Auth.Mechanisms = []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"}
 	hash, err := scheme.Hash("SCRAM-SHA-256", password)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := passwdfile.SetPassword(cfg.Auth.PasswdFile, devUser, hash); err != nil {
 		if err := passwdfile.AddUser(cfg.Auth.PasswdFile, devUser, hash); err != nil {
-			return nil, fmt.Errorf("dev: %w", err)
+			return nil, "", fmt.Errorf("dev: %w", err)
 		}
 	}
 	if err := seedDevMail(cfg.Mail.MaildirPath(), dir); err != nil {
-		return nil, fmt.Errorf("dev: seeding sample mail: %w", err)
+		return nil, "", fmt.Errorf("dev: seeding sample mail: %w", err)
 	}
 	if err := ensureSelfSigned(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-		return nil, fmt.Errorf("dev: certificate: %w", err)
+		return nil, "", fmt.Errorf("dev: certificate: %w", err)
 	}
-	fmt.Fprintf(stdout, `postoffice dev server (data in %s)
+	banner := fmt.Sprintf(`postoffice dev server (data in %s)
   user %s, password %s
   POP3 127.0.0.1:1110, POP3S 127.0.0.1:1995 (self-signed certificate)
 
@@ -68,7 +69,7 @@ Try it:
   curl pop3://%s:%s@127.0.0.1:1110/1
   curl --cacert %s pop3s://%s:%s@127.0.0.1:1995/
 `, dir, devUser, password, devUser, password, cfg.TLS.Cert, devUser, password)
-	return &cfg, nil
+	return &cfg, banner, nil
 }
 
 func seedDevMail(location, dir string) error {

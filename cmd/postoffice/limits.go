@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
@@ -110,8 +111,12 @@ func newConnLimiter(cfg *config.Config, log *slog.Logger, met *metrics.Metrics) 
 		onRefuse = met.ConnRefused
 	}
 	return netlimit.New(netlimit.Options{
-		OnRefuse:           onRefuse,
-		MaxConns:           l.MaxConnections,
+		OnRefuse: onRefuse,
+		MaxConns: l.MaxConnections,
+		// At the cap the oldest connection not logged in makes room, as
+		// Dovecot's login processes do: idle unauthenticated connections
+		// cannot lock users out. Logged-in sessions are never evicted.
+		EvictPreLogin:      true,
 		MaxConnsPerIP:      l.MaxConnectionsPerIP,
 		IPv6Prefix:         l.IPv6Prefix,
 		Exempt:             l.Trusted(),
@@ -205,6 +210,38 @@ func lookupIDs(userName, groupName string) (uid, gid int, err error) {
 	}
 	return uid, gid, nil
 }
+
+// raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit (the Go
+// runtime does so too on Linux; doing it here makes it explicit and lets
+// us check) and warns when the hard limit cannot hold max_connections:
+// each logged-in session needs two descriptors (its socket and its
+// maildrop lock), plus a reserve for listeners, the passwd-file, logs and
+// LMTP. It returns the soft limit in force.
+func raiseFileLimit(log *slog.Logger, maxConns int) uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot read the file descriptor limit", "err", err)
+		return 0
+	}
+	if rl.Cur < rl.Max {
+		want := rl
+		want.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			log.Warn("cannot raise the file descriptor limit", "soft", rl.Cur, "hard", rl.Max, "err", err)
+		} else {
+			rl = want
+		}
+	}
+	if need := fileLimitNeeded(maxConns); maxConns > 0 && rl.Cur < need {
+		log.Warn("file descriptor limit too low for limits.max_connections: raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections",
+			"limit", rl.Cur, "needed", need, "max_connections", maxConns)
+	}
+	return rl.Cur
+}
+
+// fileLimitNeeded is the descriptors max_connections logged-in sessions
+// need: two each, and a reserve of 100 for everything else.
+func fileLimitNeeded(maxConns int) uint64 { return 2*uint64(maxConns) + 100 }
 
 // closeListeners closes every listener in ls.
 func closeListeners(ls []net.Listener) {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
@@ -56,5 +60,29 @@ func TestLoginLimiterFromConfig(t *testing.T) {
 	}
 	if v := lim.Check(netip.MustParseAddr("198.51.100.1"), "alice"); v.Delay != 0 || v.Refuse {
 		t.Errorf("another address with user_penalty_after = 0: %+v, want no delay", v)
+	}
+}
+
+// The soft descriptor limit is raised to the hard one, and a hard limit
+// that cannot hold two descriptors per connection is reported.
+func TestRaiseFileLimit(t *testing.T) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Skip(err)
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	if got := raiseFileLimit(log, 10); got != rl.Max {
+		t.Errorf("soft limit after raiseFileLimit = %d, want the hard limit %d", got, rl.Max)
+	}
+	if strings.Contains(buf.String(), "too low") {
+		t.Errorf("warned for 10 connections: %s", buf.String())
+	}
+	if rl.Max > 1<<30 { // unlimited, or too large to matter
+		return
+	}
+	raiseFileLimit(log, int(rl.Max/2))
+	if !strings.Contains(buf.String(), "file descriptor limit too low") {
+		t.Errorf("no warning for max_connections %d with a hard limit of %d: %q", rl.Max/2, rl.Max, buf.String())
 	}
 }

@@ -47,11 +47,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var cfg *config.Config
 	var err error
+	var ready func()
 	switch {
 	case *dev && *cfgPath != "":
 		return usageError{"--dev and --config exclude each other"}
 	case *dev:
-		cfg, err = setupDev(*dataDir, stdout)
+		var banner string
+		cfg, banner, err = setupDev(*dataDir)
+		ready = func() { io.WriteString(stdout, banner) }
 	case *cfgPath != "":
 		cfg, err = config.Load(*cfgPath)
 	default:
@@ -62,7 +65,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, stderr)
+	return serve(ctx, cfg, stderr, ready)
 }
 
 // newLogger returns the server's logger, its level in level (set from
@@ -76,7 +79,6 @@ func newLogger(cfg config.Log, w io.Writer, level *slog.LevelVar) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
-// serve runs the server until ctx is done, then shuts it down gracefully.
 // setLevel sets lv from a validated log.level.
 func setLevel(lv *slog.LevelVar, name string) {
 	var l slog.Level
@@ -84,7 +86,11 @@ func setLevel(lv *slog.LevelVar, name string) {
 	lv.Set(l)
 }
 
-func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
+// serve runs the server until ctx is done, then shuts it down gracefully.
+// ready, if not nil, is called once every listener is bound and served
+// (after the "listening" log lines): what it prints can be acted on at
+// once.
+func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func()) error {
 	level := new(slog.LevelVar)
 	log := newLogger(cfg.Log, logw, level)
 	// Take systemd's sockets first, so that they are closed on every
@@ -172,6 +178,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if met != nil {
 		opts.Observer = met
 	}
+	raiseFileLimit(log, cfg.Limits.MaxConnections)
 	connLim, err := newConnLimiter(cfg, log, met)
 	if err != nil {
 		return err
@@ -274,6 +281,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 				errc <- srv.Serve(l)
 			}
 		}()
+	}
+	// The listeners are bound (connections queue in the kernel until
+	// Accept) and served: a client may connect now.
+	if ready != nil {
+		ready()
 	}
 	// SIGHUP re-reads the certificates (the passwd-file reloads by
 	// itself when it changes). Without this, SIGHUP would kill the server.

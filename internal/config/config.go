@@ -52,7 +52,7 @@ type Server struct {
 // Limits is the [limits] table: connection limits, the PROXY protocol and
 // the engine's abuse limits (docs/security.md).
 type Limits struct {
-	MaxConnections      int `toml:"max_connections"`        // open POP3 connections in all; 0 = no cap; default 2000
+	MaxConnections      int `toml:"max_connections"`        // open POP3 connections in all; 0 = no cap; default 20000 (an idle session costs about 16 KiB)
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"` // per IPv4 address or IPv6 group; 0 = no cap; default 20
 	IPv6Prefix          int `toml:"ipv6_prefix"`            // how IPv6 clients are grouped: 48-64, default 64
 	// TrustedNetworks (CIDR prefixes or addresses) are exempt from
@@ -88,7 +88,7 @@ type POP3 struct {
 	Greeting       string   `toml:"greeting"`         // text after "+OK " in the greeting
 	IdleTimeout    Duration `toml:"idle_timeout"`     // default 10m, at least 10m (RFC 1939 §3)
 	AuthFailDelay  Duration `toml:"auth_fail_delay"`  // default 1s
-	MaxBadCommands int      `toml:"max_bad_commands"` // default 10
+	MaxBadCommands int      `toml:"max_bad_commands"` // default 20 (Dovecot's); unknown, misplaced and malformed commands count, a missing message does not
 	LoginDelay     Duration `toml:"login_delay"`      // advertised and enforced per user; 0 = off
 	Expire         string   `toml:"expire"`           // advertised: "NEVER" or days; "" = not advertised
 }
@@ -287,10 +287,10 @@ func Default() Config {
 			Greeting:       "POP3 server ready",
 			IdleTimeout:    Duration{10 * time.Minute},
 			AuthFailDelay:  Duration{time.Second},
-			MaxBadCommands: 10,
+			MaxBadCommands: 20,
 		},
 		Limits: Limits{
-			MaxConnections:      2000,
+			MaxConnections:      20000,
 			MaxConnectionsPerIP: 20,
 			IPv6Prefix:          64,
 			ProxyHeaderTimeout:  Duration{5 * time.Second},

@@ -392,12 +392,15 @@ func TestParseLimitsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantLimits := Limits{
-		MaxConnections: 2000, MaxConnectionsPerIP: 20, IPv6Prefix: 64,
+		MaxConnections: 20000, MaxConnectionsPerIP: 20, IPv6Prefix: 64,
 		ProxyHeaderTimeout: Duration{5 * time.Second}, PreLoginTimeout: Duration{time.Minute},
 		WriteTimeout: Duration{2 * time.Minute}, MaxLoginCommands: 50,
 	}
 	if diff := cmp.Diff(wantLimits, c.Limits); diff != "" {
 		t.Errorf("Limits defaults (-want +got):\n%s", diff)
+	}
+	if c.POP3.MaxBadCommands != 20 {
+		t.Errorf("pop3.max_bad_commands default = %d, want 20", c.POP3.MaxBadCommands)
 	}
 	a := c.Auth
 	if !a.Penalty || a.PenaltyBase.Duration != 2*time.Second || a.PenaltyMax.Duration != 15*time.Second ||

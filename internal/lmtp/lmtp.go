@@ -97,6 +97,10 @@ type Options struct {
 	OnDelivery func(result string, size int64, d time.Duration)
 }
 
+// MaxLineLength is the longest LMTP command or DATA line accepted, in
+// octets; a longer one is answered 500 5.4.0 and the connection closed.
+const MaxLineLength = 2000
+
 // Delivery results, as passed to Options.OnDelivery.
 const (
 	ResultDelivered = "delivered"
@@ -162,6 +166,17 @@ func New(opts Options) (*Server, error) {
 	ss.Domain = opts.Hostname
 	ss.MaxMessageBytes = opts.MaxMessageSize
 	ss.MaxRecipients = opts.MaxRecipients
+	// go-smtp (v0.25) counts the octets of each line as they are read, in
+	// commands and in DATA, and once a line passes MaxLineLength it answers
+	// "500 5.4.0 Too long line, closing connection" and closes: at once,
+	// without waiting for the line's end, so an endless line costs one
+	// read buffer, not ReadTimeout. RFC 5321 §4.5.3.1 allows 512 octets
+	// for a command and 1,000 for a text line; Postfix's LMTP client folds
+	// longer lines (lmtp_line_length_limit, 998). 2,000, go-smtp's
+	// default, set here so the bound does not move with the library, leaves
+	// room for a sender that does not fold. BDAT chunks are exempt (go-smtp
+	// lifts the limit for them; MaxMessageBytes still applies).
+	ss.MaxLineLength = MaxLineLength
 	ss.ReadTimeout = opts.ReadTimeout
 	ss.WriteTimeout = opts.WriteTimeout
 	ss.ErrorLog = slogAdapter{opts.Logger}

@@ -619,3 +619,51 @@ func TestOnDeliveryReportsEachRecipient(t *testing.T) {
 		t.Errorf("sizes %v, want %d for the first two (as received)", sizes, n)
 	}
 }
+
+// An endless command or DATA line is answered as soon as it passes
+// MaxLineLength, and the connection closes: the client keeps its side open
+// and sends nothing more, and the answer comes long before ReadTimeout
+// (5 minutes here) would end the wait. Nothing is delivered.
+func TestEndlessLine(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	addr := start(t, Options{Users: f.users, Store: f.store, SpoolDir: f.dir, ReadTimeout: 5 * time.Minute})
+	for _, inData := range []bool{false, true} {
+		c := dial(t, addr)
+		c.nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if inData {
+			c.lhlo()
+			c.cmd("MAIL FROM:<a@example.org>", "250 ")
+			c.cmd("RCPT TO:<alice@example.org>", "250 ")
+			c.cmd("DATA", "354 ")
+			io.WriteString(c.nc, "Subject: x\r\n\r\n")
+		}
+		io.WriteString(c.nc, strings.Repeat("A", MaxLineLength+100))
+		var lines []string
+		var err error
+		for range 10 {
+			var l string
+			if l, err = c.br.ReadString('\n'); err != nil {
+				break
+			}
+			lines = append(lines, strings.TrimRight(l, "\r\n"))
+		}
+		if err == nil || isTimeout(err) {
+			t.Fatalf("in DATA %v: connection still open after the overlong line (%q, %v)", inData, lines, err)
+		}
+		if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "500 5.4.0 ") {
+			t.Errorf("in DATA %v: replies %q, want the last 500 5.4.0", inData, lines)
+		}
+		if inData && (len(lines) != 2 || lines[0][0] != '4' && lines[0][0] != '5') {
+			t.Errorf("in DATA: replies %q, want a failure for the recipient, then 500 5.4.0", lines)
+		}
+	}
+	if got := messages(t, f.store, "alice"); len(got) != 0 {
+		t.Errorf("delivered %d messages from a DATA with an overlong line, want 0", len(got))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -26,7 +26,21 @@
 //     a deadline, at most MaxRefusing at a time; past that it is closed at
 //     once. Its count is never taken, so nothing is released twice.
 //   - Every accepted connection releases its counts exactly once, on its
-//     first Close.
+//     first Close or when it is evicted.
+//   - With Options.EvictPreLogin, a connection arriving at MaxConns takes
+//     the slot of the oldest admitted connection that has not logged in
+//     (LoggedIn), as Dovecot's login processes do: idle unauthenticated
+//     connections cannot lock users out. The evicted connection's counts
+//     pass to the newcomer at once; its server is told through OnEvict to
+//     say why and close, and the connection is closed after RefusalTimeout
+//     whatever the server does. A connection that has logged in is never
+//     evicted; when every slot holds one, the newcomer is refused as
+//     without the option. Eviction applies to MaxConns only, never to
+//     MaxConnsPerIP, and trusted_networks (Exempt) are evicted like the
+//     rest: they are exempt from the per-address cap, not from the global
+//     one. A connection still in its PROXY handshake holds a slot but is
+//     not evictable yet; a newcomer refused by the per-address cap after
+//     taking an evicted slot gives it back.
 //   - A connection's RawInput hands out the socket only while nothing
 //     between the socket and the caller holds input: the sniffer's few
 //     octets and go-proxyproto's header buffer must be read first. A server
@@ -35,6 +49,7 @@
 package netlimit
 
 import (
+	"container/list"
 	"errors"
 	"io"
 	"log/slog"
@@ -65,6 +80,11 @@ type Options struct {
 	// toward MaxConns).
 	Exempt []netip.Prefix
 
+	// EvictPreLogin makes a connection arriving at MaxConns evict the
+	// oldest connection that has not logged in, instead of being refused
+	// (see the package notes).
+	EvictPreLogin bool
+
 	// Refusal is written to a connection refused for a limit, then the
 	// connection is closed; nil closes it silently. For POP3:
 	// "-ERR [SYS/TEMP] Too many connections, try again later\r\n".
@@ -93,6 +113,11 @@ type Options struct {
 	OnRefuse func(reason string)
 }
 
+// ReasonEvicted is logged for a connection evicted to make room
+// (Options.EvictPreLogin); it is not passed to OnRefuse, the connection was
+// served.
+const ReasonEvicted = "evicted"
+
 // Refusal reasons, as passed to Options.OnRefuse.
 const (
 	ReasonMaxConns       = "max_connections"
@@ -111,9 +136,10 @@ type Limiter struct {
 	grp  ipgroup.Grouper
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Prefix]int
+	mu       sync.Mutex
+	total    int
+	perIP    map[netip.Prefix]int
+	preLogin list.List // of *conn admitted and not logged in, oldest first
 
 	refusing atomic.Int32
 	logMu    sync.Mutex
@@ -157,14 +183,62 @@ func (lim *Limiter) Open() int {
 	return lim.total
 }
 
-func (lim *Limiter) acquireGlobal() bool {
+// acquireGlobal takes a count toward MaxConns. At the cap, with
+// EvictPreLogin, it takes the slot of the oldest connection not logged in
+// and returns that connection, for the caller to evict (outside the lock).
+func (lim *Limiter) acquireGlobal() (ok bool, victim *conn) {
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
 	if lim.opts.MaxConns > 0 && lim.total >= lim.opts.MaxConns {
-		return false
+		if !lim.opts.EvictPreLogin {
+			return false, nil
+		}
+		e := lim.preLogin.Front()
+		if e == nil {
+			return false, nil
+		}
+		victim = e.Value.(*conn)
+		// Its global count passes to the newcomer: total is unchanged.
+		lim.releaseLocked(victim, false)
+		victim.evicted = true
+		return true, victim
 	}
 	lim.total++
-	return true
+	return true, nil
+}
+
+// evict tells the server of c to end its session, and closes c after
+// RefusalTimeout whatever the server does.
+func (lim *Limiter) evict(c *conn) {
+	lim.noteLog("pre-login connection evicted", ReasonEvicted, c.RemoteAddr())
+	lim.mu.Lock()
+	f := c.onEvict
+	lim.mu.Unlock()
+	if f != nil {
+		f()
+	} else {
+		c.Conn.Close()
+	}
+	time.AfterFunc(lim.opts.RefusalTimeout, func() { c.Conn.Close() })
+}
+
+// releaseLocked gives back c's counts (the global one too with global),
+// once. lim.mu must be held.
+func (lim *Limiter) releaseLocked(c *conn, global bool) {
+	if c.released {
+		return
+	}
+	c.released = true
+	if c.elem != nil {
+		lim.preLogin.Remove(c.elem)
+		c.elem = nil
+	}
+	if c.hasGroup {
+		lim.releaseIPLocked(c.group)
+	}
+	if global {
+		lim.total--
+	}
 }
 
 func (lim *Limiter) releaseGlobal() {
@@ -205,9 +279,7 @@ func (lim *Limiter) acquireIP(src netip.Addr) (g netip.Prefix, counted, ok bool)
 	return g, true, true
 }
 
-func (lim *Limiter) releaseIP(g netip.Prefix) {
-	lim.mu.Lock()
-	defer lim.mu.Unlock()
+func (lim *Limiter) releaseIPLocked(g netip.Prefix) {
 	if n := lim.perIP[g] - 1; n > 0 {
 		lim.perIP[g] = n
 	} else {
@@ -221,6 +293,11 @@ func (lim *Limiter) note(reason string, remote net.Addr) {
 	if lim.opts.OnRefuse != nil {
 		lim.opts.OnRefuse(reason)
 	}
+	lim.noteLog("connection refused", reason, remote)
+}
+
+// noteLog logs msg, at most once a second per reason.
+func (lim *Limiter) noteLog(msg, reason string, remote net.Addr) {
 	lim.logMu.Lock()
 	now := time.Now()
 	if now.Sub(lim.lastLog[reason]) < time.Second {
@@ -232,7 +309,7 @@ func (lim *Limiter) note(reason string, remote net.Addr) {
 	suppressed := lim.dropped[reason]
 	lim.dropped[reason] = 0
 	lim.logMu.Unlock()
-	lim.log.Warn("connection refused", "remote", addrString(remote), "reason", reason, "suppressed", suppressed)
+	lim.log.Warn(msg, "remote", addrString(remote), "reason", reason, "suppressed", suppressed)
 }
 
 func addrString(a net.Addr) string {
@@ -369,9 +446,13 @@ func isTemporary(err error) bool {
 func (l *Listener) handle(c net.Conn) {
 	lim := l.lim
 	src, _ := ipgroup.Addr(c.RemoteAddr())
-	if !lim.acquireGlobal() {
+	ok, victim := lim.acquireGlobal()
+	if !ok {
 		lim.refuse(c, ReasonMaxConns)
 		return
+	}
+	if victim != nil {
+		lim.evict(victim)
 	}
 	if len(lim.opts.ProxyFrom) > 0 && ipgroup.Contains(lim.opts.ProxyFrom, src) {
 		go l.handshake(c)
@@ -462,6 +543,9 @@ func (l *Listener) admit(c net.Conn, src netip.Addr, exempt bool) {
 		}
 		lc.group, lc.hasGroup = g, counted
 	}
+	lim.mu.Lock()
+	lc.elem = lim.preLogin.PushBack(lc)
+	lim.mu.Unlock()
 	select {
 	case l.ready <- lc:
 	case <-l.done:
@@ -469,24 +553,55 @@ func (l *Listener) admit(c net.Conn, src netip.Addr, exempt bool) {
 	}
 }
 
-// conn releases its counts on its first Close.
+// conn releases its counts on its first Close, or when it is evicted. The
+// fields after lim are guarded by lim.mu.
 type conn struct {
 	net.Conn
 	lim      *Limiter
 	group    netip.Prefix
 	hasGroup bool
-	once     sync.Once
+	released bool          // counts given back (closed or evicted)
+	evicted  bool          // its slot went to a newcomer
+	elem     *list.Element // in lim.preLogin until it logs in or goes
+	onEvict  func()
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() {
-		if c.hasGroup {
-			c.lim.releaseIP(c.group)
-		}
-		c.lim.releaseGlobal()
-	})
+	c.lim.mu.Lock()
+	c.lim.releaseLocked(c, !c.evicted)
+	c.lim.mu.Unlock()
 	return err
+}
+
+// OnEvict sets how the server ends the session when the connection is
+// evicted (Options.EvictPreLogin): say why and close, promptly. f is called
+// from another goroutine, and at once if the connection has already been
+// evicted. Without it an evicted connection is closed silently.
+func (c *conn) OnEvict(f func()) {
+	c.lim.mu.Lock()
+	c.onEvict = f
+	evicted := c.evicted
+	c.lim.mu.Unlock()
+	if evicted {
+		f()
+	}
+}
+
+// LoggedIn marks the connection as logged in: it is never evicted from
+// now on. It reports false when the connection has been evicted already;
+// the server must then refuse the login and close.
+func (c *conn) LoggedIn() bool {
+	c.lim.mu.Lock()
+	defer c.lim.mu.Unlock()
+	if c.evicted {
+		return false
+	}
+	if c.elem != nil {
+		c.lim.preLogin.Remove(c.elem)
+		c.elem = nil
+	}
+	return true
 }
 
 // NetConn returns the wrapped connection.

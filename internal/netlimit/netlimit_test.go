@@ -493,3 +493,70 @@ func TestRawInput(t *testing.T) {
 		}
 	})
 }
+
+// At MaxConns with EvictPreLogin, a newcomer takes the slot of the oldest
+// connection that has not logged in; logged-in connections are never
+// evicted, and when every slot holds one the newcomer is refused.
+func TestEvictPreLogin(t *testing.T) {
+	t.Parallel()
+	lim, l, ch := serve(t, Options{MaxConns: 2, EvictPreLogin: true, Refusal: []byte(refusal)})
+	evicted := make(chan string, 8)
+	accept := func(name string) *conn {
+		t.Helper()
+		c := accepted(t, ch).(*conn)
+		c.OnEvict(func() { evicted <- name; c.Close() })
+		return c
+	}
+	dial(t, l)
+	a := accept("a")
+	dial(t, l)
+	b := accept("b")
+	dial(t, l) // at the cap: a, the oldest not logged in, goes
+	c := accept("c")
+	if got := <-evicted; got != "a" {
+		t.Fatalf("evicted %s, want a", got)
+	}
+	if a.LoggedIn() {
+		t.Error("LoggedIn on an evicted connection = true, want false")
+	}
+	if !b.LoggedIn() || !c.LoggedIn() {
+		t.Fatal("LoggedIn = false on a live connection")
+	}
+	if n := lim.Open(); n != 2 {
+		t.Errorf("Open() = %d, want 2", n)
+	}
+	// Every slot is logged in: the newcomer is refused, nobody evicted.
+	d := dial(t, l)
+	if line, _ := bufio.NewReader(d).ReadString('\n'); line != refusal {
+		t.Errorf("newcomer with all slots logged in got %q, want the refusal", line)
+	}
+	notAccepted(t, ch, 100*time.Millisecond)
+	select {
+	case name := <-evicted:
+		t.Errorf("%s evicted, want nobody: it logged in", name)
+	default:
+	}
+	// A slot freed by a logged-in session serves the next newcomer.
+	b.Close()
+	dial(t, l)
+	accept("e")
+	if n := lim.Open(); n != 2 {
+		t.Errorf("Open() = %d, want 2", n)
+	}
+	a.Close() // evicted, closed again: releases nothing twice
+	if n := lim.Open(); n != 2 {
+		t.Errorf("Open() after closing the evicted connection = %d, want 2", n)
+	}
+}
+
+// Without EvictPreLogin the cap refuses as before.
+func TestNoEvictByDefault(t *testing.T) {
+	t.Parallel()
+	_, l, ch := serve(t, Options{MaxConns: 1, Refusal: []byte(refusal)})
+	dial(t, l)
+	accepted(t, ch)
+	d := dial(t, l)
+	if line, _ := bufio.NewReader(d).ReadString('\n'); line != refusal {
+		t.Errorf("got %q, want the refusal", line)
+	}
+}

@@ -13,4 +13,7 @@
 //     size LIST reports is the size RETR sends (CONFORMANCE 13).
 //   - LineReader never grows past its limit: an oversize line is consumed to
 //     its end and reported as ErrLineTooLong, so the session stays in step.
+//     ReadLineAtMost, for a server, reports an oversize line as soon as its
+//     limit is passed and reads no further: a peer cannot make it wait for
+//     the end of an endless line.
 package wire

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 )
@@ -69,6 +70,65 @@ func ReadLine(r *bufio.Reader, limit int) (line []byte, n int, err error) {
 	}
 	buf = append(buf, b...)
 	return trimEOL(buf), len(buf), nil
+}
+
+// ReadLineAtMost reads one CRLF- or LF-terminated line, as ReadLine does,
+// but gives up on a line as soon as it is known to be too long: once more
+// than limit(head) octets of it have arrived without a line end, or a line
+// end arrives beyond that, it returns ErrLineTooLong at once, without
+// waiting for the rest of the line and without reading further. head is
+// the start of the line received so far: all of it, or at least r.Size()
+// octets; limit is called each time more of the line arrives, so it may
+// allow a longer line by what it starts with (an AUTH command).
+//
+// What remains of a too-long line is left unread (at most limit octets of
+// it and what r's buffer holds have been taken from the stream): the
+// caller cannot find the next line and must answer and end the stream.
+// That is the point of it: a peer sending an endless line gets its answer
+// after a bounded read, not after a timeout. A line that fits r's buffer is
+// returned in place (valid until the next read) and costs no allocation.
+// At EOF with a partial line pending it returns io.ErrUnexpectedEOF.
+func ReadLineAtMost(r *bufio.Reader, limit func(head []byte) int) (line []byte, n int, err error) {
+	var long []byte // a line longer than r's buffer: the part taken from r
+	for {
+		// Everything buffered, without reading.
+		b, _ := r.Peek(r.Buffered())
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[:i+1]
+			head := b
+			if long != nil {
+				long = append(long, b...)
+				head = long
+			}
+			if len(head) > limit(head) {
+				return nil, len(head), ErrLineTooLong
+			}
+			r.Discard(len(b))
+			return trimEOL(head), len(head), nil
+		}
+		if len(b) > 0 {
+			head := b
+			if long != nil {
+				head = long
+			}
+			if len(long)+len(b) > limit(head) {
+				return nil, len(long) + len(b), ErrLineTooLong
+			}
+			if len(b) == r.Size() {
+				long = append(long, b...)
+				r.Discard(len(b))
+				b = nil
+			}
+		}
+		// Wait for at least one more octet: Peek returns after the first
+		// read that brings any.
+		if _, err := r.Peek(len(b) + 1); err != nil {
+			if err == io.EOF && len(long)+len(b) == 0 {
+				return nil, 0, io.EOF
+			}
+			return nil, 0, eofErr(err)
+		}
+	}
 }
 
 // Buffered reports whether input is already waiting, so a writer can hold
