@@ -290,3 +290,18 @@ func Walk(top string, below []string, mkdir func(parent *Dir, name string) error
 	}
 	return d, nil
 }
+
+// Names returns the names in d (without "." and "..").
+func (d *Dir) Names() ([]string, error) {
+	fd, err := unix.Dup(d.fd)
+	if err != nil {
+		return nil, &os.PathError{Op: "dup", Path: d.path, Err: err}
+	}
+	unix.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), d.path)
+	defer f.Close()
+	if _, err := f.Seek(0, 0); err != nil {
+		return nil, err
+	}
+	return f.Readdirnames(-1)
+}
