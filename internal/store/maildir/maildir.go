@@ -183,6 +183,10 @@ func (b *box) close() {
 	b.dir.Close()
 }
 
+// switches reports whether do changes ids (safefs.Do: a root process, a
+// maildrop owned by another user).
+func (b *box) switches() bool { return b.owner.UID > 0 && os.Geteuid() == 0 }
+
 // do runs fn as the owner of the Maildir (safefs.Do).
 func (b *box) do(fn func() error) error { return safefs.Do(b.owner, fn) }
 

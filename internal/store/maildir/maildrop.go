@@ -638,6 +638,9 @@ func (md *maildrop) openMessage(e entry) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !md.box.switches() {
+		return openMessage(d, e.key+e.info) // no closure to allocate per message
+	}
 	var f io.ReadCloser
 	err = md.box.do(func() (err error) {
 		f, err = openMessage(d, e.key+e.info)
