@@ -85,7 +85,7 @@ func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.
 	if err != nil {
 		return fail(exTempFail, "%v", err)
 	}
-	st, err := maildir.New(maildir.Options{Location: cfg.Mail.MaildirPath(), Logger: log})
+	st, err := maildir.New(maildirOptions(cfg, users, log))
 	if err != nil {
 		return fail(exConfig, "%v", err)
 	}

@@ -116,8 +116,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func()
 	if err != nil {
 		return err
 	}
-	st, err := maildir.New(maildir.Options{Location: cfg.Mail.MaildirPath(), Logger: log,
-		VerifySizeFields: cfg.Mail.VerifySizeFields})
+	st, err := maildir.New(maildirOptions(cfg, users, log))
 	if err != nil {
 		return err
 	}

@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // target is where fetched messages go. Deliver returns nil only once the
@@ -116,6 +118,9 @@ func isFromLine(line []byte) bool {
 // gets a duplicate. The H part tells apart two messages a server gave the
 // same UIDL; a file named by an older version, without it, cannot be told
 // apart and is not counted (a duplicate at worst, never a loss).
+// tmp/, new/ and cur/ and the files in them are never followed if they are
+// symbolic links, and a root fetcher writes as the Maildir's owner
+// (localfs.go).
 type maildirTarget struct {
 	dir, account string
 	have         map[string][]string // F<hash> -> H<digest>s present, read once
@@ -130,19 +135,18 @@ func (m *maildirTarget) scan() error {
 	if m.have != nil {
 		return nil
 	}
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(m.dir, sub), 0o700); err != nil {
-			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
-		}
+	subs, owner, err := maildirDirs(m.dir)
+	if err != nil {
+		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
 	}
+	defer closeDirs(subs[:])
 	m.have = make(map[string][]string)
-	for _, sub := range []string{"new", "cur"} {
-		d, err := os.Open(filepath.Join(m.dir, sub))
-		if err != nil {
-			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
-		}
-		names, err := d.Readdirnames(-1)
-		d.Close()
+	for _, sd := range subs[1:] {
+		var names []string
+		err := safefs.Do(owner, func() (err error) {
+			names, err = sd.Names()
+			return err
+		})
 		if err != nil {
 			return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
 		}
@@ -190,12 +194,27 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 	ioErr := func(err error) error {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
 	}
-	tmp := filepath.Join(m.dir, "tmp", key+".postoffice-fetch")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	subs, owner, err := maildirDirs(m.dir)
 	if err != nil {
 		return ioErr(err)
 	}
-	defer os.Remove(tmp)
+	defer closeDirs(subs[:])
+	tmpDir, newDir := subs[0], subs[1]
+	tmp := key + ".postoffice-fetch"
+	var f *os.File
+	err = safefs.Do(owner, func() error {
+		// A file left by a killed run, or a link planted there, is
+		// removed rather than opened; O_EXCL never follows a link.
+		if err := tmpDir.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		f, err = tmpDir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		return err
+	})
+	if err != nil {
+		return ioErr(err)
+	}
+	defer safefs.Do(owner, func() error { return tmpDir.Remove(tmp) })
 	digest := newHeaderHash()
 	src := &readErr{r: io.TeeReader(r, digest)}
 	bw := bufio.NewWriterSize(f, 64<<10)
@@ -218,10 +237,11 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 	}
 	sum := digest.Sum()
 	name := fmt.Sprintf("%d.%s.H%s.postoffice-fetch", time.Now().Unix(), key, sum)
-	if err := os.Link(tmp, filepath.Join(m.dir, "new", name)); err != nil {
+	err = safefs.Do(owner, func() error { return tmpDir.Link(tmp, newDir, name) })
+	if err != nil {
 		return ioErr(err)
 	}
-	if err := syncDir(filepath.Join(m.dir, "new")); err != nil {
+	if err := newDir.Sync(); err != nil {
 		return ioErr(err)
 	}
 	m.have[key] = append(m.have[key], sum)
@@ -231,7 +251,9 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 // mboxTarget appends to an mbox file in the mboxrd format: a "From " line,
 // the message with ^>*From  lines quoted by one more '>', a blank line. It
 // holds flock(LOCK_EX) on the file while writing, fsyncs before returning
-// and cuts the file back to its old size when a delivery fails.
+// and cuts the file back to its old size when a delivery fails. The file
+// is never a symbolic link followed, and a root fetcher opens it as its
+// owner (localfs.go).
 type mboxTarget struct{ path string }
 
 func (m *mboxTarget) Copies(string) ([]string, error) { return nil, nil }
@@ -240,7 +262,7 @@ func (m *mboxTarget) Deliver(ctx context.Context, uidl string, r io.Reader) erro
 	ioErr := func(err error) error {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: mbox: %w", err)}
 	}
-	f, err := os.OpenFile(m.path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openMbox(m.path)
 	if err != nil {
 		return ioErr(err)
 	}

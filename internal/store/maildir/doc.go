@@ -16,6 +16,35 @@
 // can leave the template's directory. The Maildir (cur/, new/, tmp/, mode
 // 0700) is created on first Open or Deliver.
 //
+// # Symbolic links and the mail owner
+//
+// A Maildir in a home directory is writable by its user, and a server run
+// as root must not be turned against other files through it. The location
+// is cut at a line: above it is the administrator's part, opened as any
+// path, links and all (an administrator may link /var/vmail elsewhere):
+// the template's fixed prefix up to the component holding its first
+// variable, or, for "~/..." or "%h/...", the home directory from the user
+// database. Below it nothing is followed: every directory down to the
+// Maildir and the Maildir itself, tmp/, new/ and cur/, and every file in
+// them, is opened relative to its parent's descriptor with O_NOFOLLOW, and
+// checked with fstat on the open descriptor (internal/store/safefs). A
+// message that is a link is left out like a FIFO; a lock file or index
+// that is one refuses Open; a tmp/, new/ or cur/ that is one refuses Open
+// or Deliver and is never swept; the index's temporary file is removed and
+// made again with O_EXCL; unlink, link and rename act on the entry, never
+// on what it points to.
+//
+// A process running as root also does every file operation in a maildrop
+// (Open, lock, index, Commit, the tmp/ sweep, Deliver) as the maildrop's
+// owner, as Dovecot's mail processes run as the user: Options.Owner's uid
+// and gid (the passwd-file's fields) where set, else the Maildir's owner,
+// or for a Maildir not made yet the owner of the deepest directory of its
+// path that exists. safefs.Do switches the file-system ids of one locked
+// thread, so the kernel refuses what that user could not do, hard links
+// to root's files included, and what is made belongs to the user. A
+// process that dropped its privileges, and a maildrop owned by root, work
+// as they are.
+//
 // # Delivery
 //
 // Deliver writes tmp/<secs>.M<usec>P<pid>Q<n>.<host>, counting the size and
@@ -86,8 +115,8 @@
 // Options.VerifySizeFields (config: [mail] verify_size_fields = true) makes
 // every size exact: the last octet of each W= file is read once, when it
 // is first indexed, to add the completion. A file is opened anyway when its
-// directory entry does not say it is a regular file (a FIFO is left out, a
-// symbolic link followed). A name without a usable W= is read whole through
+// directory entry does not say it is a regular file (a FIFO or a symbolic
+// link is left out). A name without a usable W= is read whole through
 // a CRLF counter and sized exactly; many such files are sized 32 at a time
 // with plain system calls, because with a cold page cache the work is
 // waiting for the disk.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"syscall"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // The files of a session through plain system calls.
@@ -27,37 +30,22 @@ import (
 // kernels fail larger ones.
 const maxRW = 1 << 30
 
-// sysOpen opens path with flags (O_CLOEXEC added) and perm.
-func sysOpen(path string, flags int, perm uint32) (int, error) {
-	for {
-		fd, err := syscall.Open(path, flags|syscall.O_CLOEXEC, perm)
-		if err == nil {
-			return fd, nil
-		}
-		if !errors.Is(err, syscall.EINTR) {
-			return -1, &os.PathError{Op: "open", Path: path, Err: err}
-		}
-	}
-}
-
 func closeFD(fd int) { syscall.Close(fd) }
 
-// readFile returns the contents of path, read into alloc(size) (which
-// must return size octets), like os.ReadFile but in four system calls:
-// open, fstat, one read of the size fstat gave, close. It reads no further
-// than that size, so it is for files that are replaced by rename and never
-// written in place (the index); a file shorter than its size comes back
-// short.
-func readFile(path string, alloc func(size int64) []byte) ([]byte, error) {
-	fd, err := sysOpen(path, syscall.O_RDONLY, 0)
+// readFile returns the contents of the file name in d, read into
+// alloc(size) (which must return size octets), like os.ReadFile but in
+// four system calls: open (without following a link; anything but a
+// regular file is refused), fstat, one read of the size fstat gave, close.
+// It reads no further than that size, so it is for files that are
+// replaced by rename and never written in place (the index); a file
+// shorter than its size comes back short.
+func readFile(d *safefs.Dir, name string, alloc func(size int64) []byte) ([]byte, error) {
+	fd, st, err := d.OpenFD(name, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
+	path := filepath.Join(d.Path(), name)
 	data := alloc(st.Size)
 	n := 0
 	for n < len(data) {
@@ -90,9 +78,11 @@ type lockFile struct {
 	cleanup runtime.Cleanup
 }
 
-// openLockFile opens (creating it if needed) the lock file at path.
-func openLockFile(path string) (*lockFile, error) {
-	fd, err := sysOpen(path, syscall.O_RDWR|syscall.O_CREAT, 0o600)
+// openLockFile opens (creating it if needed) the lock file name in d. A
+// symbolic link or anything but a regular file there is refused, so the
+// file written in place is always the Maildir's own.
+func openLockFile(d *safefs.Dir, name string) (*lockFile, error) {
+	fd, _, err := d.OpenFD(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -163,16 +153,16 @@ type msgFile struct {
 	cleanup runtime.Cleanup
 }
 
-// openMessage opens the message file at path for reading. O_NONBLOCK
+// openMessage opens the message file name in d for reading. O_NONBLOCK
 // changes nothing for a regular file, but a FIFO renamed over a message
-// after it was indexed reads as empty instead of blocking the session (and
-// its lock) in open(2) for good.
-func openMessage(path string) (io.ReadCloser, error) {
-	fd, err := sysOpen(path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+// after it was indexed is refused instead of blocking the session (and its
+// lock) in open(2) for good; so is a symbolic link (safefs.OpenFD).
+func openMessage(d *safefs.Dir, name string) (io.ReadCloser, error) {
+	fd, _, err := d.OpenFD(name, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := &msgFile{fd: fd, path: path}
+	f := &msgFile{fd: fd, path: d.Path() + string(filepath.Separator) + name}
 	f.cleanup = runtime.AddCleanup(f, closeFD, fd)
 	return f, nil
 }

@@ -5,13 +5,16 @@ package maildir
 import (
 	"io"
 	"os"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // The files of a session through os.File (see file_linux.go).
 
-// readFile returns the contents of path, read into alloc(size).
-func readFile(path string, alloc func(size int64) []byte) ([]byte, error) {
-	f, err := os.Open(path)
+// readFile returns the contents of the file name in d, read into
+// alloc(size), opened without following a link.
+func readFile(d *safefs.Dir, name string, alloc func(size int64) []byte) ([]byte, error) {
+	f, err := d.OpenFile(name, os.O_RDONLY|openNonblock, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -31,8 +34,8 @@ func readFile(path string, alloc func(size int64) []byte) ([]byte, error) {
 // lockFile is the open lock file of a session.
 type lockFile struct{ *os.File }
 
-func openLockFile(path string) (*lockFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+func openLockFile(d *safefs.Dir, name string) (*lockFile, error) {
+	f, err := d.OpenFile(name, os.O_RDWR|os.O_CREATE|openNonblock, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +45,10 @@ func openLockFile(path string) (*lockFile, error) {
 func (l *lockFile) tryLock() error { return tryLock(l.Fd()) }
 
 // openMessage opens a message for reading; see file_linux.go for O_NONBLOCK.
-func openMessage(path string) (io.ReadCloser, error) {
-	return os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+func openMessage(d *safefs.Dir, name string) (io.ReadCloser, error) {
+	f, err := d.OpenFile(name, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }

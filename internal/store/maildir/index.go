@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // The index file, postoffice-index, caches for each message key its UIDL,
@@ -98,16 +99,21 @@ func (x *index) entries() []entry {
 
 // readIndex reads the index at path. A missing file is (nil, nil).
 func readIndex(path string) ([]indexEntry, error) {
-	x, err := readIndexFile(path)
+	d, err := safefs.OpenTop(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	x, err := readIndexFile(d)
 	return x.entries(), err
 }
 
-// readIndexFile reads and parses the index at path. A missing file is
-// (nil, nil). The index may hold a reusable buffer: once nothing uses its
-// entries any more, release gives it back.
-func readIndexFile(path string) (*index, error) {
+// readIndexFile reads and parses the index in the Maildir d. A missing
+// file is (nil, nil). The index may hold a reusable buffer: once nothing
+// uses its entries any more, release gives it back.
+func readIndexFile(d *safefs.Dir) (*index, error) {
 	var buf *indexBuf
-	data, err := readFile(path, func(size int64) []byte {
+	data, err := readFile(d, indexName, func(size int64) []byte {
 		buf = getIndexBuf(size)
 		if buf == nil {
 			return make([]byte, size)
@@ -348,16 +354,25 @@ func validUIDL(s string) bool {
 	return true
 }
 
-// writeIndex replaces the index in dir atomically: it writes a temporary
-// file, fsyncs it, renames it over the index and fsyncs dir. The caller
-// holds the maildrop lock, so the temporary name needs no uniqueness.
+// writeIndex replaces the index in the Maildir dir (a path, for tests).
 func (s *Store) writeIndex(dir string, entries []indexEntry) error {
-	_, err := s.writeIndexSum(dir, entries)
+	d, err := safefs.OpenTop(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_, err = s.writeIndexSum(d, entries)
 	return err
 }
 
-// writeIndexSum is writeIndex, and returns the checksum of what it wrote.
-func (s *Store) writeIndexSum(dir string, entries []indexEntry) (uint32, error) {
+// writeIndexSum replaces the index in the Maildir d atomically: it writes
+// a temporary file, fsyncs it, renames it over the index and fsyncs d, and
+// returns the checksum of what it wrote. The caller holds the maildrop
+// lock, so the temporary name needs no uniqueness; whatever has that name
+// (a file left by a crash, or a link planted to have a file elsewhere
+// truncated) is removed first, and the file is made with O_EXCL, which
+// never follows a link.
+func (s *Store) writeIndexSum(d *safefs.Dir, entries []indexEntry) (uint32, error) {
 	var b bytes.Buffer
 	b.Grow(len(indexHeader) + len(entries)*100)
 	b.WriteString(indexHeader)
@@ -381,8 +396,11 @@ func (s *Store) writeIndexSum(dir string, entries []indexEntry) (uint32, error) 
 	sum := crc32.Checksum(b.Bytes(), castagnoli)
 	fmt.Fprintf(&b, "end %d %08x\n", len(entries), sum)
 
-	tmp := filepath.Join(dir, indexName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	tmp := indexName + ".tmp"
+	if err := d.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("maildir: index: %w", err)
+	}
+	f, err := d.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("maildir: index: %w", err)
 	}
@@ -394,11 +412,11 @@ func (s *Store) writeIndexSum(dir string, entries []indexEntry) (uint32, error) 
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, indexName))
+		err = d.Rename(tmp, d, indexName)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		d.Remove(tmp)
 		return 0, fmt.Errorf("maildir: index: %w", err)
 	}
-	return sum, s.syncDir(dir)
+	return sum, s.syncDir(d)
 }

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
@@ -32,6 +34,12 @@ type Options struct {
 	// Home returns the home directory of a user, for %h and a leading ~ in
 	// Location. Required only when Location uses them.
 	Home func(user string) (string, error)
+	// Owner returns the uid and gid that own user's maildrop, from the
+	// user database (the passwd-file's uid and gid fields), -1 for either
+	// that it does not set. Nil, or -1, means the owner of the Maildir
+	// directory. It matters only to a process running as root, which
+	// then works in the maildrop as that owner (see the package doc).
+	Owner func(user string) (uid, gid int, err error)
 	// Logger receives warnings (a corrupt index rebuilt, a dovecot-uidlist
 	// UIDL that could not be kept). Nil discards them.
 	Logger *slog.Logger
@@ -61,6 +69,7 @@ type Options struct {
 type Store struct {
 	loc    location
 	home   func(string) (string, error)
+	owner  func(string) (int, int, error)
 	log    *slog.Logger
 	host   string
 	noSync bool
@@ -102,33 +111,168 @@ func New(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{loc: loc, home: opts.Home, log: log, host: safeHost(host), noSync: opts.NoSync,
+	return &Store{loc: loc, home: opts.Home, owner: opts.Owner, log: log, host: safeHost(host), noSync: opts.NoSync,
 		verifySizes: opts.VerifySizeFields}, nil
 }
 
 // Path returns the Maildir directory of user, after validating the name.
 func (s *Store) Path(user string) (string, error) {
-	u, err := parseUser(user)
+	top, below, err := s.locate(user)
 	if err != nil {
 		return "", err
+	}
+	return filepath.Join(append([]string{top}, below...)...), nil
+}
+
+// locate returns the Maildir of user split at the line between what the
+// administrator owns and what the user may write: top, which is opened
+// like any path and may hold symbolic links, and the components below it,
+// none of which is ever followed (see the package doc, "Symbolic links").
+func (s *Store) locate(user string) (top string, below []string, err error) {
+	u, err := parseUser(user)
+	if err != nil {
+		return "", nil, err
 	}
 	var home string
 	if s.loc.needHome {
 		if home, err = s.home(user); err != nil {
-			return "", fmt.Errorf("maildir: home of %q: %w", user, err)
+			return "", nil, fmt.Errorf("maildir: home of %q: %w", user, err)
 		}
 		if !filepath.IsAbs(home) {
-			return "", fmt.Errorf("maildir: home of %q is not absolute: %q", user, home)
+			return "", nil, fmt.Errorf("maildir: home of %q is not absolute: %q", user, home)
 		}
 	}
-	return s.loc.expand(u, home)
+	return s.loc.split(u, home)
 }
 
-// create makes the Maildir dir with cur/, new/ and tmp/ (mode 0700) and
-// syncs the directories whose entries it added: dir, and the parent of every
-// directory MkdirAll made (a new domain directory, say, as well as the
-// Maildir in it).
-func (s *Store) create(dir string) error {
+// box is an open Maildir: its directory, opened without following a link
+// below the location's line, its tmp/, new/ and cur/ once used, and the
+// owner its files are made and opened as (safefs.Do).
+type box struct {
+	dir   *safefs.Dir
+	subs  [3]*safefs.Dir // tmp, new, cur
+	owner safefs.Owner
+}
+
+var subNames = [3]string{"tmp", "new", "cur"}
+
+// sub returns the subdirectory name ("tmp", "new" or "cur"), opened on
+// first use without following a link: a tmp/, new/ or cur/ that is a
+// symbolic link is refused, never read, swept or written. Not safe for
+// concurrent use; sizeAll opens what it needs before it starts workers.
+func (b *box) sub(name string) (*safefs.Dir, error) {
+	i := slices.Index(subNames[:], name)
+	if b.subs[i] == nil {
+		d, err := b.dir.OpenDir(name)
+		if err != nil {
+			return nil, fmt.Errorf("maildir: %w", err)
+		}
+		b.subs[i] = d
+	}
+	return b.subs[i], nil
+}
+
+// path returns the path of the Maildir, for logs and hooks.
+func (b *box) path() string { return b.dir.Path() }
+
+func (b *box) close() {
+	for i, d := range b.subs {
+		d.Close()
+		b.subs[i] = nil
+	}
+	b.dir.Close()
+}
+
+// switches reports whether do changes ids (safefs.Do: a root process, a
+// maildrop owned by another user).
+func (b *box) switches() bool { return b.owner.UID > 0 && os.Geteuid() == 0 }
+
+// do runs fn as the owner of the Maildir (safefs.Do).
+func (b *box) do(fn func() error) error { return safefs.Do(b.owner, fn) }
+
+// openBox opens user's Maildir. The location's top is opened following
+// links, the components below it one by one without (safefs). With create,
+// the missing ones are made, mode 0700, each new directory's entry fsynced
+// in its parent, and so are cur/, new/ and tmp/ of a new Maildir.
+//
+// The owner is the user database's uid and gid (Options.Owner) where it
+// has them, else the owner of the Maildir, or, for one not made yet, of
+// the deepest directory of its path that exists (the home directory of
+// "~/Maildir"). What is made is made as that owner.
+func (s *Store) openBox(user string, create bool) (*box, error) {
+	top, below, err := s.locate(user)
+	if err != nil {
+		return nil, err
+	}
+	owner := safefs.Owner{UID: -1, GID: -1}
+	if s.owner != nil {
+		if owner.UID, owner.GID, err = s.owner(user); err != nil {
+			return nil, fmt.Errorf("maildir: owner of %q: %w", user, err)
+		}
+	}
+	d, err := safefs.OpenTop(top)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		if err = s.mkdirTop(top); err == nil {
+			d, err = safefs.OpenTop(top)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("maildir: %w", err)
+	}
+	rest := below
+	for len(rest) > 0 {
+		next, err := d.OpenDir(rest[0])
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("maildir: %w", err)
+		}
+		d, rest = next, rest[1:]
+	}
+	if os.Geteuid() == 0 {
+		if o, err := safefs.OwnerOf(d); err == nil {
+			owner = owner.Or(o)
+		}
+	}
+	if len(rest) > 0 && !create {
+		d.Close()
+		return nil, fmt.Errorf("maildir: %s: %w", filepath.Join(d.Path(), rest[0]), fs.ErrNotExist)
+	}
+	b := &box{owner: owner}
+	if len(rest) > 0 {
+		err := b.do(func() error {
+			for _, name := range rest {
+				if err := d.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("maildir: create: %w", err)
+				}
+				if err := s.syncDir(d); err != nil {
+					return err
+				}
+				next, err := d.OpenDir(name)
+				if err != nil {
+					return fmt.Errorf("maildir: create: %w", err)
+				}
+				d.Close()
+				d = next
+			}
+			b.dir = d
+			return s.createSubs(b)
+		})
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	b.dir = d
+	return b, nil
+}
+
+// mkdirTop makes the location's top directory, as the process (it is the
+// administrator's part of the path), and fsyncs the parent of every
+// directory it made.
+func (s *Store) mkdirTop(dir string) error {
 	top := "" // the highest directory MkdirAll will make, "" if none
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
@@ -139,44 +283,42 @@ func (s *Store) create(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("maildir: create: %w", err)
 	}
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	for d := dir; top != ""; d = filepath.Dir(d) {
+		p, err := safefs.OpenTop(filepath.Dir(d))
+		if err != nil {
 			return fmt.Errorf("maildir: create: %w", err)
 		}
-	}
-	if err := s.syncDir(dir); err != nil {
-		return err
-	}
-	for d := dir; top != ""; d = filepath.Dir(d) {
-		if err := s.syncDir(filepath.Dir(d)); err != nil {
+		err = s.syncDir(p)
+		p.Close()
+		if err != nil || d == top {
 			return err
-		}
-		if d == top {
-			break
 		}
 	}
 	return nil
 }
 
+// createSubs makes whichever of cur/, new/ and tmp/ (mode 0700) b lacks
+// and fsyncs b's directory. The caller runs it as b's owner.
+func (s *Store) createSubs(b *box) error {
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := b.dir.Mkdir(sub, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("maildir: create: %w", err)
+		}
+	}
+	return s.syncDir(b.dir)
+}
+
 // syncDir fsyncs a directory so that renames, links and unlinks in it are
 // durable.
-func (s *Store) syncDir(dir string) error {
+func (s *Store) syncDir(d *safefs.Dir) error {
 	if s.noSync {
 		return nil
 	}
 	if s.syncHook != nil {
-		s.syncHook(dir)
+		s.syncHook(d.Path())
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("maildir: sync: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("maildir: sync %s: %w", filepath.Base(dir), err)
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("maildir: %w", err)
 	}
 	return nil
 }
@@ -186,32 +328,48 @@ func (s *Store) syncDir(dir string) error {
 // name and fsyncs new/. A message that does not end in a newline gets no W=
 // (only S=): its W= would leave out the CRLF a server appends, and a W=
 // that Open trusts must be the exact size. Only then is the message durable and Deliver returns
-// nil. On any error nothing is left in new/.
+// nil. On any error nothing is left in new/. It runs as the Maildir's
+// owner, and a tmp/ or new/ that is a symbolic link refuses the delivery.
 func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dir, err := s.Path(user)
+	b, err := s.openBox(user, true)
 	if err != nil {
 		return err
 	}
-	name := uniqueName(time.Now(), s.host)
-	tmpPath := filepath.Join(dir, "tmp", name)
-	f, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	defer b.close()
+	return b.do(func() error { return s.deliverBox(ctx, b, r) })
+}
+
+// deliverBox is Deliver once the Maildir is open, as its owner.
+func (s *Store) deliverBox(ctx context.Context, b *box, r io.Reader) error {
+	tmp, err := b.sub("tmp")
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := s.create(dir); err != nil {
+		if err := s.createSubs(b); err != nil {
 			return err
 		}
-		f, err = os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		tmp, err = b.sub("tmp")
 	}
 	if err != nil {
 		return fmt.Errorf("maildir: deliver: %w", err)
 	}
-	newPath, err := s.deliver(ctx, f, tmpPath, dir, name, r)
+	newDir, err := b.sub("new")
 	if err != nil {
-		os.Remove(tmpPath)
-		if newPath != "" {
-			os.Remove(newPath)
+		return fmt.Errorf("maildir: deliver: %w", err)
+	}
+	name := uniqueName(time.Now(), s.host)
+	// O_EXCL: a name that exists, a symbolic link included, is never
+	// opened.
+	f, err := tmp.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("maildir: deliver: %w", err)
+	}
+	final, err := s.deliver(ctx, f, tmp, newDir, name, r)
+	if err != nil {
+		tmp.Remove(name)
+		if final != "" {
+			newDir.Remove(final)
 		}
 		return err
 	}
@@ -219,8 +377,8 @@ func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 }
 
 // deliver does the work of Deliver once tmp/<name> is open as f. It returns
-// the new/ path once that exists, so the caller can undo it on error.
-func (s *Store) deliver(ctx context.Context, f *os.File, tmpPath, dir, name string, r io.Reader) (string, error) {
+// the name in new/ once that exists, so the caller can undo it on error.
+func (s *Store) deliver(ctx context.Context, f *os.File, tmp, newDir *safefs.Dir, name string, r io.Reader) (string, error) {
 	var cw countWriter
 	buf := make([]byte, 64<<10)
 	_, err := io.CopyBuffer(io.MultiWriter(f, &cw), ctxReader{ctx, r}, buf)
@@ -242,18 +400,17 @@ func (s *Store) deliver(ctx context.Context, f *os.File, tmpPath, dir, name stri
 		// reading the file; otherwise Open reads it to size it.
 		final += fmt.Sprintf(",W=%d", cw.vsize())
 	}
-	newPath := filepath.Join(dir, "new", final)
 	// link, not rename: link fails instead of replacing an existing file.
-	if err := os.Link(tmpPath, newPath); err != nil {
+	if err := tmp.Link(name, newDir, final); err != nil {
 		return "", fmt.Errorf("maildir: deliver: %w", err)
 	}
-	if err := os.Remove(tmpPath); err != nil {
+	if err := tmp.Remove(name); err != nil {
 		s.log.Warn("maildir: removing delivered tmp file", "err", err)
 	}
-	if err := s.syncDir(filepath.Join(dir, "new")); err != nil {
-		return newPath, err
+	if err := s.syncDir(newDir); err != nil {
+		return final, err
 	}
-	return newPath, nil
+	return final, nil
 }
 
 // countWriter counts what Dovecot puts in W=: the size with every bare LF

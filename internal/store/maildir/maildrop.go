@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -42,7 +40,8 @@ type entry struct {
 // maildrop is a locked snapshot of one Maildir.
 type maildrop struct {
 	s    *Store
-	dir  string
+	dir  string // the Maildir's path, for logs
+	box  *box   // the Maildir, opened without following links
 	lock *lockFile
 
 	mu sync.Mutex // guards entries, idx, closed, committed
@@ -67,34 +66,37 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dir, err := s.Path(user)
+	b, err := s.openBox(user, true)
 	if err != nil {
 		return nil, err
 	}
-	lockPath := filepath.Join(dir, lockName)
-	lf, err := openLockFile(lockPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := s.create(dir); err != nil {
-			return nil, err
-		}
-		lf, err = openLockFile(lockPath)
+	md := &maildrop{s: s, dir: b.path(), box: b}
+	if err := b.do(func() error { return md.open(ctx) }); err != nil {
+		b.close()
+		return nil, err
 	}
+	return md, nil
+}
+
+// open takes the lock and loads the snapshot, as the Maildir's owner.
+func (md *maildrop) open(ctx context.Context) error {
+	lf, err := openLockFile(md.box.dir, lockName)
 	if err != nil {
-		return nil, fmt.Errorf("maildir: lock: %w", err)
+		return fmt.Errorf("maildir: lock: %w", err)
 	}
 	if err := lf.tryLock(); err != nil {
 		lf.Close()
 		if errors.Is(err, errLocked) {
-			return nil, store.ErrInUse
+			return store.ErrInUse
 		}
-		return nil, fmt.Errorf("maildir: lock: %w", err)
+		return fmt.Errorf("maildir: lock: %w", err)
 	}
-	md := &maildrop{s: s, dir: dir, lock: lf}
+	md.lock = lf
 	if err := md.load(ctx); err != nil {
 		lf.Close()
-		return nil, err
+		return err
 	}
-	return md, nil
+	return nil
 }
 
 // found is a file seen in new/ or cur/ that the index does not know.
@@ -117,13 +119,13 @@ func (md *maildrop) load(ctx context.Context) error {
 	// moves their times past the stamps.
 	var next lockState
 	next.sweep = prev.sweep
-	if st, err := statDir(filepath.Join(md.dir, "new")); err == nil {
+	if st, err := statDir(md.box.dir, "new"); err == nil {
 		next.new = st.settled(now)
 	}
-	if st, err := statDir(filepath.Join(md.dir, "cur")); err == nil {
+	if st, err := statDir(md.box.dir, "cur"); err == nil {
 		next.cur = st.settled(now)
 	}
-	idx, err := readIndexFile(filepath.Join(md.dir, indexName))
+	idx, err := readIndexFile(md.box.dir)
 	changed := false
 	if errors.Is(err, errCorrupt) {
 		md.s.log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", err)
@@ -148,7 +150,7 @@ func (md *maildrop) load(ctx context.Context) error {
 			return err
 		}
 		if changed || scanChanged {
-			sum, err = md.s.writeIndexSum(md.dir, entries)
+			sum, err = md.s.writeIndexSum(md.box.dir, entries)
 			switch {
 			case err == nil:
 				hasIndex = true // written, though maybe empty
@@ -179,7 +181,7 @@ func (md *maildrop) load(ctx context.Context) error {
 		next.new, next.cur = dirStamp{}, dirStamp{}
 	}
 	if t := now.Unix(); t-prev.sweep >= int64(sweepEvery/time.Second) || prev.sweep > t+3600 {
-		md.s.sweepTmp(md.dir)
+		md.s.sweepTmp(md.box)
 		next.sweep = t
 	}
 	if next != prev {
@@ -225,7 +227,7 @@ func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, change
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
 		}
-		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, typ fileType) {
+		err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
 			if typ == typeDir || !usableName(name) {
 				return
 			}
@@ -247,7 +249,7 @@ func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, change
 			fresh = append(fresh, found{key: k, sub: sub, info: intern(info), regular: typ == typeRegular})
 		})
 		if errors.Is(err, fs.ErrNotExist) {
-			if err := md.s.create(md.dir); err != nil {
+			if err := md.s.createSubs(md.box); err != nil {
 				return nil, false, err
 			}
 			continue
@@ -299,7 +301,7 @@ func splitName(name []byte) (key, info []byte) {
 // (O field, then UID), and keep the UIDL Dovecot showed; the rest follow in
 // delivery order of their names and get UIDLs derived from their keys.
 func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) ([]entry, error) {
-	ul, err := readUIDList(filepath.Join(md.dir, uidlist))
+	ul, err := readUIDListAt(md.box.dir, uidlist)
 	if err != nil {
 		// A broken dovecot-uidlist costs the old UIDLs, not the mail.
 		md.s.log.Warn("maildir: ignoring dovecot-uidlist", "dir", md.dir, "err", err)
@@ -416,12 +418,11 @@ func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
 	}
 	var dirs [2]dirFD
 	for i, sub := range []string{"new", "cur"} {
-		d, err := openDirFD(filepath.Join(md.dir, sub))
+		d, err := md.box.sub(sub)
 		if err != nil {
 			return fmt.Errorf("maildir: size: %w", err)
 		}
-		defer d.close()
-		dirs[i] = d
+		dirs[i] = dirFDOf(d)
 	}
 	dirOf := func(f *found) dirFD {
 		if f.sub == "cur" {
@@ -449,15 +450,27 @@ func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
 	)
 	for range sizeWorkers {
 		wg.Go(func() {
-			var buf []byte
-			for i := range next {
-				if buf == nil {
-					buf = make([]byte, 32<<10)
+			// Each worker opens files as the Maildir's owner, on a
+			// thread of its own (safefs.Do).
+			err := md.box.do(func() error {
+				var buf []byte
+				for i := range next {
+					if buf == nil {
+						buf = make([]byte, 32<<10)
+					}
+					if err := md.size(dirOf(&fresh[i]), &fresh[i], buf); err != nil {
+						errMu.Lock()
+						first = cmp.Or(first, err)
+						errMu.Unlock()
+					}
 				}
-				if err := md.size(dirOf(&fresh[i]), &fresh[i], buf); err != nil {
-					errMu.Lock()
-					first = cmp.Or(first, err)
-					errMu.Unlock()
+				return nil
+			})
+			if err != nil {
+				errMu.Lock()
+				first = cmp.Or(first, err)
+				errMu.Unlock()
+				for range next {
 				}
 			}
 		})
@@ -534,23 +547,39 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 
 // sweepTmp removes files left in tmp/ by deliveries that died more than
 // 36 hours ago. Failures only cost disk space, so they are logged. Open
-// calls it at most every sweepEvery (the time is kept in the lock file).
-func (s *Store) sweepTmp(dir string) {
-	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+// calls it at most every sweepEvery (the time is kept in the lock file),
+// as the Maildir's owner. A tmp/ that is a symbolic link is not swept (its
+// open refuses it), and what is removed is the entry in tmp/ itself: a
+// link planted there is removed, never what it points to.
+func (s *Store) sweepTmp(b *box) {
+	var names []string
+	err := scanDir(b.dir, "tmp", func(name []byte, typ fileType) {
+		if typ != typeDir {
+			names = append(names, string(name))
+		}
+	})
 	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("maildir: not sweeping tmp", "dir", b.path(), "err", err)
+		}
 		return
 	}
-	cutoff := s.clock().Add(-tmpMaxAge)
-	for _, de := range ents {
-		if de.IsDir() {
+	if len(names) == 0 {
+		return
+	}
+	tmp, err := b.sub("tmp")
+	if err != nil {
+		s.log.Warn("maildir: not sweeping tmp", "dir", b.path(), "err", err)
+		return
+	}
+	cutoff := s.clock().Add(-tmpMaxAge).UnixNano()
+	for _, name := range names {
+		st, err := tmp.Lstat(name)
+		if err != nil || st.Mode&syscall.S_IFMT == syscall.S_IFDIR || st.Mtim.Nano() > cutoff {
 			continue
 		}
-		fi, err := de.Info()
-		if err != nil || fi.ModTime().After(cutoff) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, "tmp", de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.log.Warn("maildir: removing stale tmp file", "dir", dir, "err", err)
+		if err := tmp.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("maildir: removing stale tmp file", "dir", b.path(), "err", err)
 		}
 	}
 }
@@ -579,7 +608,7 @@ func (md *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 		if e.sub == "" {
 			return nil, store.ErrNoMessage
 		}
-		f, err := openMessage(md.path(e))
+		f, err := md.openMessage(e)
 		if err == nil {
 			return f, nil
 		}
@@ -603,10 +632,21 @@ func (md *maildrop) entry(i int) entry {
 	return md.entries[i]
 }
 
-// path returns the path of e's file. md.dir is clean (Store.Path), so this
-// is filepath.Join(md.dir, e.sub, e.key+e.info) in one allocation.
-func (md *maildrop) path(e entry) string {
-	return md.dir + string(filepath.Separator) + e.sub + string(filepath.Separator) + e.key + e.info
+// openMessage opens e's file, as the Maildir's owner.
+func (md *maildrop) openMessage(e entry) (io.ReadCloser, error) {
+	d, err := md.box.sub(e.sub)
+	if err != nil {
+		return nil, err
+	}
+	if !md.box.switches() {
+		return openMessage(d, e.key+e.info) // no closure to allocate per message
+	}
+	var f io.ReadCloser
+	err = md.box.do(func() (err error) {
+		f, err = openMessage(d, e.key+e.info)
+		return err
+	})
+	return f, err
 }
 
 // makeEntries makes md.entries from md.idx, if the snapshot is still the index
@@ -628,7 +668,7 @@ func (md *maildrop) relocate() error {
 		md.entries[i].sub = ""
 	}
 	for _, sub := range []string{"new", "cur"} {
-		err := scanDir(filepath.Join(md.dir, sub), func(name []byte, typ fileType) {
+		err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
 			if typ == typeDir || !usableName(name) {
 				return
 			}
@@ -674,6 +714,11 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	if len(deleted) == 0 {
 		return nil
 	}
+	return md.box.do(func() error { return md.commit(deleted) })
+}
+
+// commit is Commit under the lock, as the Maildir's owner.
+func (md *maildrop) commit(deleted []int) error {
 	md.makeEntries()
 	removed := make([]bool, len(md.entries))
 	var errs []error
@@ -692,7 +737,10 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 				removed[i] = true // removed by another agent
 				break
 			}
-			err := os.Remove(md.path(*e))
+			d, err := md.box.sub(e.sub)
+			if err == nil {
+				err = d.Remove(e.key + e.info)
+			}
 			if err == nil {
 				removed[i] = true
 				touched[e.sub] = true
@@ -714,7 +762,11 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	}
 	for _, sub := range []string{"new", "cur"} {
 		if touched[sub] {
-			if err := md.s.syncDir(filepath.Join(md.dir, sub)); err != nil {
+			d, err := md.box.sub(sub)
+			if err == nil {
+				err = md.s.syncDir(d)
+			}
+			if err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -725,7 +777,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 			keep = append(keep, e)
 		}
 	}
-	if err := md.s.writeIndex(md.dir, keep); err != nil {
+	if _, err := md.s.writeIndexSum(md.box.dir, keep); err != nil {
 		// The removals are durable; the index is only a cache, and the
 		// next Open sees from the directories' stamps that it is stale
 		// and reads them again. Failing the commit would tell the client
@@ -750,7 +802,9 @@ func (md *maildrop) Close() error {
 		md.idx.release()
 		md.idx = nil
 	}
-	if err := md.lock.Close(); err != nil {
+	err := md.lock.Close()
+	md.box.close()
+	if err != nil {
 		return fmt.Errorf("maildir: unlock: %w", err)
 	}
 	return nil

@@ -6,32 +6,32 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"syscall"
 	"unsafe"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
-// scanDir calls fn for every entry of the directory path except "." and
-// "..", with the name valid only during the call, and its type as the
+// scanDir calls fn for every entry of the directory name in parent except
+// "." and "..", with the name valid only during the call, and its type as the
 // directory entry says (d_type; typeUnknown when the file system does not
 // say, or for a symbolic link). On Linux it reads getdents64 records into one
 // large buffer: a Maildir of 100,000 messages is listed in a few system
 // calls and without a string per name, so that names already in the index
 // cost no allocation.
-func scanDir(path string, fn func(name []byte, typ fileType)) error {
-	var fd int
-	var err error
-	for {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
+//
+// The directory is opened without following a symbolic link (an error
+// wrapping safefs.ErrSymlink), so a new/ or cur/ that is a link lists
+// nothing of where it points.
+func scanDir(parent *safefs.Dir, name string, fn func(name []byte, typ fileType)) error {
+	path := filepath.Join(parent.Path(), name)
+	d, err := parent.OpenDir(name)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
+		return err
 	}
-	defer syscall.Close(fd)
+	defer d.Close()
+	fd := d.FD()
 	buf := make([]byte, 512<<10)
 	for {
 		n, err := syscall.Getdents(fd, buf)

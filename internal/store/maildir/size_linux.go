@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"syscall"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // sizeWorkers is how many files are sized at once when many are new. The
@@ -16,34 +18,29 @@ const sizeWorkers = 32
 // dirFD is an open directory that files are opened relative to.
 type dirFD struct{ fd int }
 
-func openDirFD(path string) (dirFD, error) {
-	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		return dirFD{fd}, err
-	}
-}
-
-func (d dirFD) close() { syscall.Close(d.fd) }
+// dirFDOf returns d's descriptor as a dirFD; d keeps it open.
+func dirFDOf(d *safefs.Dir) dirFD { return dirFD{d.FD()} }
 
 // sizeAt measures the file name in d, with plain system calls (an os.File
 // costs a poller registration and a finalizer per file): its length, its
 // last octet, and, when count is set, its CRLF size without completion
 // (read whole through buf). It opens non-blocking, so that a FIFO cannot
-// block. gone reports a file that vanished; regular is false for anything
-// but a regular file.
+// block, and without following a symbolic link (O_NOFOLLOW: the open
+// fails with ELOOP). gone reports a file that vanished; regular is false
+// for anything but a regular file, a link included.
 func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, crlf int64, gone, regular bool, err error) {
 	var fd int
 	for {
-		fd, err = syscall.Openat(d.fd, name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		fd, err = syscall.Openat(d.fd, name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 		if !errors.Is(err, syscall.EINTR) {
 			break
 		}
 	}
-	if errors.Is(err, syscall.ENOENT) {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
 		return 0, 0, 0, true, false, nil
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.ENXIO):
+		return 0, 0, 0, false, false, nil // a symbolic link; a socket
 	}
 	if err != nil {
 		return 0, 0, 0, false, false, err

@@ -7,24 +7,25 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 const sizeWorkers = 8
 
-type dirFD struct{ path string }
+type dirFD struct{ d *safefs.Dir }
 
-func openDirFD(path string) (dirFD, error) { return dirFD{path}, nil }
-
-func (d dirFD) close() {}
+func dirFDOf(d *safefs.Dir) dirFD { return dirFD{d} }
 
 // sizeAt is the portable version of the Unix one (size_linux.go).
 func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, crlf int64, gone, regular bool, err error) {
-	f, err := os.Open(filepath.Join(d.path, name))
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := d.d.OpenFile(name, os.O_RDONLY|openNonblock, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return 0, 0, 0, true, false, nil
+	case errors.Is(err, safefs.ErrSymlink), errors.Is(err, safefs.ErrNotRegular):
+		return 0, 0, 0, false, false, nil
 	}
 	if err != nil {
 		return 0, 0, 0, false, false, err

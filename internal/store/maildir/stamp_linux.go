@@ -4,23 +4,23 @@ package maildir
 
 import (
 	"errors"
-	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
-// statDir returns the stamp of directory path: device, inode, and the
-// modification and change times in nanoseconds. Any change of the
+// statDir returns the stamp of the directory name in d: device, inode,
+// and the modification and change times in nanoseconds. Any change of the
 // directory's entries (a file added, removed or renamed) moves both times.
-func statDir(path string) (dirStamp, error) {
-	var st syscall.Stat_t
-	for {
-		err := syscall.Stat(path, &st)
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			return dirStamp{}, err
-		}
-		break
+// A symbolic link is not followed: it is no directory, and has no stamp.
+func statDir(d *safefs.Dir, name string) (dirStamp, error) {
+	st, err := d.Lstat(name)
+	if err != nil {
+		return dirStamp{}, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return dirStamp{}, errors.New("maildir: not a directory")
 	}
 	return dirStamp{
 		dev:   uint64(st.Dev),

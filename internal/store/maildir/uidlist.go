@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // uidlistRec is what we take from one dovecot-uidlist record.
@@ -43,7 +47,18 @@ type dovecotUIDList struct {
 // (nil, nil). Lines that do not parse are skipped: the messages they name
 // simply get our own UIDL.
 func readUIDList(path string) (*dovecotUIDList, error) {
-	f, err := os.Open(path)
+	d, err := safefs.OpenTop(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return readUIDListAt(d, filepath.Base(path))
+}
+
+// readUIDListAt is readUIDList of the file name in d, opened without
+// following a link.
+func readUIDListAt(d *safefs.Dir, name string) (*dovecotUIDList, error) {
+	f, err := d.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 )
 
 // Usage returns what user's maildrop holds: the octets stored (the S=
@@ -14,33 +12,54 @@ import (
 // takes no lock, and a maildrop that does not exist yet is empty. Delivery
 // quotas use it.
 func (s *Store) Usage(ctx context.Context, user string) (octets int64, messages int, err error) {
-	dir, err := s.Path(user)
+	b, err := s.openBox(user, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, nil
+	}
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, sub := range []string{"new", "cur"} {
-		if err := ctx.Err(); err != nil {
-			return 0, 0, err
-		}
-		subDir := filepath.Join(dir, sub)
-		err := scanDir(subDir, func(name []byte, typ fileType) {
-			if typ == typeDir || !usableName(name) {
-				return
+	defer b.close()
+	err = b.do(func() error {
+		for _, sub := range []string{"new", "cur"} {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			messages++
-			key, _ := splitName(name)
-			if size, ok := sizeField(string(key), 'S'); ok {
-				octets += size
-			} else if fi, err := os.Lstat(filepath.Join(subDir, string(name))); err == nil {
-				octets += fi.Size()
+			var sizeless []string
+			err := scanDir(b.dir, sub, func(name []byte, typ fileType) {
+				if typ == typeDir || !usableName(name) {
+					return
+				}
+				messages++
+				key, _ := splitName(name)
+				if size, ok := sizeField(string(key), 'S'); ok {
+					octets += size
+				} else {
+					sizeless = append(sizeless, string(name))
+				}
+			})
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
 			}
-		})
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			if err != nil {
+				return err
+			}
+			if len(sizeless) > 0 {
+				d, err := b.sub(sub)
+				if err != nil {
+					return err
+				}
+				for _, name := range sizeless {
+					if st, err := d.Lstat(name); err == nil {
+						octets += st.Size
+					}
+				}
+			}
 		}
-		if err != nil {
-			return 0, 0, err
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	return octets, messages, nil
 }

@@ -130,13 +130,49 @@ func (l location) expand(u userName, home string) (string, error) {
 	return p, nil
 }
 
+// split returns the Maildir path for u cut at the line between the
+// administrator's part and the user's (see the package doc, "Symbolic
+// links"): top, and the components below it. The line is just after the
+// home directory when the template starts from it, else at the start of
+// the first component that holds a variable; a template without one is
+// all top. Each part is cleaned; a component below the line that would
+// climb (..) is refused.
+func (l location) split(u userName, home string) (top string, below []string, err error) {
+	p, line, _, err := l.expandLine(u, home)
+	if err != nil {
+		return "", nil, err
+	}
+	top = filepath.Clean(p[:line])
+	if !filepath.IsAbs(top) {
+		return "", nil, fmt.Errorf("maildir: location for %q is not absolute: %q", u.full, p)
+	}
+	for c := range strings.SplitSeq(p[line:], "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			return "", nil, fmt.Errorf("maildir: location for %q climbs with '..' below %s", u.full, top)
+		default:
+			below = append(below, c)
+		}
+	}
+	return top, below, nil
+}
+
 func (l location) expandRaw(u userName, home string) (string, bool, error) {
+	p, _, usedHome, err := l.expandLine(u, home)
+	return p, usedHome, err
+}
+
+// expandLine expands the template for u and returns where in the result
+// the line falls (see split).
+func (l location) expandLine(u userName, home string) (p string, line int, usedHome bool, err error) {
 	var b strings.Builder
-	usedHome := false
+	line = -1
 	t := l.tmpl
 	if t[0] == '~' {
 		b.WriteString(home)
 		t = t[1:]
+		line = b.Len()
 		usedHome = true
 	}
 	for len(t) > 0 {
@@ -148,17 +184,22 @@ func (l location) expandRaw(u userName, home string) (string, bool, error) {
 		b.WriteString(t[:i])
 		t = t[i+1:]
 		if t == "" {
-			return "", false, fmt.Errorf("maildir: location %q ends in '%%'", l.tmpl)
+			return "", 0, false, fmt.Errorf("maildir: location %q ends in '%%'", l.tmpl)
 		}
 		var name string
 		if t[0] == '{' {
 			j := strings.IndexByte(t, '}')
 			if j < 0 {
-				return "", false, fmt.Errorf("maildir: location %q: unterminated %%{", l.tmpl)
+				return "", 0, false, fmt.Errorf("maildir: location %q: unterminated %%{", l.tmpl)
 			}
 			name, t = t[1:j], t[j+1:]
 		} else {
 			name, t = t[:1], t[1:]
+		}
+		if name != "%" && line < 0 {
+			// The first variable: the line is at the start of its
+			// component, or after the home directory.
+			line = strings.LastIndexByte(b.String(), '/') + 1
 		}
 		switch name {
 		case "%":
@@ -172,9 +213,15 @@ func (l location) expandRaw(u userName, home string) (string, bool, error) {
 		case "h", "home":
 			b.WriteString(home)
 			usedHome = true
+			if line == strings.LastIndexByte(b.String()[:b.Len()-len(home)], '/')+1 {
+				line = b.Len() // the home directory is the administrator's
+			}
 		default:
-			return "", false, fmt.Errorf("maildir: location %q: unknown variable %%%s", l.tmpl, name)
+			return "", 0, false, fmt.Errorf("maildir: location %q: unknown variable %%%s", l.tmpl, name)
 		}
 	}
-	return b.String(), usedHome, nil
+	if line < 0 {
+		line = b.Len()
+	}
+	return b.String(), line, usedHome, nil
 }
