@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -381,11 +380,14 @@ func newMechanisms(cfg *config.Config, users auth.DB, tlsm *tlsconf.Manager, log
 	if err != nil {
 		return nil, err
 	}
+	// Options.Secret is left nil: the decoy SCRAM salts of unknown users are
+	// keyed with a random key of this process, which nobody else can compute
+	// (see sasl.Options.Secret for why that beats a key that survives a
+	// restart).
 	opts := sasl.Options{
 		Users:            users,
 		OAuth:            verifier,
 		Enabled:          cfg.Auth.Mechanisms,
-		Secret:           decoySecret(cfg),
 		ExternalUsername: cfg.Auth.ExternalUsername,
 		Logger:           log,
 	}
@@ -396,20 +398,6 @@ func newMechanisms(cfg *config.Config, users auth.DB, tlsm *tlsconf.Manager, log
 		opts.Hostname = h
 	}
 	return sasl.New(opts)
-}
-
-// decoySecret keys the decoy SCRAM salts given to unknown users. It must
-// stay the same across restarts, or a user's salt changing with them would
-// tell an observer that the user does not exist; it is derived from the
-// machine's identity and the passwd-file path, which are stable and not
-// sent anywhere.
-func decoySecret(cfg *config.Config) []byte {
-	id, _ := os.ReadFile("/etc/machine-id")
-	h := sha256.New()
-	h.Write([]byte("postoffice scram decoy\x00"))
-	h.Write(id)
-	h.Write([]byte(cfg.Auth.PasswdFile))
-	return h.Sum(nil)
 }
 
 // listenLMTP binds the [lmtp] listeners (TCP addresses and the unix socket)

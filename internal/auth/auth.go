@@ -144,3 +144,36 @@ type CredentialDB interface {
 	// failures.
 	Credentials(ctx context.Context, user string) (User, string, error)
 }
+
+// SCRAMParams are the public parameters of a user's SCRAM credentials
+// (RFC 5802 §3): what the server-first message shows (i=, the salt's length)
+// and what answering it costs the server.
+type SCRAMParams struct {
+	// Derived is true for a plaintext-equivalent stored password: the SCRAM
+	// server derives the keys at each login (one PBKDF2) with its own
+	// iteration count and salt, and Iterations and SaltLen are zero.
+	Derived bool
+	// Iterations and SaltLen (in bytes) are those of stored {SCRAM-*} keys,
+	// which cost no key derivation to serve.
+	Iterations int
+	SaltLen    int
+}
+
+// SCRAMDecoyDB is a CredentialDB that tells a SCRAM server how to answer a
+// name it does not have. A SCRAM server must send the salt and iteration
+// count before it can check anything (RFC 5802 §5), so for an unknown name it
+// makes up decoy credentials; to be told from nothing, they must look and
+// cost like those of most real users and stay the same for every spelling of
+// the name the database treats as one.
+type SCRAMDecoyDB interface {
+	CredentialDB
+	// DominantSCRAM returns the parameters of the most common kind of SCRAM
+	// credentials among the users whose stored password can serve SCRAM
+	// with hash ("SHA-1" or "SHA-256"); ok is false when no user's can.
+	DominantSCRAM(ctx context.Context, hash string) (p SCRAMParams, ok bool)
+	// CanonicalName returns the one spelling shared by every spelling of
+	// user that the database looks up as the same entry: the stored name of
+	// a user it has, and for any other name the name it would have. Names
+	// the database tells apart (by case, say) stay apart.
+	CanonicalName(user string) string
+}

@@ -45,13 +45,20 @@
 //     Anything else is a temporary failure (database or token endpoint down).
 //     Errors wrap these with a reason for the log, never a password, token,
 //     digest or proof.
-//   - SCRAM never reveals whether a user exists (xdg-go/scram would answer
+//   - SCRAM does not reveal whether a user exists (xdg-go/scram would answer
 //     e=unknown-user): unknown users and users whose stored scheme cannot
-//     serve SCRAM get decoy credentials, salt = HMAC-SHA-256(Options.Secret,
-//     mechanism, user) and 4096 iterations, like a derived entry, so the
-//     server-first message has the same shape and the exchange fails only at
-//     the proof. The salt is stable only while Secret is: set Secret in
-//     production, or a restart changes every unknown user's salt.
+//     serve SCRAM get decoy credentials, so the exchange fails only at the
+//     proof. A decoy copies the most common kind of credentials of the user
+//     database for the mechanism's hash (auth.SCRAMDecoyDB): stored keys'
+//     iteration count and salt length, with random keys and no key
+//     derivation, as serving a stored entry costs none; or, when most users
+//     have plaintext-equivalent passwords, what a derived entry has (4096
+//     iterations, 16-byte salt) and costs (one PBKDF2). So neither i=, nor
+//     the salt's length, nor the time to the server-first message tells an
+//     unknown name from most users. Its salt is HMAC-SHA-256(Options.Secret,
+//     mechanism, canonical name), the same at every attempt and for every
+//     spelling the database looks up as one name; Secret is random per
+//     process unless the caller sets one (see Options.Secret).
 //   - Channel binding (RFC 5802 §6): a -PLUS mechanism requires the client's
 //     "p=" flag with a type this connection supports; a non-PLUS SCRAM whose
 //     client sends "y" while the -PLUS variant is advertised on this

@@ -79,9 +79,18 @@ type Options struct {
 	// CRAM-MD5 and EXTERNAL are offered only when listed here. An unknown
 	// name is an error.
 	Enabled []string
-	// Secret keys the decoy SCRAM salts for unknown users. Nil means 32
-	// random bytes, which changes the decoys at every restart; set a stable
-	// secret (at least 16 bytes) in production.
+	// Secret keys the salts of SCRAM credentials the server makes up: the
+	// decoys of unknown users and the keys it derives from a
+	// plaintext-equivalent password. Nil (what postoffice serve uses) means
+	// 32 random bytes for the life of the Mechanisms. A name's salt is then
+	// the same at every attempt but changes at a restart, which tells an
+	// unknown name (or a derived user) from a user with stored {SCRAM-*}
+	// keys only to someone who asked for that name both before and after
+	// the restart. A key that outlives the process would need secret state
+	// kept somewhere; one derived from anything readable (a machine id, the
+	// config) would let anyone compute a name's decoy salt and tell from a
+	// single attempt whether the name exists. A caller that keeps a secret
+	// of at least 32 random bytes may set it here. Tests set a fixed one.
 	Secret []byte
 	// Hostname goes into the CRAM-MD5 challenge. Empty means os.Hostname(),
 	// or "localhost" if that fails.

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -219,7 +221,7 @@ func (s *scramServer) lookup(username string) (scram.StoredCredentials, error) {
 	u, stored, err := s.m.creds.Credentials(s.ctx, username)
 	switch {
 	case errors.Is(err, auth.ErrUnknownUser):
-		return s.decoyCredentials(username, "unknown user")
+		return s.decoyCredentials(s.canonical(username), "unknown user")
 	case err != nil:
 		s.tempErr = err
 		return scram.StoredCredentials{}, err
@@ -233,33 +235,58 @@ func (s *scramServer) lookup(username string) (scram.StoredCredentials, error) {
 				ServerKey:  serverKey,
 			}, nil
 		}
-		return s.decoyCredentials(username, "stored SCRAM entry has another hash")
+		return s.decoyCredentials(u.Name, "stored SCRAM entry has another hash")
 	}
 	if plain, ok := scheme.PlaintextEquivalent(stored); ok {
-		creds, err := s.derive(username, plain)
+		creds, err := s.derive(username, u.Name, plain)
 		if err != nil {
-			return s.decoyCredentials(username, "password cannot be prepared")
+			return s.decoyCredentials(u.Name, "password cannot be prepared")
 		}
 		s.u = u
 		return creds, nil
 	}
-	return s.decoyCredentials(username, "stored scheme cannot serve SCRAM")
+	return s.decoyCredentials(u.Name, "stored scheme cannot serve SCRAM")
 }
 
-// salt is the salt of derived and decoy credentials: HMAC-SHA-256 keyed with
-// Options.Secret over the base mechanism and the user name, so it is stable
-// per user and the same for -PLUS and plain.
-func (s *scramServer) salt(username string) string {
-	mac := hmac.New(sha256.New, s.m.opts.Secret)
-	mac.Write([]byte(s.base))
-	mac.Write([]byte{0})
-	mac.Write([]byte(username))
-	return string(mac.Sum(nil)[:scramSaltLen])
+// canonical is the name an unknown user's decoy salt is keyed by: the user
+// database's canonical spelling (auth.SCRAMDecoyDB), so that every spelling
+// it looks up as one name gets one salt, as a stored user's spellings all
+// get the stored salt. A database without that method is taken to look
+// names up exactly as given.
+func (s *scramServer) canonical(username string) string {
+	if db, ok := s.m.creds.(auth.SCRAMDecoyDB); ok {
+		return db.CanonicalName(username)
+	}
+	return username
+}
+
+// salt is the salt of derived and decoy credentials, n bytes: HMAC-SHA-256
+// keyed with Options.Secret over the base mechanism and the user's canonical
+// name, so it is stable per user for the life of the key and the same for
+// -PLUS and plain. A salt longer than one HMAC output (a decoy copying long
+// stored salts) continues with HMACs that also cover a block counter, the
+// counter mode of NIST SP 800-108; the first block covers the name alone.
+// n is bounded by the longest salt a stored entry can hold, so is the loop.
+func (s *scramServer) salt(canonical string, n int) string {
+	out := make([]byte, 0, n+sha256.Size)
+	for block := uint32(0); len(out) < n; block++ {
+		mac := hmac.New(sha256.New, s.m.opts.Secret)
+		mac.Write([]byte(s.base))
+		mac.Write([]byte{0})
+		mac.Write([]byte(canonical))
+		if block > 0 {
+			mac.Write(binary.BigEndian.AppendUint32([]byte{0}, block))
+		}
+		out = mac.Sum(out)
+	}
+	return string(out[:n])
 }
 
 // derive computes SCRAM credentials from a plaintext password, SASLprep'd as
-// the client does (RFC 5802 §5.1), or as is where SASLprep refuses it.
-func (s *scramServer) derive(username, password string) (scram.StoredCredentials, error) {
+// the client does (RFC 5802 §5.1), or as is where SASLprep refuses it, with
+// Dovecot's iteration count and salt length and the salt of the user's
+// canonical name.
+func (s *scramServer) derive(username, canonical, password string) (scram.StoredCredentials, error) {
 	c, err := s.hashFn.NewClient(username, password, "")
 	if err != nil {
 		c, err = s.hashFn.NewClientUnprepped(username, password, "")
@@ -267,17 +294,48 @@ func (s *scramServer) derive(username, password string) (scram.StoredCredentials
 			return scram.StoredCredentials{}, err
 		}
 	}
-	return c.GetStoredCredentialsWithError(scram.KeyFactors{Salt: s.salt(username), Iters: scramIterations})
+	return c.GetStoredCredentialsWithError(scram.KeyFactors{Salt: s.salt(canonical, scramSaltLen), Iters: scramIterations})
 }
 
-// decoyCredentials returns credentials no password matches, shaped like
-// derived ones and costing the same work.
-func (s *scramServer) decoyCredentials(username, why string) (scram.StoredCredentials, error) {
+// decoyCredentials returns credentials no password matches for the user
+// whose canonical name is canonical, shaped like and costing what the most
+// common credentials of the user database cost for this mechanism's hash
+// (auth.SCRAMDecoyDB.DominantSCRAM), so that neither the server-first
+// message (i=, the salt's length) nor the time to it tells an unknown name
+// from most real users:
+//   - dominant stored {SCRAM-*} keys: their iteration count and salt length,
+//     random keys, and no key derivation, since serving a stored entry costs
+//     none;
+//   - dominant plaintext-equivalent passwords, no user that can serve the
+//     hash, or a database that does not say: what a derived entry has and
+//     costs, one PBKDF2 of a random password.
+//
+// The salt is keyed by the canonical name (salt), so it is the same at
+// every attempt. Users of a rarer kind than the dominant one still differ
+// from an unknown name in i= or in time; hiding them too would mean giving
+// every user the same parameters.
+func (s *scramServer) decoyCredentials(canonical, why string) (scram.StoredCredentials, error) {
 	s.decoy = true
 	s.m.log.Debug("sasl scram decoy credentials", "mech", s.name, "reason", why)
-	creds, err := s.derive(username, rand.Text())
-	if err != nil {
-		return scram.StoredCredentials{}, err
+	p := auth.SCRAMParams{Derived: true}
+	if db, ok := s.m.creds.(auth.SCRAMDecoyDB); ok {
+		if dp, ok := db.DominantSCRAM(s.ctx, strings.TrimPrefix(s.base, "SCRAM-")); ok {
+			p = dp
+		}
 	}
-	return creds, nil
+	if p.Derived {
+		return s.derive(canonical, canonical, rand.Text())
+	}
+	size := sha256.Size
+	if s.base == ScramSHA1 {
+		size = sha1.Size
+	}
+	storedKey, serverKey := make([]byte, size), make([]byte, size)
+	rand.Read(storedKey)
+	rand.Read(serverKey)
+	return scram.StoredCredentials{
+		KeyFactors: scram.KeyFactors{Salt: s.salt(canonical, p.SaltLen), Iters: p.Iterations},
+		StoredKey:  storedKey,
+		ServerKey:  serverKey,
+	}, nil
 }

@@ -28,6 +28,13 @@
 //     away. Users of a rarer class still differ in timing from an unknown
 //     user: padding every check to the slowest class would hide them too,
 //     but would make every login as slow as the slowest hash in the file.
+//   - For SASL SCRAM, which must answer a name before it can check anything,
+//     the DB reports the file's most common kind of SCRAM credentials per
+//     hash (stored keys' iteration count and salt length, or keys derived
+//     from a plaintext-equivalent password; see dominantSCRAM), chosen at
+//     each load, and the canonical spelling of a name (CanonicalName), so the
+//     SCRAM server's decoys look and cost like most users' credentials
+//     (auth.SCRAMDecoyDB).
 //   - Login restrictions (nologin, allow_nets, allow_real_nets) are parsed at
 //     load and reported in auth.User.Restrict, for the caller that knows the
 //     connection; fields that restrict a login in a way postoffice does not
@@ -94,6 +101,7 @@ type DB struct {
 var (
 	_ auth.DB           = (*DB)(nil)
 	_ auth.CredentialDB = (*DB)(nil)
+	_ auth.SCRAMDecoyDB = (*DB)(nil)
 )
 
 // table is one loaded version of the file. It is never modified.
@@ -101,6 +109,10 @@ type table struct {
 	users map[string]*entry
 	ident identity
 	dummy string // stored password unknown users are checked against (dummyOf)
+	// scram holds the dominant SCRAM parameters per hash ("SHA-1",
+	// "SHA-256"), for the decoys a SCRAM server gives unknown names
+	// (dominantSCRAM); a hash no user can serve is absent.
+	scram map[string]auth.SCRAMParams
 }
 
 // Open loads the passwd-file at path. It fails if the file cannot be read or
@@ -166,7 +178,12 @@ func (d *DB) load() (*table, error) {
 		}
 		d.log.Warn("passwdfile: "+w.msg, args...)
 	}
-	return &table{users: users, ident: identityOf(fi), dummy: dummyOf(users, d.defaultScheme, d.dummy)}, nil
+	return &table{
+		users: users,
+		ident: identityOf(fi),
+		dummy: dummyOf(users, d.defaultScheme, d.dummy),
+		scram: dominantSCRAM(users, d.defaultScheme),
+	}, nil
 }
 
 // dummyOf picks the stored password unknown users are verified against: one
@@ -207,6 +224,56 @@ func dummyOf(users map[string]*entry, defaultScheme, fallback string) string {
 		return fallback
 	}
 	return best.stored
+}
+
+// dominantSCRAM finds, for each SCRAM hash, the most common kind of SCRAM
+// credentials among the users who can log in with that mechanism: stored
+// {SCRAM-<hash>} keys of one iteration count and salt length, or keys derived
+// from a plaintext-equivalent password at each login. Ties go to the kind met
+// first in the file, as in dummyOf. Users whose entry cannot serve the hash
+// (another scheme, a {SCRAM-*} entry of the other hash, no password) are not
+// counted: the SCRAM server gives them decoys too.
+func dominantSCRAM(users map[string]*entry, defaultScheme string) map[string]auth.SCRAMParams {
+	type class struct {
+		p       auth.SCRAMParams
+		n, line int
+	}
+	classes := make(map[string]map[auth.SCRAMParams]*class) // hash -> kind
+	count := func(hash string, p auth.SCRAMParams, line int) {
+		if classes[hash] == nil {
+			classes[hash] = make(map[auth.SCRAMParams]*class)
+		}
+		c := classes[hash][p]
+		if c == nil {
+			c = &class{p: p, line: line}
+			classes[hash][p] = c
+		}
+		c.n++
+		c.line = min(c.line, line)
+	}
+	for _, e := range users {
+		if !e.hasPassword || scheme.Check(e.password, defaultScheme) != nil {
+			continue
+		}
+		stored := explicitScheme(e.password, defaultScheme)
+		if iter, salt, _, _, hash, err := scheme.ParseSCRAM(stored); err == nil {
+			count(hash, auth.SCRAMParams{Iterations: iter, SaltLen: len(salt)}, e.line)
+		} else if _, ok := scheme.PlaintextEquivalent(stored); ok {
+			count("SHA-1", auth.SCRAMParams{Derived: true}, e.line)
+			count("SHA-256", auth.SCRAMParams{Derived: true}, e.line)
+		}
+	}
+	out := make(map[string]auth.SCRAMParams)
+	for hash, kinds := range classes {
+		var best *class
+		for _, c := range kinds {
+			if best == nil || c.n > best.n || c.n == best.n && c.line < best.line {
+				best = c
+			}
+		}
+		out[hash] = best.p
+	}
+	return out
 }
 
 // costClass names what decides the cost of verifying stored, a
@@ -396,6 +463,31 @@ func (d *DB) Credentials(ctx context.Context, user string) (auth.User, string, e
 		return e.user(), "", nil
 	}
 	return e.user(), explicitScheme(e.password, d.defaultScheme), nil
+}
+
+// DominantSCRAM implements auth.SCRAMDecoyDB: the most common kind of SCRAM
+// credentials for hash ("SHA-1" or "SHA-256") in the file as last loaded,
+// chosen at each load (see dominantSCRAM).
+func (d *DB) DominantSCRAM(ctx context.Context, hash string) (auth.SCRAMParams, bool) {
+	d.refresh()
+	p, ok := d.data.Load().scram[hash]
+	return p, ok
+}
+
+// CanonicalName implements auth.SCRAMDecoyDB with the rule find applies: a
+// name in the file is itself; a name without '@' whose last '+' splits it,
+// "user+domain", is "user@domain" unless the file has it as written. Case is
+// kept: the file's names are case-sensitive.
+func (d *DB) CanonicalName(user string) string {
+	if e := d.data.Load().find(user); e != nil {
+		return e.name
+	}
+	if !strings.Contains(user, "@") {
+		if i := strings.LastIndexByte(user, '+'); i > 0 && i < len(user)-1 {
+			return user[:i] + "@" + user[i+1:]
+		}
+	}
+	return user
 }
 
 // explicitScheme writes out the scheme of a stored password that has no
