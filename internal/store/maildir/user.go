@@ -16,9 +16,12 @@ type userName struct {
 	domain string // %d, empty if none
 }
 
-// parseUser validates a login name and splits it. Accepted forms are
-// "user", "user@domain" and Demon's SDPS "user+domain" (taken as
-// user@domain when the name has no '@'). Every part must be safe as one path
+// parseUser validates a user name and splits it. Accepted forms are "user"
+// and "user@domain". The store is given the user database's canonical name,
+// never what a client typed, so it applies no login alias: Demon's SDPS
+// "user+domain" is resolved to "user@domain" by the user database at an
+// interactive login only, and a stored name "alice+example.org" is a user of
+// its own whose maildrop must not be alice@example.org's. Every part must be safe as one path
 // component: not empty, no '/', '\', NUL or other control character, no
 // leading '.', valid UTF-8. So no name can climb out of the directory the
 // location template puts it in.
@@ -28,8 +31,6 @@ func parseUser(u string) (userName, error) {
 	}
 	var n userName
 	if i := strings.LastIndexByte(u, '@'); i >= 0 {
-		n.local, n.domain = u[:i], u[i+1:]
-	} else if i := strings.LastIndexByte(u, '+'); i >= 0 {
 		n.local, n.domain = u[:i], u[i+1:]
 	} else {
 		n.local = u
@@ -41,7 +42,7 @@ func parseUser(u string) (userName, error) {
 		return userName{}, fmt.Errorf("maildir: invalid user name %q: two '@': %w", u, store.ErrNoUser)
 	}
 	n.full = n.local
-	if n.domain != "" || strings.ContainsAny(u, "@+") {
+	if n.domain != "" || strings.Contains(u, "@") {
 		if err := checkPart(n.domain); err != nil {
 			return userName{}, fmt.Errorf("maildir: invalid user name %q: domain: %v: %w", u, err, store.ErrNoUser)
 		}
