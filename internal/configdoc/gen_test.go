@@ -124,7 +124,7 @@ func TestGeneratedFacts(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		key, typ, def string
-		required    bool
+		required      bool
 	}{
 		{"pop3.idle_timeout", "duration", `"10m"`, false},
 		{"pop3.listen", "array of strings", `["127.0.0.1:1110"]`, false},
