@@ -231,24 +231,32 @@ func TestStaleHolderCommitFenced(t *testing.T) {
 			t.Errorf("new holder's message %d = %q after the stale Commit", i, got)
 		}
 	}
-	// The stale Close must not release the new holder's lease.
-	if err := stale.Close(); err != nil {
-		t.Errorf("stale Close: %v", err)
-	}
-	if got, err := a.Open(context.Background(), "dave"); !errors.Is(err, store.ErrInUse) {
-		if err == nil {
-			got.Close()
-		}
-		t.Fatalf("Open after the stale holder's Close = %v, want store.ErrInUse (new holder still open)", err)
-	}
 	if err := fresh.Commit(context.Background(), []int{1}); err != nil {
 		t.Fatalf("new holder's Commit: %v", err)
 	}
 	fresh.Close()
-	m := mustOpen(t, a, "dave")
-	defer m.Close()
-	if diff := cmp.Diff([]store.Message{want[0], want[2]}, m.Messages()); diff != "" {
+	// A third session on the first server: the lease's token kept growing
+	// across the release, so the stale session's token still matches
+	// nothing, and neither its Commit nor its Close touch the new holder.
+	third := mustOpen(t, a, "dave")
+	defer third.Close()
+	if diff := cmp.Diff([]store.Message{want[0], want[2]}, third.Messages()); diff != "" {
 		t.Errorf("after the new holder's Commit (-want +got):\n%s", diff)
+	}
+	if err := stale.Commit(context.Background(), []int{0}); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("stale holder's Commit after a release and a new Open = %v, want ErrLockLost", err)
+	}
+	if err := stale.Close(); err != nil {
+		t.Errorf("stale Close: %v", err)
+	}
+	if got, err := b.Open(context.Background(), "dave"); !errors.Is(err, store.ErrInUse) {
+		if err == nil {
+			got.Close()
+		}
+		t.Fatalf("Open after the stale holder's Close = %v, want store.ErrInUse (third session still open)", err)
+	}
+	if n := len(third.Messages()); n != 2 || read(t, third, 0) != "Subject: 0\n\n" {
+		t.Errorf("third session sees %d messages, want 2 with message 0 intact", n)
 	}
 }
 
@@ -588,4 +596,32 @@ func sampleHeap() (stop func() (base, peak uint64)) {
 		}
 		return base, peak
 	}
+}
+
+// TestOpenDoesNotQueue: while the lease row is locked (its holder renewing
+// or committing at this instant), Open answers store.ErrInUse at once
+// instead of waiting behind the holder's transaction.
+func TestOpenDoesNotQueue(t *testing.T) {
+	s, dsn := migrated(t, Options{})
+	m := mustOpen(t, s, "ken")
+	m.Close() // lease row exists and is free
+	conn := admin(t, dsn)
+	tx, err := conn.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `SELECT 1 FROM maildrop_leases WHERE maildrop = 'ken' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got, err := s.Open(ctx, "ken"); !errors.Is(err, store.ErrInUse) {
+		if err == nil {
+			got.Close()
+		}
+		t.Fatalf("Open while the lease row is locked = %v, want store.ErrInUse", err)
+	}
+	tx.Rollback(context.Background())
+	mustOpen(t, s, "ken").Close()
 }
