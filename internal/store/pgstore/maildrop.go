@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -122,27 +124,46 @@ RETURNING token`, user, s.holder, s.ttl.Microseconds()).Scan(&token); err != nil
 
 // snapshot reads the message list from messages alone (no body is touched),
 // in UID order, which is commit order (see deliver).
+//
+// It decodes the binary rows itself rather than through Scan, and keeps
+// every UIDL in one string (each Message.UID is a slice of it): for 100,000
+// messages this takes the client side from 400,000 allocations to a few
+// dozen (docs/scale-out.md has the figures).
 func (m *maildrop) snapshot(ctx context.Context) error {
+	bin := pgx.QueryResultFormats{pgx.BinaryFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode}
 	rows, err := m.s.pool.Query(ctx, `
 SELECT uid, uidl, size, body_id, chunks FROM messages
-WHERE maildrop = $1 ORDER BY uid`, m.user)
+WHERE maildrop = $1 ORDER BY uid`, bin, m.user)
 	if err != nil {
 		return fmt.Errorf("pgstore: open: reading the message list: %w", err)
 	}
 	defer rows.Close()
+	var (
+		uidls []byte
+		ends  []int
+	)
 	for rows.Next() {
-		var (
-			msg store.Message
-			mt  meta
-		)
-		if err := rows.Scan(&mt.uid, &msg.UID, &msg.Size, &mt.bodyID, &mt.chunks); err != nil {
-			return fmt.Errorf("pgstore: open: reading the message list: %w", err)
+		v := rows.RawValues()
+		if len(v) != 5 || len(v[0]) != 8 || len(v[2]) != 8 || len(v[3]) != 8 || len(v[4]) != 4 {
+			return errors.New("pgstore: open: unexpected row shape in the message list")
 		}
-		m.msgs = append(m.msgs, msg)
-		m.meta = append(m.meta, mt)
+		uidls = append(uidls, v[1]...)
+		ends = append(ends, len(uidls))
+		m.msgs = append(m.msgs, store.Message{Size: int64(binary.BigEndian.Uint64(v[2]))})
+		m.meta = append(m.meta, meta{
+			uid:    int64(binary.BigEndian.Uint64(v[0])),
+			bodyID: int64(binary.BigEndian.Uint64(v[3])),
+			chunks: int32(binary.BigEndian.Uint32(v[4])),
+		})
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("pgstore: open: reading the message list: %w", err)
+	}
+	all := string(uidls)
+	start := 0
+	for i, end := range ends {
+		m.msgs[i].UID = all[start:end]
+		start = end
 	}
 	m.msgs = slices.Clip(m.msgs)
 	return nil

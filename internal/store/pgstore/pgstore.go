@@ -68,6 +68,8 @@ type Store struct {
 	log    *slog.Logger
 	holder string // written into lease rows, for operators
 
+	bufs sync.Pool // *[]byte of ChunkSize: a delivery's chunk buffer
+
 	ctx    context.Context // canceled by Close: stops the heartbeats
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // heartbeats
@@ -216,8 +218,10 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 		crlf   wire.CRLFCounter
 		octets int64
 		seq    int32
-		buf    = make([]byte, ChunkSize)
+		bufp   = s.buffer()
+		buf    = *bufp
 	)
+	defer s.bufs.Put(bufp)
 	for {
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
@@ -266,6 +270,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(), $8, $9)`,
 		return fmt.Errorf("pgstore: deliver: commit: %w", err)
 	}
 	return nil
+}
+
+// buffer returns a chunk buffer from the pool: a 4 KiB delivery would
+// otherwise allocate 256 KiB.
+func (s *Store) buffer() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, ChunkSize)
+	return &b
 }
 
 // randomID returns a random positive int64: the key of a body's chunks.

@@ -536,7 +536,7 @@ type patternReader struct {
 	n, off int64
 }
 
-const pattern = "0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?\n" // 73 octets
+const pattern = "0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?\n" // 72 octets
 
 func (r *patternReader) Read(p []byte) (int, error) {
 	if r.off >= r.n {
