@@ -63,6 +63,12 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 		m.release()
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		m.release()
+		return nil, errors.New("pgstore: open: store closed")
+	}
 	hctx, cancel := context.WithCancel(s.ctx)
 	m.stop, m.stopped = cancel, make(chan struct{})
 	s.wg.Add(1)

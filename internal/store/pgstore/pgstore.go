@@ -72,6 +72,8 @@ type Store struct {
 
 	ctx    context.Context // canceled by Close: stops the heartbeats
 	cancel context.CancelFunc
+	mu     sync.Mutex     // guards closed and wg.Add against Close
+	closed bool
 	wg     sync.WaitGroup // heartbeats
 }
 
@@ -140,6 +142,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // pool. Close the maildrops first: the leases of those left open are not
 // released but expire after LockTTL, as if this server had died.
 func (s *Store) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	s.pool.Close()

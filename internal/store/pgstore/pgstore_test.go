@@ -625,3 +625,45 @@ func TestOpenDoesNotQueue(t *testing.T) {
 	tx.Rollback(context.Background())
 	mustOpen(t, s, "ken").Close()
 }
+
+// TestFailedDeliveryLeavesNoChunks: a delivery that fails after writing
+// some chunks leaves no row at all, body chunks included, and takes no UID.
+func TestFailedDeliveryLeavesNoChunks(t *testing.T) {
+	s, dsn := migrated(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	r := io.MultiReader(&patternReader{n: 3 * ChunkSize}, readerFunc(func([]byte) (int, error) {
+		cancel()
+		return 0, errors.New("connection reset")
+	}))
+	if err := s.Deliver(ctx, "leo", r); err == nil {
+		t.Fatal("Deliver with a failing reader succeeded")
+	}
+	conn := admin(t, dsn)
+	var chunks, msgs int
+	if err := conn.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM message_chunks), (SELECT count(*) FROM messages)`).Scan(&chunks, &msgs); err != nil {
+		t.Fatal(err)
+	}
+	if chunks != 0 || msgs != 0 {
+		t.Errorf("after a failed delivery: %d chunk rows, %d message rows, want none", chunks, msgs)
+	}
+	deliver(t, s, "leo", "Subject: ok\n\n")
+	m := mustOpen(t, s, "leo")
+	defer m.Close()
+	if got := m.Messages(); len(got) != 1 || !strings.HasPrefix(got[0].UID, "00000001") {
+		t.Errorf("after a failed and a good delivery: %+v, want one message with UID 1", got)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestOpenAfterClose: a closed Store refuses Open cleanly.
+func TestOpenAfterClose(t *testing.T) {
+	s, _ := migrated(t, Options{})
+	s.Close()
+	if m, err := s.Open(context.Background(), "mike"); err == nil {
+		m.Close()
+		t.Fatal("Open on a closed Store succeeded")
+	}
+}
