@@ -72,7 +72,7 @@ type Store struct {
 
 	ctx    context.Context // canceled by Close: stops the heartbeats
 	cancel context.CancelFunc
-	mu     sync.Mutex     // guards closed and wg.Add against Close
+	mu     sync.Mutex // guards closed and wg.Add against Close
 	closed bool
 	wg     sync.WaitGroup // heartbeats
 }
