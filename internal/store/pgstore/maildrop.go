@@ -84,7 +84,7 @@ func (s *Store) acquire(ctx context.Context, user string) (token int64, err erro
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: open: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer rollback(tx)
 	if _, err := tx.Exec(ctx, `
 INSERT INTO maildrops (maildrop, uidvalidity, next_uid)
 VALUES ($1, extract(epoch FROM clock_timestamp())::bigint, 1)
@@ -348,7 +348,7 @@ func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer rollback(tx)
 	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`,
 		max(m.s.ttl.Milliseconds(), 1))); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)

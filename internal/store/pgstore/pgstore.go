@@ -213,7 +213,7 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 	if err != nil {
 		return fmt.Errorf("pgstore: deliver: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
+	defer rollback(tx) // a no-op after Commit
 	bodyID, err := randomID()
 	if err != nil {
 		return err
@@ -302,3 +302,12 @@ func randomID() (int64, error) {
 
 // errNoRows reports whether err is pgx's "no rows".
 func errNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// rollback ends tx if it is still open (a no-op after Commit), within a
+// bounded time even when the caller's context is done or the connection
+// hangs: pgx then closes the connection, which rolls back on the server.
+func rollback(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tx.Rollback(ctx)
+}
