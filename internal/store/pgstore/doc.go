@@ -1,0 +1,115 @@
+// Package pgstore is postoffice's PostgreSQL store: maildrops, their
+// messages and a cluster-wide maildrop lock in one database, so that many
+// stateless POP3 and LMTP servers can serve the same users (RFC 1939 §4:
+// one session per maildrop, whichever server it reaches). It implements
+// store.Store through pgx (pgxpool, plain SQL), and keeps the invariants of
+// the store package doc, which storetest checks.
+//
+// # Tables
+//
+// Every table is keyed by maildrop (the user name) first, and every
+// statement names exactly one maildrop, so no transaction ever spans two:
+// the tables can be sharded by maildrop (see Sharding).
+//
+//	maildrops        (maildrop) PK; uidvalidity, next_uid, created_at
+//	maildrop_leases  (maildrop) PK; token, holder, acquired_at, expires_at
+//	messages         (maildrop, uid) PK, (maildrop, uidl) UNIQUE;
+//	                 size (CRLF octets), octets (stored), chunks, body_id,
+//	                 arrived, sender, recipient
+//	message_chunks   (maildrop, body_id, seq) PK; data bytea (≤ 256 KiB)
+//	postoffice_schema (component) PK; version: Migrate and CheckSchema
+//
+// A maildrop row is made by the first Open or Deliver for its user; user
+// names are 1-255 octets of UTF-8 without control characters, compared
+// exactly.
+//
+// # UIDs and UIDLs
+//
+// UIDs come from the maildrop's own counter (maildrops.next_uid), not from a
+// global sequence, so allocating one touches only that maildrop's shard.
+// The counter only grows and is never reset, so a UID is never reused, and a
+// delivery takes its UID last, just before COMMIT, so UID order is commit
+// order. The UIDL shown to clients is Dovecot's default pop3_uidl_format,
+// %08Xu%08Xv, in lowercase hex: the UID, then the maildrop's UIDVALIDITY
+// (the second it was created). It is stored (messages.uidl, unique per
+// maildrop), so a migration can bring the UIDLs another server showed.
+//
+// # Bodies
+//
+// A body is stored in 256 KiB rows of message_chunks, written one by one
+// as the delivery reads its input, and read back one row per query, so a
+// 50 MB message never sits whole in the memory of the server or of a
+// PostgreSQL backend (TestLargeMessageBoundedHeap measures it). Chunked rows
+// were chosen over large objects because they live in an ordinary table:
+// keyed by maildrop, they shard with it (pg_largeobject cannot be
+// distributed), go with their message in one DELETE inside the Commit
+// transaction (a large object needs its own lo_unlink and leaks when one is
+// missed), and back up, replicate and vacuum like the rest. PostgreSQL's
+// TOAST stores each chunk out of line and compresses it when that pays.
+//
+// Bodies are not deduplicated: each delivery stores its own copy. A copy
+// shared between maildrops would need a cross-maildrop reference count,
+// which breaks sharding by maildrop and turns every POP3 delete into a
+// cross-shard update; within one maildrop, identical messages are rare.
+//
+// The stored bytes are exactly those delivered (line ends are not
+// normalised); messages.size is their wire.CRLFSize, computed while
+// storing, so STAT, LIST and UIDL read the messages table only.
+//
+// # Delivery
+//
+// Deliver runs in one transaction: the chunks, then the UID from the
+// maildrop's counter (which locks the maildrop row until COMMIT, so
+// deliveries to one maildrop serialise only on that short tail), then the
+// messages row. It returns nil only after COMMIT; a read error, a canceled
+// context or a lost connection rolls everything back, so a failed
+// delivery leaves nothing visible. DeliverEnvelope also records the SMTP
+// envelope (sender, recipient) in the messages row.
+//
+// # The maildrop lock: leases and fencing
+//
+// Open takes a lease, a row in maildrop_leases with an expiry and a token
+// (a generation number that grows by one with each taking). It succeeds
+// only if the lease has expired, the expiry compared with the database's
+// clock_timestamp(): servers' clocks never decide who holds a maildrop.
+// Otherwise it returns store.ErrInUse, which the engine answers with
+// -ERR [IN-USE]. An open maildrop renews its lease every LockTTL/3 from a
+// heartbeat goroutine; Close releases it by setting its expiry in the past.
+// A server that dies stops renewing, and its leases expire at most LockTTL
+// (default 30 s, Options.LockTTL) after their last renewal, with no
+// cleanup by anyone.
+//
+// A server that was paused or cut off past its lease's expiry may come back
+// believing it still holds the maildrop, while another session has taken it
+// over. So Commit is fenced: its transaction first updates the lease row
+// where token = the session's token and expires_at > clock_timestamp(),
+// and deletes only if that matched a row, which it then holds locked until
+// COMMIT (a takeover waits for it). A stale session's Commit matches nothing
+// and returns ErrLockLost, having deleted nothing; the new holder's view is
+// untouched. The lease row is never deleted, so a superseded token never
+// becomes valid again. idle_in_transaction_session_timeout, set to LockTTL
+// inside Commit, bounds how long a stalled server can keep the row locked.
+//
+// PostgreSQL advisory locks were not used for maildrops: they belong to a
+// connection, so a pool would have to pin one connection per open session
+// (thousands), a lock silently vanishes when its connection drops while the
+// session goes on, nothing tells a session's later statements that it lost
+// its lock (there is no token to check, so no fencing), and Citus does not
+// make them cluster-wide. A lease row is an ordinary row: it survives
+// reconnects, shards with its maildrop, and carries the fencing token.
+//
+// # Failures
+//
+// Any database error (a lost connection, a failover, a timeout) is returned
+// as a plain error, which the POP3 engine answers with -ERR [SYS/TEMP]; the
+// pool drops the broken connection and opens new ones by itself. A Commit
+// whose transaction did not COMMIT deleted nothing.
+//
+// # Sharding
+//
+// The layout is ready for Citus: create_distributed_table on maildrop for
+// maildrops, maildrop_leases, messages and message_chunks, co-located;
+// postoffice_schema stays a local table on the coordinator. Every query
+// filters on one maildrop, so Citus routes it to a single shard, and every
+// transaction touches one shard.
+package pgstore

@@ -1,0 +1,313 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/wire"
+)
+
+// ChunkSize is the size of the body chunks a delivery writes (the last one
+// of a message may be shorter). It bounds the memory a delivery or a
+// reader holds per message, on the server and in PostgreSQL's backend.
+const ChunkSize = 256 << 10
+
+// Defaults for the zero values of Options.
+const (
+	DefaultLockTTL        = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// maxUserLen bounds a maildrop name (a user name as the user database
+// gives it), in octets.
+const maxUserLen = 255
+
+// Options configures Open.
+type Options struct {
+	// DSN is the PostgreSQL connection string, as a URL
+	// ("postgres://user@host/db?sslmode=verify-full") or key=value
+	// ("host=/run/postgresql dbname=mail"), with libpq's environment
+	// variables (PGHOST, PGPASSWORD, ...) and ~/.pgpass filling in what it
+	// leaves out. Required.
+	DSN string
+	// MaxConns bounds the connection pool. Zero means pgxpool's default, the
+	// larger of 4 and the number of CPUs. Each open POP3 session holds no
+	// connection between commands; a delivery holds one while it streams.
+	MaxConns int32
+	// ConnectTimeout bounds one connection attempt. Zero means 10 s.
+	ConnectTimeout time.Duration
+	// LockTTL is the lifetime of a maildrop lease: a server that dies while
+	// it holds a maildrop frees it at most this long after its last renewal.
+	// An open maildrop renews its lease every LockTTL/3. Zero means 30 s;
+	// it must otherwise be at least 100 ms.
+	LockTTL time.Duration
+	// Logger receives lease renewal failures and schema migrations. Nil
+	// means no logging.
+	Logger *slog.Logger
+}
+
+// Store is the PostgreSQL store. It is safe for concurrent use; several
+// Stores, in one process or many, may share a database.
+type Store struct {
+	pool   *pgxpool.Pool
+	ttl    time.Duration
+	log    *slog.Logger
+	holder string // written into lease rows, for operators
+
+	bufs sync.Pool // *[]byte of ChunkSize: a delivery's chunk buffer
+
+	ctx    context.Context // canceled by Close: stops the heartbeats
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add against Close
+	closed bool
+	wg     sync.WaitGroup // heartbeats
+}
+
+// Open connects to the database (it pings it once, so a wrong DSN or
+// password fails here) and returns the Store. It does not check or create
+// the schema: call CheckSchema (serving) or Migrate (installing).
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.DSN == "" {
+		return nil, errors.New("pgstore: no DSN")
+	}
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		// pgconn's parse errors do not repeat the password.
+		return nil, fmt.Errorf("pgstore: DSN: %w", err)
+	}
+	if opts.MaxConns < 0 {
+		return nil, fmt.Errorf("pgstore: MaxConns %d is negative", opts.MaxConns)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	switch {
+	case opts.ConnectTimeout < 0:
+		return nil, fmt.Errorf("pgstore: ConnectTimeout %s is negative", opts.ConnectTimeout)
+	case opts.ConnectTimeout == 0:
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	switch {
+	case opts.LockTTL == 0:
+		opts.LockTTL = DefaultLockTTL
+	case opts.LockTTL < 100*time.Millisecond:
+		return nil, fmt.Errorf("pgstore: LockTTL %s is below 100ms", opts.LockTTL)
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "postoffice"
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	err = pool.Ping(pctx)
+	cancel()
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: connecting: %w", err)
+	}
+	host, _ := os.Hostname()
+	s := &Store{
+		pool:   pool,
+		ttl:    opts.LockTTL,
+		log:    log,
+		holder: host + ":" + strconv.Itoa(os.Getpid()),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Close stops the lease renewals of maildrops still open and closes the
+// pool. Close the maildrops first: the leases of those left open are not
+// released but expire after LockTTL, as if this server had died.
+func (s *Store) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.pool.Close()
+}
+
+// checkUser validates a maildrop name: 1-255 octets of UTF-8 without
+// control characters. Names are compared exactly (the user database
+// decides their case).
+func checkUser(user string) error {
+	if user == "" || len(user) > maxUserLen || !utf8.ValidString(user) {
+		return fmt.Errorf("pgstore: invalid user name (empty, longer than %d octets, or not UTF-8): %w", maxUserLen, store.ErrNoUser)
+	}
+	for _, r := range user {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("pgstore: invalid user name %q (control character): %w", user, store.ErrNoUser)
+		}
+	}
+	return nil
+}
+
+// Deliver stores one message for user, creating the maildrop if needed. It
+// returns nil only after the transaction that holds the message committed;
+// on any error, a read error or a canceled ctx, the transaction is rolled
+// back and nothing of the message is visible. The sender and recipient are
+// stored as unknown (NULL); see DeliverEnvelope.
+func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
+	return s.deliver(ctx, user, nil, nil, r)
+}
+
+// DeliverEnvelope is Deliver that also records the SMTP envelope: the
+// reverse-path (sender, "" for the null sender <>) and the recipient the
+// message was accepted for (RFC 5321 §4.1.1.2-3, RFC 2033 §4.2). They are
+// kept in the message's metadata row for later use (a Return-Path or
+// Delivered-To on export, per-recipient accounting) and are never added to
+// the stored bytes, which stay exactly what was delivered.
+//
+// It is an optional method outside store.Store, so the interface is
+// unchanged: a deliverer that has an envelope finds it by type assertion
+// against an interface it declares itself, e.g.
+//
+//	interface {
+//		DeliverEnvelope(ctx context.Context, user, sender, recipient string, r io.Reader) error
+//	}
+//
+// and falls back to Deliver on stores without it (Maildir keeps no
+// envelope).
+func (s *Store) DeliverEnvelope(ctx context.Context, user, sender, recipient string, r io.Reader) error {
+	return s.deliver(ctx, user, &sender, &recipient, r)
+}
+
+func (s *Store) deliver(ctx context.Context, user string, sender, recipient *string, r io.Reader) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pgstore: deliver: %w", err)
+	}
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	defer func() {
+		// pgx reports a canceled statement in its own words; make the cause
+		// errors.Is-able, as callers (and the store contract) expect.
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+	}()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: deliver: %w", err)
+	}
+	defer rollback(tx) // a no-op after Commit
+	bodyID, err := randomID()
+	if err != nil {
+		return err
+	}
+	// The body first, chunk by chunk: only one chunk is ever in memory.
+	var (
+		crlf   wire.CRLFCounter
+		octets int64
+		seq    int32
+		bufp   = s.buffer()
+		buf    = *bufp
+	)
+	defer s.bufs.Put(bufp)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			crlf.Write(buf[:n])
+			octets += int64(n)
+			if _, err := tx.Exec(ctx, `INSERT INTO message_chunks (maildrop, body_id, seq, data) VALUES ($1, $2, $3, $4)`,
+				user, bodyID, seq, buf[:n]); err != nil {
+				return fmt.Errorf("pgstore: deliver: storing the body: %w", err)
+			}
+			seq++
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("pgstore: deliver: reading the message: %w", rerr)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("pgstore: deliver: %w", err)
+		}
+	}
+	// Then the UID, last, so that the maildrop row is locked (deliveries to
+	// one maildrop serialise) only from here to COMMIT, and UIDs ascend in
+	// commit order: a later session never sees a message appear before one
+	// it already listed. The UIDL is Dovecot's default pop3_uidl_format,
+	// %08Xu%08Xv in lowercase hex (UID, then the maildrop's UIDVALIDITY, its
+	// creation time), so UIDLs are never reused even if a maildrop is
+	// dropped and made again, and a maildrop moved here from Dovecot keeps
+	// the form its clients know.
+	var uid, validity int64
+	if err := tx.QueryRow(ctx, `
+INSERT INTO maildrops AS m (maildrop, uidvalidity, next_uid)
+VALUES ($1, extract(epoch FROM clock_timestamp())::bigint, 2)
+ON CONFLICT (maildrop) DO UPDATE SET next_uid = m.next_uid + 1
+RETURNING next_uid - 1, uidvalidity`, user).Scan(&uid, &validity); err != nil {
+		return fmt.Errorf("pgstore: deliver: allocating a UID: %w", err)
+	}
+	uidl := fmt.Sprintf("%08x%08x", uid, validity)
+	if _, err := tx.Exec(ctx, `
+INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient)
+VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(), $8, $9)`,
+		user, uid, uidl, crlf.Size(), octets, seq, bodyID, sender, recipient); err != nil {
+		return fmt.Errorf("pgstore: deliver: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: deliver: commit: %w", err)
+	}
+	return nil
+}
+
+// buffer returns a chunk buffer from the pool: a 4 KiB delivery would
+// otherwise allocate 256 KiB.
+func (s *Store) buffer() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, ChunkSize)
+	return &b
+}
+
+// randomID returns a random positive int64: the key of a body's chunks.
+// A body is written before its message has a UID (see deliver); 63 random
+// bits make a collision within one maildrop negligible, and the primary
+// key would refuse one (the delivery fails and is retried) rather than mix
+// two bodies.
+func randomID() (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("pgstore: %w", err)
+	}
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1), nil
+}
+
+// errNoRows reports whether err is pgx's "no rows".
+func errNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// rollback ends tx if it is still open (a no-op after Commit), within a
+// bounded time even when the caller's context is done or the connection
+// hangs: pgx then closes the connection, which rolls back on the server.
+func rollback(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tx.Rollback(ctx)
+}

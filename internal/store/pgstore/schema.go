@@ -1,0 +1,146 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrSchema is wrapped by CheckSchema and Migrate when the database holds no
+// store schema, or one of a version this build does not know.
+var ErrSchema = errors.New("pgstore: schema mismatch")
+
+// component is this package's row in postoffice_schema. The table is shared:
+// other parts of postoffice that keep tables in the same database (the SQL
+// user database) record their own version under their own name.
+const component = "store"
+
+// migrateLock is the key of the transaction-scoped advisory lock that
+// serialises concurrent Migrate calls (two servers upgraded at once):
+// CREATE TABLE IF NOT EXISTS alone is not safe against a concurrent creator.
+// It is the only advisory lock this package takes; maildrop locks are lease
+// rows (see the package doc).
+const migrateLock = 0x706f73746f666663 // "postoffc"
+
+// migrations[i] takes the schema from version i to version i+1. Append only:
+// a released migration is never edited, since databases already ran it.
+// Every table is keyed by maildrop first (see the package doc: sharding).
+var migrations = []string{
+	// 1: maildrops, their leases, message metadata and body chunks.
+	`
+CREATE TABLE maildrops (
+	maildrop    text        PRIMARY KEY,
+	uidvalidity bigint      NOT NULL,
+	next_uid    bigint      NOT NULL,
+	created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE maildrop_leases (
+	maildrop    text        PRIMARY KEY,
+	token       bigint      NOT NULL,
+	holder      text        NOT NULL,
+	acquired_at timestamptz NOT NULL,
+	expires_at  timestamptz NOT NULL
+);
+CREATE TABLE messages (
+	maildrop  text        NOT NULL,
+	uid       bigint      NOT NULL,
+	uidl      text        NOT NULL,
+	size      bigint      NOT NULL,
+	octets    bigint      NOT NULL,
+	chunks    integer     NOT NULL,
+	body_id   bigint      NOT NULL,
+	arrived   timestamptz NOT NULL,
+	sender    text,
+	recipient text,
+	PRIMARY KEY (maildrop, uid),
+	UNIQUE (maildrop, uidl)
+);
+CREATE TABLE message_chunks (
+	maildrop text    NOT NULL,
+	body_id  bigint  NOT NULL,
+	seq      integer NOT NULL,
+	data     bytea   NOT NULL,
+	PRIMARY KEY (maildrop, body_id, seq)
+);
+`,
+}
+
+// SchemaVersion is the schema version this build writes and serves: the
+// number of migrations (a test keeps the two equal).
+const SchemaVersion = 1
+
+// Migrate creates the schema or upgrades it to SchemaVersion, in one
+// transaction: a failure leaves the database as it was. It is idempotent
+// (a database already at SchemaVersion is left untouched) and safe to run
+// from several servers at once. It refuses a schema newer than this build
+// knows: downgrades are not done.
+func (s *Store) Migrate(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	defer rollback(tx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS postoffice_schema (
+	component  text        PRIMARY KEY,
+	version    integer     NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	var cur int
+	err = tx.QueryRow(ctx, `SELECT version FROM postoffice_schema WHERE component = $1`, component).Scan(&cur)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	if cur > SchemaVersion {
+		return fmt.Errorf("%w: the database has store schema version %d, newer than this postoffice's %d: upgrade postoffice", ErrSchema, cur, SchemaVersion)
+	}
+	if cur == SchemaVersion {
+		return nil
+	}
+	for v := cur; v < SchemaVersion; v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("pgstore: migrate to schema version %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `
+INSERT INTO postoffice_schema (component, version) VALUES ($1, $2)
+ON CONFLICT (component) DO UPDATE SET version = excluded.version, updated_at = now()`, component, SchemaVersion); err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	s.log.Info("store schema migrated", "from", cur, "to", SchemaVersion)
+	return nil
+}
+
+// CheckSchema returns nil when the database holds exactly the schema version
+// this build serves, and an error wrapping ErrSchema otherwise: no schema
+// (run migrate), an older one (run migrate), or a newer one, written by a
+// later postoffice (upgrade this server; a newer schema may mean what this
+// build would misread, so it is refused rather than guessed at). A server
+// calls it once at start, after Open.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	var v int
+	err := s.pool.QueryRow(ctx, `SELECT version FROM postoffice_schema WHERE component = $1`, component).Scan(&v)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.Is(err, pgx.ErrNoRows): // undefined_table
+		return fmt.Errorf("%w: the database has no store schema: run the migration first", ErrSchema)
+	case err != nil:
+		return fmt.Errorf("pgstore: checking the schema version: %w", err)
+	case v < SchemaVersion:
+		return fmt.Errorf("%w: the database has store schema version %d, older than this postoffice's %d: run the migration", ErrSchema, v, SchemaVersion)
+	case v > SchemaVersion:
+		return fmt.Errorf("%w: the database has store schema version %d, newer than this postoffice's %d: upgrade postoffice", ErrSchema, v, SchemaVersion)
+	}
+	return nil
+}
