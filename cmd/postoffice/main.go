@@ -5,6 +5,7 @@
 //	postoffice serve --dev             run on loopback with a demo user
 //	postoffice user add|passwd|del|list  manage the passwd-file
 //	postoffice check --config FILE     load and check everything serve would
+//	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
 //	postoffice version
 package main
 
@@ -33,6 +34,7 @@ func init() {
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox or an MDA", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
+		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},
 		{"user", "manage users in the passwd-file: add, passwd, del, list", runUser},
 		{"version", "print the version", runVersion},
