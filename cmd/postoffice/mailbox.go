@@ -58,14 +58,10 @@ type arrivals interface {
 // runMailbox is "postoffice mailbox": look into and clean out one user's
 // maildrop from the command line, through the store serve serves.
 func runMailbox(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, mailboxUsage)
-		if len(args) == 0 {
-			return usageError{"need a subcommand"}
-		}
-		return nil
+	sub, err := subcommand(args, mailboxUsage, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	if !slices.Contains([]string{"stat", "list", "purge"}, sub) {
 		return usageError{fmt.Sprintf("unknown subcommand %q (stat, list, purge)", sub)}
 	}

@@ -40,19 +40,26 @@ func mailboxSite(t *testing.T, msgs ...string) (cfgPath string) {
 	return cfgPath
 }
 
-// snapshot returns alice's messages as the store lists them.
-func snapshot(t *testing.T, cfgPath string) []store.Message {
+// testStore returns the store of the config at cfgPath, as the commands
+// build it.
+func testStore(t *testing.T, cfgPath string) store.Store {
 	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := newApp(cfg, io.Discard)
-	defer a.close()
+	t.Cleanup(a.close)
 	if errs := a.build(partStore); errs != nil {
 		t.Fatal(errs[0])
 	}
-	md, err := a.store.Open(context.Background(), "alice")
+	return a.store
+}
+
+// snapshot returns alice's messages as the store lists them.
+func snapshot(t *testing.T, cfgPath string) []store.Message {
+	t.Helper()
+	md, err := testStore(t, cfgPath).Open(context.Background(), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,16 +165,7 @@ func TestMailboxPurge(t *testing.T) {
 // misplaced flags are refused too.
 func TestMailboxRefusals(t *testing.T) {
 	cfg := mailboxSite(t, newMsg)
-	c, err := config.Load(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newApp(c, io.Discard)
-	defer a.close()
-	if errs := a.build(partStore); errs != nil {
-		t.Fatal(errs[0])
-	}
-	session, err := a.store.Open(context.Background(), "alice") // as a POP3 login does
+	session, err := testStore(t, cfg).Open(context.Background(), "alice") // as a POP3 login does
 	if err != nil {
 		t.Fatal(err)
 	}

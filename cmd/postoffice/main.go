@@ -125,6 +125,20 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// subcommand returns the subcommand args[0] of a command that has several
+// (user, mailbox). Given none, or -h, it prints usage and returns the error
+// for run: a usage error, or flag.ErrHelp (exit status 0).
+func subcommand(args []string, usage string, stderr io.Writer) (string, error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, usage)
+		if len(args) == 0 {
+			return "", usageError{"need a subcommand"}
+		}
+		return "", flag.ErrHelp
+	}
+	return args[0], nil
+}
+
 // newFlagSet returns a FlagSet that reports errors instead of exiting.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("postoffice "+name, flag.ContinueOnError)
