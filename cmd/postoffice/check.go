@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -73,12 +71,21 @@ func (c *checker) run(path string) {
 		return
 	}
 	fmt.Fprintf(c.out, "config %s: valid\n", path)
+	// Build what serve builds, with the same builder: every part serve
+	// would refuse to start with is an error here. Only binding the ports
+	// and switching user are left out.
+	a := newApp(cfg, io.Discard)
+	a.check = true
+	defer a.close()
+	for _, err := range a.build(allParts...) {
+		c.fail("%v", err)
+	}
 	c.listeners(cfg)
-	c.tls(cfg)
-	c.users(cfg)
-	c.oauth(cfg)
-	c.mail(cfg)
-	c.serverUser(cfg)
+	c.tls(a)
+	c.users(a)
+	c.oauth(a)
+	c.mail(a)
+	c.serverUser(a)
 }
 
 func (c *checker) listeners(cfg *config.Config) {
@@ -108,46 +115,32 @@ func (c *checker) listeners(cfg *config.Config) {
 	}
 }
 
-func (c *checker) tls(cfg *config.Config) {
-	pairs := cfg.TLS.Pairs()
-	if pairs == nil {
-		if len(cfg.POP3.ListenTLS) > 0 {
-			c.fail("pop3.listen_tls is set but [tls] has no certificate")
-		}
-		return
+// tls reports the certificates build loaded: an expired one is an error
+// (clients refuse it, though serve starts), one within
+// tlsconf.ExpiryWarning of its end a warning.
+func (c *checker) tls(a *app) {
+	if a.tls == nil {
+		return // none configured, or build has reported why
 	}
-	tp := make([]tlsconf.Pair, len(pairs))
-	for i, p := range pairs {
-		tp[i] = tlsconf.Pair(p)
-	}
-	m, err := tlsconf.New(tlsconf.Options{Pairs: tp, ClientCAFile: cfg.TLS.ClientCA})
-	if err != nil {
-		c.fail("%v", err)
-		return
-	}
-	for _, e := range m.Expiry() {
-		left := time.Until(e.NotAfter)
-		switch {
-		case left < 0:
-			c.fail("certificate %s (%s) expired on %s", e.CertFile, strings.Join(e.Names, ", "), e.NotAfter.UTC().Format(time.DateOnly))
-		case left < 14*24*time.Hour:
-			c.warn("certificate %s (%s) expires in %d days", e.CertFile, strings.Join(e.Names, ", "), int(left.Hours()/24))
+	now := time.Now()
+	for _, e := range a.tls.Expiry() {
+		names := strings.Join(e.Names, ", ")
+		switch e.State(now) {
+		case tlsconf.Expired:
+			c.fail("certificate %s (%s) expired on %s", e.CertFile, names, e.NotAfter.UTC().Format(time.DateOnly))
+		case tlsconf.Expiring:
+			c.warn("certificate %s (%s) expires in %d days", e.CertFile, names, int(e.NotAfter.Sub(now).Hours()/24))
 		default:
-			c.info("certificate %s: %s, until %s", e.CertFile, strings.Join(e.Names, ", "), e.NotAfter.UTC().Format(time.DateOnly))
+			c.info("certificate %s: %s, until %s", e.CertFile, names, e.NotAfter.UTC().Format(time.DateOnly))
 		}
 	}
 }
 
-// oauth builds the [auth.oauth] verifier as serve does (the JWKS file is
-// loaded, the client secret read), so a table serve refuses fails here too,
-// and warns when introspection accepts any token of the provider.
-func (c *checker) oauth(cfg *config.Config) {
-	o := cfg.Auth.OAuth
-	if o == nil {
-		return
-	}
-	if _, err := newOAuthVerifier(cfg, slog.New(slog.DiscardHandler)); err != nil {
-		c.fail("%v", err)
+// oauth describes the [auth.oauth] verifier build made, and warns when
+// introspection accepts any token of the provider.
+func (c *checker) oauth(a *app) {
+	o := a.cfg.Auth.OAuth
+	if o == nil || a.oauth == nil {
 		return
 	}
 	if o.JWKSFile != "" {
@@ -160,15 +153,15 @@ func (c *checker) oauth(cfg *config.Config) {
 	}
 }
 
-// users loads the passwd-file and counts the users whose stored scheme
-// cannot serve a login method the config enables (APOP, CRAM-MD5, SCRAM).
-func (c *checker) users(cfg *config.Config) {
-	path := cfg.Auth.PasswdFile
-	db, err := passwdfile.Open(path, passwdfile.Options{DefaultScheme: cfg.Auth.DefaultScheme})
-	if err != nil {
-		c.fail("auth.passwd_file: %v", err)
-		return
+// users reads every entry of the passwd-file build opened and counts the
+// users whose stored scheme cannot serve a login method the config enables
+// (APOP, CRAM-MD5, SCRAM).
+func (c *checker) users(a *app) {
+	cfg, db := a.cfg, a.users
+	if db == nil {
+		return // build has reported why
 	}
+	path := cfg.Auth.PasswdFile
 	names, err := passwdfile.ListUsers(path)
 	if err != nil {
 		c.fail("auth.passwd_file: %v", err)
@@ -246,9 +239,12 @@ func abbreviate(list []string, n int) string {
 }
 
 // mail checks that the fixed part of the mail location (before the first
-// %) exists.
-func (c *checker) mail(cfg *config.Config) {
-	tmpl := cfg.Mail.MaildirPath()
+// %) of the store build made exists.
+func (c *checker) mail(a *app) {
+	if a.store == nil {
+		return // build has reported why
+	}
+	tmpl := a.cfg.Mail.MaildirPath()
 	base := tmpl
 	if i := strings.IndexByte(tmpl, '%'); i >= 0 {
 		base = filepath.Dir(tmpl[:i] + "x")
@@ -266,29 +262,19 @@ func (c *checker) mail(cfg *config.Config) {
 	}
 }
 
-// serverUser checks that [server] user and group exist, and warns about
-// running as root without them.
-func (c *checker) serverUser(cfg *config.Config) {
-	s := cfg.Server
+// serverUser says whom serve runs as once the ports are bound (build
+// resolved [server] user and group), and warns about running as root
+// without them.
+func (c *checker) serverUser(a *app) {
+	s := a.cfg.Server
 	if s.User == "" {
 		if os.Geteuid() == 0 {
 			c.warn("server.user is not set: serve run as root would stay root")
 		}
 		return
 	}
-	if _, err := user.Lookup(s.User); err != nil {
-		if _, err2 := user.LookupId(s.User); err2 != nil {
-			c.fail("server.user: %v", err)
-			return
-		}
-	}
-	if s.Group != "" {
-		if _, err := user.LookupGroup(s.Group); err != nil {
-			if _, err2 := user.LookupGroupId(s.Group); err2 != nil {
-				c.fail("server.group: %v", err)
-				return
-			}
-		}
+	if a.runAs == nil {
+		return // build has reported why
 	}
 	c.info("runs as %s%s once the ports are bound", s.User, map[bool]string{true: ":" + s.Group, false: ""}[s.Group != ""])
 }

@@ -78,6 +78,12 @@ location = "maildir:` + location + `/%d/%n/Maildir"
 		{"missing-root", base(cert, key, "", filepath.Join(dir, "nope")), 0, []string{"warning: mail.location: " + filepath.Join(dir, "nope") + " does not exist"}},
 		{"bad-key", base(cert, soonKey, "", vmail), 1, []string{"error: ", "1 error(s)"}},
 		{"invalid", base(cert, key, "apop = 3", vmail), 1, []string{"error: config: ", "auth.apop", "1 error(s)"}},
+		// check builds the store as serve does: a location the store
+		// refuses (serve would not start) is an error, not a warning.
+		{"relative-location", base(cert, key, "", "relative"), 1,
+			[]string{"error: mail.location: maildir: location \"relative/%d/%n/Maildir\" is not an absolute path", "1 error(s)"}},
+		{"other-home-location", base(cert, key, "", "~other"), 1,
+			[]string{"error: mail.location: maildir: location \"~other/%d/%n/Maildir\": only ~/ (the user's home) is supported", "1 error(s)"}},
 		// check builds the OAuth verifier as serve does: what serve
 		// refuses, check refuses.
 		{"oauth-no-secret", base(cert, key, introspection(filepath.Join(dir, "nosecret"), `audience = "pop3"`), vmail), 1,

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 )
 
@@ -23,18 +23,16 @@ func TestDecoyKeyIsRandom(t *testing.T) {
 	if err := os.WriteFile(path, []byte("alice@example.org:{PLAIN}secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	users, err := passwdfile.Open(path, passwdfile.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := parseConfig(t, `mechanisms = ["SCRAM-SHA-256"]`)
 	cfg.Auth.PasswdFile = path
 	salt := func() string {
 		t.Helper()
-		m, err := newMechanisms(cfg, users, nil, nil)
-		if err != nil {
-			t.Fatal(err)
+		a := newApp(cfg, io.Discard)
+		defer a.close()
+		if errs := a.build(partSASL); errs != nil {
+			t.Fatal(errs)
 		}
+		m := a.mechs
 		ctx := context.Background()
 		s, err := m.Start(ctx, sasl.ScramSHA256, nil)
 		if err != nil {

@@ -8,42 +8,31 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
-	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
 	"github.com/postoffice-mail/postoffice/internal/store"
-	"github.com/postoffice-mail/postoffice/internal/store/maildir"
-)
-
-// Exit codes of postoffice deliver, from BSD sysexits.h, as MTAs read them
-// (Postfix's mailbox_command and pipe(8), Exim's pipe transport): 67 and 65
-// bounce, 75 defers.
-const (
-	exOK        = 0
-	exUsage     = 64 // bad command line
-	exDataErr   = 65 // message larger than lmtp.max_message_size
-	exNoUser    = 67 // no such user
-	exCantCreat = 73 // maildrop cannot be made (name unusable by the store), or over a permanent quota
-	exTempFail  = 75 // store or user database failure: try again later
-	exConfig    = 78 // configuration file unusable
+	"github.com/postoffice-mail/postoffice/internal/sysexits"
 )
 
 const defaultConfig = "/etc/postoffice/postoffice.toml"
 
 // runDeliver is the local delivery agent: one message on stdin into one
-// user's maildrop. It exits with a sysexits code, which is its interface.
+// user's maildrop. It exits with a sysexits code, which is its interface,
+// as MTAs read it (Postfix's mailbox_command and pipe(8), Exim's pipe
+// transport): 67 (no such user), 65 (message too large) and 73 (maildrop
+// unusable, permanent quota) bounce; 75 (store or user database failure,
+// quota) defers; 64 is a bad command line and 78 an unusable config.
 func runDeliver(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := deliverMain(ctx, args, os.Stdin, stderr)
 	stop()
-	if code != exOK {
+	if code != sysexits.OK {
 		return exitError{code: code} // deliverMain has said why
 	}
 	return nil
@@ -62,39 +51,41 @@ func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exOK
+			return sysexits.OK
 		}
-		return exUsage
+		return sysexits.Usage
 	}
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "postoffice deliver: "+format+"\n", a...)
 		return code
 	}
 	if fs.NArg() > 0 {
-		return fail(exUsage, "unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return fail(sysexits.Usage, "unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if *user == "" {
-		return fail(exUsage, "-u USER is required")
+		return fail(sysexits.Usage, "-u USER is required")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		return fail(exConfig, "%v", err)
+		return fail(sysexits.Config, "%v", err)
 	}
-	log := newLogger(cfg.Log, stderr, new(slog.LevelVar))
-	users, err := passwdfile.Open(cfg.Auth.PasswdFile, passwdfile.Options{DefaultScheme: cfg.Auth.DefaultScheme, Logger: log})
-	if err != nil {
-		return fail(exTempFail, "%v", err)
+	// The store serve and LMTP deliver into, with every [mail] option.
+	a := newApp(cfg, stderr)
+	defer a.close()
+	if errs := a.build(partStore); errs != nil {
+		var be *buildError
+		if errors.As(errs[0], &be) && be.part == partUsers {
+			return fail(sysexits.TempFail, "%v", errs[0]) // perhaps being rewritten
+		}
+		return fail(sysexits.Config, "%v", errs[0])
 	}
-	st, err := maildir.New(maildirOptions(cfg, users, log))
-	if err != nil {
-		return fail(exConfig, "%v", err)
-	}
+	log, users, st := a.log, a.users, a.store
 	u, err := lmtp.Resolve(ctx, users, *user, cfg.LMTP.RecipientDelimiter)
 	switch {
 	case errors.Is(err, auth.ErrUnknownUser):
-		return fail(exNoUser, "unknown user %q", *user)
+		return fail(sysexits.NoUser, "unknown user %q", *user)
 	case err != nil:
-		return fail(exTempFail, "looking up %q: %v", *user, err)
+		return fail(sysexits.TempFail, "looking up %q: %v", *user, err)
 	}
 	if *rcpt == "" {
 		*rcpt = *user
@@ -108,7 +99,7 @@ func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.
 	case errors.Is(err, lmtp.ErrOverQuota):
 		return overQuota(quota, u.Name, stderr)
 	case err != nil:
-		return fail(exTempFail, "%v", err)
+		return fail(sysexits.TempFail, "%v", err)
 	}
 
 	br := bufio.NewReaderSize(stdin, 64<<10)
@@ -129,17 +120,17 @@ func deliverMain(ctx context.Context, args []string, stdin io.Reader, stderr io.
 	case errors.Is(body.quotaErr, lmtp.ErrOverQuota):
 		return overQuota(quota, u.Name, stderr)
 	case body.quotaErr != nil:
-		return fail(exTempFail, "%v", body.quotaErr)
+		return fail(sysexits.TempFail, "%v", body.quotaErr)
 	case err == nil:
 		log.Info("delivered", "user", u.Name, "size", body.read)
-		return exOK
+		return sysexits.OK
 	case body.over:
-		return fail(exDataErr, "message larger than lmtp.max_message_size (%d octets)", cfg.LMTP.MaxMessageSize)
+		return fail(sysexits.DataErr, "message larger than lmtp.max_message_size (%d octets)", cfg.LMTP.MaxMessageSize)
 	case errors.Is(err, store.ErrNoUser):
-		return fail(exCantCreat, "no maildrop for %q: %v", u.Name, err)
+		return fail(sysexits.CantCreat, "no maildrop for %q: %v", u.Name, err)
 	default:
 		log.Error("delivery failed", "user", u.Name, "err", err)
-		return fail(exTempFail, "delivery to %q failed: %v", u.Name, err)
+		return fail(sysexits.TempFail, "delivery to %q failed: %v", u.Name, err)
 	}
 }
 
@@ -163,9 +154,9 @@ var errTooBig = errors.New("message too big")
 func overQuota(q lmtp.Quota, user string, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "postoffice deliver: mailbox of %q is full\n", user)
 	if q.Permanent {
-		return exCantCreat
+		return sysexits.CantCreat
 	}
-	return exTempFail
+	return sysexits.TempFail
 }
 
 // limitReader fails once more than n octets were read and, when quota is

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,7 +17,6 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
 	"github.com/postoffice-mail/postoffice/internal/config"
-	"github.com/postoffice-mail/postoffice/internal/store/maildir"
 )
 
 const devUser = "demo"
@@ -55,7 +55,7 @@ func setupDev(dir string) (*config.Config, string, error) {
 			return nil, "", fmt.Errorf("dev: %w", err)
 		}
 	}
-	if err := seedDevMail(cfg.Mail.MaildirPath(), dir); err != nil {
+	if err := seedDevMail(&cfg, dir); err != nil {
 		return nil, "", fmt.Errorf("dev: seeding sample mail: %w", err)
 	}
 	if err := ensureSelfSigned(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
@@ -72,14 +72,18 @@ Try it:
 	return &cfg, banner, nil
 }
 
-func seedDevMail(location, dir string) error {
+// seedDevMail delivers the sample messages into the demo user's maildrop,
+// through the store serve will serve.
+func seedDevMail(cfg *config.Config, dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "mail", devUser)); err == nil {
 		return nil // seeded before; leave the user's mail alone
 	}
-	st, err := maildir.New(maildir.Options{Location: location})
-	if err != nil {
-		return err
+	a := newApp(cfg, io.Discard)
+	defer a.close()
+	if errs := a.build(partStore); errs != nil {
+		return errs[0]
 	}
+	st := a.store
 	now := time.Now().UTC()
 	samples := []struct{ subject, body string }{
 		{"Welcome to postoffice", "This is a sample message in your development maildrop.\n\nDelete it with DELE 1 and QUIT.\n"},

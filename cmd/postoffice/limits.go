@@ -146,18 +146,18 @@ func setLimits(opts *pop3server.Options, cfg *config.Config, lim *ratelimit.Limi
 // dropPrivileges switches to [server] user and group, once every socket
 // is bound and every key read. Without a user it only warns when running
 // as root: a development setup may want that, a server should not.
-func dropPrivileges(cfg *config.Config, log *slog.Logger) error {
-	s := cfg.Server
+func (a *app) dropPrivileges() error {
+	s := a.cfg.Server
 	if s.User == "" {
 		if os.Geteuid() == 0 {
-			log.Warn("running as root: set [server] user to switch to an unprivileged user")
+			a.log.Warn("running as root: set [server] user to switch to an unprivileged user")
 		}
 		return nil
 	}
 	if err := privdrop.DropTo(s.User, s.Group); err != nil {
 		return fmt.Errorf("server.user: %w", err)
 	}
-	log.Info("running as", "uid", os.Getuid(), "gid", os.Getgid())
+	a.log.Info("running as", "uid", os.Getuid(), "gid", os.Getgid())
 	return nil
 }
 
@@ -165,16 +165,11 @@ func dropPrivileges(cfg *config.Config, log *slog.Logger) error {
 // process is root and will switch to them, so that the socket's mode
 // (lmtp.socket_mode) is meant for that user and it can remove the socket
 // when it stops (given write access to the directory).
-func chownToServerUser(cfg *config.Config, path string) error {
-	s := cfg.Server
-	if s.User == "" || os.Geteuid() != 0 {
+func (a *app) chownToServerUser(path string) error {
+	if a.runAs == nil || os.Geteuid() != 0 {
 		return nil
 	}
-	uid, gid, err := lookupIDs(s.User, s.Group)
-	if err != nil {
-		return fmt.Errorf("server.user: %w", err)
-	}
-	return os.Chown(path, uid, gid)
+	return os.Chown(path, a.runAs.uid, a.runAs.gid)
 }
 
 // lookupIDs resolves a user and group (names or numeric ids; an empty

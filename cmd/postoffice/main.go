@@ -5,6 +5,7 @@
 //	postoffice serve --dev             run on loopback with a demo user
 //	postoffice user add|passwd|del|list  manage the passwd-file
 //	postoffice check --config FILE     load and check everything serve would
+//	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
 //	postoffice version
 package main
 
@@ -33,6 +34,7 @@ func init() {
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox or an MDA", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
+		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},
 		{"user", "manage users in the passwd-file: add, passwd, del, list", runUser},
 		{"version", "print the version", runVersion},
@@ -121,6 +123,20 @@ func version() string {
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "postoffice", version())
 	return nil
+}
+
+// subcommand returns the subcommand args[0] of a command that has several
+// (user, mailbox). Given none, or -h, it prints usage and returns the error
+// for run: a usage error, or flag.ErrHelp (exit status 0).
+func subcommand(args []string, usage string, stderr io.Writer) (string, error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, usage)
+		if len(args) == 0 {
+			return "", usageError{"need a subcommand"}
+		}
+		return "", flag.ErrHelp
+	}
+	return args[0], nil
 }
 
 // newFlagSet returns a FlagSet that reports errors instead of exiting.

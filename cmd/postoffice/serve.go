@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,21 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/auth"
-	"github.com/postoffice-mail/postoffice/internal/auth/oauth"
-	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
-	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
-	"github.com/postoffice-mail/postoffice/internal/netlimit"
 	"github.com/postoffice-mail/postoffice/internal/privdrop"
-	"github.com/postoffice-mail/postoffice/internal/ratelimit"
-	"github.com/postoffice-mail/postoffice/internal/sasl"
-	"github.com/postoffice-mail/postoffice/internal/store"
-	"github.com/postoffice-mail/postoffice/internal/store/maildir"
-	"github.com/postoffice-mail/postoffice/internal/tlsconf"
-	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -90,173 +77,147 @@ func setLevel(lv *slog.LevelVar, name string) {
 // (after the "listening" log lines): what it prints can be acted on at
 // once.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func()) error {
-	level := new(slog.LevelVar)
-	log := newLogger(cfg.Log, logw, level)
+	a := newApp(cfg, logw)
+	defer a.close()
 	// Take systemd's sockets first, so that they are closed on every
 	// error below and the LISTEN_* variables reach no child process.
-	socks, err := activatedSockets(cfg)
-	if err != nil {
+	if err := a.takeSockets(); err != nil {
 		return err
 	}
-	var passed []net.Listener
-	for _, s := range socks {
-		passed = append(passed, s.Listener)
+	if errs := a.build(allParts...); errs != nil {
+		return errs[0]
 	}
-	closePassed := true
-	defer func() {
-		if closePassed {
-			closeListeners(passed)
-		}
-	}()
-	users, err := passwdfile.Open(cfg.Auth.PasswdFile, passwdfile.Options{
-		DefaultScheme: cfg.Auth.DefaultScheme,
-		Logger:        log,
-	})
-	if err != nil {
-		return err
-	}
-	st, err := maildir.New(maildirOptions(cfg, users, log))
-	if err != nil {
-		return err
-	}
-	var tlsm *tlsconf.Manager
-	if pairs := cfg.TLS.Pairs(); pairs != nil {
-		tp := make([]tlsconf.Pair, len(pairs))
-		for i, p := range pairs {
-			tp[i] = tlsconf.Pair(p)
-		}
-		tlsm, err = tlsconf.New(tlsconf.Options{Pairs: tp, ClientCAFile: cfg.TLS.ClientCA, Logger: log})
-		if err != nil {
-			return err
-		}
-		logExpiry(log, tlsm)
-	}
-	var met *metrics.Metrics
-	if cfg.Metrics.Listen != "" || len(privdrop.Named(socks, socketMetrics)) > 0 {
-		met = metrics.New()
-		if tlsm != nil {
-			met.WatchCertificates(tlsm)
-		}
-	}
-	mechs, err := newMechanisms(cfg, users, tlsm, log)
-	if err != nil {
-		return err
-	}
-	be, err := backend.New(backend.Options{
-		Users:      users,
-		Store:      st,
-		Logger:     log,
-		LoginDelay: cfg.POP3.LoginDelay.Duration,
-		APOP:       cfg.Auth.APOP,
-		SASL:       mechs,
-	})
-	if err != nil {
-		return err
-	}
-	opts := pop3server.Options{
-		Backend:        be,
-		Logger:         log,
-		Greeting:       cfg.POP3.Greeting,
-		IdleTimeout:    cfg.POP3.IdleTimeout.Duration,
-		AuthFailDelay:  cfg.POP3.AuthFailDelay.Duration,
-		MaxBadCommands: cfg.POP3.MaxBadCommands,
-		LoginDelay:     cfg.POP3.LoginDelay.Duration,
-		Expire:         cfg.POP3.Expire,
-
-		AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
-	}
-	if opts.AuthFailDelay == 0 {
-		opts.AuthFailDelay = -1 // configured as "0s": no delay
-	}
-	loginLim, err := newLoginLimiter(cfg)
-	if err != nil {
-		return err
-	}
-	setLimits(&opts, cfg, loginLim, met)
-	if met != nil {
-		opts.Observer = met
-	}
-	raiseFileLimit(log, cfg.Limits.MaxConnections)
-	connLim, err := newConnLimiter(cfg, log, met)
-	if err != nil {
-		return err
-	}
-	if tlsm != nil {
-		// Implicit TLS listeners and STLS on the plain ones share it; it
-		// follows SIGHUP reloads without being rebuilt.
-		opts.TLSConfig = tlsm.Config()
-	}
-	srv, err := pop3server.New(opts)
-	if err != nil {
-		return err
-	}
-
 	// Bind everything before serving anything, so a bad address fails
 	// fast; then switch user, then serve (docs/security.md, Privileges).
-	type bound struct {
-		l       net.Listener
-		tls     bool
-		systemd bool
+	b, err := a.bind()
+	if err != nil {
+		return err
 	}
-	var ls []bound
-	closeAll := func() {
-		for _, b := range ls {
-			b.l.Close()
+	return a.run(ctx, b, ready)
+}
+
+// takeSockets takes the sockets systemd passed, if any; they are closed
+// with the app unless a server has taken them over (closing one twice is
+// harmless).
+func (a *app) takeSockets() error {
+	socks, err := activatedSockets(a.cfg)
+	if err != nil {
+		return err
+	}
+	a.socks = socks
+	a.onClose(func() {
+		for _, s := range socks {
+			s.Listener.Close()
 		}
+	})
+	return nil
+}
+
+// bound is one POP3 listener.
+type bound struct {
+	l       net.Listener
+	tls     bool
+	systemd bool
+}
+
+// listeners are what bind took.
+type listeners struct {
+	pop3    []bound
+	lmtp    []net.Listener
+	metrics []net.Listener
+}
+
+// bind takes a listener for every configured address or, in its place,
+// the systemd socket of its kind. Every listener is closed with the app.
+func (a *app) bind() (*listeners, error) {
+	cfg := a.cfg
+	b := &listeners{}
+	listen := func(network, key, addr string) (net.Listener, error) {
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		a.onClose(func() { l.Close() })
+		return l, nil
 	}
-	bind := func(key, name string, addrs []string, tls bool) error {
-		if act := privdrop.Named(socks, name); len(act) > 0 {
+	pop3 := func(key, name string, addrs []string, tls bool) error {
+		if act := privdrop.Named(a.socks, name); len(act) > 0 {
 			for _, l := range act {
-				ls = append(ls, bound{l, tls, true})
+				b.pop3 = append(b.pop3, bound{l, tls, true})
 			}
 			return nil
 		}
-		for _, a := range addrs {
-			l, err := net.Listen("tcp", a)
+		for _, addr := range addrs {
+			l, err := listen("tcp", key, addr)
 			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
+				return err
 			}
-			ls = append(ls, bound{l, tls, false})
+			b.pop3 = append(b.pop3, bound{l, tls, false})
 		}
 		return nil
 	}
-	// On an error below, closing a passed socket twice (through ls and
-	// the deferred closePassed) is harmless.
-	if err := bind("pop3.listen", socketPOP3, cfg.POP3.Listen, false); err != nil {
-		closeAll()
+	if err := pop3("pop3.listen", socketPOP3, cfg.POP3.Listen, false); err != nil {
+		return nil, err
+	}
+	if err := pop3("pop3.listen_tls", socketPOP3S, cfg.POP3.ListenTLS, true); err != nil {
+		return nil, err
+	}
+	if a.lmtp != nil {
+		if act := privdrop.Named(a.socks, socketLMTP); len(act) > 0 {
+			b.lmtp = act
+		} else {
+			for _, addr := range cfg.LMTP.Listen {
+				l, err := listen("tcp", "lmtp.listen", addr)
+				if err != nil {
+					return nil, err
+				}
+				b.lmtp = append(b.lmtp, l)
+			}
+			if sock := cfg.LMTP.Socket; sock != "" {
+				l, err := lmtp.ListenUnix(sock, cfg.LMTP.SocketPerm())
+				if err != nil {
+					return nil, fmt.Errorf("lmtp.socket: %w", err)
+				}
+				a.onClose(func() { l.Close() })
+				b.lmtp = append(b.lmtp, l)
+				if err := a.chownToServerUser(sock); err != nil {
+					return nil, fmt.Errorf("lmtp.socket: %w", err)
+				}
+			}
+		}
+	}
+	if a.metrics != nil {
+		if act := privdrop.Named(a.socks, socketMetrics); len(act) > 0 {
+			b.metrics = act
+		} else {
+			l, err := listen("tcp", "metrics.listen", cfg.Metrics.Listen)
+			if err != nil {
+				return nil, err
+			}
+			b.metrics = []net.Listener{l}
+		}
+	}
+	return b, nil
+}
+
+// run switches to [server] user, serves b until ctx is done or a listener
+// fails, re-reads what it can on SIGHUP, and then shuts down: new
+// connections are refused at once, sessions get 30 seconds to end.
+func (a *app) run(ctx context.Context, b *listeners, ready func()) error {
+	log := a.log
+	raiseFileLimit(log, a.cfg.Limits.MaxConnections)
+	if err := a.dropPrivileges(); err != nil {
 		return err
 	}
-	if err := bind("pop3.listen_tls", socketPOP3S, cfg.POP3.ListenTLS, true); err != nil {
-		closeAll()
-		return err
-	}
-	lsrv, lls, err := listenLMTP(cfg, log, users, st, met, privdrop.Named(socks, socketLMTP))
-	if err != nil {
-		closeAll()
-		return err
-	}
-	mls, err := listenMetrics(cfg, met, privdrop.Named(socks, socketMetrics))
-	if err != nil {
-		closeAll()
-		closeListeners(lls)
-		return err
-	}
-	if err := dropPrivileges(cfg, log); err != nil {
-		closeAll()
-		closeListeners(lls)
-		closeListeners(mls)
-		return err
-	}
-	closePassed = false // the servers own them now
-	errc := make(chan error, len(ls)+len(lls)+len(mls))
-	for _, l := range lls {
+	srv, lsrv := a.pop3, a.lmtp
+	errc := make(chan error, len(b.pop3)+len(b.lmtp)+len(b.metrics))
+	for _, l := range b.lmtp {
 		log.Info("lmtp listening", "addr", l.Addr().String())
 		go func() { errc <- lsrv.Serve(l) }()
 	}
-	var msrv *http.Server
-	if len(mls) > 0 {
-		msrv = metricsServer(met, log)
-		for _, l := range mls {
+	if len(b.metrics) > 0 {
+		msrv := metricsServer(a.metrics, log)
+		for _, l := range b.metrics {
 			log.Info("metrics listening", "addr", l.Addr().String())
 			go func() {
 				if err := msrv.Serve(l); err != http.ErrServerClosed {
@@ -264,16 +225,16 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func()
 				}
 			}()
 		}
-		defer msrv.Close()
+		a.onClose(func() { msrv.Close() })
 	}
-	for _, b := range ls {
+	for _, p := range b.pop3 {
 		// One connection limiter for every POP3 listener: it reads PROXY
 		// headers and counts clients before the engine (and, on implicit
 		// TLS, the handshake) sees them.
-		l := connLim.Listen(b.l)
-		log.Info("listening", "addr", b.l.Addr().String(), "tls", b.tls, "systemd", b.systemd)
+		l := a.connLim.Listen(p.l)
+		log.Info("listening", "addr", p.l.Addr().String(), "tls", p.tls, "systemd", p.systemd)
 		go func() {
-			if b.tls {
+			if p.tls {
 				errc <- srv.ServeTLS(l)
 			} else {
 				errc <- srv.Serve(l)
@@ -285,8 +246,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func()
 	if ready != nil {
 		ready()
 	}
-	// SIGHUP re-reads the certificates (the passwd-file reloads by
-	// itself when it changes). Without this, SIGHUP would kill the server.
+	// SIGHUP re-reads the config and the certificates (the passwd-file
+	// reloads by itself when it changes). Without this, SIGHUP would kill
+	// the server.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -298,12 +260,11 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("reloading")
-			cfg = reloadConfig(cfg, log, level, connLim, loginLim, met)
-			if tlsm != nil {
-				if err := tlsm.Reload(); err != nil {
+			a.reloadConfig()
+			if a.tls != nil {
+				// tlsconf logs each certificate's expiry on success.
+				if err := a.tls.Reload(); err != nil {
 					log.Error("tls reload failed; keeping the previous certificates", "err", err)
-				} else {
-					logExpiry(log, tlsm)
 				}
 			}
 		case err := <-errc:
@@ -334,150 +295,6 @@ wait:
 	return nil
 }
 
-// logExpiry logs each certificate's expiry, as a warning within 14 days.
-func logExpiry(log *slog.Logger, m *tlsconf.Manager) {
-	for _, e := range m.Expiry() {
-		left := time.Until(e.NotAfter)
-		attrs := []any{"file", e.CertFile, "names", strings.Join(e.Names, ","), "not_after", e.NotAfter.UTC().Format(time.RFC3339)}
-		if left < 14*24*time.Hour {
-			log.Warn("certificate expires soon", attrs...)
-		} else {
-			log.Info("certificate loaded", attrs...)
-		}
-	}
-}
-
-// newOAuthVerifier builds the token verifier of [auth.oauth], nil when the
-// table is absent. serve and check both call it, so check refuses what
-// serve would: every check the table configures (issuer, audience,
-// accepted_client_ids, username_claim) reaches the verifier of either mode.
-func newOAuthVerifier(cfg *config.Config, log *slog.Logger) (oauth.Verifier, error) {
-	o := cfg.Auth.OAuth
-	if o == nil {
-		return nil, nil
-	}
-	if o.JWKSFile != "" {
-		return oauth.NewJWT(oauth.JWTOptions{
-			JWKSFile: o.JWKSFile, Issuer: o.Issuer, Audience: o.Audience,
-			ClientIDs: o.ClientIDs, UsernameClaim: o.UsernameClaim, Logger: log,
-		})
-	}
-	secret, err := os.ReadFile(o.ClientSecretFile)
-	if err != nil {
-		return nil, fmt.Errorf("auth.oauth.client_secret_file: %w", err)
-	}
-	return oauth.NewIntrospection(oauth.IntrospectionOptions{
-		URL: o.IntrospectionURL, ClientID: o.ClientID,
-		ClientSecret: strings.TrimSpace(string(secret)),
-		Issuer:       o.Issuer, Audience: o.Audience, ClientIDs: o.ClientIDs,
-		UsernameClaim: o.UsernameClaim,
-	})
-}
-
-// newMechanisms builds the SASL mechanism table from [auth] and [auth.oauth].
-func newMechanisms(cfg *config.Config, users auth.DB, tlsm *tlsconf.Manager, log *slog.Logger) (*sasl.Mechanisms, error) {
-	verifier, err := newOAuthVerifier(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	// Options.Secret is left nil: the decoy SCRAM salts of unknown users are
-	// keyed with a random key of this process, which nobody else can compute
-	// (see sasl.Options.Secret for why that beats a key that survives a
-	// restart).
-	opts := sasl.Options{
-		Users:            users,
-		OAuth:            verifier,
-		Enabled:          cfg.Auth.Mechanisms,
-		ExternalUsername: cfg.Auth.ExternalUsername,
-		Logger:           log,
-	}
-	if tlsm != nil {
-		opts.ServerCertificate = func(cs *tls.ConnectionState) *x509.Certificate { return tlsm.Leaf(cs.ServerName) }
-	}
-	if h, err := os.Hostname(); err == nil {
-		opts.Hostname = h
-	}
-	return sasl.New(opts)
-}
-
-// listenLMTP binds the [lmtp] listeners (TCP addresses and the unix socket)
-// and returns the LMTP server for them; none configured gives nil, nil, nil.
-// Sockets passed by systemd (activated) replace the configured ones; on
-// error they are closed too.
-//
-// LMTP gets no connection limits and no PROXY protocol: its clients are
-// the local MTA, which has its own concurrency limits, and refusing it
-// would only defer mail.
-func listenLMTP(cfg *config.Config, log *slog.Logger, users auth.DB, st store.Store, met *metrics.Metrics, activated []net.Listener) (*lmtp.Server, []net.Listener, error) {
-	c := cfg.LMTP
-	if len(c.Listen) == 0 && c.Socket == "" && len(activated) == 0 {
-		return nil, nil, nil
-	}
-	var onDelivery func(string, int64, time.Duration)
-	if met != nil {
-		onDelivery = met.Delivery
-	}
-	srv, err := lmtp.New(lmtp.Options{
-		OnDelivery:         onDelivery,
-		Users:              users,
-		Store:              st,
-		Logger:             log,
-		Hostname:           c.Hostname,
-		MaxMessageSize:     c.MaxMessageSize,
-		SpoolDir:           c.SpoolDir,
-		Quota:              lmtp.Quota(cfg.Quota),
-		RecipientDelimiter: c.RecipientDelimiter,
-	})
-	if err != nil {
-		closeListeners(activated)
-		return nil, nil, err
-	}
-	if len(activated) > 0 {
-		return srv, activated, nil
-	}
-	var ls []net.Listener
-	fail := func(err error) (*lmtp.Server, []net.Listener, error) {
-		for _, l := range ls {
-			l.Close()
-		}
-		return nil, nil, err
-	}
-	for _, a := range c.Listen {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			return fail(fmt.Errorf("lmtp.listen: %w", err))
-		}
-		ls = append(ls, l)
-	}
-	if c.Socket != "" {
-		l, err := lmtp.ListenUnix(c.Socket, c.SocketPerm())
-		if err != nil {
-			return fail(fmt.Errorf("lmtp.socket: %w", err))
-		}
-		ls = append(ls, l)
-		if err := chownToServerUser(cfg, c.Socket); err != nil {
-			return fail(fmt.Errorf("lmtp.socket: %w", err))
-		}
-	}
-	return srv, ls, nil
-}
-
-// listenMetrics binds [metrics] listen, or takes systemd's "metrics"
-// socket; none when metrics are off.
-func listenMetrics(cfg *config.Config, met *metrics.Metrics, activated []net.Listener) ([]net.Listener, error) {
-	if met == nil {
-		return nil, nil
-	}
-	if len(activated) > 0 {
-		return activated, nil
-	}
-	l, err := net.Listen("tcp", cfg.Metrics.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("metrics.listen: %w", err)
-	}
-	return []net.Listener{l}, nil
-}
-
 // metricsServer serves GET /metrics, with timeouts so that a stuck
 // scraper cannot pile up connections.
 func metricsServer(met *metrics.Metrics, log *slog.Logger) *http.Server {
@@ -497,46 +314,49 @@ func metricsServer(met *metrics.Metrics, log *slog.Logger) *http.Server {
 // reloadConfig reads the config file again (SIGHUP) and applies what a
 // running server can change (config.Reloaded): the log level, the
 // connection caps, trusted_networks and the login penalty's delays and
-// bans. A file that does not load changes nothing. It returns the
+// bans. A file that does not load changes nothing. a.cfg becomes the
 // configuration now in force.
-func reloadConfig(cfg *config.Config, log *slog.Logger, level *slog.LevelVar, connLim *netlimit.Limiter, loginLim *ratelimit.Limiter, met *metrics.Metrics) *config.Config {
+func (a *app) reloadConfig() {
+	cfg, log, met := a.cfg, a.log, a.metrics
 	if cfg.Path() == "" {
-		return cfg // serve --dev: nothing to read again
+		return // serve --dev: nothing to read again
 	}
-	failed := func(err error) *config.Config {
+	failed := func(err error) {
 		log.Error("config reload failed; keeping the running configuration", "err", err)
 		if met != nil {
 			met.ConfigReloaded(false)
 		}
-		return cfg
 	}
 	next, err := config.Load(cfg.Path())
 	if err != nil {
-		return failed(err)
+		failed(err)
+		return
 	}
 	merged, restart := config.Reloaded(cfg, next)
 	l := merged.Limits
 	// SetPenalty and SetLimits refuse only negative values, which the
 	// config's validation has ruled out.
-	if loginLim != nil {
-		if err := loginLim.SetPenalty(loginLimiterOptions(merged)); err != nil {
-			return failed(err)
+	if a.loginLim != nil {
+		if err := a.loginLim.SetPenalty(loginLimiterOptions(merged)); err != nil {
+			failed(err)
+			return
 		}
 	}
-	if err := connLim.SetLimits(l.MaxConnections, l.MaxConnectionsPerIP, l.Trusted()); err != nil {
-		return failed(err)
+	if err := a.connLim.SetLimits(l.MaxConnections, l.MaxConnectionsPerIP, l.Trusted()); err != nil {
+		failed(err)
+		return
 	}
-	if loginLim != nil {
-		loginLim.SetTrusted(l.Trusted())
+	if a.loginLim != nil {
+		a.loginLim.SetTrusted(l.Trusted())
 	}
 	if met != nil {
 		met.ConfigReloaded(true)
 	}
-	setLevel(level, merged.Log.Level)
+	setLevel(a.level, merged.Log.Level)
 	if len(restart) > 0 {
 		log.Warn("config changes that need a restart were not applied", "tables", strings.Join(restart, ","))
 	}
 	log.Info("config reloaded", "file", cfg.Path(), "max_connections", l.MaxConnections,
 		"max_connections_per_ip", l.MaxConnectionsPerIP, "trusted_networks", strings.Join(l.TrustedNetworks, ","), "log_level", merged.Log.Level)
-	return merged
+	a.cfg = merged
 }

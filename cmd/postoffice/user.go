@@ -31,14 +31,10 @@ SCRAM-SHA-256 and SCRAM-SHA-1 (and -PLUS) need their own scheme or PLAIN.`
 var stdin io.Reader = os.Stdin
 
 func runUser(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, userUsage)
-		if len(args) == 0 {
-			return usageError{"need a subcommand"}
-		}
-		return nil
+	sub, err := subcommand(args, userUsage, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	fs := newFlagSet("user "+sub, stderr)
 	cfgPath := fs.String("config", "", "server configuration `file`, for auth.passwd_file")
 	file := fs.String("passwd-file", "", "passwd-file `path` (overrides --config)")

@@ -6,19 +6,21 @@ import (
 	"errors"
 	"net"
 
+	"github.com/postoffice-mail/postoffice/internal/sysexits"
+
 	"github.com/postoffice-mail/postoffice/pop3"
 )
 
 // Exit statuses, from sysexits.h as mpop uses them.
 const (
-	ExitOK          = 0  // every account fetched
-	ExitDataErr     = 65 // EX_DATAERR: protocol or server data problem (bad reply, no UIDL, UIDLs changed)
-	ExitUnavailable = 69 // EX_UNAVAILABLE: an lmtp:/smtp: target refused a recipient or a message for good (5xx)
-	ExitSoftware    = 70 // EX_SOFTWARE: internal error
-	ExitIOErr       = 74 // EX_IOERR: local delivery or state file failed
-	ExitTempFail    = 75 // EX_TEMPFAIL: network or temporary server error, MDA exit 75; try again later
-	ExitNoPerm      = 77 // EX_NOPERM: authentication failed, certificate not trusted
-	ExitConfig      = 78 // EX_CONFIG: configuration error
+	ExitOK          = sysexits.OK          // every account fetched
+	ExitDataErr     = sysexits.DataErr     // EX_DATAERR: protocol or server data problem (bad reply, no UIDL, UIDLs changed)
+	ExitUnavailable = sysexits.Unavailable // EX_UNAVAILABLE: an lmtp:/smtp: target refused a recipient or a message for good (5xx)
+	ExitSoftware    = sysexits.Software    // EX_SOFTWARE: internal error
+	ExitIOErr       = sysexits.IOErr       // EX_IOERR: local delivery or state file failed
+	ExitTempFail    = sysexits.TempFail    // EX_TEMPFAIL: network or temporary server error, MDA exit 75; try again later
+	ExitNoPerm      = sysexits.NoPerm      // EX_NOPERM: authentication failed, certificate not trusted
+	ExitConfig      = sysexits.Config      // EX_CONFIG: configuration error
 )
 
 // severity orders exit statuses for Worst: a later one is worse.

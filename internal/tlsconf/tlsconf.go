@@ -58,8 +58,9 @@ type Options struct {
 	// against these CAs (tls.VerifyClientCertIfGiven); a client without one
 	// still connects. Empty means client certificates are not requested.
 	ClientCAFile string
-	// Logger receives a line for each reload and warnings about expired
-	// certificates. Nil discards them.
+	// Logger receives a line for each reload and one per certificate at
+	// every load, a warning when it has expired or expires within
+	// ExpiryWarning. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -68,6 +69,32 @@ type Expiry struct {
 	CertFile string
 	Names    []string  // the names it is chosen for (DNS SANs, else the CN)
 	NotAfter time.Time // the leaf's expiry
+}
+
+// ExpiryWarning is how close to its expiry a certificate is reported as
+// expiring soon, by the Manager's log and by postoffice check. ACME clients
+// renew 30 days before the end (certbot's default), so a certificate with
+// less than 14 days left has missed renewals and needs a person.
+const ExpiryWarning = 14 * 24 * time.Hour
+
+// ExpiryState classifies a certificate's remaining validity.
+type ExpiryState int
+
+const (
+	Valid    ExpiryState = iota // more than ExpiryWarning left
+	Expiring                    // valid, but ExpiryWarning or less left
+	Expired                     // past NotAfter: clients refuse it
+)
+
+// State classifies e at now.
+func (e Expiry) State(now time.Time) ExpiryState {
+	switch left := e.NotAfter.Sub(now); {
+	case left < 0:
+		return Expired
+	case left < ExpiryWarning:
+		return Expiring
+	}
+	return Valid
 }
 
 // Manager loads and reloads the server's certificates. It is safe for
@@ -134,7 +161,7 @@ func New(opts Options) (*Manager, error) {
 		m.config.ClientAuth = tls.VerifyClientCertIfGiven
 		m.config.ClientCAs = s.config.ClientCAs
 	}
-	m.warnExpired(s)
+	m.logExpiry(s)
 	return m, nil
 }
 
@@ -167,7 +194,7 @@ func (m *Manager) Reload() error {
 	}
 	m.cur.Store(s)
 	m.log.Info("tlsconf: certificates reloaded", "certificates", len(s.expiry))
-	m.warnExpired(s)
+	m.logExpiry(s)
 	return nil
 }
 
@@ -182,11 +209,21 @@ func (m *Manager) Expiry() []Expiry {
 	return out
 }
 
-func (m *Manager) warnExpired(s *set) {
+// logExpiry logs each certificate of s with its names and expiry: a
+// warning when it has expired or expires within ExpiryWarning, else an
+// informational line. New and every successful Reload call it, so the
+// log says what is being served after each (re)load.
+func (m *Manager) logExpiry(s *set) {
 	now := time.Now()
 	for _, e := range s.expiry {
-		if now.After(e.NotAfter) {
-			m.log.Warn("tlsconf: certificate has expired", "file", e.CertFile, "not_after", e.NotAfter)
+		attrs := []any{"file", e.CertFile, "names", strings.Join(e.Names, ","), "not_after", e.NotAfter.UTC().Format(time.RFC3339)}
+		switch e.State(now) {
+		case Expired:
+			m.log.Warn("tlsconf: certificate has expired", attrs...)
+		case Expiring:
+			m.log.Warn("tlsconf: certificate expires soon", attrs...)
+		default:
+			m.log.Info("tlsconf: certificate loaded", attrs...)
 		}
 	}
 }

@@ -460,3 +460,36 @@ func TestLeaf(t *testing.T) {
 		}
 	}
 }
+
+// A certificate within ExpiryWarning of its end is logged as a warning at
+// load; one further away as information; State classifies both, and an
+// expired one, as postoffice check reports them.
+func TestExpiringCertificateWarns(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := newCA(t, "test CA")
+	l := ca.issue(t, "srv", []string{"pop.example.org"}, false) // valid 3 hours
+	logs := &bytes.Buffer{}
+	m, err := New(Options{Pairs: []Pair{l.write(t, dir, "srv")}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"tlsconf: certificate expires soon\" file="+filepath.Join(dir, "srv.pem")+" names=pop.example.org") {
+		t.Errorf("log lacks the expiring-soon warning naming the file and names:\n%s", logs)
+	}
+	now := time.Now()
+	e := m.Expiry()[0]
+	for _, tt := range []struct {
+		at   time.Time
+		want ExpiryState
+	}{
+		{now, Expiring},
+		{e.NotAfter.Add(-ExpiryWarning - time.Minute), Valid},
+		{e.NotAfter.Add(-ExpiryWarning + time.Minute), Expiring},
+		{e.NotAfter.Add(time.Second), Expired},
+	} {
+		if got := e.State(tt.at); got != tt.want {
+			t.Errorf("State(NotAfter%+v) = %d, want %d", tt.at.Sub(e.NotAfter), got, tt.want)
+		}
+	}
+}
