@@ -550,3 +550,24 @@ user_penalty_max = "4s"`, 1)
 		}
 	}
 }
+
+// An unknown key under a [[tls.certificates]] header is reported at its
+// own line, with the index of its table; the decoder names it without the
+// index ("tls.certificates.kee"), which the file's lines do not know.
+func TestParseUnknownKeyInArrayTable(t *testing.T) {
+	t.Parallel()
+	text := good + `
+[[tls.certificates]]
+cert = "/etc/ssl/b.pem"
+key = "/etc/ssl/b.key"
+
+[[tls.certificates]]
+cert = "/etc/ssl/c.pem"
+kee = "/etc/ssl/c.key"
+`
+	_, err := Parse("x.toml", []byte(text))
+	want := "x.toml:24: tls.certificates.1.kee: unknown key"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v, want an error containing %q", err, want)
+	}
+}

@@ -5,17 +5,16 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-	"github.com/postoffice-mail/postoffice/internal/tomlpos"
+	"github.com/postoffice-mail/postoffice/internal/tomlconf"
 )
 
 // Config is a fetch configuration file: a list of accounts.
@@ -83,46 +82,28 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig parses and validates data read from path (used in messages).
+// Every problem is reported with its place: the line of the key, else of
+// its [[account]] header.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	md, err := toml.Decode(string(data), &c)
+	f, err := tomlconf.Decode(path, data, &c)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			err = fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		} else {
-			err = fmt.Errorf("%s: %v", path, err)
-		}
 		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: []string{err.Error()}}}
 	}
-	lines := tomlpos.Lines(data)
-	at := func(i int, name, key, msg string) string {
-		loc := path
-		if n, ok := lines[fmt.Sprintf("account.%d.%s", i, key)]; ok {
-			loc = fmt.Sprintf("%s:%d", path, n)
-		} else if n, ok := lines[fmt.Sprintf("account.%d", i)]; ok {
-			loc = fmt.Sprintf("%s:%d", path, n)
-		}
-		if name == "" {
-			name = fmt.Sprintf("#%d", i+1)
-		}
-		return fmt.Sprintf("%s: account %s: %s: %s", loc, name, key, msg)
-	}
-	var problems []string
-	for _, k := range md.Undecoded() {
-		problems = append(problems, fmt.Sprintf("%s: unknown key %s", path, k))
-	}
 	if len(c.Accounts) == 0 {
-		problems = append(problems, fmt.Sprintf("%s: no [[account]] tables", path))
+		f.Add(path + ": no [[account]] tables")
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Accounts {
-		a.line = lines[fmt.Sprintf("account.%d", i)]
-		bad := func(key, msg string) { problems = append(problems, at(i, a.Name, key, msg)) }
-		a.validate(bad, seen)
+		table := "account." + strconv.Itoa(i)
+		a.line = f.Line(table)
+		name := cmp.Or(a.Name, "#"+strconv.Itoa(i+1))
+		a.validate(func(key, msg string) {
+			f.Add(fmt.Sprintf("%s: account %s: %s: %s", f.Pos(table+"."+key), name, key, msg))
+		}, seen)
 	}
-	if len(problems) > 0 {
-		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: problems}}
+	if p := f.Problems(); len(p) > 0 {
+		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: p}}
 	}
 	return &c, nil
 }
