@@ -556,19 +556,12 @@ func (c *Config) validatePenalty() {
 	if a.PenaltyBase.Duration < 0 {
 		bad("auth.penalty_base", "must not be negative")
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"auth.penalty_max", a.PenaltyMax.Duration},
-		{"auth.penalty_window", a.PenaltyWindow.Duration},
-		{"auth.ban_time", a.BanTime.Duration},
-		{"auth.user_penalty_max", a.UserPenaltyMax.Duration},
-	} {
-		if d.v <= 0 {
-			bad(d.key, "must be positive, not %v", d.v)
-		}
-	}
+	c.mustBePositive(
+		keyDuration{"auth.penalty_max", a.PenaltyMax},
+		keyDuration{"auth.penalty_window", a.PenaltyWindow},
+		keyDuration{"auth.ban_time", a.BanTime},
+		keyDuration{"auth.user_penalty_max", a.UserPenaltyMax},
+	)
 	if a.PenaltyMax.Duration > 0 && a.PenaltyMax.Duration < a.PenaltyBase.Duration {
 		bad("auth.penalty_max", "%v is below auth.penalty_base (%v)", a.PenaltyMax.Duration, a.PenaltyBase.Duration)
 	}
@@ -603,18 +596,11 @@ func (c *Config) validateLimits() {
 			}
 		}
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"limits.proxy_header_timeout", l.ProxyHeaderTimeout.Duration},
-		{"limits.pre_login_timeout", l.PreLoginTimeout.Duration},
-		{"limits.write_timeout", l.WriteTimeout.Duration},
-	} {
-		if d.v <= 0 {
-			bad(d.key, "must be positive, not %v", d.v)
-		}
-	}
+	c.mustBePositive(
+		keyDuration{"limits.proxy_header_timeout", l.ProxyHeaderTimeout},
+		keyDuration{"limits.pre_login_timeout", l.PreLoginTimeout},
+		keyDuration{"limits.write_timeout", l.WriteTimeout},
+	)
 	if l.PreLoginTimeout.Duration > c.POP3.IdleTimeout.Duration {
 		bad("limits.pre_login_timeout", "%v is longer than pop3.idle_timeout (%v)", l.PreLoginTimeout.Duration, c.POP3.IdleTimeout.Duration)
 	}
@@ -623,6 +609,21 @@ func (c *Config) validateLimits() {
 	}
 	if l.MaxCommands < 0 {
 		bad("limits.max_commands", "must not be negative (0: 1000 plus 10 per message)")
+	}
+}
+
+// keyDuration is a duration key and its value.
+type keyDuration struct {
+	key string
+	v   Duration
+}
+
+// mustBePositive reports each of keys whose duration is not positive.
+func (c *Config) mustBePositive(keys ...keyDuration) {
+	for _, d := range keys {
+		if d.v.Duration <= 0 {
+			c.file.Bad(d.key, "must be positive, not %v", d.v.Duration)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -556,15 +557,10 @@ user_penalty_max = "4s"`, 1)
 // index ("tls.certificates.kee"), which the file's lines do not know.
 func TestParseUnknownKeyInArrayTable(t *testing.T) {
 	t.Parallel()
-	text := good + `
-[[tls.certificates]]
-cert = "/etc/ssl/b.pem"
-key = "/etc/ssl/b.key"
-
-[[tls.certificates]]
-cert = "/etc/ssl/c.pem"
-kee = "/etc/ssl/c.key"
-`
+	text := good
+	for _, key := range []string{"key", "kee"} {
+		text += fmt.Sprintf("\n[[tls.certificates]]\ncert = \"/etc/ssl/%[1]s.pem\"\n%[1]s = \"/etc/ssl/%[1]s.key\"\n", key)
+	}
 	_, err := Parse("x.toml", []byte(text))
 	want := "x.toml:24: tls.certificates.1.kee: unknown key"
 	if err == nil || !strings.Contains(err.Error(), want) {

@@ -315,14 +315,7 @@ func TestStateJournal(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	conf := `[[account]]
-name = "ok"
-server = "pop.example.org:995"
-user = "u"
-password = "p"
-target = "maildir:/tmp/m"
-state_dir = "/tmp/s"
-
+	conf := accountTOML("ok") + `
 [[account]]
 name = "bad"
 server = "nopor"
@@ -372,15 +365,7 @@ func TestCanceledPasswordCommand(t *testing.T) {
 // send the reader to the first).
 func TestConfigUnknownKey(t *testing.T) {
 	t.Parallel()
-	acct := `[[account]]
-name = "%s"
-server = "pop.example.org:995"
-user = "u"
-password = "p"
-target = "maildir:/tmp/m"
-state_dir = "/tmp/s"
-`
-	conf := fmt.Sprintf(acct, "a") + fmt.Sprintf(acct, "b") + "pasword = \"p\"\n" + fmt.Sprintf(acct, "c") + "pasword = \"p\"\n"
+	conf := accountTOML("a") + accountTOML("b") + "pasword = \"p\"\n" + accountTOML("c") + "pasword = \"p\"\n"
 	_, err := ParseConfig("f.toml", []byte(conf))
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ExitCode(err) != ExitConfig {
