@@ -5,7 +5,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,10 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/postoffice-mail/postoffice/internal/ipgroup"
-	"github.com/postoffice-mail/postoffice/internal/tomlpos"
+	"github.com/postoffice-mail/postoffice/internal/tomlconf"
 )
 
 // Config is the whole server configuration file.
@@ -35,8 +32,8 @@ type Config struct {
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
 
-	lines map[string]int // "section.key" -> line, for messages
-	path  string
+	file *tomlconf.File // the file read, for messages placed at their key's line
+	path string
 }
 
 // Server is the [server] table: the process itself.
@@ -323,26 +320,21 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse decodes and validates TOML text; path is used in messages only.
+// Parse decodes and validates TOML text; path is used in messages only. A
+// file that is not TOML, or has a value that does not fit its key, gives an
+// error naming the line; any other problem gives an *Error listing every
+// problem found, each with its key and line.
 func Parse(path string, data []byte) (*Config, error) {
 	c := Default()
 	c.path = path
-	c.lines = tomlpos.Lines(data)
-	md, err := toml.Decode(string(data), &c)
+	f, err := tomlconf.Decode(path, data, &c)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("config: %s:%d: %s", path, pe.Position.Line, pe.Message)
-		}
-		return nil, fmt.Errorf("config: %s: %v", path, err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	var problems []string
-	for _, k := range md.Undecoded() {
-		problems = append(problems, c.at(k.String(), "unknown key"))
-	}
-	problems = append(problems, c.validate()...)
-	if len(problems) > 0 {
-		return nil, &Error{Problems: problems}
+	c.file = f
+	c.validate()
+	if p := f.Problems(); len(p) > 0 {
+		return nil, &Error{Problems: p}
 	}
 	return &c, nil
 }
@@ -354,27 +346,11 @@ func (e *Error) Error() string {
 	return "config: " + strings.Join(e.Problems, "\n  ")
 }
 
-// at formats a problem with key and, when known, its line: the key's own,
-// else that of the nearest enclosing key or table set in the file (the
-// [auth.oauth] header for a missing auth.oauth.issuer, the certificates line
-// for a key inside an inline table).
-func (c *Config) at(key, msg string) string {
-	for k := key; k != ""; {
-		if n, ok := c.lines[k]; ok {
-			return fmt.Sprintf("%s:%d: %s: %s", c.path, n, key, msg)
-		}
-		i := strings.LastIndexByte(k, '.')
-		if i < 0 {
-			break
-		}
-		k = k[:i]
-	}
-	return fmt.Sprintf("%s: %s: %s", c.path, key, msg)
-}
-
-func (c *Config) validate() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+// validate adds every problem of the configuration to c.file, each placed
+// at its key's line, or that of the nearest enclosing key or table set in
+// the file (the [auth.oauth] header for a missing auth.oauth.issuer).
+func (c *Config) validate() {
+	bad := c.file.Bad
 	if len(c.POP3.Listen)+len(c.POP3.ListenTLS) == 0 {
 		bad("pop3.listen", "no listener: set pop3.listen or pop3.listen_tls")
 	}
@@ -394,7 +370,7 @@ func (c *Config) validate() []string {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls.cert", "tls.cert and tls.key go together")
 	}
-	p = append(p, c.validateTLS()...)
+	c.validateTLS()
 	if c.POP3.IdleTimeout.Duration < 10*time.Minute {
 		bad("pop3.idle_timeout", "%v is below the 10 minutes RFC 1939 §3 requires", c.POP3.IdleTimeout.Duration)
 	}
@@ -418,10 +394,10 @@ func (c *Config) validate() []string {
 	if c.Auth.PasswdFile == "" {
 		bad("auth.passwd_file", "is required")
 	}
-	p = append(p, c.validateAuth()...)
-	p = append(p, c.validatePenalty()...)
-	p = append(p, c.validateLimits()...)
-	p = append(p, c.validateServer()...)
+	c.validateAuth()
+	c.validatePenalty()
+	c.validateLimits()
+	c.validateServer()
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
 	} else if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
@@ -474,13 +450,11 @@ func (c *Config) validate() []string {
 	default:
 		bad("log.format", "must be text or json")
 	}
-	return p
 }
 
 // validateTLS checks the [tls] keys beyond cert and key.
-func (c *Config) validateTLS() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+func (c *Config) validateTLS() {
+	bad := c.file.Bad
 	if c.TLS.Cert == "" {
 		if len(c.TLS.Certificates) > 0 {
 			bad("tls.certificates", "needs tls.cert and tls.key (the default certificate)")
@@ -494,14 +468,12 @@ func (c *Config) validateTLS() []string {
 			bad("tls.certificates", "entry %d needs both cert and key", i+1)
 		}
 	}
-	return p
 }
 
 // validateAuth checks the [auth] keys beyond passwd_file, and upper-cases
 // auth.mechanisms.
-func (c *Config) validateAuth() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+func (c *Config) validateAuth() {
+	bad := c.file.Bad
 	a := &c.Auth
 	known := KnownMechanisms()
 	var mechs []string
@@ -575,30 +547,21 @@ func (c *Config) validateAuth() []string {
 			}
 		}
 	}
-	return p
 }
 
 // validatePenalty checks the auth penalty keys of [auth].
-func (c *Config) validatePenalty() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+func (c *Config) validatePenalty() {
+	bad := c.file.Bad
 	a := c.Auth
 	if a.PenaltyBase.Duration < 0 {
 		bad("auth.penalty_base", "must not be negative")
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"auth.penalty_max", a.PenaltyMax.Duration},
-		{"auth.penalty_window", a.PenaltyWindow.Duration},
-		{"auth.ban_time", a.BanTime.Duration},
-		{"auth.user_penalty_max", a.UserPenaltyMax.Duration},
-	} {
-		if d.v <= 0 {
-			bad(d.key, "must be positive, not %v", d.v)
-		}
-	}
+	c.mustBePositive(
+		keyDuration{"auth.penalty_max", a.PenaltyMax},
+		keyDuration{"auth.penalty_window", a.PenaltyWindow},
+		keyDuration{"auth.ban_time", a.BanTime},
+		keyDuration{"auth.user_penalty_max", a.UserPenaltyMax},
+	)
 	if a.PenaltyMax.Duration > 0 && a.PenaltyMax.Duration < a.PenaltyBase.Duration {
 		bad("auth.penalty_max", "%v is below auth.penalty_base (%v)", a.PenaltyMax.Duration, a.PenaltyBase.Duration)
 	}
@@ -608,13 +571,11 @@ func (c *Config) validatePenalty() []string {
 	if a.UserPenaltyAfter < 0 {
 		bad("auth.user_penalty_after", "must not be negative (0: no per-user delay)")
 	}
-	return p
 }
 
 // validateLimits checks the [limits] table.
-func (c *Config) validateLimits() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+func (c *Config) validateLimits() {
+	bad := c.file.Bad
 	l := c.Limits
 	if l.MaxConnections < 0 {
 		bad("limits.max_connections", "must not be negative (0: no cap)")
@@ -635,18 +596,11 @@ func (c *Config) validateLimits() []string {
 			}
 		}
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"limits.proxy_header_timeout", l.ProxyHeaderTimeout.Duration},
-		{"limits.pre_login_timeout", l.PreLoginTimeout.Duration},
-		{"limits.write_timeout", l.WriteTimeout.Duration},
-	} {
-		if d.v <= 0 {
-			bad(d.key, "must be positive, not %v", d.v)
-		}
-	}
+	c.mustBePositive(
+		keyDuration{"limits.proxy_header_timeout", l.ProxyHeaderTimeout},
+		keyDuration{"limits.pre_login_timeout", l.PreLoginTimeout},
+		keyDuration{"limits.write_timeout", l.WriteTimeout},
+	)
 	if l.PreLoginTimeout.Duration > c.POP3.IdleTimeout.Duration {
 		bad("limits.pre_login_timeout", "%v is longer than pop3.idle_timeout (%v)", l.PreLoginTimeout.Duration, c.POP3.IdleTimeout.Duration)
 	}
@@ -656,14 +610,27 @@ func (c *Config) validateLimits() []string {
 	if l.MaxCommands < 0 {
 		bad("limits.max_commands", "must not be negative (0: 1000 plus 10 per message)")
 	}
-	return p
+}
+
+// keyDuration is a duration key and its value.
+type keyDuration struct {
+	key string
+	v   Duration
+}
+
+// mustBePositive reports each of keys whose duration is not positive.
+func (c *Config) mustBePositive(keys ...keyDuration) {
+	for _, d := range keys {
+		if d.v.Duration <= 0 {
+			c.file.Bad(d.key, "must be positive, not %v", d.v.Duration)
+		}
+	}
 }
 
 // validateServer checks the [server] table. Whether the user and group
 // exist is checked when the server switches to them.
-func (c *Config) validateServer() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, c.at(key, fmt.Sprintf(format, args...))) }
+func (c *Config) validateServer() {
+	bad := c.file.Bad
 	s := c.Server
 	if s.User == "root" || s.User == "0" {
 		bad("server.user", "must not be root")
@@ -674,7 +641,6 @@ func (c *Config) validateServer() []string {
 	if s.Group != "" && s.User == "" {
 		bad("server.group", "needs server.user")
 	}
-	return p
 }
 
 // checkIntrospectionURL accepts an absolute https URL, or http to a

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -548,5 +549,21 @@ user_penalty_max = "4s"`, 1)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%s -> %s) = %v, want error containing %q", tt.old, tt.new, err, tt.want)
 		}
+	}
+}
+
+// An unknown key under a [[tls.certificates]] header is reported at its
+// own line, with the index of its table; the decoder names it without the
+// index ("tls.certificates.kee"), which the file's lines do not know.
+func TestParseUnknownKeyInArrayTable(t *testing.T) {
+	t.Parallel()
+	text := good
+	for _, key := range []string{"key", "kee"} {
+		text += fmt.Sprintf("\n[[tls.certificates]]\ncert = \"/etc/ssl/%[1]s.pem\"\n%[1]s = \"/etc/ssl/%[1]s.key\"\n", key)
+	}
+	_, err := Parse("x.toml", []byte(text))
+	want := "x.toml:24: tls.certificates.1.kee: unknown key"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v, want an error containing %q", err, want)
 	}
 }

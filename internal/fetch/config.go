@@ -1,18 +1,20 @@
 package fetch
 
 import (
+	"cmp"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-	"github.com/postoffice-mail/postoffice/internal/tomlpos"
+	"github.com/postoffice-mail/postoffice/internal/tomlconf"
 )
 
 // Config is a fetch configuration file: a list of accounts.
@@ -80,50 +82,35 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig parses and validates data read from path (used in messages).
+// Every problem is reported with its place: the line of the key, else of
+// its [[account]] header.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	md, err := toml.Decode(string(data), &c)
+	f, err := tomlconf.Decode(path, data, &c)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			err = fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		} else {
-			err = fmt.Errorf("%s: %v", path, err)
-		}
 		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: []string{err.Error()}}}
 	}
-	lines := tomlpos.Lines(data)
-	at := func(i int, name, key, msg string) string {
-		loc := path
-		if n, ok := lines[fmt.Sprintf("account.%d.%s", i, key)]; ok {
-			loc = fmt.Sprintf("%s:%d", path, n)
-		} else if n, ok := lines[fmt.Sprintf("account.%d", i)]; ok {
-			loc = fmt.Sprintf("%s:%d", path, n)
-		}
-		if name == "" {
-			name = fmt.Sprintf("#%d", i+1)
-		}
-		return fmt.Sprintf("%s: account %s: %s: %s", loc, name, key, msg)
-	}
-	var problems []string
-	for _, k := range md.Undecoded() {
-		problems = append(problems, fmt.Sprintf("%s: unknown key %s", path, k))
-	}
 	if len(c.Accounts) == 0 {
-		problems = append(problems, fmt.Sprintf("%s: no [[account]] tables", path))
+		f.Add(path + ": no [[account]] tables")
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Accounts {
-		a.line = lines[fmt.Sprintf("account.%d", i)]
-		bad := func(key, msg string) { problems = append(problems, at(i, a.Name, key, msg)) }
-		a.validate(bad, seen)
+		table := "account." + strconv.Itoa(i)
+		a.line = f.Line(table)
+		name := cmp.Or(a.Name, "#"+strconv.Itoa(i+1))
+		a.validate(func(key, msg string) {
+			f.Add(fmt.Sprintf("%s: account %s: %s: %s", f.Pos(table+"."+key), name, key, msg))
+		}, seen)
 	}
-	if len(problems) > 0 {
-		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: problems}}
+	if p := f.Problems(); len(p) > 0 {
+		return nil, &Error{Code: ExitConfig, Err: &ConfigError{Problems: p}}
 	}
 	return &c, nil
 }
 
+// validate reports every problem of the account through bad, after
+// setting the defaults and the derived values (setDefaults). seen holds the
+// names of the accounts before it, which must differ from its own.
 func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 	switch {
 	case a.Name == "":
@@ -134,155 +121,261 @@ func (a *Account) validate(bad func(key, msg string), seen map[string]bool) {
 		bad("name", "duplicate account name")
 	}
 	seen[a.Name] = true
-	if a.Server == "" {
-		bad("server", "required")
-	} else if _, port, err := net.SplitHostPort(a.Server); err != nil || port == "" {
-		bad("server", "want host:port")
-	}
-	switch a.TLS {
-	case "":
-		a.TLS = "implicit"
-	case "implicit", "starttls", "none":
-	default:
-		bad("tls", `want "implicit", "starttls" or "none"`)
-	}
-	if a.CAFile != "" {
-		if _, err := os.Stat(a.CAFile); err != nil {
-			bad("ca_file", err.Error())
+	a.setDefaults()
+	for _, check := range accountChecks {
+		if key, msg := check(a); msg != "" {
+			bad(key, msg)
 		}
 	}
-	if a.Fingerprint != "" {
-		fp, err := hex.DecodeString(strings.ReplaceAll(a.Fingerprint, ":", ""))
-		if err != nil || len(fp) != 32 {
-			bad("fingerprint", "want the SHA-256 of the certificate in hex (64 digits, colons allowed)")
-		}
+}
+
+// setDefaults fills in the keys left out whose default the checks rely on
+// (tls, auth, oversize; auth is lower-cased), and the values derived from
+// the keys: the fingerprint's octets and the poll interval. A key with a
+// bad value derives nothing; its check reports it.
+func (a *Account) setDefaults() {
+	a.TLS = cmp.Or(a.TLS, "implicit")
+	a.Auth = cmp.Or(strings.ToLower(a.Auth), "auto")
+	a.Oversize = cmp.Or(a.Oversize, "skip")
+	if fp, ok := parseFingerprint(a.Fingerprint); ok {
 		a.fingerprint = fp
 	}
-	if (a.CAFile != "" || a.Fingerprint != "") && a.TLS == "none" {
-		bad("tls", `"none" with ca_file or fingerprint`)
+	a.poll = 5 * time.Minute
+	if d, ok := parsePoll(a.PollInterval); ok {
+		a.poll = d
 	}
-	if a.User == "" {
-		bad("user", "required")
-	}
-	a.Auth = strings.ToLower(a.Auth)
-	if a.Auth == "" {
-		a.Auth = "auto"
-	}
-	switch {
-	case a.Password != "" && a.PasswordCommand != "":
-		bad("password", "set either password or password_command, not both")
-	case a.Password == "" && a.PasswordCommand == "" && a.Auth != "external":
-		bad("password", "required (or password_command)")
-	}
-	switch {
-	case (a.CertFile == "") != (a.KeyFile == ""):
-		bad("cert_file", "cert_file and key_file go together")
-	case a.CertFile != "" && a.TLS == "none":
-		bad("cert_file", `a client certificate needs tls = "implicit" or "starttls"`)
-	case a.CertFile != "":
-		if _, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile); err != nil {
-			bad("cert_file", err.Error())
+}
+
+// parseFingerprint decodes a certificate's SHA-256 written in hex, with
+// or without colons.
+func parseFingerprint(s string) ([]byte, bool) {
+	fp, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+	return fp, err == nil && len(fp) == sha256.Size
+}
+
+// parsePoll parses poll_interval: a duration of at least a second.
+func parsePoll(s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d >= time.Second
+}
+
+// accountChecks are the checks of an [[account]] table after setDefaults,
+// in the order their problems are reported. Each looks at one concern and
+// reports at most one problem, the first of its cases that applies, as the
+// key to report it on and the message; msg is "" when nothing is wrong.
+var accountChecks = []func(a *Account) (key, msg string){
+	func(a *Account) (string, string) {
+		if a.Server == "" {
+			return "server", "required"
 		}
-	}
-	if a.Auth == "external" && a.CertFile == "" {
-		bad("auth", `"external" needs cert_file and key_file (the TLS client certificate)`)
-	}
-	if strings.HasSuffix(a.Auth, "-plus") && a.TLS == "none" {
-		bad("auth", a.Auth+` needs tls = "implicit" or "starttls" (channel binding)`)
-	}
-	ok := false
-	for _, n := range authNames {
-		ok = ok || n == a.Auth
-	}
-	if !ok {
-		bad("auth", "want one of "+strings.Join(authNames, ", "))
-	}
-	if a.DeleteAfterDays < 0 {
-		bad("delete_after_days", "must not be negative")
-	}
-	if a.DeleteAfterDays > 0 && !a.KeepOnServer() {
-		bad("delete_after_days", "conflicts with keep = false (messages are deleted at once)")
-	}
+		if _, port, err := net.SplitHostPort(a.Server); err != nil || port == "" {
+			return "server", "want host:port"
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		return "tls", oneOf(a.TLS, `want "implicit", "starttls" or "none"`, "implicit", "starttls", "none")
+	},
+	func(a *Account) (string, string) {
+		return "ca_file", statProblem(a.CAFile)
+	},
+	func(a *Account) (string, string) {
+		if _, ok := parseFingerprint(a.Fingerprint); a.Fingerprint != "" && !ok {
+			return "fingerprint", "want the SHA-256 of the certificate in hex (64 digits, colons allowed)"
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		if (a.CAFile != "" || a.Fingerprint != "") && a.TLS == "none" {
+			return "tls", `"none" with ca_file or fingerprint`
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		return "user", required(a.User)
+	},
+	func(a *Account) (string, string) {
+		switch {
+		case a.Password != "" && a.PasswordCommand != "":
+			return "password", "set either password or password_command, not both"
+		case a.Password == "" && a.PasswordCommand == "" && a.Auth != "external":
+			return "password", "required (or password_command)"
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		switch {
+		case (a.CertFile == "") != (a.KeyFile == ""):
+			return "cert_file", "cert_file and key_file go together"
+		case a.CertFile != "" && a.TLS == "none":
+			return "cert_file", `a client certificate needs tls = "implicit" or "starttls"`
+		case a.CertFile != "":
+			if _, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile); err != nil {
+				return "cert_file", err.Error()
+			}
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		if a.Auth == "external" && a.CertFile == "" {
+			return "auth", `"external" needs cert_file and key_file (the TLS client certificate)`
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		if strings.HasSuffix(a.Auth, "-plus") && a.TLS == "none" {
+			return "auth", a.Auth + ` needs tls = "implicit" or "starttls" (channel binding)`
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		return "auth", oneOf(a.Auth, "want one of "+strings.Join(authNames, ", "), authNames...)
+	},
+	func(a *Account) (string, string) {
+		return "delete_after_days", notNegative(int64(a.DeleteAfterDays))
+	},
+	func(a *Account) (string, string) {
+		if a.DeleteAfterDays > 0 && !a.KeepOnServer() {
+			return "delete_after_days", "conflicts with keep = false (messages are deleted at once)"
+		}
+		return "", ""
+	},
 	// A message fetched with TOP n 0 is only its header: deleting it from
 	// the server would lose the body. The truncated messages of oversize =
 	// "truncate" are kept on the server instead (see Run); headers_only
 	// would make keep = false and delete_after_days mean nothing, so they
 	// are refused rather than ignored.
-	switch {
-	case a.HeadersOnly && !a.KeepOnServer():
-		bad("headers_only", "conflicts with keep = false: only the header is fetched, so deleting the message from the server would lose its body; remove keep = false or headers_only")
-	case a.HeadersOnly && a.DeleteAfterDays > 0:
-		bad("headers_only", "conflicts with delete_after_days: only the header is fetched, so deleting the message from the server would lose its body; remove delete_after_days or headers_only")
+	func(a *Account) (string, string) {
+		switch {
+		case a.HeadersOnly && !a.KeepOnServer():
+			return "headers_only", "conflicts with keep = false: only the header is fetched, so deleting the message from the server would lose its body; remove keep = false or headers_only"
+		case a.HeadersOnly && a.DeleteAfterDays > 0:
+			return "headers_only", "conflicts with delete_after_days: only the header is fetched, so deleting the message from the server would lose its body; remove delete_after_days or headers_only"
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		return "max_size", notNegative(a.MaxSize)
+	},
+	func(a *Account) (string, string) {
+		return "oversize", oneOf(a.Oversize, `want "skip" or "truncate"`, "skip", "truncate")
+	},
+	func(a *Account) (string, string) {
+		return "target", targetProblem(a.Target)
+	},
+	func(a *Account) (string, string) {
+		forward := a.forwards()
+		switch {
+		case forward && a.Recipient == "":
+			return "recipient", "required for lmtp: and smtp: targets (the RCPT TO address)"
+		case !forward && a.Recipient != "":
+			return "recipient", "only for lmtp: and smtp: targets"
+		case a.Recipient != "" && (strings.ContainsAny(a.Recipient, "<> \t\r\n\x00") || !strings.Contains(a.Recipient, "@")):
+			return "recipient", "want a bare address such as me@example.org"
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		switch {
+		case !strings.HasPrefix(a.Target, "smtp:") && (a.SMTPTLS != "" || a.SMTPCAFile != "" || a.SMTPUser != "" || a.SMTPPassword != ""):
+			return "smtp_tls", "smtp_tls, smtp_ca_file, smtp_user and smtp_password are for smtp: targets only"
+		case a.SMTPTLS != "" && a.SMTPTLS != "none" && a.SMTPTLS != "starttls":
+			return "smtp_tls", `want "none" or "starttls"`
+		case a.SMTPCAFile != "" && a.SMTPTLS != "starttls":
+			return "smtp_ca_file", `needs smtp_tls = "starttls"`
+		case (a.SMTPUser == "") != (a.SMTPPassword == ""):
+			return "smtp_user", "smtp_user and smtp_password go together"
+		case a.SMTPUser != "" && a.SMTPTLS != "starttls":
+			return "smtp_user", `needs smtp_tls = "starttls": the password would cross the network in the clear`
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		switch {
+		case a.StateDir == "":
+			return "state_dir", "required"
+		case !filepath.IsAbs(a.StateDir):
+			return "state_dir", "must be absolute"
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		if _, ok := parsePoll(a.PollInterval); a.PollInterval != "" && !ok {
+			return "poll_interval", `want a duration of at least 1s, such as "5m"`
+		}
+		return "", ""
+	},
+}
+
+// required is the problem of a required key left empty.
+func required(v string) string {
+	if v == "" {
+		return "required"
 	}
-	if a.MaxSize < 0 {
-		bad("max_size", "must not be negative")
+	return ""
+}
+
+// notNegative is the problem of a count or size below zero.
+func notNegative(n int64) string {
+	if n < 0 {
+		return "must not be negative"
 	}
-	switch a.Oversize {
-	case "":
-		a.Oversize = "skip"
-	case "skip", "truncate":
+	return ""
+}
+
+// oneOf returns msg unless v is one of the values.
+func oneOf(v, msg string, values ...string) string {
+	if slices.Contains(values, v) {
+		return ""
+	}
+	return msg
+}
+
+// statProblem is the problem of a file key naming a file that cannot be
+// found; "" when the key is empty.
+func statProblem(path string) string {
+	if path == "" {
+		return ""
+	}
+	if _, err := os.Stat(path); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// forwards reports whether the target is an lmtp: or smtp: one.
+func (a *Account) forwards() bool {
+	kind, arg, ok := strings.Cut(a.Target, ":")
+	return ok && arg != "" && (kind == "lmtp" || kind == "smtp")
+}
+
+// targetProblem checks the target key: a kind and its argument.
+func targetProblem(target string) string {
+	if target == "" {
+		return "required"
+	}
+	kind, arg, ok := strings.Cut(target, ":")
+	if !ok || arg == "" {
+		return `want "maildir:PATH", "mbox:PATH", "mda:COMMAND", "lmtp:HOST:PORT", "lmtp:unix:PATH" or "smtp:HOST:PORT"`
+	}
+	switch kind {
+	case "maildir", "mbox":
+		if !filepath.IsAbs(arg) {
+			return kind + " path must be absolute"
+		}
+	case "mda":
+	case "lmtp", "smtp":
+		if path, ok := strings.CutPrefix(arg, "unix:"); ok && kind == "lmtp" {
+			if !filepath.IsAbs(path) {
+				return "lmtp:unix: socket path must be absolute"
+			}
+		} else if _, port, err := net.SplitHostPort(arg); err != nil || port == "" {
+			return kind + ": want HOST:PORT"
+		}
 	default:
-		bad("oversize", `want "skip" or "truncate"`)
+		return fmt.Sprintf("unknown target type %q", kind)
 	}
-	forward := false
-	if a.Target == "" {
-		bad("target", "required")
-	} else if kind, arg, ok := strings.Cut(a.Target, ":"); !ok || arg == "" {
-		bad("target", `want "maildir:PATH", "mbox:PATH", "mda:COMMAND", "lmtp:HOST:PORT", "lmtp:unix:PATH" or "smtp:HOST:PORT"`)
-	} else {
-		switch kind {
-		case "maildir", "mbox":
-			if !filepath.IsAbs(arg) {
-				bad("target", kind+" path must be absolute")
-			}
-		case "mda":
-		case "lmtp", "smtp":
-			forward = true
-			if path, ok := strings.CutPrefix(arg, "unix:"); ok && kind == "lmtp" {
-				if !filepath.IsAbs(path) {
-					bad("target", "lmtp:unix: socket path must be absolute")
-				}
-			} else if _, port, err := net.SplitHostPort(arg); err != nil || port == "" {
-				bad("target", kind+": want HOST:PORT")
-			}
-		default:
-			bad("target", fmt.Sprintf("unknown target type %q", kind))
-		}
-	}
-	switch {
-	case forward && a.Recipient == "":
-		bad("recipient", "required for lmtp: and smtp: targets (the RCPT TO address)")
-	case !forward && a.Recipient != "":
-		bad("recipient", "only for lmtp: and smtp: targets")
-	case a.Recipient != "" && (strings.ContainsAny(a.Recipient, "<> \t\r\n\x00") || !strings.Contains(a.Recipient, "@")):
-		bad("recipient", "want a bare address such as me@example.org")
-	}
-	smtpTarget := strings.HasPrefix(a.Target, "smtp:")
-	switch {
-	case !smtpTarget && (a.SMTPTLS != "" || a.SMTPCAFile != "" || a.SMTPUser != "" || a.SMTPPassword != ""):
-		bad("smtp_tls", "smtp_tls, smtp_ca_file, smtp_user and smtp_password are for smtp: targets only")
-	case a.SMTPTLS != "" && a.SMTPTLS != "none" && a.SMTPTLS != "starttls":
-		bad("smtp_tls", `want "none" or "starttls"`)
-	case a.SMTPCAFile != "" && a.SMTPTLS != "starttls":
-		bad("smtp_ca_file", `needs smtp_tls = "starttls"`)
-	case (a.SMTPUser == "") != (a.SMTPPassword == ""):
-		bad("smtp_user", "smtp_user and smtp_password go together")
-	case a.SMTPUser != "" && a.SMTPTLS != "starttls":
-		bad("smtp_user", `needs smtp_tls = "starttls": the password would cross the network in the clear`)
-	}
-	if a.StateDir == "" {
-		bad("state_dir", "required")
-	} else if !filepath.IsAbs(a.StateDir) {
-		bad("state_dir", "must be absolute")
-	}
-	a.poll = 5 * time.Minute
-	if a.PollInterval != "" {
-		d, err := time.ParseDuration(a.PollInterval)
-		if err != nil || d < time.Second {
-			bad("poll_interval", `want a duration of at least 1s, such as "5m"`)
-		}
-		a.poll = d
-	}
+	return ""
 }
 
 // ConfigError lists every problem found in a configuration file.

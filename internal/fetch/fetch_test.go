@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func run1(t *testing.T, a *Account, opts Options) Result {
@@ -313,14 +315,7 @@ func TestStateJournal(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	conf := `[[account]]
-name = "ok"
-server = "pop.example.org:995"
-user = "u"
-password = "p"
-target = "maildir:/tmp/m"
-state_dir = "/tmp/s"
-
+	conf := accountTOML("ok") + `
 [[account]]
 name = "bad"
 server = "nopor"
@@ -362,5 +357,22 @@ func TestCanceledPasswordCommand(t *testing.T) {
 	cancel()
 	if _, err := Run(ctx, a, Options{}); ExitCode(err) != ExitTempFail {
 		t.Fatalf("Run(canceled) = %v (exit %d), want exit %d", err, ExitCode(err), ExitTempFail)
+	}
+}
+
+// An unknown key is reported with its line, and with the index of the
+// [[account]] table it is in (a misspelt key in the third account must not
+// send the reader to the first).
+func TestConfigUnknownKey(t *testing.T) {
+	t.Parallel()
+	conf := accountTOML("a") + accountTOML("b") + "pasword = \"p\"\n" + accountTOML("c") + "pasword = \"p\"\n"
+	_, err := ParseConfig("f.toml", []byte(conf))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ExitCode(err) != ExitConfig {
+		t.Fatalf("ParseConfig = %v, want a ConfigError", err)
+	}
+	want := []string{"f.toml:15: account.1.pasword: unknown key", "f.toml:23: account.2.pasword: unknown key"}
+	if diff := cmp.Diff(want, ce.Problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }

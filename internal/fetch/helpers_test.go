@@ -112,3 +112,16 @@ func selfSigned(t testing.TB) (tls.Certificate, []byte, string) {
 	}
 	return p.TLS, p.CertPEM, p.Fingerprint()
 }
+
+// accountTOML is an [[account]] table named name with every required key,
+// on seven lines.
+func accountTOML(name string) string {
+	return fmt.Sprintf(`[[account]]
+name = %q
+server = "pop.example.org:995"
+user = "u"
+password = "p"
+target = "maildir:/tmp/m"
+state_dir = "/tmp/s"
+`, name)
+}

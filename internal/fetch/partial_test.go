@@ -32,14 +32,7 @@ func bigMessage(i int) string {
 // the truncated messages on the server.
 func TestPartialNotDeletedConfig(t *testing.T) {
 	t.Parallel()
-	base := `[[account]]
-name = "a"
-server = "pop.example.org:995"
-user = "u"
-password = "p"
-target = "maildir:/tmp/m"
-state_dir = "/tmp/s"
-`
+	base := accountTOML("a")
 	for _, tc := range []struct{ extra, want string }{
 		{"keep = false\nheaders_only = true\n", "f.toml:9: account a: headers_only: conflicts with keep = false"},
 		{"headers_only = true\ndelete_after_days = 3\n", "f.toml:8: account a: headers_only: conflicts with delete_after_days"},

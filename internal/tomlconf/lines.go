@@ -1,10 +1,4 @@
-// Package tomlpos finds the line each key of a TOML file is set on, for
-// error messages that name a key and its line: BurntSushi/toml reports
-// positions for syntax errors only. It understands the subset of TOML the
-// postoffice config files use: [table] and [[array]] headers (dotted names
-// allowed) and key = value lines; a value spanning lines is attributed to
-// its first line.
-package tomlpos
+package tomlconf
 
 import (
 	"bufio"
@@ -13,18 +7,31 @@ import (
 	"strings"
 )
 
-// Lines maps each key to the line (from 1) it is first set on:
+// Lines maps each key of a TOML file to the line (from 1) it is first set
+// on. It understands the subset of TOML the postoffice files use: [table]
+// and [[array]] headers (dotted names allowed) and key = value lines; a
+// value spanning lines is attributed to its first line. Keys are
 // "table.key" under [table], "key" before any header, and
 // "array.N.key" under the N-th (from 0) [[array]] header. Headers map too:
 // "table" and "array.N".
 func Lines(data []byte) map[string]int {
-	lines := make(map[string]int)
+	lines, _ := scan(data)
+	return lines
+}
+
+// scan is Lines, and also lists the keys set under [[array]] headers by
+// the name the TOML decoder gives them, which has no index
+// ("account.user"), each with the indexed keys it stands for, in file
+// order ("account.0.user", "account.2.user").
+func scan(data []byte) (lines map[string]int, inArrays map[string][]string) {
+	lines = make(map[string]int)
+	inArrays = make(map[string][]string)
 	set := func(k string, n int) {
 		if _, ok := lines[k]; !ok {
 			lines[k] = n
 		}
 	}
-	table := ""
+	table, array := "", ""        // array: the name of the [[array]] table we are in
 	count := make(map[string]int) // [[array]] headers seen
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
@@ -37,8 +44,9 @@ func Lines(data []byte) map[string]int {
 				l = strings.TrimSpace(l[:i])
 			}
 			name := strings.TrimSpace(strings.Trim(l, "[]"))
+			array = ""
 			if strings.HasPrefix(l, "[[") {
-				table = name + "." + strconv.Itoa(count[name])
+				table, array = name+"."+strconv.Itoa(count[name]), name
 				count[name]++
 			} else {
 				table = name
@@ -50,11 +58,14 @@ func Lines(data []byte) map[string]int {
 				continue
 			}
 			k = strings.Trim(strings.TrimSpace(k), `"`)
+			if array != "" {
+				inArrays[array+"."+k] = append(inArrays[array+"."+k], table+"."+k)
+			}
 			if table != "" {
 				k = table + "." + k
 			}
 			set(k, n)
 		}
 	}
-	return lines
+	return lines, inArrays
 }

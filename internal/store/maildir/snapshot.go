@@ -1,0 +1,402 @@
+package maildir
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
+)
+
+// tmpMaxAge is how old a file in tmp/ must be before Open removes it: the
+// 36 hours of the Maildir specification, which Dovecot uses too.
+const tmpMaxAge = 36 * time.Hour
+
+// Open locks user's Maildir (creating it if needed) and returns its
+// snapshot. RFC 1939 §4: the lock is exclusive; while it is held Open
+// returns store.ErrInUse, from this process or any other.
+func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := s.openBox(user, true)
+	if err != nil {
+		return nil, err
+	}
+	md := &maildrop{s: s, dir: b.path(), box: b}
+	if err := b.do(func() error { return md.open(ctx) }); err != nil {
+		b.close()
+		return nil, err
+	}
+	return md, nil
+}
+
+// open takes the lock and loads the snapshot, as the Maildir's owner.
+func (md *maildrop) open(ctx context.Context) error {
+	lf, err := openLockFile(md.box.dir, lockName)
+	if err != nil {
+		return fmt.Errorf("maildir: lock: %w", err)
+	}
+	if err := lf.tryLock(); err != nil {
+		lf.Close()
+		if errors.Is(err, errLocked) {
+			return store.ErrInUse
+		}
+		return fmt.Errorf("maildir: lock: %w", err)
+	}
+	md.lock = lf
+	if err := md.load(ctx); err != nil {
+		lf.Close()
+		return err
+	}
+	return nil
+}
+
+// found is a file seen in new/ or cur/ that the index does not know.
+type found struct {
+	key, sub, info string
+	rec            *uidlistRec
+	size           int64
+	regular        bool // the directory entry says a regular file
+}
+
+// load builds the snapshot: index entries whose files still exist, in index
+// order, then files the index does not know yet, in delivery order. It
+// writes the index back, durably, if that changed anything, before any UIDL
+// can reach a client (but on a full disk it serves the session without). When neither new/ nor cur/ changed since the index was
+// written (see dirstate.go), the index alone is the snapshot.
+func (md *maildrop) load(ctx context.Context) error {
+	now := md.s.clock()
+	prev := readLockState(md.lock)
+	// Stamp the directories before reading anything: a change after this
+	// moves their times past the stamps.
+	var next lockState
+	next.sweep = prev.sweep
+	if st, err := statDir(md.box.dir, "new"); err == nil {
+		next.new = st.settled(now)
+	}
+	if st, err := statDir(md.box.dir, "cur"); err == nil {
+		next.cur = st.settled(now)
+	}
+	idx, err := readIndexFile(md.box.dir)
+	changed := false
+	if errors.Is(err, errCorrupt) {
+		md.s.log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", err)
+		idx, changed = nil, true
+	} else if err != nil {
+		return err
+	}
+	hasIndex, sum := idx != nil, uint32(0)
+	if idx != nil {
+		sum = idx.sum
+	}
+	if !changed && idx != nil && prev.hasIndex && prev.index == sum && next.new.known() && next.cur.known() &&
+		next.new == prev.new && next.cur == prev.cur && idx.located {
+		// The index says where every message is: it is the snapshot.
+		md.idx, md.msgs = idx, idx.msgs
+	} else {
+		if md.s.scanHook != nil {
+			md.s.scanHook(md.dir)
+		}
+		entries, scanChanged, err := md.scan(ctx, idx)
+		if err != nil {
+			return err
+		}
+		if changed || scanChanged {
+			sum, err = md.s.writeIndexSum(md.box.dir, entries)
+			switch {
+			case err == nil:
+				hasIndex = true // written, though maybe empty
+			case noSpace(err):
+				// The index is a cache: every UIDL it would record is
+				// derived from a file name or read from dovecot-uidlist,
+				// which gives the same UIDLs again at the next open. So a
+				// full disk costs this session nothing but the write, and
+				// no stamps are recorded: the old index must not pass for
+				// the current one, the next open reads the directories.
+				md.s.log.Warn("maildir: index not written, no space left; serving this session from the directories, the next open rescans",
+					"dir", md.dir, "err", err)
+				sum, hasIndex = 0, false
+			default:
+				return err
+			}
+		}
+		md.entries = entries
+		md.msgs = make([]store.Message, len(entries))
+		for i, e := range entries {
+			md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
+		}
+	}
+	// Stamps go with an index file that exists; an empty maildrop that
+	// never had one is read every time, which costs nothing.
+	next.index, next.hasIndex = sum, hasIndex
+	if !next.hasIndex {
+		next.new, next.cur = dirStamp{}, dirStamp{}
+	}
+	if t := now.Unix(); t-prev.sweep >= int64(sweepEvery/time.Second) || prev.sweep > t+3600 {
+		md.s.sweepTmp(md.box)
+		next.sweep = t
+	}
+	if next != prev {
+		writeLockState(md.lock, next)
+	}
+	return nil
+}
+
+// scan reads new/ and cur/ and matches them with the index idx: entries
+// whose files still exist, in index order, then files the index does not
+// know, in delivery order. changed reports whether the index must be
+// written again: a message came or went, or one moved.
+func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, changed bool, err error) {
+	log := md.s.log
+	// entries starts as the index; the directory scan fills in where each
+	// message is, and entries never found are dropped after it.
+	idx := x.entries()
+	entries = make([]entry, len(idx))
+	for i, e := range idx {
+		entries[i] = entry{key: e.key, uidl: e.uidl, size: e.size}
+	}
+	pos := newKeyIndex(len(entries), func(i int) string { return entries[i].key })
+	if pos.dup {
+		// A repeated key: the index is corrupt (we never write one).
+		log.Warn("maildir: rebuilding corrupt index", "dir", md.dir, "err", "duplicate key")
+		entries, idx, changed = nil, nil, true
+		pos = newKeyIndex(0, nil)
+	}
+
+	// Info parts repeat (":2,S", ":2,RS"): keep one string of each.
+	infos := map[string]string{"": ""}
+	intern := func(b []byte) string {
+		if s, ok := infos[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		infos[s] = s
+		return s
+	}
+	var fresh []found
+	var freshSeen map[string]bool
+	for _, sub := range []string{"new", "cur"} {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
+			if typ == typeDir || !usableName(name) {
+				return
+			}
+			key, info := splitName(name)
+			if i, ok := pos.lookup(key); ok {
+				if entries[i].sub == "" {
+					entries[i].sub, entries[i].info = sub, intern(info)
+				}
+				return
+			}
+			if freshSeen == nil {
+				freshSeen = make(map[string]bool)
+			}
+			if freshSeen[string(key)] {
+				return // in both new/ and cur/ while another agent moves it
+			}
+			k := string(key)
+			freshSeen[k] = true
+			fresh = append(fresh, found{key: k, sub: sub, info: intern(info), regular: typ == typeRegular})
+		})
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := md.s.createSubs(md.box); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	for i := range idx {
+		if entries[i].sub != idx[i].sub || entries[i].info != idx[i].info {
+			changed = true // moved, renamed, or removed by another agent
+		}
+	}
+
+	kept := entries[:0]
+	for _, e := range entries {
+		if e.sub != "" {
+			kept = append(kept, e)
+		}
+	}
+	entries = kept
+	if len(fresh) > 0 {
+		changed = true
+		added, err := md.addFresh(ctx, entries, fresh)
+		if err != nil {
+			return nil, false, err
+		}
+		entries = append(entries, added...)
+	}
+	return entries, changed, nil
+}
+
+// usableName reports whether a directory entry of new/ or cur/ is a
+// message: not a dot-file, and nothing the index line format cannot hold.
+func usableName(name []byte) bool {
+	return len(name) > 0 && name[0] != '.' && name[0] != infoSep && !bytes.ContainsAny(name, "\n\r")
+}
+
+// splitName splits a file name into its key and its info part.
+func splitName(name []byte) (key, info []byte) {
+	if i := bytes.IndexByte(name, infoSep); i >= 0 {
+		return name[:i], name[i:]
+	}
+	return name, nil
+}
+
+// addFresh sizes, orders and names the files the index did not know.
+// Messages Dovecot listed in dovecot-uidlist come first, in its POP3 order
+// (O field, then UID), and keep the UIDL Dovecot showed; the rest follow in
+// delivery order of their names and get UIDLs derived from their keys.
+func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) ([]entry, error) {
+	ul, err := readUIDListAt(md.box.dir, uidlist)
+	if err != nil {
+		// A broken dovecot-uidlist costs the old UIDLs, not the mail.
+		md.s.log.Warn("maildir: ignoring dovecot-uidlist", "dir", md.dir, "err", err)
+		ul = nil
+	}
+	if ul != nil {
+		for i := range fresh {
+			if r, ok := ul.recs[fresh[i].key]; ok {
+				fresh[i].rec = &r
+			}
+		}
+	}
+	// Sort indexes with each name's delivery time parsed once, not in
+	// every comparison, and move the (large) found records once.
+	type sortKey struct{ secs, usec string }
+	keys := make([]sortKey, len(fresh))
+	order := make([]int32, len(fresh))
+	for i := range fresh {
+		order[i] = int32(i)
+		if fresh[i].rec == nil {
+			keys[i].secs, keys[i].usec = deliveryTime(fresh[i].key)
+		}
+	}
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &fresh[i], &fresh[j]
+		switch {
+		case a.rec != nil && b.rec != nil:
+			if a.rec.hasOrder != b.rec.hasOrder {
+				if a.rec.hasOrder {
+					return -1
+				}
+				return 1
+			}
+			if c := cmp.Compare(a.rec.order, b.rec.order); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.rec.uid, b.rec.uid)
+		case a.rec != nil:
+			return -1
+		case b.rec != nil:
+			return 1
+		}
+		return compareTimed(a.key, keys[i].secs, keys[i].usec, b.key, keys[j].secs, keys[j].usec)
+	})
+	sorted := make([]found, len(fresh))
+	for k, i := range order {
+		sorted[k] = fresh[i]
+	}
+	fresh = sorted
+
+	if err := md.sizeAll(ctx, fresh); err != nil {
+		return nil, err
+	}
+
+	var used map[string]bool
+	if ul != nil {
+		used = make(map[string]bool, len(kept)+len(fresh))
+		for _, e := range kept {
+			used[e.uidl] = true
+		}
+	}
+	added := make([]entry, 0, len(fresh))
+	for _, f := range fresh {
+		if f.size < 0 {
+			continue // vanished while we looked
+		}
+		uidl := ""
+		if f.rec != nil {
+			uidl = ul.uidl(*f.rec, f.key)
+			if !validUIDL(uidl) || used[uidl] {
+				md.s.log.Warn("maildir: dovecot-uidlist UIDL not usable, deriving a new one",
+					"dir", md.dir, "key", f.key, "uidl", uidl)
+				uidl = ""
+			}
+		}
+		if uidl == "" {
+			uidl = deriveUIDL(f.key)
+			for n := 1; used[uidl]; n++ {
+				uidl = deriveUIDL(f.key + "\x00" + strconv.Itoa(n))
+			}
+		}
+		if used != nil {
+			used[uidl] = true
+		}
+		added = append(added, entry{key: f.key, sub: f.sub, info: f.info, uidl: uidl, size: f.size})
+	}
+	return added, nil
+}
+
+// deriveUIDL returns the UIDL of a message whose key is key: the first 15
+// octets of SHA-256(key) in unpadded base64url, 20 characters of 0x21-0x7E
+// (RFC 1939 §7). Maildir names are unique and never reused, so these are
+// too, and they come out the same if the index is lost.
+func deriveUIDL(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(sum[:15])
+}
+
+// sweepTmp removes files left in tmp/ by deliveries that died more than
+// 36 hours ago. Failures only cost disk space, so they are logged. Open
+// calls it at most every sweepEvery (the time is kept in the lock file),
+// as the Maildir's owner. A tmp/ that is a symbolic link is not swept (its
+// open refuses it), and what is removed is the entry in tmp/ itself: a
+// link planted there is removed, never what it points to.
+func (s *Store) sweepTmp(b *box) {
+	var names []string
+	err := scanDir(b.dir, "tmp", func(name []byte, typ fileType) {
+		if typ != typeDir {
+			names = append(names, string(name))
+		}
+	})
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("maildir: not sweeping tmp", "dir", b.path(), "err", err)
+		}
+		return
+	}
+	if len(names) == 0 {
+		return
+	}
+	tmp, err := b.sub("tmp")
+	if err != nil {
+		s.log.Warn("maildir: not sweeping tmp", "dir", b.path(), "err", err)
+		return
+	}
+	cutoff := s.clock().Add(-tmpMaxAge).UnixNano()
+	for _, name := range names {
+		st, err := tmp.Lstat(name)
+		if err != nil || st.Mode&syscall.S_IFMT == syscall.S_IFDIR || st.Mtim.Nano() > cutoff {
+			continue
+		}
+		if err := tmp.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("maildir: removing stale tmp file", "dir", b.path(), "err", err)
+		}
+	}
+}
