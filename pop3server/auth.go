@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -51,15 +50,33 @@ func isLocal(a net.Addr) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
+// saslSession returns the session's SASLSession and its mechanism list, or
+// nil when the session offers no SASL now: it does not implement
+// SASLSession, or its list is empty (go-smtp's rule: one session type
+// serves with SASL on or off).
+func (c *conn) saslSession() (SASLSession, []string) {
+	ss, ok := c.sess.(SASLSession)
+	if !ok {
+		return nil, nil
+	}
+	mechs := ss.Mechanisms()
+	if len(mechs) == 0 {
+		return nil, nil
+	}
+	return ss, mechs
+}
+
 // mechanisms returns the SASL mechanisms to offer now: the backend's list
 // without the plaintext ones where plaintextOK forbids them. It is nil when
 // the session has no SASL.
 func (c *conn) mechanisms() []string {
-	ss, ok := c.sess.(SASLSession)
-	if !ok {
-		return nil
-	}
-	mechs := ss.Mechanisms()
+	_, mechs := c.saslSession()
+	return c.allowed(mechs)
+}
+
+// allowed returns mechs without the plaintext mechanisms where
+// plaintextOK forbids them.
+func (c *conn) allowed(mechs []string) []string {
 	if c.plaintextOK() {
 		return mechs
 	}
@@ -139,11 +156,11 @@ func isHexDigest(s string) bool {
 // framing; the backend's SASLExchange sees decoded octets only. No payload
 // is ever logged.
 func (c *conn) cmdAuth(ctx context.Context, args string) error {
-	ss, ok := c.sess.(SASLSession)
-	if !ok {
+	ss, offered := c.saslSession()
+	if ss == nil {
 		return c.badErr("-ERR Unknown command")
 	}
-	mechs := c.mechanisms()
+	mechs := c.allowed(offered)
 	if args == "" {
 		c.writeLine("+OK")
 		for _, m := range mechs {
@@ -156,7 +173,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	mech, ir, _ := strings.Cut(args, " ")
 	mech = strings.ToUpper(mech)
 	if !slices.Contains(mechs, mech) {
-		if slices.Contains(ss.Mechanisms(), mech) {
+		if slices.Contains(offered, mech) {
 			return c.badErr(replyPlaintextDisallowed)
 		}
 		return c.badErr("-ERR Unsupported authentication mechanism")
@@ -179,7 +196,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	}
 	exch, err := ss.StartSASL(ctx, mech)
 	if err != nil {
-		return c.saslFailed(err, mech, "")
+		return c.loginFailed(err, loginAttempt{method: mech}, "", nil)
 	}
 	var ident string  // the authentication identity, once reported
 	var hookErr error // the session must end: refused or shutting down
@@ -196,7 +213,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 			return hookErr
 		}
 		if err != nil {
-			return c.saslFailed(err, mech, ident)
+			return c.loginFailed(err, loginAttempt{method: mech}, ident, nil)
 		}
 		if done && len(challenge) == 0 {
 			break
@@ -279,25 +296,6 @@ func (c *conn) readContinuation() (string, error) {
 		c.setBusy(true)
 	}
 	return string(line), err
-}
-
-// saslFailed answers an error from StartSASL, Next or Login. An *Error
-// without a code is a malformed message: its text goes out, the session
-// goes on and it counts as a bad command, not a failed login. Everything
-// else takes the failed-login path ([AUTH] with the delay, or the
-// backend's code, or [SYS/TEMP]).
-//
-// user is the authentication identity the exchange reported, "" if none:
-// the failure is counted for it.
-func (c *conn) saslFailed(err error, mech, user string) error {
-	var pe *Error
-	if errors.As(err, &pe) && pe.Code == "" {
-		if pe.Err != nil {
-			c.log.Info("sasl exchange refused", "err", pe.Err)
-		}
-		return c.badErr(pe.reply())
-	}
-	return c.loginFailed(err, loginAttempt{method: mech}, user, nil)
 }
 
 // SASLIdentityNotifier is an add-on a SASLExchange implements when it can

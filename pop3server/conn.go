@@ -311,7 +311,7 @@ func (c *conn) close() {
 // gains from more.
 func (c *conn) commandLineLimit(head []byte) int {
 	if c.state == stateAuthorization && isAuthHead(head) {
-		if _, ok := c.sess.(SASLSession); ok {
+		if ss, _ := c.saslSession(); ss != nil {
 			return maxAuthLine
 		}
 	}

@@ -102,23 +102,35 @@ func (c *conn) pause(d time.Duration) error {
 	}
 }
 
-// loginFailed answers a failed login. Credential failures wait
-// AuthFailDelay first, whatever the reason, so timing reveals nothing, and
-// are reported to the LoginLimiter as user with password (nil: unknown);
-// other failures are not.
+// loginFailed answers an error from a login method (Login, APOP,
+// StartSASL, a SASLExchange's Next or Login) as the Session contract says:
+//   - ErrAuthFailed, or an *Error with CodeAuth: a credential failure. It
+//     waits AuthFailDelay first, whatever the reason, so timing reveals
+//     nothing, is reported to the LoginLimiter as user with password (nil:
+//     unknown) and counts towards MaxAuthFailures.
+//   - an *Error with another code: sent as it is; the login failed for a
+//     reason that is not the credentials, and is not counted.
+//   - an *Error without code: a malformed request, sent at once and
+//     counted as a bad command; the session goes on.
+//   - anything else: logged, answered [SYS/TEMP].
 func (c *conn) loginFailed(err error, a loginAttempt, user string, password []byte) error {
 	var pe *Error
-	if !errors.As(err, &pe) {
+	isErr := errors.As(err, &pe)
+	switch {
+	case isErr && pe.Code == CodeAuth:
+	case errors.Is(err, ErrAuthFailed):
+		pe = errAuthFailed
+	case !isErr:
 		c.log.Error("login failed", "user", c.user, "err", err)
 		pe = &Error{Code: CodeSysTemp, Text: "Temporary failure, try again later"}
+	case pe.Code == "":
+		if pe.Err != nil {
+			c.log.Info("login request refused", "err", pe.Err)
+		}
+		return c.badErr(pe.reply())
 	}
-	code := pe.Code
-	if code == "" {
-		code = CodeAuth // answered and counted as a credential failure below
-	}
-	c.observeLogin(LoginEvent{Method: a.method, Code: code, Duration: a.d})
-	switch pe.Code {
-	case CodeAuth, "":
+	c.observeLogin(LoginEvent{Method: a.method, Code: pe.Code, Duration: a.d})
+	if pe.Code == CodeAuth {
 		c.authFailures++
 		// fail2ban (docs/fail2ban/postoffice.conf) matches this line and
 		// "client banned": keep their messages, and conn and remote
@@ -134,12 +146,10 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 				return err
 			}
 		}
-	default:
-		if pe.Err != nil {
-			c.log.Warn("login refused", "user", c.user, "code", pe.Code, "err", pe.Err)
-		} else {
-			c.log.Info("login refused", "user", c.user, "code", pe.Code)
-		}
+	} else if pe.Err != nil {
+		c.log.Warn("login refused", "user", c.user, "code", pe.Code, "err", pe.Err)
+	} else {
+		c.log.Info("login refused", "user", c.user, "code", pe.Code)
 	}
 	c.user = ""
 	c.writeLine(pe.reply())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"sync"
 
@@ -235,12 +234,11 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 			c.writeLine(pe.reply())
 			return 0, false, nil
 		}
+		// The engine does not interpret storage errors (a missing file
+		// means nothing to it): the backend says [SYS/PERM] with an *Error
+		// when a message is gone for good.
 		c.log.Error("opening message failed", "msg", i+1, "err", err)
-		if errors.Is(err, os.ErrNotExist) {
-			c.writeLine("-ERR [SYS/PERM] Message was removed by another agent")
-		} else {
-			c.writeLine("-ERR [SYS/TEMP] Cannot read message, try again later")
-		}
+		c.writeLine("-ERR [SYS/TEMP] Cannot read message, try again later")
 		return 0, false, nil
 	}
 	defer r.Close()

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strings"
@@ -74,18 +75,14 @@ func New(opts Options) (*Backend, error) {
 	return &Backend{opts: opts, log: opts.Logger, lastLogin: make(map[string]time.Time)}, nil
 }
 
-// NewSession implements pop3server.Backend. The session it returns has the
-// add-on interfaces (APOP, SASL) the options enable, so the engine's CAPA
-// and greeting follow the configuration.
+// NewSession implements pop3server.Backend. The session offers SASL when
+// Options.SASL is set (an empty mechanism list means none, by the
+// engine's contract) and APOP when Options.APOP is: APOPSession is found
+// by type, so a session without it is a different type.
 func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
 	s := &session{b: b, conn: c}
-	switch {
-	case b.opts.APOP && b.opts.SASL != nil:
-		return apopSASLSession{s}, nil
-	case b.opts.APOP:
+	if b.opts.APOP {
 		return apopSession{s}, nil
-	case b.opts.SASL != nil:
-		return saslSession{s}, nil
 	}
 	return s, nil
 }
@@ -95,35 +92,14 @@ type session struct {
 	conn *pop3server.Conn
 }
 
-// The combinations of add-on interfaces a session can have.
-type (
-	apopSession     struct{ *session }
-	saslSession     struct{ *session }
-	apopSASLSession struct{ *session }
-)
+// apopSession adds APOP to a session.
+type apopSession struct{ *session }
 
 func (s apopSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
 	return s.apop(ctx, user, timestamp, digest)
 }
 
-func (s apopSASLSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
-	return s.apop(ctx, user, timestamp, digest)
-}
-
-func (s saslSession) Mechanisms() []string { return s.mechanisms() }
-
-func (s saslSession) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
-	return s.startSASL(ctx, mech)
-}
-
-func (s apopSASLSession) Mechanisms() []string { return s.mechanisms() }
-
-func (s apopSASLSession) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
-	return s.startSASL(ctx, mech)
-}
-
 var (
-	errAuth       = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
 	errInUse      = &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
 	errLoginDelay = &pop3server.Error{Code: pop3server.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
 )
@@ -133,7 +109,7 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 	b := s.b
 	u, err := b.opts.Users.Authenticate(ctx, username, password)
 	if errors.Is(err, auth.ErrFailed) {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
 		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
@@ -168,10 +144,10 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 			if r := sanitizeReason(nl.Reason); r != "" {
 				return nil, &pop3server.Error{Code: pop3server.CodeAuth, Text: r}
 			}
-			return nil, errAuth
+			return nil, pop3server.ErrAuthFailed
 		}
 		b.log.Info("login refused: client address not allowed for user", "user", u.Name, "remote", addrString(remote), "direct", addrString(direct))
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	user := u.Name
 	if !b.checkLoginDelay(user) {
@@ -255,7 +231,11 @@ func (m *mailbox) Messages() []pop3server.MessageInfo { return m.md.Messages() }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r, err := m.md.Open(ctx, i)
-	if errors.Is(err, store.ErrNoMessage) {
+	// A store reports a vanished message as ErrNoMessage; a file that is
+	// gone (fs.ErrNotExist, in a *fs.PathError) means the same: the engine
+	// leaves storage errors to the backend. RFC 3206 §4: [SYS/PERM], a
+	// retry will not help.
+	if errors.Is(err, store.ErrNoMessage) || errors.Is(err, fs.ErrNotExist) {
 		return nil, &pop3server.Error{Code: pop3server.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
 	}
 	return r, err

@@ -3,12 +3,16 @@ package backend
 import (
 	"context"
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
@@ -52,7 +56,12 @@ func login(t *testing.T, b *Backend, user, pass string) (pop3server.Mailbox, err
 	return s.Login(context.Background(), user, pass)
 }
 
+// code is the response code the engine answers err with: [AUTH] for
+// pop3server.ErrAuthFailed, an *Error's own code.
 func code(err error) string {
+	if errors.Is(err, pop3server.ErrAuthFailed) {
+		return pop3server.CodeAuth
+	}
 	var pe *pop3server.Error
 	if errors.As(err, &pe) {
 		return pe.Code
@@ -140,5 +149,29 @@ func TestVanishedMessage(t *testing.T) {
 	}
 	if _, err := mb.Open(context.Background(), 0); code(err) != pop3server.CodeSysPerm {
 		t.Errorf("Open of a vanished message = %v, want [SYS/PERM]", err)
+	}
+}
+
+// vanishedFile is a store.Maildrop whose message files are gone, as a
+// store without its own ErrNoMessage mapping reports them.
+type vanishedFile struct{ store.Maildrop }
+
+func (vanishedFile) Open(ctx context.Context, i int) (io.ReadCloser, error) {
+	return nil, &fs.PathError{Op: "open", Path: "/var/vmail/alice/cur/1", Err: syscall.ENOENT}
+}
+
+// The engine interprets no file-system error: a message file that is gone
+// is [SYS/PERM] from the backend (RFC 3206 §4), and the path stays out of
+// the reply.
+func TestVanishedFileIsSysPerm(t *testing.T) {
+	t.Parallel()
+	m := &mailbox{md: vanishedFile{}}
+	_, err := m.Open(context.Background(), 0)
+	if code(err) != pop3server.CodeSysPerm {
+		t.Fatalf("Open of a vanished file = %v, want [SYS/PERM]", err)
+	}
+	var pe *pop3server.Error
+	if errors.As(err, &pe) && strings.Contains(pe.Text, "/var/vmail") {
+		t.Errorf("reply text %q shows the path", pe.Text)
 	}
 }

@@ -115,7 +115,7 @@ func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3serve
 }
 
 // session implements pop3server.Session and SASLSession; its mechanism
-// list is empty unless EnableSASL was called.
+// list is empty, which means no SASL, unless EnableSASL was called.
 type session struct {
 	b    *Backend
 	sasl bool
@@ -124,17 +124,16 @@ type session struct {
 // apopSession adds APOP, which the engine detects by type.
 type apopSession struct{ *session }
 
-var (
-	errAuth      = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
-	errMalformed = &pop3server.Error{Text: "Invalid SASL message"}
-)
+// errMalformed is a SASL message that does not parse: an *Error without
+// code, which the engine sends at once and counts as a bad command.
+var errMalformed = &pop3server.Error{Text: "Invalid SASL message"}
 
 func (s *session) Login(ctx context.Context, name, password string) (pop3server.Mailbox, error) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	u, ok := s.b.users[name]
 	if !ok || subtle.ConstantTimeCompare([]byte(u.password), []byte(password)) != 1 {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return s.b.open(u)
 }
@@ -145,11 +144,11 @@ func (s apopSession) APOP(ctx context.Context, name, timestamp, digest string) (
 	defer s.b.mu.Unlock()
 	u, ok := s.b.users[name]
 	if !ok {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	sum := md5.Sum([]byte(timestamp + u.password))
 	if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(digest)) != 1 {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return s.b.open(u)
 }
@@ -187,14 +186,14 @@ func (p *plain) Next(ctx context.Context, resp []byte) ([]byte, bool, error) {
 	}
 	authz, authc, pass := string(f[0]), string(f[1]), f[2]
 	if authz != "" && authz != authc {
-		return nil, false, errAuth
+		return nil, false, pop3server.ErrAuthFailed
 	}
 	p.b.mu.Lock()
 	u, ok := p.b.users[authc]
 	good := ok && subtle.ConstantTimeCompare([]byte(u.password), pass) == 1
 	p.b.mu.Unlock()
 	if !good {
-		return nil, false, errAuth
+		return nil, false, pop3server.ErrAuthFailed
 	}
 	p.user = authc
 	return nil, true, nil
@@ -205,7 +204,7 @@ func (p *plain) Login(ctx context.Context) (pop3server.Mailbox, error) {
 	defer p.b.mu.Unlock()
 	u, ok := p.b.users[p.user]
 	if p.user == "" || !ok {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return p.b.open(u)
 }
