@@ -84,6 +84,9 @@ func TestObserver(t *testing.T) {
 	other.cmd("USER alice", "+OK")
 	other.cmd("PASS secret word", "-ERR [IN-USE] ")
 	other.cmd("QUIT", "+OK")
+	// Its end is recorded after its +OK: wait for it, so the two ends
+	// come in a fixed order.
+	rec.wait(t, 1)
 	c.cmd("RETR 1", "+OK")
 	for l := c.line(); l != "."; l = c.line() {
 	}
@@ -92,7 +95,7 @@ func TestObserver(t *testing.T) {
 	}
 	c.cmd("DELE 1", "+OK")
 	c.cmd("QUIT", "+OK")
-	got := rec.wait(t, 2)
+	got := rec.wait(t, 1)
 
 	lim.refuse = true
 	refused := pipeDial(t, srv, "127.0.0.5:997")
