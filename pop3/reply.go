@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // MaxReplyLine is the longest reply line the client accepts, terminator
@@ -80,7 +82,7 @@ func parseError(text string) *Error {
 			}
 		}
 	}
-	return &Error{Code: code, Text: strings.TrimLeft(text[end+1:], " ")}
+	return &Error{Code: pop3proto.Code(code), Text: strings.TrimLeft(text[end+1:], " ")}
 }
 
 // parseNumbers parses the first two fields of a STAT reply, a LIST line or

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 func TestParseReply(t *testing.T) {
@@ -73,7 +75,7 @@ func TestParseError(t *testing.T) {
 func TestErrorHasCode(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		code, ask string
+		code, ask pop3proto.Code
 		want      bool
 	}{
 		{"SYS/TEMP", "SYS", true},
@@ -206,7 +208,7 @@ func FuzzReply(f *testing.F) {
 		st, text, err := parseReply([]byte(line))
 		if err == nil && st == statusErr {
 			e := parseError(text)
-			if e.Code != "" && strings.ContainsAny(e.Code, " []") || e.Code == "" && e.Text != text {
+			if e.Code != "" && strings.ContainsAny(string(e.Code), " []") || e.Code == "" && e.Text != text {
 				t.Errorf("parseError(%q) = %+v", text, *e)
 			}
 			_ = e.Error()

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // replyPlaintextDisallowed is Dovecot's text, which clients and admins
@@ -238,7 +239,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 				// derives keys when it answers the client-first message):
 				// a cancel here is a failed login, or an attacker could
 				// make us run PBKDF2 for free.
-				return c.loginFailed(&Error{Code: CodeAuth, Text: "Authentication aborted"}, loginAttempt{method: mech}, ident, nil)
+				return c.loginFailed(&Error{Code: pop3proto.CodeAuth, Text: "Authentication aborted"}, loginAttempt{method: mech}, ident, nil)
 			}
 			c.writeLine("-ERR Authentication aborted")
 			return nil

@@ -6,7 +6,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // Backend makes one Session per connection.
@@ -15,8 +15,8 @@ import (
 //   - The engine owns the protocol: states, deletion marks, framing, every
 //     byte on the wire. A backend never touches the connection.
 //   - A credential failure is ErrAuthFailed (returned or wrapped), or an
-//     *Error with CodeAuth for a text of the backend's choosing. The engine
-//     answers [AUTH] after Options.AuthFailDelay and counts it.
+//     *Error with pop3proto.CodeAuth for a text of the backend's choosing.
+//     The engine answers [AUTH] after Options.AuthFailDelay and counts it.
 //   - An *Error is what the client should see; its Code decides what the
 //     engine does (see Error): another code is sent as is, no code means a
 //     malformed request (a bad command).
@@ -39,29 +39,19 @@ type Backend interface {
 type Session interface {
 	// Login checks a USER/PASS pair and, on success, opens the user's
 	// maildrop under an exclusive lock. Wrong credentials are
-	// ErrAuthFailed; a busy maildrop an *Error with CodeInUse (RFC 2449
-	// §8.1.2); a refused login another *Error with its code.
+	// ErrAuthFailed; a busy maildrop an *Error with pop3proto.CodeInUse
+	// (RFC 2449 §8.1.2); a refused login another *Error with its code.
 	Login(ctx context.Context, username, password string) (Mailbox, error)
 	// Close is called once when the connection ends, after the mailbox (if
 	// any) has been closed.
 	Close() error
 }
 
-// MessageInfo describes one message of a maildrop snapshot:
-//
-//	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
-//	UID  string // UIDL: 1-70 characters of 0x21-0x7E, unique, stable
-//
-// It is the same type as the stores' store.Message (both alias
-// wire.MessageInfo), so a backend can hand a store's snapshot to the engine
-// without copying it.
-type MessageInfo = wire.MessageInfo
-
 // Mailbox is an opened, locked maildrop: the TRANSACTION state.
 type Mailbox interface {
 	// Messages returns the snapshot taken at login; message n of the
 	// session is Messages()[n-1]. It must not change during the session.
-	Messages() []MessageInfo
+	Messages() []pop3proto.MessageInfo
 	// Open returns the stored bytes of message i (0-based). Line ends may be
 	// LF or CRLF; the engine converts them and dot-stuffs.
 	Open(ctx context.Context, i int) (io.ReadCloser, error)

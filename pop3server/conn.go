@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 type state int
@@ -50,7 +51,7 @@ type conn struct {
 	sess        Session
 	apopTS      string // APOP timestamp of the greeting, "" when APOP is not offered
 	mbox        Mailbox
-	msgs        []MessageInfo
+	msgs        []pop3proto.MessageInfo
 	deleted     []bool
 	nDeleted    int
 	size        int64  // of all messages

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // The AUTHORIZATION state (RFC 1939 §4): USER and PASS (§7), and what
@@ -66,8 +68,8 @@ func (c *conn) beforeLogin(user, method string) error {
 	}
 	delay, refuse, until := lim.BeforeLogin(c.info.RemoteAddr, user)
 	if refuse {
-		c.observeLogin(LoginEvent{Method: method, Code: CodeSysTemp, Refused: true})
-		c.log.Info("login refused", "user", user, "code", CodeSysTemp,
+		c.observeLogin(LoginEvent{Method: method, Code: pop3proto.CodeSysTemp, Refused: true})
+		c.log.Info("login refused", "user", user, "code", pop3proto.CodeSysTemp,
 			"reason", "too many failed logins", "until", until)
 		// [SYS/TEMP], not [AUTH]: the codes tell a client whether to ask
 		// the user for new credentials ([AUTH], RFC 3206 §5) or to try
@@ -104,10 +106,10 @@ func (c *conn) pause(d time.Duration) error {
 
 // loginFailed answers an error from a login method (Login, APOP,
 // StartSASL, a SASLExchange's Next or Login) as the Session contract says:
-//   - ErrAuthFailed, or an *Error with CodeAuth: a credential failure. It
-//     waits AuthFailDelay first, whatever the reason, so timing reveals
-//     nothing, is reported to the LoginLimiter as user with password (nil:
-//     unknown) and counts towards MaxAuthFailures.
+//   - ErrAuthFailed, or an *Error with pop3proto.CodeAuth: a credential
+//     failure. It waits AuthFailDelay first, whatever the reason, so
+//     timing reveals nothing, is reported to the LoginLimiter as user with
+//     password (nil: unknown) and counts towards MaxAuthFailures.
 //   - an *Error with another code: sent as it is; the login failed for a
 //     reason that is not the credentials, and is not counted.
 //   - an *Error without code: a malformed request, sent at once and
@@ -117,12 +119,12 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 	var pe *Error
 	isErr := errors.As(err, &pe)
 	switch {
-	case isErr && pe.Code == CodeAuth:
+	case isErr && pe.Code == pop3proto.CodeAuth:
 	case errors.Is(err, ErrAuthFailed):
 		pe = errAuthFailed
 	case !isErr:
 		c.log.Error("login failed", "user", c.user, "err", err)
-		pe = &Error{Code: CodeSysTemp, Text: "Temporary failure, try again later"}
+		pe = &Error{Code: pop3proto.CodeSysTemp, Text: "Temporary failure, try again later"}
 	case pe.Code == "":
 		if pe.Err != nil {
 			c.log.Info("login request refused", "err", pe.Err)
@@ -130,7 +132,7 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 		return c.badErr(pe.reply())
 	}
 	c.observeLogin(LoginEvent{Method: a.method, Code: pe.Code, Duration: a.d})
-	if pe.Code == CodeAuth {
+	if pe.Code == pop3proto.CodeAuth {
 		c.authFailures++
 		// fail2ban (docs/fail2ban/postoffice.conf) matches this line and
 		// "client banned": keep their messages, and conn and remote

@@ -24,6 +24,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -100,8 +101,8 @@ func (s apopSession) APOP(ctx context.Context, user, timestamp, digest string) (
 }
 
 var (
-	errInUse      = &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
-	errLoginDelay = &pop3server.Error{Code: pop3server.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
+	errInUse      = &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
+	errLoginDelay = &pop3server.Error{Code: pop3proto.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
 )
 
 // Login implements pop3server.Session.
@@ -112,7 +113,7 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
 	return b.open(ctx, s.conn, u)
 }
@@ -142,7 +143,7 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 			// reason as the message, "-ERR [AUTH] reason".
 			b.log.Info("login refused: nologin", "user", u.Name)
 			if r := sanitizeReason(nl.Reason); r != "" {
-				return nil, &pop3server.Error{Code: pop3server.CodeAuth, Text: r}
+				return nil, &pop3server.Error{Code: pop3proto.CodeAuth, Text: r}
 			}
 			return nil, pop3server.ErrAuthFailed
 		}
@@ -158,7 +159,7 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 	case errors.Is(err, store.ErrInUse):
 		return nil, errInUse
 	case err != nil:
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
 	}
 	b.recordLogin(user)
 	return &mailbox{md: md}, nil
@@ -225,9 +226,9 @@ type mailbox struct {
 }
 
 // Messages hands the store's snapshot through: store.Message is
-// pop3server.MessageInfo, so there is no copy per login (2.4 MB for
+// pop3proto.MessageInfo, so there is no copy per login (2.4 MB for
 // 100,000 messages). Neither side modifies it.
-func (m *mailbox) Messages() []pop3server.MessageInfo { return m.md.Messages() }
+func (m *mailbox) Messages() []pop3proto.MessageInfo { return m.md.Messages() }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r, err := m.md.Open(ctx, i)
@@ -236,7 +237,7 @@ func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	// leaves storage errors to the backend. RFC 3206 §4: [SYS/PERM], a
 	// retry will not help.
 	if errors.Is(err, store.ErrNoMessage) || errors.Is(err, fs.ErrNotExist) {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
 	}
 	return r, err
 }

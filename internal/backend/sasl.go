@@ -10,6 +10,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -23,7 +24,7 @@ func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop
 		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
 	secret, ok := scheme.PlaintextEquivalent(stored)
 	if !ok {
@@ -91,7 +92,7 @@ func saslError(err error) error {
 	case errors.Is(err, sasl.ErrUnavailable):
 		return errUnavailable
 	}
-	return &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+	return &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 }
 
 func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, error) {

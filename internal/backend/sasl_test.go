@@ -10,6 +10,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -81,11 +82,11 @@ func TestAPOP(t *testing.T) {
 		{"nobody", digest(ts, "tanstaaf")},
 		{"bob", digest(ts, "y")},
 	} {
-		if _, err := as.APOP(context.Background(), c.user, ts, c.digest); code(err) != pop3server.CodeAuth {
+		if _, err := as.APOP(context.Background(), c.user, ts, c.digest); code(err) != pop3proto.CodeAuth {
 			t.Errorf("APOP(%s) = %v, want [AUTH]", c.user, err)
 		}
 	}
-	if _, err := as.APOP(context.Background(), "down", ts, digest(ts, "x")); code(err) != pop3server.CodeSysTemp {
+	if _, err := as.APOP(context.Background(), "down", ts, digest(ts, "x")); code(err) != pop3proto.CodeSysTemp {
 		t.Errorf("APOP with the database down = %v, want [SYS/TEMP]", err)
 	}
 	mb, err := as.APOP(context.Background(), "alice", ts, digest(ts, "tanstaaf"))
@@ -148,7 +149,7 @@ func TestSASL(t *testing.T) {
 		}
 		return ex, err
 	}
-	if _, err := try("\x00alice\x00wrong"); code(err) != pop3server.CodeAuth {
+	if _, err := try("\x00alice\x00wrong"); code(err) != pop3proto.CodeAuth {
 		t.Errorf("PLAIN with a wrong password = %v, want [AUTH]", err)
 	}
 	if _, err := try("no NULs here"); err == nil || code(err) != "" {

@@ -97,7 +97,7 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 		return res, err
 	}
 
-	uids, err := c.Uidl(ctx)
+	uids, err := c.UIDL(ctx)
 	noUIDL := false
 	if err != nil {
 		var pe *pop3.Error
@@ -118,9 +118,9 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 		sizes[m.Num] = m.Size
 	}
 	if noUIDL {
-		uids = make([]pop3.MessageUID, len(list))
+		uids = make([]pop3.UIDListing, len(list))
 		for i, m := range list {
-			uids[i] = pop3.MessageUID{Num: m.Num}
+			uids[i] = pop3.UIDListing{Num: m.Num}
 		}
 	}
 	onServer := make(map[string]bool, len(uids))
@@ -162,7 +162,7 @@ func run(ctx context.Context, a *Account, opts Options) (res Result, err error) 
 	}
 
 	deleted := make(map[string]bool)
-	dele := func(u pop3.MessageUID) error {
+	dele := func(u pop3.UIDListing) error {
 		if err := c.Dele(ctx, u.Num); err != nil {
 			return err
 		}
@@ -357,7 +357,7 @@ func (a *Account) partialFetch(size int64) bool {
 // on the server is its only whole one. An older version's record does not
 // say; it is taken as partial when the account's policy fetches a message
 // of this size in part, as the older version would have.
-func recorded(ctx context.Context, c *pop3.Client, st *State, a *Account, u pop3.MessageUID, size int64, rec Rec, maxAge time.Duration, now time.Time) (same, due bool, digest string, err error) {
+func recorded(ctx context.Context, c *pop3.Client, st *State, a *Account, u pop3.UIDListing, size int64, rec Rec, maxAge time.Duration, now time.Time) (same, due bool, digest string, err error) {
 	partial := rec.Partial || (rec.Legacy && a.partialFetch(size))
 	due = !rec.Rejected && !partial && (!a.KeepOnServer() || (maxAge > 0 && now.Sub(rec.Time) >= maxAge))
 	sizeDiffers := rec.Size >= 0 && rec.Size != size

@@ -20,6 +20,7 @@ import (
 	"sync"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -214,14 +215,14 @@ func (p *plain) User() string { return p.user }
 // open locks u's maildrop and takes the snapshot; b.mu is held.
 func (b *Backend) open(u *user) (pop3server.Mailbox, error) {
 	if u.locked {
-		return nil, &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
+		return nil, &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
 	}
 	u.locked = true
 	snap := make([]message, len(u.msgs))
 	copy(snap, u.msgs)
-	info := make([]pop3server.MessageInfo, len(snap))
+	info := make([]pop3proto.MessageInfo, len(snap))
 	for i, m := range snap {
-		info[i] = pop3server.MessageInfo{Size: m.size, UID: m.uid}
+		info[i] = pop3proto.MessageInfo{Size: m.size, UID: m.uid}
 	}
 	return &mailbox{b: b, u: u, snap: snap, info: info}, nil
 }
@@ -232,11 +233,11 @@ type mailbox struct {
 	b     *Backend
 	u     *user
 	snap  []message
-	info  []pop3server.MessageInfo
+	info  []pop3proto.MessageInfo
 	spare *msgReader // a closed reader for the next Open, so RETR allocates nothing
 }
 
-func (m *mailbox) Messages() []pop3server.MessageInfo { return m.info }
+func (m *mailbox) Messages() []pop3proto.MessageInfo { return m.info }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r := m.spare
