@@ -2,8 +2,8 @@ package pop3
 
 import (
 	"errors"
-	"strings"
 
+	"github.com/postoffice-mail/postoffice/internal/wire"
 	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
@@ -26,9 +26,9 @@ func (e *Error) Error() string {
 // HasCode reports whether the response code is code or one of its
 // sub-levels, so HasCode("SYS") holds for "SYS/TEMP" and HasCode("SYS/TEMP")
 // for "SYS/TEMP/DISK" (RFC 2449 §8: unknown sub-levels are ignored).
-// Levels compare case-insensitively.
+// Levels compare case-insensitively, in ASCII only.
 func (e *Error) HasCode(code pop3proto.Code) bool {
-	if len(e.Code) < len(code) || !strings.EqualFold(string(e.Code[:len(code)]), string(code)) {
+	if len(e.Code) < len(code) || !wire.EqualFoldASCII(string(e.Code[:len(code)]), string(code)) {
 		return false
 	}
 	return len(e.Code) == len(code) || e.Code[len(code)] == '/'

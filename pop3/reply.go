@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/postoffice-mail/postoffice/internal/wire"
 	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
@@ -29,9 +30,9 @@ const (
 // in upper case (RFC 1939 §3); the client accepts any case.
 func parseReply(line []byte) (status, string, error) {
 	switch {
-	case hasPrefixFold(line, "+OK") && (len(line) == 3 || line[3] == ' '):
+	case wire.HasPrefixFoldASCII(line, "+OK") && (len(line) == 3 || line[3] == ' '):
 		return statusOK, trimText(line[3:]), nil
-	case hasPrefixFold(line, "-ERR") && (len(line) == 4 || line[4] == ' '):
+	case wire.HasPrefixFoldASCII(line, "-ERR") && (len(line) == 4 || line[4] == ' '):
 		return statusErr, trimText(line[4:]), nil
 	case len(line) > 0 && line[0] == '+' && (len(line) == 1 || line[1] == ' '):
 		// RFC 5034 §4: "+" SP base64; an empty challenge is exactly "+ ",
@@ -39,10 +40,6 @@ func parseReply(line []byte) (status, string, error) {
 		return statusCont, strings.TrimSpace(string(line[1:])), nil
 	}
 	return 0, "", fmt.Errorf("%w: unexpected reply %q", ErrProtocol, clip(line))
-}
-
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
 func trimText(b []byte) string {

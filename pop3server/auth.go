@@ -83,7 +83,7 @@ func (c *conn) allowed(mechs []string) []string {
 	}
 	var out []string
 	for _, m := range mechs {
-		if !slices.Contains(plaintextMechanisms, strings.ToUpper(m)) {
+		if !slices.Contains(plaintextMechanisms, wire.ToUpperASCII(m)) {
 			out = append(out, m)
 		}
 	}
@@ -130,7 +130,7 @@ func (c *conn) cmdAPOP(ctx context.Context, args string) error {
 	}
 	c.user = name
 	start := time.Now()
-	mbox, err := as.APOP(ctx, name, c.apopTS, strings.ToLower(digest))
+	mbox, err := as.APOP(ctx, name, c.apopTS, wire.ToLowerASCII(digest))
 	a := loginAttempt{method: "APOP", d: time.Since(start)}
 	if err != nil {
 		return c.loginFailed(err, a, name, nil)
@@ -172,7 +172,9 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	}
 	c.user = ""
 	mech, ir, _ := strings.Cut(args, " ")
-	mech = strings.ToUpper(mech)
+	// Mechanism names are upper-case ASCII (RFC 4422 §3.1); a client's
+	// lower case is accepted, but no other letter folds onto them.
+	mech = wire.ToUpperASCII(mech)
 	if !slices.Contains(mechs, mech) {
 		if slices.Contains(offered, mech) {
 			return c.badErr(replyPlaintextDisallowed)

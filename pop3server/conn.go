@@ -325,7 +325,7 @@ func authLineLimit([]byte) int { return maxAuthLine }
 // isAuthHead reports whether a line starts with an AUTH command that has
 // an argument; a bare AUTH is short.
 func isAuthHead(head []byte) bool {
-	return len(head) >= 5 && strings.EqualFold(string(head[:5]), "AUTH ")
+	return wire.HasPrefixFoldASCII(head, "AUTH ")
 }
 
 // lineTooLong answers a command line or SASL response found longer than
@@ -571,19 +571,17 @@ func (c *conn) cmdCapa() error {
 var keywords = [...]string{"CAPA", "UTF8", "LANG", "NOOP", "QUIT", "USER", "PASS", "APOP",
 	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST"}
 
-// keyword returns the known keyword kw is, case-insensitively, or "". It
-// does not allocate for ASCII. Anything else goes through strings.ToUpper,
-// as before, which also maps a few non-ASCII letters to ASCII ones ("ſ"
-// to "S").
+// keyword returns the known keyword kw is, or "". RFC 1939 §3: keywords
+// are case-insensitive ASCII, so only 'a'-'z' fold: a non-ASCII byte makes
+// an unknown command, even where Unicode folds the letter onto an ASCII
+// one ("ſtat" with U+017F, "lıst" with U+0131: strings.ToUpper would make
+// them STAT and LIST). It does not allocate.
 func keyword(kw []byte) string {
 	var buf [4]byte
 	if len(kw) > len(buf) {
-		return knownKeyword([]byte(strings.ToUpper(string(kw))))
+		return ""
 	}
 	for i, ch := range kw {
-		if ch >= 0x80 {
-			return knownKeyword([]byte(strings.ToUpper(string(kw))))
-		}
 		if 'a' <= ch && ch <= 'z' {
 			ch -= 'a' - 'A'
 		}
