@@ -11,16 +11,26 @@ import (
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
-// contract wraps memserver with a session whose Login answers some user
-// names with the errors of the backend contract (Session's doc comment).
-type contract struct{ pop3server.Backend }
-type contractSession struct{ pop3server.Session }
-type vanishingMailbox struct{ pop3server.Mailbox }
-
-func (b contract) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
-	s, err := b.Backend.NewSession(ctx, c)
-	return contractSession{s}, err
+// wrapSessions is a Backend whose sessions are b's, wrapped by wrap.
+type wrapSessions struct {
+	b    pop3server.Backend
+	wrap func(pop3server.Session) pop3server.Session
 }
+
+func (w wrapSessions) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
+	s, err := w.b.NewSession(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return w.wrap(s), nil
+}
+
+// contractSession wraps a memserver session: its Login answers some user
+// names with the errors of the backend contract (Backend's doc comment).
+type contractSession struct{ pop3server.Session }
+
+// vanishingMailbox is a mailbox whose message files are gone.
+type vanishingMailbox struct{ pop3server.Mailbox }
 
 func (s contractSession) Login(ctx context.Context, u, p string) (pop3server.Mailbox, error) {
 	switch u {
@@ -51,7 +61,9 @@ func (m vanishingMailbox) Open(ctx context.Context, i int) (io.ReadCloser, error
 func TestBackendContract(t *testing.T) {
 	t.Parallel()
 	addr, _ := startServer(t, pop3server.Options{
-		Backend:         contract{newFixture(t)},
+		Backend: wrapSessions{newFixture(t), func(s pop3server.Session) pop3server.Session {
+			return contractSession{s}
+		}},
 		AuthFailDelay:   -1,
 		MaxAuthFailures: 2,
 		MaxBadCommands:  4,
