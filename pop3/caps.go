@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // Caps is a server's answer to CAPA (RFC 2449 §5). The zero Caps means the
@@ -20,12 +22,13 @@ func parseCaps(lines []string) Caps {
 	return Caps{Lines: lines}
 }
 
-// find returns the arguments of the capability named name
-// (case-insensitive) and whether it is present.
+// find returns the arguments of the capability named name and whether it
+// is present. Names compare case-insensitively in ASCII only (RFC 2449
+// §5): "ſTLS", with U+017F, is not STLS.
 func (c Caps) find(name string) ([]string, bool) {
 	for _, l := range c.Lines {
 		f := strings.Fields(l)
-		if len(f) > 0 && strings.EqualFold(f[0], name) {
+		if len(f) > 0 && wire.EqualFoldASCII(f[0], name) {
 			return f[1:], true
 		}
 	}
@@ -51,7 +54,7 @@ func (c Caps) SASL() []string {
 	a := c.Args("SASL")
 	mechs := make([]string, len(a))
 	for i, m := range a {
-		mechs[i] = strings.ToUpper(m)
+		mechs[i] = wire.ToUpperASCII(m)
 	}
 	return mechs
 }
@@ -59,7 +62,7 @@ func (c Caps) SASL() []string {
 // HasSASL reports whether mech is among the SASL mechanisms offered.
 func (c Caps) HasSASL(mech string) bool {
 	for _, m := range c.Args("SASL") {
-		if strings.EqualFold(m, mech) {
+		if wire.EqualFoldASCII(m, mech) {
 			return true
 		}
 	}
@@ -84,7 +87,7 @@ func (c Caps) AuthRespCode() bool { return c.Has("AUTH-RESP-CODE") }
 func (c Caps) Implementation() string {
 	for _, l := range c.Lines {
 		name, rest, _ := strings.Cut(l, " ")
-		if strings.EqualFold(name, "IMPLEMENTATION") {
+		if wire.EqualFoldASCII(name, "IMPLEMENTATION") {
 			return strings.TrimSpace(rest)
 		}
 	}
@@ -104,7 +107,7 @@ func (c Caps) LoginDelay() (delay time.Duration, perUser, ok bool) {
 	if err != nil || secs < 0 || secs > int64(1<<62/time.Second) {
 		return 0, false, false
 	}
-	return time.Duration(secs) * time.Second, len(a) > 1 && strings.EqualFold(a[1], "USER"), true
+	return time.Duration(secs) * time.Second, len(a) > 1 && wire.EqualFoldASCII(a[1], "USER"), true
 }
 
 // ExpireNever is what Caps.Expire returns for "EXPIRE NEVER".
@@ -119,8 +122,8 @@ func (c Caps) Expire() (keep time.Duration, perUser, ok bool) {
 	if !found || len(a) == 0 {
 		return 0, false, false
 	}
-	perUser = len(a) > 1 && strings.EqualFold(a[1], "USER")
-	if strings.EqualFold(a[0], "NEVER") {
+	perUser = len(a) > 1 && wire.EqualFoldASCII(a[1], "USER")
+	if wire.EqualFoldASCII(a[0], "NEVER") {
 		return ExpireNever, perUser, true
 	}
 	days, err := strconv.ParseInt(a[0], 10, 64)

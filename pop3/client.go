@@ -50,16 +50,18 @@ type Greeting struct {
 	Timestamp string
 }
 
-// MessageInfo is one line of a LIST reply.
-type MessageInfo struct {
+// ScanListing is one message's line of a LIST reply, what RFC 1939 §5
+// calls its scan listing: "n size".
+type ScanListing struct {
 	Num  int   // message number, 1-based
 	Size int64 // octets in CRLF form, before dot-stuffing (RFC 1939 §11)
 }
 
-// MessageUID is one line of a UIDL reply (RFC 1939 §7). Two messages may
-// have the same UID; clients must cope.
-type MessageUID struct {
-	Num int
+// UIDListing is one message's line of a UIDL reply, what RFC 1939 §7
+// calls its unique-id listing: "n uid". Two messages may have the same
+// UID on a broken server; clients must cope.
+type UIDListing struct {
+	Num int // message number, 1-based
 	UID string
 }
 
@@ -123,10 +125,11 @@ func DialStartTLS(ctx context.Context, addr string, opts *Options) (*Client, err
 }
 
 // NewClient starts a session on an established connection and reads the
-// greeting. A *tls.Conn counts as TLS. opts.TLSConfig needs a ServerName
-// for a later StartTLS, since no host was dialled.
-func NewClient(conn net.Conn, opts *Options) (*Client, error) {
-	return newClient(context.Background(), conn, opts, "")
+// greeting under ctx. A *tls.Conn counts as TLS. opts.TLSConfig needs a
+// ServerName for a later StartTLS, since no host was dialled. conn is
+// closed when NewClient fails.
+func NewClient(ctx context.Context, conn net.Conn, opts *Options) (*Client, error) {
+	return newClient(ctx, conn, opts, "")
 }
 
 func dial(ctx context.Context, addr string, opts *Options) (net.Conn, string, error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server/memserver"
 )
 
@@ -122,10 +123,10 @@ func TestSessionOurServer(t *testing.T) {
 
 	count, size, err := c.Stat(ctx)
 	var wantSize int64
-	var wantList []MessageInfo
+	var wantList []ScanListing
 	for i, m := range fixtures {
 		wantSize += int64(len(crlfForm(m)))
-		wantList = append(wantList, MessageInfo{Num: i + 1, Size: int64(len(crlfForm(m)))})
+		wantList = append(wantList, ScanListing{Num: i + 1, Size: int64(len(crlfForm(m)))})
 	}
 	if err != nil || count != len(fixtures) || size != wantSize {
 		t.Errorf("Stat() = %d, %d, %v; want %d, %d", count, size, err, len(fixtures), wantSize)
@@ -141,15 +142,15 @@ func TestSessionOurServer(t *testing.T) {
 	if err != nil || one != wantList[1] {
 		t.Errorf("ListOne(2) = %+v, %v; want %+v", one, err, wantList[1])
 	}
-	uids, err := c.Uidl(ctx)
+	uids, err := c.UIDL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantUIDs := []MessageUID{{1, "mem-1"}, {2, "mem-2"}, {3, "mem-3"}, {4, "mem-4"}}
+	wantUIDs := []UIDListing{{1, "mem-1"}, {2, "mem-2"}, {3, "mem-3"}, {4, "mem-4"}}
 	if diff := cmp.Diff(wantUIDs, uids); diff != "" {
-		t.Errorf("Uidl() diff (-want +got):\n%s", diff)
+		t.Errorf("UIDL() diff (-want +got):\n%s", diff)
 	}
-	u, err := c.UidlOne(ctx, 3)
+	u, err := c.UIDLOne(ctx, 3)
 	if err != nil || u != wantUIDs[2] {
 		t.Errorf("UidlOne(3) = %+v, %v", u, err)
 	}
@@ -241,9 +242,9 @@ func TestLongList(t *testing.T) {
 	if err != nil || len(list) != 1500 || list[1499].Num != 1500 {
 		t.Fatalf("List() = %d entries, %v", len(list), err)
 	}
-	uids, err := c.Uidl(ctx)
+	uids, err := c.UIDL(ctx)
 	if err != nil || len(uids) != 1500 {
-		t.Fatalf("Uidl() = %d entries, %v", len(uids), err)
+		t.Fatalf("UIDL() = %d entries, %v", len(uids), err)
 	}
 }
 
@@ -316,7 +317,7 @@ func TestDeleQuit(t *testing.T) {
 		t.Errorf("after QUIT: %d messages, want 3", got)
 	}
 	c = login(t, addr, nil)
-	uids, _ := c.Uidl(ctx)
+	uids, _ := c.UIDL(ctx)
 	if len(uids) != 3 || uids[1].UID != "mem-3" {
 		t.Errorf("Uidl after QUIT = %v", uids)
 	}
@@ -383,7 +384,7 @@ func TestAuthAndInUseCodes(t *testing.T) {
 	defer c.Close()
 	err = c.Login(ctx, "alice", "wrong")
 	var perr *Error
-	if !errors.As(err, &perr) || perr.Code != CodeAuth || !perr.IsAuth() || perr.Temporary() {
+	if !errors.As(err, &perr) || perr.Code != pop3proto.CodeAuth || !perr.IsAuth() || perr.Temporary() {
 		t.Fatalf("Login with wrong password = %#v", err)
 	}
 	// The session stays usable after a failed login (CONFORMANCE 18).
@@ -396,7 +397,7 @@ func TestAuthAndInUseCodes(t *testing.T) {
 	}
 	defer c2.Close()
 	err = c2.Login(ctx, "alice", "secret word")
-	if !errors.As(err, &perr) || perr.Code != CodeInUse || !perr.InUse() || !perr.Temporary() || perr.IsAuth() {
+	if !errors.As(err, &perr) || perr.Code != pop3proto.CodeInUse || !perr.InUse() || !perr.Temporary() || perr.IsAuth() {
 		t.Fatalf("second Login = %#v, want [IN-USE]", err)
 	}
 }

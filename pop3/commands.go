@@ -30,24 +30,24 @@ func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
 
 // List returns the number and size of every message not marked deleted
 // (RFC 1939 §5 LIST).
-func (c *Client) List(ctx context.Context) ([]MessageInfo, error) {
-	return listAll(c, ctx, "LIST", parseInfo)
+func (c *Client) List(ctx context.Context) ([]ScanListing, error) {
+	return listAll(c, ctx, "LIST", parseScanListing)
 }
 
 // ListOne returns the size of message n (LIST n).
-func (c *Client) ListOne(ctx context.Context, n int) (MessageInfo, error) {
-	return listOne(c, ctx, "LIST", n, parseInfo)
+func (c *Client) ListOne(ctx context.Context, n int) (ScanListing, error) {
+	return listOne(c, ctx, "LIST", n, parseScanListing)
 }
 
-// Uidl returns the unique id of every message not marked deleted
+// UIDL returns the unique id of every message not marked deleted
 // (RFC 1939 §7 UIDL).
-func (c *Client) Uidl(ctx context.Context) ([]MessageUID, error) {
-	return listAll(c, ctx, "UIDL", parseMessageUID)
+func (c *Client) UIDL(ctx context.Context) ([]UIDListing, error) {
+	return listAll(c, ctx, "UIDL", parseUIDListing)
 }
 
-// UidlOne returns the unique id of message n (UIDL n).
-func (c *Client) UidlOne(ctx context.Context, n int) (MessageUID, error) {
-	return listOne(c, ctx, "UIDL", n, parseMessageUID)
+// UIDLOne returns the unique id of message n (UIDL n).
+func (c *Client) UIDLOne(ctx context.Context, n int) (UIDListing, error) {
+	return listOne(c, ctx, "UIDL", n, parseUIDListing)
 }
 
 // listAll sends cmd (LIST or UIDL) without argument and parses every line
@@ -91,14 +91,14 @@ func listOne[T any](c *Client, ctx context.Context, cmd string, n int, parse fun
 	return v, nil
 }
 
-func parseInfo(text string) (MessageInfo, error) {
+func parseScanListing(text string) (ScanListing, error) {
 	n, size, err := parseNumbers(text)
-	return MessageInfo{Num: n, Size: size}, err
+	return ScanListing{Num: n, Size: size}, err
 }
 
-func parseMessageUID(text string) (MessageUID, error) {
+func parseUIDListing(text string) (UIDListing, error) {
 	n, uid, err := parseUID(text)
-	return MessageUID{Num: n, UID: uid}, err
+	return UIDListing{Num: n, UID: uid}, err
 }
 
 // Retr starts retrieving message n (RFC 1939 §5 RETR) and returns its

@@ -21,7 +21,9 @@
 // read or closed). A command interrupted half way, a reply that does not
 // parse and a failed connection leave the Client broken: every later
 // command returns the same error, and the only thing left to do is Close.
-// A -ERR reply is an *Error and leaves the Client usable.
+// A -ERR reply is an *Error and leaves the Client usable; its response
+// code is compared with the constants of package pop3proto, the vocabulary
+// this client and the server engine (pop3server) share.
 //
 // Implementation notes:
 //   - Message bodies stream through wire.DotReader: no body is ever held

@@ -27,7 +27,7 @@ func checkMailbox(t *testing.T, ctx context.Context, c *Client, msgs []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uids, err := c.Uidl(ctx)
+	uids, err := c.UIDL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

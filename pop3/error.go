@@ -2,23 +2,17 @@ package pop3
 
 import (
 	"errors"
-	"strings"
-)
 
-// Response codes of RFC 2449 §8 and RFC 3206, as found in Error.Code.
-const (
-	CodeInUse      = "IN-USE"      // maildrop locked by another session (RFC 2449 §8.1.2)
-	CodeLoginDelay = "LOGIN-DELAY" // logged in too recently (RFC 2449 §8.1.1)
-	CodeAuth       = "AUTH"        // credentials rejected (RFC 3206 §5)
-	CodeSysTemp    = "SYS/TEMP"    // transient failure, retry later (RFC 3206 §4)
-	CodeSysPerm    = "SYS/PERM"    // permanent failure (RFC 3206 §4)
+	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // Error is a -ERR reply. Code is the response code without its brackets
-// (RFC 2449 §8), empty when the server sent none; unknown codes are kept as
-// sent. Text is the rest of the reply line.
+// (RFC 2449 §8; the known ones are pop3proto's Code constants), empty when
+// the server sent none; unknown codes are kept as sent. Text is the rest of
+// the reply line.
 type Error struct {
-	Code string
+	Code pop3proto.Code
 	Text string
 }
 
@@ -26,15 +20,15 @@ func (e *Error) Error() string {
 	if e.Code == "" {
 		return "pop3: server said: -ERR " + e.Text
 	}
-	return "pop3: server said: -ERR [" + e.Code + "] " + e.Text
+	return "pop3: server said: -ERR [" + string(e.Code) + "] " + e.Text
 }
 
 // HasCode reports whether the response code is code or one of its
 // sub-levels, so HasCode("SYS") holds for "SYS/TEMP" and HasCode("SYS/TEMP")
 // for "SYS/TEMP/DISK" (RFC 2449 §8: unknown sub-levels are ignored).
-// Levels compare case-insensitively.
-func (e *Error) HasCode(code string) bool {
-	if len(e.Code) < len(code) || !strings.EqualFold(e.Code[:len(code)], code) {
+// Levels compare case-insensitively, in ASCII only.
+func (e *Error) HasCode(code pop3proto.Code) bool {
+	if len(e.Code) < len(code) || !wire.EqualFoldASCII(string(e.Code[:len(code)]), string(code)) {
 		return false
 	}
 	return len(e.Code) == len(code) || e.Code[len(code)] == '/'
@@ -42,20 +36,20 @@ func (e *Error) HasCode(code string) bool {
 
 // IsAuth reports an [AUTH] code: the credentials were rejected (RFC 3206
 // §5). Only this failure means a stored password is wrong.
-func (e *Error) IsAuth() bool { return e.HasCode(CodeAuth) }
+func (e *Error) IsAuth() bool { return e.HasCode(pop3proto.CodeAuth) }
 
 // InUse reports an [IN-USE] code: the credentials were good but the
 // maildrop is locked by another session (RFC 2449 §8.1.2).
-func (e *Error) InUse() bool { return e.HasCode(CodeInUse) }
+func (e *Error) InUse() bool { return e.HasCode(pop3proto.CodeInUse) }
 
 // Temporary reports a failure worth retrying later without new
 // credentials: [IN-USE], [LOGIN-DELAY] or [SYS/TEMP].
 func (e *Error) Temporary() bool {
-	return e.HasCode(CodeInUse) || e.HasCode(CodeLoginDelay) || e.HasCode(CodeSysTemp)
+	return e.HasCode(pop3proto.CodeInUse) || e.HasCode(pop3proto.CodeLoginDelay) || e.HasCode(pop3proto.CodeSysTemp)
 }
 
 // Permanent reports a [SYS/PERM] code (RFC 3206 §4).
-func (e *Error) Permanent() bool { return e.HasCode(CodeSysPerm) }
+func (e *Error) Permanent() bool { return e.HasCode(pop3proto.CodeSysPerm) }
 
 var (
 	// ErrProtocol marks a reply the client cannot follow: a line that is

@@ -21,7 +21,7 @@ func Example() {
 	if err := c.Login(ctx, "alice", "secret"); err != nil {
 		log.Fatal(err) // an *pop3.Error with IsAuth() means the password is wrong
 	}
-	uids, err := c.Uidl(ctx)
+	uids, err := c.UIDL(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}

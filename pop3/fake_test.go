@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -462,7 +463,7 @@ func TestErrGreeting(t *testing.T) {
 	t.Parallel()
 	_, err := Dial(testCtx(t), fakeServer(t, "S: -ERR [SYS/TEMP] too many connections"), nil)
 	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeSysTemp {
+	if !errors.As(err, &e) || e.Code != pop3proto.CodeSysTemp {
 		t.Errorf("Dial = %v", err)
 	}
 }
@@ -533,7 +534,7 @@ func TestNewClientAndCloseWithOpenBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewClient(nc, nil)
+	c, err := NewClient(context.Background(), nc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +568,7 @@ func TestStartTLSNoServerName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewClient(nc, nil)
+	c, err := NewClient(context.Background(), nc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func TestEndlessReplyLine(t *testing.T) {
 			return err
 		}},
 		{"uidl line", "+OK ready\r\n", []string{"+OK\r\n1 "}, func(ctx context.Context, c *Client) error {
-			_, err := c.Uidl(ctx)
+			_, err := c.UIDL(ctx)
 			return err
 		}},
 		{"capa line", "+OK ready\r\n", []string{"+OK\r\nUSER\r\n"}, func(ctx context.Context, c *Client) error {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // MaxReplyLine is the longest reply line the client accepts, terminator
@@ -27,9 +30,9 @@ const (
 // in upper case (RFC 1939 §3); the client accepts any case.
 func parseReply(line []byte) (status, string, error) {
 	switch {
-	case hasPrefixFold(line, "+OK") && (len(line) == 3 || line[3] == ' '):
+	case wire.HasPrefixFoldASCII(line, "+OK") && (len(line) == 3 || line[3] == ' '):
 		return statusOK, trimText(line[3:]), nil
-	case hasPrefixFold(line, "-ERR") && (len(line) == 4 || line[4] == ' '):
+	case wire.HasPrefixFoldASCII(line, "-ERR") && (len(line) == 4 || line[4] == ' '):
 		return statusErr, trimText(line[4:]), nil
 	case len(line) > 0 && line[0] == '+' && (len(line) == 1 || line[1] == ' '):
 		// RFC 5034 §4: "+" SP base64; an empty challenge is exactly "+ ",
@@ -37,10 +40,6 @@ func parseReply(line []byte) (status, string, error) {
 		return statusCont, strings.TrimSpace(string(line[1:])), nil
 	}
 	return 0, "", fmt.Errorf("%w: unexpected reply %q", ErrProtocol, clip(line))
-}
-
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
 func trimText(b []byte) string {
@@ -80,7 +79,7 @@ func parseError(text string) *Error {
 			}
 		}
 	}
-	return &Error{Code: code, Text: strings.TrimLeft(text[end+1:], " ")}
+	return &Error{Code: pop3proto.Code(code), Text: strings.TrimLeft(text[end+1:], " ")}
 }
 
 // parseNumbers parses the first two fields of a STAT reply, a LIST line or

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 func TestParseReply(t *testing.T) {
@@ -73,7 +75,7 @@ func TestParseError(t *testing.T) {
 func TestErrorHasCode(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		code, ask string
+		code, ask pop3proto.Code
 		want      bool
 	}{
 		{"SYS/TEMP", "SYS", true},
@@ -163,6 +165,37 @@ func TestCaps(t *testing.T) {
 	}
 }
 
+// Capability names, SASL mechanism names and their arguments compare in
+// ASCII only (RFC 2449 §5, RFC 4422 §3.1): letters Unicode folds onto
+// ASCII ones (U+017F long s, U+0131 dotless i, U+212A Kelvin sign) do not
+// make a capability a server did not send.
+func TestCapsFoldASCII(t *testing.T) {
+	t.Parallel()
+	c := parseCaps([]string{
+		"ſTLS", "PıPELINING", "\u212Aelvin", "SASL ſcram-sha-256 plaın", "EXPIRE NEVER uſer", "UIDL",
+	})
+	if c.STLS() || c.Has("STLS") || c.Pipelining() || c.Has("KELVIN") {
+		t.Errorf("non-ASCII capability names matched ASCII ones in %q", c.Lines)
+	}
+	if !c.Has("uidl") {
+		t.Errorf("Has(%q) = false for %q", "uidl", c.Lines)
+	}
+	if c.HasSASL("SCRAM-SHA-256") || c.HasSASL("PLAIN") {
+		t.Errorf("HasSASL matched a non-ASCII mechanism name in %q", c.Lines)
+	}
+	if diff := cmp.Diff([]string{"ſCRAM-SHA-256", "PLAıN"}, c.SASL()); diff != "" {
+		t.Errorf("SASL() diff:\n%s", diff)
+	}
+	if _, perUser, ok := c.Expire(); !ok || perUser {
+		t.Errorf("Expire() perUser = %v, ok = %v; want false, true", perUser, ok)
+	}
+	for _, line := range []string{"+O\u212A", "-ERſ x"} {
+		if _, _, err := parseReply([]byte(line)); !errors.Is(err, ErrProtocol) {
+			t.Errorf("parseReply(%q) = %v, want ErrProtocol", line, err)
+		}
+	}
+}
+
 func TestParseListLines(t *testing.T) {
 	t.Parallel()
 	if n, size, err := parseNumbers("3   1200 extra info"); n != 3 || size != 1200 || err != nil {
@@ -206,7 +239,7 @@ func FuzzReply(f *testing.F) {
 		st, text, err := parseReply([]byte(line))
 		if err == nil && st == statusErr {
 			e := parseError(text)
-			if e.Code != "" && strings.ContainsAny(e.Code, " []") || e.Code == "" && e.Text != text {
+			if e.Code != "" && strings.ContainsAny(string(e.Code), " []") || e.Code == "" && e.Text != text {
 				t.Errorf("parseError(%q) = %+v", text, *e)
 			}
 			_ = e.Error()

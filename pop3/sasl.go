@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // SASLClient is one SASL mechanism on the client side, for Authenticate.
@@ -69,7 +71,7 @@ func NewLoginClient(username, password string) SASLClient {
 func (a *loginClient) Start() (string, []byte, error) { return "LOGIN", nil, nil }
 
 func (a *loginClient) Next(challenge []byte) ([]byte, error) {
-	ch := strings.ToLower(string(challenge))
+	ch := wire.ToLowerASCII(string(challenge))
 	a.step++
 	switch {
 	case strings.HasPrefix(ch, "user"):

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/postoffice-mail/postoffice/internal/wire"
 	"github.com/xdg-go/scram"
 )
 
@@ -76,7 +77,7 @@ func (a *scramClient) sawCaps(caps *Caps) {
 // variant (so a server that supports it detects an offer stripped on the
 // way), and "n" otherwise.
 func NewSCRAMClient(mech, username, password, authzid string) (SASLClient, error) {
-	mech = strings.ToUpper(mech)
+	mech = wire.ToUpperASCII(mech)
 	var h scram.HashGeneratorFcn
 	switch strings.TrimSuffix(mech, "-PLUS") {
 	case SCRAMSHA1:

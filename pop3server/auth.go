@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // replyPlaintextDisallowed is Dovecot's text, which clients and admins
@@ -51,21 +51,39 @@ func isLocal(a net.Addr) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
+// saslSession returns the session's SASLSession and its mechanism list, or
+// nil when the session offers no SASL now: it does not implement
+// SASLSession, or its list is empty (go-smtp's rule: one session type
+// serves with SASL on or off).
+func (c *conn) saslSession() (SASLSession, []string) {
+	ss, ok := c.sess.(SASLSession)
+	if !ok {
+		return nil, nil
+	}
+	mechs := ss.Mechanisms()
+	if len(mechs) == 0 {
+		return nil, nil
+	}
+	return ss, mechs
+}
+
 // mechanisms returns the SASL mechanisms to offer now: the backend's list
 // without the plaintext ones where plaintextOK forbids them. It is nil when
 // the session has no SASL.
 func (c *conn) mechanisms() []string {
-	ss, ok := c.sess.(SASLSession)
-	if !ok {
-		return nil
-	}
-	mechs := ss.Mechanisms()
+	_, mechs := c.saslSession()
+	return c.allowed(mechs)
+}
+
+// allowed returns mechs without the plaintext mechanisms where
+// plaintextOK forbids them.
+func (c *conn) allowed(mechs []string) []string {
 	if c.plaintextOK() {
 		return mechs
 	}
 	var out []string
 	for _, m := range mechs {
-		if !slices.Contains(plaintextMechanisms, strings.ToUpper(m)) {
+		if !slices.Contains(plaintextMechanisms, wire.ToUpperASCII(m)) {
 			out = append(out, m)
 		}
 	}
@@ -112,7 +130,7 @@ func (c *conn) cmdAPOP(ctx context.Context, args string) error {
 	}
 	c.user = name
 	start := time.Now()
-	mbox, err := as.APOP(ctx, name, c.apopTS, strings.ToLower(digest))
+	mbox, err := as.APOP(ctx, name, c.apopTS, wire.ToLowerASCII(digest))
 	a := loginAttempt{method: "APOP", d: time.Since(start)}
 	if err != nil {
 		return c.loginFailed(err, a, name, nil)
@@ -139,11 +157,11 @@ func isHexDigest(s string) bool {
 // framing; the backend's SASLExchange sees decoded octets only. No payload
 // is ever logged.
 func (c *conn) cmdAuth(ctx context.Context, args string) error {
-	ss, ok := c.sess.(SASLSession)
-	if !ok {
+	ss, offered := c.saslSession()
+	if ss == nil {
 		return c.badErr("-ERR Unknown command")
 	}
-	mechs := c.mechanisms()
+	mechs := c.allowed(offered)
 	if args == "" {
 		c.writeLine("+OK")
 		for _, m := range mechs {
@@ -154,9 +172,11 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	}
 	c.user = ""
 	mech, ir, _ := strings.Cut(args, " ")
-	mech = strings.ToUpper(mech)
+	// Mechanism names are upper-case ASCII (RFC 4422 §3.1); a client's
+	// lower case is accepted, but no other letter folds onto them.
+	mech = wire.ToUpperASCII(mech)
 	if !slices.Contains(mechs, mech) {
-		if slices.Contains(ss.Mechanisms(), mech) {
+		if slices.Contains(offered, mech) {
 			return c.badErr(replyPlaintextDisallowed)
 		}
 		return c.badErr("-ERR Unsupported authentication mechanism")
@@ -179,7 +199,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	}
 	exch, err := ss.StartSASL(ctx, mech)
 	if err != nil {
-		return c.saslFailed(err, mech, "")
+		return c.loginFailed(err, loginAttempt{method: mech}, "", nil)
 	}
 	var ident string  // the authentication identity, once reported
 	var hookErr error // the session must end: refused or shutting down
@@ -196,7 +216,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 			return hookErr
 		}
 		if err != nil {
-			return c.saslFailed(err, mech, ident)
+			return c.loginFailed(err, loginAttempt{method: mech}, ident, nil)
 		}
 		if done && len(challenge) == 0 {
 			break
@@ -221,7 +241,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 				// derives keys when it answers the client-first message):
 				// a cancel here is a failed login, or an attacker could
 				// make us run PBKDF2 for free.
-				return c.loginFailed(&Error{Code: CodeAuth, Text: "Authentication aborted"}, loginAttempt{method: mech}, ident, nil)
+				return c.loginFailed(&Error{Code: pop3proto.CodeAuth, Text: "Authentication aborted"}, loginAttempt{method: mech}, ident, nil)
 			}
 			c.writeLine("-ERR Authentication aborted")
 			return nil
@@ -279,25 +299,6 @@ func (c *conn) readContinuation() (string, error) {
 		c.setBusy(true)
 	}
 	return string(line), err
-}
-
-// saslFailed answers an error from StartSASL, Next or Login. An *Error
-// without a code is a malformed message: its text goes out, the session
-// goes on and it counts as a bad command, not a failed login. Everything
-// else takes the failed-login path ([AUTH] with the delay, or the
-// backend's code, or [SYS/TEMP]).
-//
-// user is the authentication identity the exchange reported, "" if none:
-// the failure is counted for it.
-func (c *conn) saslFailed(err error, mech, user string) error {
-	var pe *Error
-	if errors.As(err, &pe) && pe.Code == "" {
-		if pe.Err != nil {
-			c.log.Info("sasl exchange refused", "err", pe.Err)
-		}
-		return c.badErr(pe.reply())
-	}
-	return c.loginFailed(err, loginAttempt{method: mech}, user, nil)
 }
 
 // SASLIdentityNotifier is an add-on a SASLExchange implements when it can

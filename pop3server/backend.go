@@ -6,10 +6,28 @@ import (
 	"io"
 	"net"
 
-	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 // Backend makes one Session per connection.
+//
+// The contract between the engine and a backend, for every method below:
+//   - The engine owns the protocol: states, deletion marks, framing, every
+//     byte on the wire. A backend never touches the connection.
+//   - A credential failure is ErrAuthFailed (returned or wrapped), or an
+//     *Error with pop3proto.CodeAuth for a text of the backend's choosing.
+//     The engine answers [AUTH] after Options.AuthFailDelay and counts it.
+//   - An *Error is what the client should see; its Code decides what the
+//     engine does (see Error): another code is sent as is, no code means a
+//     malformed request (a bad command).
+//   - Any other error is logged and answered [SYS/TEMP]. The engine
+//     interprets no other error value: storage errors (a missing file, a
+//     lock held elsewhere) are the backend's to translate into [SYS/PERM],
+//     [IN-USE] and so on.
+//   - Optional features are add-on interfaces of the Session, found by type
+//     assertion (APOPSession, SASLSession); CAPA and the greeting follow
+//     them. A SASLSession with no mechanisms offers no SASL, so one session
+//     type serves with SASL on or off.
 type Backend interface {
 	// NewSession is called when a client connects, before the greeting. An
 	// error refuses the connection with -ERR [SYS/TEMP].
@@ -17,33 +35,23 @@ type Backend interface {
 }
 
 // Session is the backend's side of one connection in the AUTHORIZATION
-// state (RFC 1939 §4).
+// state (RFC 1939 §4). Its errors follow the contract of Backend.
 type Session interface {
 	// Login checks a USER/PASS pair and, on success, opens the user's
-	// maildrop under an exclusive lock. A credential failure should be an
-	// *Error with CodeAuth; a busy maildrop an *Error with CodeInUse. Any
-	// other error is answered with -ERR [SYS/TEMP] and logged.
+	// maildrop under an exclusive lock. Wrong credentials are
+	// ErrAuthFailed; a busy maildrop an *Error with pop3proto.CodeInUse
+	// (RFC 2449 §8.1.2); a refused login another *Error with its code.
 	Login(ctx context.Context, username, password string) (Mailbox, error)
 	// Close is called once when the connection ends, after the mailbox (if
 	// any) has been closed.
 	Close() error
 }
 
-// MessageInfo describes one message of a maildrop snapshot:
-//
-//	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
-//	UID  string // UIDL: 1-70 characters of 0x21-0x7E, unique, stable
-//
-// It is the same type as the stores' store.Message (both alias
-// wire.MessageInfo), so a backend can hand a store's snapshot to the engine
-// without copying it.
-type MessageInfo = wire.MessageInfo
-
 // Mailbox is an opened, locked maildrop: the TRANSACTION state.
 type Mailbox interface {
 	// Messages returns the snapshot taken at login; message n of the
 	// session is Messages()[n-1]. It must not change during the session.
-	Messages() []MessageInfo
+	Messages() []pop3proto.MessageInfo
 	// Open returns the stored bytes of message i (0-based). Line ends may be
 	// LF or CRLF; the engine converts them and dot-stuffs.
 	Open(ctx context.Context, i int) (io.ReadCloser, error)
@@ -82,16 +90,18 @@ type Conn struct {
 type APOPSession interface {
 	// APOP checks digest, the lower-case hex MD5 of timestamp followed by the
 	// user's shared secret, and opens the maildrop as Login does. A wrong
-	// digest is an *Error with CodeAuth.
+	// digest is ErrAuthFailed.
 	APOP(ctx context.Context, user, timestamp, digest string) (Mailbox, error)
 }
 
 // SASLSession is an add-on a Session implements to offer SASL AUTH
 // (RFC 5034). CAPA lists "SASL" with Mechanisms(); the engine owns the
-// framing (initial response, "=", "*", "+ " continuations, base64).
+// framing (initial response, "=", "*", "+ " continuations, base64). An
+// empty Mechanisms() means no SASL, as in go-smtp: CAPA lists no SASL and
+// AUTH is an unknown command, as for a Session without SASLSession.
 type SASLSession interface {
 	// Mechanisms lists the upper-case mechanism names usable on this
-	// connection now, in order of preference. It is asked again after STLS
+	// connection now, in order of preference; empty for none. It is asked again after STLS
 	// (Conn.TLS has changed), so -PLUS and EXTERNAL can depend on TLS. The
 	// engine itself removes the plaintext mechanisms (PLAIN, LOGIN,
 	// OAUTHBEARER, XOAUTH2) where Options.AllowPlaintextAuth forbids them.
@@ -107,13 +117,11 @@ type SASLExchange interface {
 	// carried no initial response; empty for "=" or an empty line) and
 	// returns the next challenge. done reports success; a challenge that
 	// comes with done is additional data the engine sends as "+ base64"
-	// and whose empty reply it waits for. A credential failure is an
-	// *Error with CodeAuth (answered after Options.AuthFailDelay, counted
-	// towards MaxAuthFailures); a malformed message is an *Error without
-	// code, whose Text is sent at once (the session goes on, counted as a
-	// bad command); an *Error with another code is sent as is; any other
-	// error is logged and answered [SYS/TEMP]. The engine ends the exchange
-	// after 10 challenges.
+	// and whose empty reply it waits for. Errors follow the contract of
+	// Backend: wrong credentials are ErrAuthFailed; a malformed client
+	// message is an *Error without code, whose Text is sent at once (the
+	// session goes on, counted as a bad command). The engine ends the
+	// exchange after 10 challenges.
 	Next(ctx context.Context, response []byte) (challenge []byte, done bool, err error)
 	// Login is called once after Next reported done: it opens the
 	// authenticated user's maildrop, with the same errors as Session.Login.

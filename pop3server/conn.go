@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 type state int
@@ -51,7 +51,7 @@ type conn struct {
 	sess        Session
 	apopTS      string // APOP timestamp of the greeting, "" when APOP is not offered
 	mbox        Mailbox
-	msgs        []MessageInfo
+	msgs        []pop3proto.MessageInfo
 	deleted     []bool
 	nDeleted    int
 	size        int64  // of all messages
@@ -312,7 +312,7 @@ func (c *conn) close() {
 // gains from more.
 func (c *conn) commandLineLimit(head []byte) int {
 	if c.state == stateAuthorization && isAuthHead(head) {
-		if _, ok := c.sess.(SASLSession); ok {
+		if ss, _ := c.saslSession(); ss != nil {
 			return maxAuthLine
 		}
 	}
@@ -325,7 +325,7 @@ func authLineLimit([]byte) int { return maxAuthLine }
 // isAuthHead reports whether a line starts with an AUTH command that has
 // an argument; a bare AUTH is short.
 func isAuthHead(head []byte) bool {
-	return len(head) >= 5 && strings.EqualFold(string(head[:5]), "AUTH ")
+	return wire.HasPrefixFoldASCII(head, "AUTH ")
 }
 
 // lineTooLong answers a command line or SASL response found longer than
@@ -566,482 +566,22 @@ func (c *conn) cmdCapa() error {
 	return nil
 }
 
-func (c *conn) cmdUser(args string) error {
-	if !c.plaintextOK() {
-		return c.badErr(replyPlaintextDisallowed)
-	}
-	if args == "" || strings.IndexByte(args, 0) >= 0 {
-		return c.badErr("-ERR USER needs a user name")
-	}
-	if !c.validText(args) {
-		return c.badErr("-ERR Invalid UTF-8")
-	}
-	c.user = args
-	c.lastUser = true
-	// RFC 1939 §7 allows +OK for unknown users; saying the same for every
-	// name reveals nothing.
-	c.writeLine("+OK")
-	return nil
-}
-
-func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
-	if !c.plaintextOK() {
-		return c.badErr(replyPlaintextDisallowed)
-	}
-	if !afterUser {
-		return c.badErr("-ERR PASS must follow USER")
-	}
-	if !c.validText(pass) {
-		return c.badErr("-ERR Invalid UTF-8")
-	}
-	if err := c.beforeLogin(c.user, "USER"); err != nil {
-		return err
-	}
-	start := time.Now()
-	mbox, err := c.sess.Login(ctx, c.user, pass)
-	a := loginAttempt{method: "USER", d: time.Since(start)}
-	if err != nil {
-		// A non-nil copy even for an empty password: nil would mean "not
-		// known" to the LoginLimiter.
-		return c.loginFailed(err, a, c.user, append([]byte{}, pass...))
-	}
-	return c.enterTransaction(mbox, a)
-}
-
-// beforeLogin asks the LoginLimiter whether the client may try the
-// credentials of user now, and waits the delay it asks for. An error ends
-// the session: the client was refused (the reply is buffered) or the
-// server is stopping.
-func (c *conn) beforeLogin(user, method string) error {
-	lim := c.srv.opts.LoginLimiter
-	if lim == nil {
-		return nil
-	}
-	delay, refuse, until := lim.BeforeLogin(c.info.RemoteAddr, user)
-	if refuse {
-		c.observeLogin(LoginEvent{Method: method, Code: CodeSysTemp, Refused: true})
-		c.log.Info("login refused", "user", user, "code", CodeSysTemp,
-			"reason", "too many failed logins", "until", until)
-		// [SYS/TEMP], not [AUTH]: the codes tell a client whether to ask
-		// the user for new credentials ([AUTH], RFC 3206 §5) or to try
-		// again later ([SYS/TEMP], §4; see §3). These credentials were
-		// never checked and may well be right (a user behind the same NAT
-		// as an attacker), and the same ones will work later: [AUTH] would
-		// have the user change a good password. [LOGIN-DELAY] (RFC 2449
-		// §8.1.1) is about successful logins coming too often. An
-		// attacker learns it is throttled, which it could measure anyway.
-		c.writeLine("-ERR [SYS/TEMP] Too many failed logins, try again later")
-		return errClose
-	}
-	if delay > 0 {
-		c.log.Debug("login delayed", "user", user, "delay", delay)
-		return c.pause(delay)
-	}
-	return nil
-}
-
-// pause sends what is buffered and waits d. It returns errClose if the
-// server stops meanwhile: a session sitting out a delay has nothing to
-// finish.
-func (c *conn) pause(d time.Duration) error {
-	c.flush()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-c.srv.stopped:
-		return errClose
-	}
-}
-
-// loginFailed answers a failed login. Credential failures wait
-// AuthFailDelay first, whatever the reason, so timing reveals nothing, and
-// are reported to the LoginLimiter as user with password (nil: unknown);
-// other failures are not.
-func (c *conn) loginFailed(err error, a loginAttempt, user string, password []byte) error {
-	var pe *Error
-	if !errors.As(err, &pe) {
-		c.log.Error("login failed", "user", c.user, "err", err)
-		pe = &Error{Code: CodeSysTemp, Text: "Temporary failure, try again later"}
-	}
-	code := pe.Code
-	if code == "" {
-		code = CodeAuth // answered and counted as a credential failure below
-	}
-	c.observeLogin(LoginEvent{Method: a.method, Code: code, Duration: a.d})
-	switch pe.Code {
-	case CodeAuth, "":
-		c.authFailures++
-		// fail2ban (docs/fail2ban/postoffice.conf) matches this line and
-		// "client banned": keep their messages, and conn and remote
-		// first.
-		c.log.Info("authentication failed", "user", c.user)
-		if lim := c.srv.opts.LoginLimiter; lim != nil {
-			if banned, until := lim.LoginFailed(c.info.RemoteAddr, user, password); banned {
-				c.log.Warn("client banned", "until", until)
-			}
-		}
-		if d := c.srv.opts.AuthFailDelay; d > 0 {
-			if err := c.pause(d); err != nil {
-				return err
-			}
-		}
-	default:
-		if pe.Err != nil {
-			c.log.Warn("login refused", "user", c.user, "code", pe.Code, "err", pe.Err)
-		} else {
-			c.log.Info("login refused", "user", c.user, "code", pe.Code)
-		}
-	}
-	c.user = ""
-	c.writeLine(pe.reply())
-	if c.authFailures >= c.srv.opts.MaxAuthFailures {
-		c.writeLine("-ERR Too many authentication failures, closing connection")
-		return errClose
-	}
-	return nil
-}
-
-func (c *conn) enterTransaction(mbox Mailbox, a loginAttempt) error {
-	if c.evictable != nil && !c.evictable.LoggedIn() {
-		// The limiter gave this connection's slot to a newcomer while the
-		// credentials were checked: the session ends as evict says.
-		if err := mbox.Close(); err != nil {
-			c.log.Error("closing maildrop failed", "err", err)
-		}
-		c.log.Info("login dropped: connection evicted")
-		c.writeLine(replyEvicted)
-		return errClose
-	}
-	c.observeLogin(LoginEvent{Method: a.method, Duration: a.d})
-	c.mbox = mbox
-	c.msgs = mbox.Messages()
-	c.deleted = make([]bool, len(c.msgs))
-	for _, m := range c.msgs {
-		c.size += m.Size
-	}
-	c.state = stateTransaction
-	c.commands = 0
-	c.maxCommands = c.srv.opts.MaxCommands // negative: no cap
-	if c.maxCommands == 0 {
-		c.maxCommands = baseCommands + commandsPerMessage*len(c.msgs)
-	}
-	if lim := c.srv.opts.LoginLimiter; lim != nil {
-		lim.LoginSucceeded(c.info.RemoteAddr, c.user)
-	}
-	c.log.Info("logged in", "messages", len(c.msgs)) // with user from now on (log.go)
-	c.writeLine(fmt.Sprintf("+OK Logged in, %d messages", len(c.msgs)))
-	return nil
-}
-
-func (c *conn) cmdQuit(ctx context.Context) error {
-	c.quit = true
-	if c.state != stateTransaction {
-		c.writeLine("+OK Logging out")
-		return errClose
-	}
-	// RFC 1939 §6: UPDATE removes exactly the marked messages.
-	if c.nDeleted > 0 {
-		del := make([]int, 0, c.nDeleted)
-		for i, d := range c.deleted {
-			if d {
-				del = append(del, i)
-			}
-		}
-		// The commit finishes even if the server is shutting down.
-		if err := c.mbox.Commit(context.WithoutCancel(ctx), del); err != nil {
-			c.log.Error("commit failed", "err", err)
-			c.releaseMailbox()
-			c.writeLine("-ERR [SYS/TEMP] Some deleted messages not removed")
-			return errClose
-		}
-		for _, i := range del {
-			c.delCount++
-			c.delBytes += c.msgs[i].Size
-		}
-	}
-	// RFC 1939 §6: the lock is released before the reply, so a client that
-	// reconnects as soon as it reads +OK does not find its maildrop in use.
-	c.releaseMailbox()
-	c.writeLine("+OK Logging out, messages deleted")
-	return errClose
-}
-
-func (c *conn) cmdStat(args []byte) error {
-	if len(args) != 0 {
-		return c.badErr("-ERR STAT takes no arguments")
-	}
-	c.bw.WriteString("+OK ")
-	c.writeInt(int64(len(c.msgs) - c.nDeleted))
-	c.bw.WriteByte(' ')
-	c.writeInt(c.size - c.deletedSize)
-	c.bw.WriteString("\r\n")
-	return nil
-}
-
-// writeInt writes n in decimal, formatted in the buffer's free space.
-func (c *conn) writeInt(n int64) {
-	if c.bw.Available() < 20 {
-		c.bw.Flush() // as a full buffer would be; an error stays for the next flush
-	}
-	c.bw.Write(strconv.AppendInt(c.bw.AvailableBuffer(), n, 10))
-}
-
-// msgArg parses a message number (RFC 1939 §3: 1..count, not deleted).
-// It writes the -ERR itself and returns ok=false on failure. Only a
-// malformed number is a bad command; a number naming no message (0, past
-// the end, deleted) is an ordinary -ERR (Options.MaxBadCommands).
-func (c *conn) msgArg(s []byte) (int, bool, error) {
-	n, ok := parseNumber(s)
-	if !ok {
-		return 0, false, c.badErr("-ERR Invalid message number")
-	}
-	if n < 1 || n > int64(len(c.msgs)) {
-		c.writeLine("-ERR No such message")
-		return 0, false, nil
-	}
-	i := int(n - 1)
-	if c.deleted[i] {
-		c.writeLine("-ERR Message already deleted")
-		return 0, false, nil
-	}
-	return i, true, nil
-}
-
-// parseNumber accepts 1-10 decimal digits and nothing else.
-func parseNumber(s []byte) (int64, bool) {
-	if len(s) == 0 || len(s) > 10 {
-		return 0, false
-	}
-	var n int64
-	for _, d := range s {
-		if d < '0' || d > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(d-'0')
-	}
-	return n, true
-}
-
-// maxListLine is the longest line of a LIST or UIDL listing: a message
-// number, a space, a UID (at most 70 octets, RFC 1939 §7) or a size, CRLF.
-const maxListLine = 10 + 1 + 70 + 2
-
-func (c *conn) cmdList(args []byte, uidl bool) error {
-	if len(args) != 0 {
-		i, ok, err := c.msgArg(args)
-		if !ok {
-			return err
-		}
-		c.bw.WriteString("+OK ")
-		c.writeInt(int64(i + 1))
-		c.bw.WriteByte(' ')
-		if uidl {
-			c.bw.WriteString(c.msgs[i].UID)
-		} else {
-			c.writeInt(c.msgs[i].Size)
-		}
-		c.bw.WriteString("\r\n")
-		return nil
-	}
-	c.beginLong()
-	if uidl {
-		c.writeLine("+OK Unique-ID listing follows")
-	} else {
-		c.writeLine("+OK Scan listing follows")
-	}
-	// Each line is built in the buffer's free space and taken in by one
-	// Write that only copies it.
-	for i, m := range c.msgs {
-		if c.deleted[i] {
-			continue
-		}
-		b := c.bw.AvailableBuffer()
-		if cap(b) < maxListLine {
-			if err := c.bw.Flush(); err != nil {
-				return err
-			}
-			b = c.bw.AvailableBuffer()
-		}
-		b = strconv.AppendInt(b, int64(i+1), 10)
-		b = append(b, ' ')
-		if uidl {
-			b = append(b, m.UID...)
-		} else {
-			b = strconv.AppendInt(b, m.Size, 10)
-		}
-		b = append(b, '\r', '\n')
-		c.bw.Write(b)
-	}
-	c.writeLine(".")
-	return nil
-}
-
-func (c *conn) cmdDele(args []byte) error {
-	i, ok, err := c.msgArg(args)
-	if !ok {
-		return err
-	}
-	c.deleted[i] = true
-	c.nDeleted++
-	c.deletedSize += c.msgs[i].Size
-	c.writeLine("+OK Message deleted")
-	return nil
-}
-
-func (c *conn) cmdRset(args []byte) error {
-	if len(args) != 0 {
-		return c.badErr("-ERR RSET takes no arguments")
-	}
-	clear(c.deleted)
-	c.nDeleted = 0
-	c.deletedSize = 0
-	c.writeLine("+OK")
-	return nil
-}
-
-func (c *conn) cmdRetr(ctx context.Context, args []byte) error {
-	i, ok, err := c.msgArg(args)
-	if !ok {
-		return err
-	}
-	n, sent, err := c.sendMessage(ctx, i, -1)
-	if sent {
-		c.retrCount++
-		c.retrBytes += n
-	}
-	return err
-}
-
-func (c *conn) cmdTop(ctx context.Context, args []byte) error {
-	num, lines, found := bytes.Cut(args, []byte(" "))
-	if !found {
-		return c.badErr("-ERR TOP needs a message number and a line count")
-	}
-	i, ok, err := c.msgArg(num)
-	if !ok {
-		return err
-	}
-	k, ok := parseNumber(lines)
-	if !ok {
-		return c.badErr("-ERR Invalid line count")
-	}
-	n, sent, err := c.sendMessage(ctx, i, k)
-	if sent {
-		c.topCount++
-		c.topBytes += n
-	}
-	return err
-}
-
-// copyBufs holds the buffers RETR and TOP read stored messages through,
-// shared by all sessions so an idle session holds none.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
-const copyBufSize = 32 << 10
-
-// sendMessage sends message i whole (lines < 0, RETR) or its TOP cut. A
-// failure before the first byte is an -ERR; a failure in the middle of the
-// body cannot be reported in the protocol and ends the session.
-func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, sent bool, err error) {
-	r, err := c.mbox.Open(ctx, i)
-	if err != nil {
-		var pe *Error
-		if errors.As(err, &pe) {
-			c.log.Warn("opening message failed", "msg", i+1, "err", err)
-			c.writeLine(pe.reply())
-			return 0, false, nil
-		}
-		c.log.Error("opening message failed", "msg", i+1, "err", err)
-		if errors.Is(err, os.ErrNotExist) {
-			c.writeLine("-ERR [SYS/PERM] Message was removed by another agent")
-		} else {
-			c.writeLine("-ERR [SYS/TEMP] Cannot read message, try again later")
-		}
-		return 0, false, nil
-	}
-	defer r.Close()
-	c.beginLong()
-	if lines < 0 {
-		c.bw.WriteString("+OK ")
-		c.writeInt(c.msgs[i].Size)
-		c.bw.WriteString(" octets\r\n")
-	} else {
-		c.writeLine("+OK Top of message follows")
-	}
-	c.dw.Reset(c.bw)
-	var dst io.Writer = &c.dw
-	if lines >= 0 {
-		c.tw = wire.TopWriter{W: &c.dw, Lines: lines}
-		dst = &c.tw
-	}
-	// No deadline for the whole message: each write has its own
-	// (deadlineWriter), so a slow but steady reader gets any size.
-	buf := copyBufs.Get().(*[]byte)
-	err = copyMessage(dst, r, *buf)
-	copyBufs.Put(buf)
-	if err != nil && err != wire.ErrTopDone {
-		return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
-	}
-	if err := c.dw.Close(); err != nil {
-		return c.dw.Count(), true, err
-	}
-	if sent, listed := c.dw.Count(), c.msgs[i].Size; lines < 0 && sent != listed {
-		if d := sent - listed; d == 1 || d == 2 {
-			// The CR or CRLF the terminator needs after a message
-			// without a final newline, which a size taken from a
-			// Maildir ,W= field does not count (as with Dovecot).
-			c.log.Debug("message sent with completed last line", "msg", i+1,
-				"listed", listed, "sent", sent)
-		} else {
-			// The stored message changed under us; the client got a
-			// size that does not match. Worth an admin's attention.
-			c.log.Warn("message size changed since listing", "msg", i+1,
-				"listed", listed, "sent", sent)
-		}
-	}
-	return c.dw.Count(), true, nil
-}
-
-// copyMessage copies r to dst through buf, as io.CopyBuffer does but
-// without asking r for WriteTo: an *os.File's would allocate 32 KiB per
-// message.
-func copyMessage(dst io.Writer, r io.Reader, buf []byte) error {
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
 // keywords are the commands the engine knows (RFC 1939, 2449, 2595,
 // 5034, 6856), upper case.
 var keywords = [...]string{"CAPA", "UTF8", "LANG", "NOOP", "QUIT", "USER", "PASS", "APOP",
 	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST"}
 
-// keyword returns the known keyword kw is, case-insensitively, or "". It
-// does not allocate for ASCII. Anything else goes through strings.ToUpper,
-// as before, which also maps a few non-ASCII letters to ASCII ones ("ſ"
-// to "S").
+// keyword returns the known keyword kw is, or "". RFC 1939 §3: keywords
+// are case-insensitive ASCII, so only 'a'-'z' fold: a non-ASCII byte makes
+// an unknown command, even where Unicode folds the letter onto an ASCII
+// one ("ſtat" with U+017F, "lıst" with U+0131: strings.ToUpper would make
+// them STAT and LIST). It does not allocate.
 func keyword(kw []byte) string {
 	var buf [4]byte
 	if len(kw) > len(buf) {
-		return knownKeyword([]byte(strings.ToUpper(string(kw))))
+		return ""
 	}
 	for i, ch := range kw {
-		if ch >= 0x80 {
-			return knownKeyword([]byte(strings.ToUpper(string(kw))))
-		}
 		if 'a' <= ch && ch <= 'z' {
 			ch -= 'a' - 'A'
 		}

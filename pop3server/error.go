@@ -1,22 +1,42 @@
 package pop3server
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
 
-// Response codes (RFC 2449 §8, RFC 3206). The engine writes them inside
-// brackets at the start of the -ERR text.
-const (
-	CodeInUse      = "IN-USE"      // maildrop locked by another session (RFC 2449 §8.1.2)
-	CodeLoginDelay = "LOGIN-DELAY" // logged in too recently (RFC 2449 §8.1.1)
-	CodeAuth       = "AUTH"        // credentials rejected (RFC 3206 §5)
-	CodeSysTemp    = "SYS/TEMP"    // transient failure, retry later (RFC 3206 §4)
-	CodeSysPerm    = "SYS/PERM"    // permanent failure (RFC 3206 §4)
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
-// Error is a failure a backend wants the client to see. Code is one of the
-// Code constants or empty; Text must not reveal paths, configuration or
-// other internals. Err, if set, is logged and never sent.
+// ErrAuthFailed is what a backend returns, or wraps, when it refuses the
+// credentials of a login (Session.Login, APOPSession.APOP, or a
+// SASLExchange's Next or Login): a wrong password, an unknown user, a user
+// not allowed to log in from this client. The engine answers
+// "-ERR [AUTH] Authentication failed" (RFC 3206 §5: the client should ask
+// its user for new credentials) after Options.AuthFailDelay, counts it
+// towards Options.MaxAuthFailures and reports it to the LoginLimiter. An
+// *Error with pop3proto.CodeAuth is the same failure with a text of the
+// backend's choosing (a nologin reason, say).
+var ErrAuthFailed = errors.New("pop3server: authentication failed")
+
+// errAuthFailed is the answer to ErrAuthFailed.
+var errAuthFailed = &Error{Code: pop3proto.CodeAuth, Text: "Authentication failed"}
+
+// Error is a failure a backend wants the client to see, as "-ERR [Code]
+// Text", or "-ERR Text" without a code. Text must not reveal paths,
+// configuration or other internals. Err, if set, is logged and never sent.
+//
+// What the engine does with it depends on Code, the same for every backend
+// method (see Session for the whole contract):
+//   - pop3proto.CodeAuth: a credential failure, as ErrAuthFailed.
+//   - another code: sent as it is; the command failed, the session goes
+//     on. On a login method the login failed but not for the credentials
+//     ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]): no delay, not counted.
+//   - no code: the client's request was malformed (a SASL message that
+//     does not parse, an unknown mechanism). The text is sent at once and
+//     the command counts as a bad command (Options.MaxBadCommands), not as
+//     a failed login.
 type Error struct {
-	Code string
+	Code pop3proto.Code
 	Text string
 	Err  error
 }
@@ -24,7 +44,7 @@ type Error struct {
 func (e *Error) Error() string {
 	s := e.Text
 	if e.Code != "" {
-		s = "[" + e.Code + "] " + s
+		s = "[" + string(e.Code) + "] " + s
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()

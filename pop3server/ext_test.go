@@ -19,6 +19,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 	"github.com/postoffice-mail/postoffice/pop3server/memserver"
 )
@@ -419,7 +420,7 @@ func (e *scriptedExchange) Next(ctx context.Context, resp []byte) ([]byte, bool,
 			return []byte("challenge"), false, nil
 		}
 		if string(resp) != "answer" {
-			return nil, false, &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
+			return nil, false, &pop3server.Error{Code: pop3proto.CodeAuth, Text: "Authentication failed"}
 		}
 		return []byte("server-final"), true, nil
 	case "X-BAD":

@@ -53,6 +53,9 @@ func FuzzServer(f *testing.F) {
 	}
 	f.Add("AUTH PLAIN\r\n" + strings.Repeat("QUFB", 5000) + "\r\nAUTH\r\nAUTH PLAIN =\r\n*\r\n")
 	f.Add("STLS\r\n\x16\x03\x01\x00\x05hello")
+	// Keywords and mechanism names with letters Unicode folds onto ASCII
+	// ones (keywords-ascii.txt; FuzzKeyword checks the property itself).
+	f.Add("ſtat\r\nuſer alice\r\nlıst\r\n\u212Aapa\r\nAUTH plaın =\r\nUSER alice\r\nPASS secret word\r\nſtat\r\nquıt\r\n")
 	tlsConfig := testTLSConfig(f)
 	f.Fuzz(func(t *testing.T, input string) {
 		var panics atomic.Int32

@@ -1,6 +1,10 @@
 package pop3server
 
-import "time"
+import (
+	"time"
+
+	"github.com/postoffice-mail/postoffice/pop3proto"
+)
 
 // Observer is told what happens in sessions, for metrics
 // (internal/metrics). The engine calls it from the session goroutines,
@@ -27,10 +31,11 @@ type LoginEvent struct {
 	// client's text.
 	Method string
 	// Code is "" for a successful login, else the response code the
-	// client got (CodeAuth, CodeInUse, CodeLoginDelay, CodeSysTemp, ...).
-	Code string
+	// client got (pop3proto.CodeAuth, CodeInUse, CodeLoginDelay,
+	// CodeSysTemp, ...).
+	Code pop3proto.Code
 	// Refused reports that the LoginLimiter refused the attempt: no
-	// credential was checked (Code is CodeSysTemp).
+	// credential was checked (Code is pop3proto.CodeSysTemp).
 	Refused bool
 	// Duration is the time the backend took to check the credentials and
 	// open the maildrop (for SASL, the last step: the earlier ones wait

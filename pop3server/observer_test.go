@@ -84,8 +84,8 @@ func TestObserver(t *testing.T) {
 	other.cmd("USER alice", "+OK")
 	other.cmd("PASS secret word", "-ERR [IN-USE] ")
 	other.cmd("QUIT", "+OK")
-	// The end of a session is reported after its last reply is written:
-	// wait for it, so that it comes before the end of c's session below.
+	// Its end is recorded after its +OK: wait for it, so the two ends
+	// come in a fixed order.
 	rec.wait(t, 1)
 	c.cmd("RETR 1", "+OK")
 	for l := c.line(); l != "."; l = c.line() {

@@ -2,7 +2,8 @@
 // RFC 1939 states (AUTHORIZATION, TRANSACTION, UPDATE), every byte on the
 // wire, deletion marks, and the extension mechanism of RFC 2449 (CAPA,
 // RESP-CODES, AUTH-RESP-CODE, PIPELINING, TOP, UIDL, USER, LOGIN-DELAY,
-// EXPIRE, IMPLEMENTATION) with the response codes of RFC 3206. It also
+// EXPIRE, IMPLEMENTATION) with the response codes of RFC 3206 (defined
+// in package pop3proto, with MessageInfo, and shared with the client). It also
 // implements APOP (RFC 1939 §7), STLS (RFC 2595 §4), SASL AUTH (RFC 5034)
 // and UTF8 and LANG (RFC 6856). It knows nothing of files, databases or
 // password schemes: it talks to a Backend, whose Session may add APOP

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // stlsAvailable reports whether STLS can be offered: TLS is configured and
@@ -83,7 +85,7 @@ func (c *conn) cmdLang(args string) error {
 	// RFC 6856 §3: the reply starts with the tag of the language now in
 	// use; "*" asks for the server's default. A range is matched by
 	// truncation (RFC 4647 §3.4 lookup), so "en-GB" selects "en".
-	tag := strings.ToLower(args)
+	tag := wire.ToLowerASCII(args)
 	switch {
 	case tag == "*" || tag == "en" || strings.HasPrefix(tag, "en-"):
 		c.writeLine("+OK en Language changed to English")

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -74,18 +76,14 @@ func New(opts Options) (*Backend, error) {
 	return &Backend{opts: opts, log: opts.Logger, lastLogin: make(map[string]time.Time)}, nil
 }
 
-// NewSession implements pop3server.Backend. The session it returns has the
-// add-on interfaces (APOP, SASL) the options enable, so the engine's CAPA
-// and greeting follow the configuration.
+// NewSession implements pop3server.Backend. The session offers SASL when
+// Options.SASL is set (an empty mechanism list means none, by the
+// engine's contract) and APOP when Options.APOP is: APOPSession is found
+// by type, so a session without it is a different type.
 func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
 	s := &session{b: b, conn: c}
-	switch {
-	case b.opts.APOP && b.opts.SASL != nil:
-		return apopSASLSession{s}, nil
-	case b.opts.APOP:
+	if b.opts.APOP {
 		return apopSession{s}, nil
-	case b.opts.SASL != nil:
-		return saslSession{s}, nil
 	}
 	return s, nil
 }
@@ -95,37 +93,16 @@ type session struct {
 	conn *pop3server.Conn
 }
 
-// The combinations of add-on interfaces a session can have.
-type (
-	apopSession     struct{ *session }
-	saslSession     struct{ *session }
-	apopSASLSession struct{ *session }
-)
+// apopSession adds APOP to a session.
+type apopSession struct{ *session }
 
 func (s apopSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
 	return s.apop(ctx, user, timestamp, digest)
 }
 
-func (s apopSASLSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
-	return s.apop(ctx, user, timestamp, digest)
-}
-
-func (s saslSession) Mechanisms() []string { return s.mechanisms() }
-
-func (s saslSession) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
-	return s.startSASL(ctx, mech)
-}
-
-func (s apopSASLSession) Mechanisms() []string { return s.mechanisms() }
-
-func (s apopSASLSession) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
-	return s.startSASL(ctx, mech)
-}
-
 var (
-	errAuth       = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
-	errInUse      = &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
-	errLoginDelay = &pop3server.Error{Code: pop3server.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
+	errInUse      = &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
+	errLoginDelay = &pop3server.Error{Code: pop3proto.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
 )
 
 // Login implements pop3server.Session.
@@ -133,10 +110,10 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 	b := s.b
 	u, err := b.opts.Users.Authenticate(ctx, username, password)
 	if errors.Is(err, auth.ErrFailed) {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
 	return b.open(ctx, s.conn, u)
 }
@@ -166,12 +143,12 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 			// reason as the message, "-ERR [AUTH] reason".
 			b.log.Info("login refused: nologin", "user", u.Name)
 			if r := sanitizeReason(nl.Reason); r != "" {
-				return nil, &pop3server.Error{Code: pop3server.CodeAuth, Text: r}
+				return nil, &pop3server.Error{Code: pop3proto.CodeAuth, Text: r}
 			}
-			return nil, errAuth
+			return nil, pop3server.ErrAuthFailed
 		}
 		b.log.Info("login refused: client address not allowed for user", "user", u.Name, "remote", addrString(remote), "direct", addrString(direct))
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	user := u.Name
 	if !b.checkLoginDelay(user) {
@@ -182,7 +159,7 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 	case errors.Is(err, store.ErrInUse):
 		return nil, errInUse
 	case err != nil:
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
 	}
 	b.recordLogin(user)
 	return &mailbox{md: md}, nil
@@ -249,14 +226,18 @@ type mailbox struct {
 }
 
 // Messages hands the store's snapshot through: store.Message is
-// pop3server.MessageInfo, so there is no copy per login (2.4 MB for
+// pop3proto.MessageInfo, so there is no copy per login (2.4 MB for
 // 100,000 messages). Neither side modifies it.
-func (m *mailbox) Messages() []pop3server.MessageInfo { return m.md.Messages() }
+func (m *mailbox) Messages() []pop3proto.MessageInfo { return m.md.Messages() }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r, err := m.md.Open(ctx, i)
-	if errors.Is(err, store.ErrNoMessage) {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
+	// A store reports a vanished message as ErrNoMessage; a file that is
+	// gone (fs.ErrNotExist, in a *fs.PathError) means the same: the engine
+	// leaves storage errors to the backend. RFC 3206 §4: [SYS/PERM], a
+	// retry will not help.
+	if errors.Is(err, store.ErrNoMessage) || errors.Is(err, fs.ErrNotExist) {
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
 	}
 	return r, err
 }

@@ -3,13 +3,18 @@ package backend
 import (
 	"context"
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -52,12 +57,17 @@ func login(t *testing.T, b *Backend, user, pass string) (pop3server.Mailbox, err
 	return s.Login(context.Background(), user, pass)
 }
 
-func code(err error) string {
+// code is the response code the engine answers err with: [AUTH] for
+// pop3server.ErrAuthFailed, an *Error's own code.
+func code(err error) pop3proto.Code {
+	if errors.Is(err, pop3server.ErrAuthFailed) {
+		return pop3proto.CodeAuth
+	}
 	var pe *pop3server.Error
 	if errors.As(err, &pe) {
 		return pe.Code
 	}
-	return "not a *pop3server.Error: " + err.Error()
+	return pop3proto.Code("not a *pop3server.Error: " + err.Error())
 }
 
 // Credentials, a busy maildrop and a broken database map to the response
@@ -66,7 +76,7 @@ func TestLoginErrors(t *testing.T) {
 	t.Parallel()
 	b, _ := newBackend(t, users{}, 0, nil)
 	for _, c := range []struct{ user, pass string }{{"alice", "wrong"}, {"bob", "pw"}} {
-		if _, err := login(t, b, c.user, c.pass); code(err) != pop3server.CodeAuth {
+		if _, err := login(t, b, c.user, c.pass); code(err) != pop3proto.CodeAuth {
 			t.Errorf("Login(%s, %s) = %v, want [AUTH]", c.user, c.pass, err)
 		}
 	}
@@ -74,7 +84,7 @@ func TestLoginErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := login(t, b, "alice", "pw"); code(err) != pop3server.CodeInUse {
+	if _, err := login(t, b, "alice", "pw"); code(err) != pop3proto.CodeInUse {
 		t.Errorf("second Login = %v, want [IN-USE]", err)
 	}
 	mb.Close()
@@ -87,7 +97,7 @@ func TestLoginErrors(t *testing.T) {
 	down, _ := newBackend(t, users{down: true}, 0, nil)
 	_, err = login(t, down, "alice", "pw")
 	var pe *pop3server.Error
-	if !errors.As(err, &pe) || pe.Code != pop3server.CodeSysTemp || strings.Contains(pe.Text, "10.0.0.5") {
+	if !errors.As(err, &pe) || pe.Code != pop3proto.CodeSysTemp || strings.Contains(pe.Text, "10.0.0.5") {
 		t.Errorf("Login with the database down = %v, want [SYS/TEMP] without detail in the text", err)
 	}
 }
@@ -98,7 +108,7 @@ func TestLoginDelay(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	b, _ := newBackend(t, users{}, 15*time.Minute, func() time.Time { return now })
-	if _, err := login(t, b, "alice", "wrong"); code(err) != pop3server.CodeAuth {
+	if _, err := login(t, b, "alice", "wrong"); code(err) != pop3proto.CodeAuth {
 		t.Fatalf("wrong password: %v", err)
 	}
 	mb, err := login(t, b, "alice", "pw")
@@ -107,7 +117,7 @@ func TestLoginDelay(t *testing.T) {
 	}
 	mb.Close()
 	now = now.Add(14 * time.Minute)
-	if _, err := login(t, b, "alice", "pw"); code(err) != pop3server.CodeLoginDelay {
+	if _, err := login(t, b, "alice", "pw"); code(err) != pop3proto.CodeLoginDelay {
 		t.Errorf("login after 14m = %v, want [LOGIN-DELAY]", err)
 	}
 	now = now.Add(time.Minute)
@@ -138,7 +148,31 @@ func TestVanishedMessage(t *testing.T) {
 			os.Remove(dir + "/" + sub + "/" + e.Name())
 		}
 	}
-	if _, err := mb.Open(context.Background(), 0); code(err) != pop3server.CodeSysPerm {
+	if _, err := mb.Open(context.Background(), 0); code(err) != pop3proto.CodeSysPerm {
 		t.Errorf("Open of a vanished message = %v, want [SYS/PERM]", err)
+	}
+}
+
+// vanishedFile is a store.Maildrop whose message files are gone, as a
+// store without its own ErrNoMessage mapping reports them.
+type vanishedFile struct{ store.Maildrop }
+
+func (vanishedFile) Open(ctx context.Context, i int) (io.ReadCloser, error) {
+	return nil, &fs.PathError{Op: "open", Path: "/var/vmail/alice/cur/1", Err: syscall.ENOENT}
+}
+
+// The engine interprets no file-system error: a message file that is gone
+// is [SYS/PERM] from the backend (RFC 3206 §4), and the path stays out of
+// the reply.
+func TestVanishedFileIsSysPerm(t *testing.T) {
+	t.Parallel()
+	m := &mailbox{md: vanishedFile{}}
+	_, err := m.Open(context.Background(), 0)
+	if code(err) != pop3proto.CodeSysPerm {
+		t.Fatalf("Open of a vanished file = %v, want [SYS/PERM]", err)
+	}
+	var pe *pop3server.Error
+	if errors.As(err, &pe) && strings.Contains(pe.Text, "/var/vmail") {
+		t.Errorf("reply text %q shows the path", pe.Text)
 	}
 }

@@ -73,7 +73,7 @@ func TestSASLFailuresCountForUser(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			attempt := func(from, user, pass string) error {
-				c, err := pop3.NewClient(dial(from, from), nil)
+				c, err := pop3.NewClient(context.Background(), dial(from, from), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

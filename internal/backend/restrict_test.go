@@ -59,7 +59,7 @@ func restrictServer(t *testing.T, file string) func(client, direct string) *pop3
 	dial, _ := limitedServer(t, file, nil)
 	return func(client, direct string) *pop3.Client {
 		t.Helper()
-		c, err := pop3.NewClient(dial(client, direct), nil)
+		c, err := pop3.NewClient(context.Background(), dial(client, direct), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func replyOf(err error) string {
 	}
 	var pe *pop3.Error
 	if errors.As(err, &pe) {
-		return "[" + pe.Code + "] " + pe.Text
+		return "[" + string(pe.Code) + "] " + pe.Text
 	}
 	return err.Error()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -20,31 +21,40 @@ func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop
 	b := s.b
 	u, stored, err := b.opts.Users.(auth.CredentialDB).Credentials(ctx, user)
 	if errors.Is(err, auth.ErrUnknownUser) {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
 	secret, ok := scheme.PlaintextEquivalent(stored)
 	if !ok {
 		// Logged so an admin can tell "wrong password" from "this user's
 		// scheme cannot do APOP"; the client sees the same [AUTH].
 		b.log.Info("apop impossible for user: stored scheme is not plaintext-equivalent", "user", u.Name)
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	sum := md5.Sum([]byte(timestamp + secret))
 	want := hex.EncodeToString(sum[:])
 	if subtle.ConstantTimeCompare([]byte(want), []byte(digest)) != 1 {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return b.open(ctx, s.conn, u)
 }
 
-func (s *session) mechanisms() []string {
+// Mechanisms implements pop3server.SASLSession: the mechanisms usable on
+// this connection now, none (no SASL) without Options.SASL.
+func (s *session) Mechanisms() []string {
+	if s.b.opts.SASL == nil {
+		return nil
+	}
 	return s.b.opts.SASL.Available(s.conn.TLS)
 }
 
-func (s *session) startSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
+// StartSASL implements pop3server.SASLSession.
+func (s *session) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
+	if s.b.opts.SASL == nil {
+		return nil, errUnavailable
+	}
 	srv, err := s.b.opts.SASL.Start(ctx, mech, s.conn.TLS)
 	if err != nil {
 		return nil, saslError(err)
@@ -76,13 +86,13 @@ var (
 func saslError(err error) error {
 	switch {
 	case errors.Is(err, sasl.ErrAuthFailed):
-		return errAuth
+		return pop3server.ErrAuthFailed
 	case errors.Is(err, sasl.ErrMalformed):
 		return errMalformed
 	case errors.Is(err, sasl.ErrUnavailable):
 		return errUnavailable
 	}
-	return &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+	return &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 }
 
 func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, error) {

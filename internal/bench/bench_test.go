@@ -409,7 +409,7 @@ func BenchmarkClient(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := c.Uidl(ctx); err != nil {
+			if _, err := c.UIDL(ctx); err != nil {
 				b.Fatal(err)
 			}
 			for i := 1; i <= n; i++ {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/postoffice-mail/postoffice/internal/testutil"
 	"github.com/postoffice-mail/postoffice/pop3"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 	"github.com/postoffice-mail/postoffice/pop3server/memserver"
 )
@@ -156,8 +157,8 @@ type reuseMailbox struct {
 	opens *atomic.Int32
 }
 
-func (m reuseMailbox) Messages() []pop3server.MessageInfo {
-	info := append([]pop3server.MessageInfo(nil), m.Mailbox.Messages()...)
+func (m reuseMailbox) Messages() []pop3proto.MessageInfo {
+	info := append([]pop3proto.MessageInfo(nil), m.Mailbox.Messages()...)
 	for i := range info {
 		info[i].UID = strconv.Itoa(i + 1)
 	}

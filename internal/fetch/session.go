@@ -31,7 +31,7 @@ type session struct {
 
 	// Set by list.
 	noUIDL   bool              // the server has no UIDL: nothing is recorded
-	uids     []pop3.MessageUID // the listing; without UIDL, numbers only
+	uids     []pop3.UIDListing // the listing; without UIDL, numbers only
 	sizes    map[int]int64     // LIST sizes by message number
 	onServer map[string]bool   // the UIDLs listed
 
@@ -42,7 +42,7 @@ type session struct {
 
 // serverMessage is one message on the server, as the run handles it.
 type serverMessage struct {
-	pop3.MessageUID
+	pop3.UIDListing
 	size   int64  // from LIST
 	top    bool   // fetched in part (TOP n 0): never DELEd
 	digest string // header digest (headerHash), once known
@@ -112,7 +112,7 @@ func (s *session) close() {
 // messages are deleted once fetched: with keep, each run would fetch them
 // all again.
 func (s *session) list(ctx context.Context) error {
-	uids, err := s.c.Uidl(ctx)
+	uids, err := s.c.UIDL(ctx)
 	if err != nil {
 		var pe *pop3.Error
 		if !errors.As(err, &pe) {
@@ -132,9 +132,9 @@ func (s *session) list(ctx context.Context) error {
 		s.sizes[m.Num] = m.Size
 	}
 	if s.noUIDL {
-		uids = make([]pop3.MessageUID, len(list))
+		uids = make([]pop3.UIDListing, len(list))
 		for i, m := range list {
-			uids[i] = pop3.MessageUID{Num: m.Num}
+			uids[i] = pop3.UIDListing{Num: m.Num}
 		}
 	}
 	s.uids = uids
@@ -198,8 +198,8 @@ func (s *session) fetchAll(ctx context.Context) error {
 }
 
 // handle takes message u through pick, deliver, record and dele.
-func (s *session) handle(ctx context.Context, u pop3.MessageUID) error {
-	m := &serverMessage{MessageUID: u, size: s.sizes[u.Num]}
+func (s *session) handle(ctx context.Context, u pop3.UIDListing) error {
+	m := &serverMessage{UIDListing: u, size: s.sizes[u.Num]}
 	if ok, err := s.pick(ctx, m); !ok || err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (s *session) handle(ctx context.Context, u pop3.MessageUID) error {
 		return err
 	}
 	if !s.a.KeepOnServer() && !m.top {
-		return s.dele(ctx, m.MessageUID)
+		return s.dele(ctx, m.UIDListing)
 	}
 	return nil
 }
@@ -240,7 +240,7 @@ func (s *session) pick(ctx context.Context, m *serverMessage) (bool, error) {
 				return false, err
 			}
 			if same && due {
-				if err := s.dele(ctx, m.MessageUID); err != nil {
+				if err := s.dele(ctx, m.UIDListing); err != nil {
 					return false, err
 				}
 			}
@@ -388,7 +388,7 @@ func (s *session) record(m *serverMessage) error {
 }
 
 // dele marks message u deleted on the server; QUIT commits it.
-func (s *session) dele(ctx context.Context, u pop3.MessageUID) error {
+func (s *session) dele(ctx context.Context, u pop3.UIDListing) error {
 	if err := s.c.Dele(ctx, u.Num); err != nil {
 		return err
 	}

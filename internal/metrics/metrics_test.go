@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -104,10 +105,10 @@ func TestObserver(t *testing.T) {
 	c := &pop3server.Conn{}
 	m.SessionStarted(c)
 	m.SessionStarted(c)
-	m.Login(c, pop3server.LoginEvent{Method: "USER", Code: pop3server.CodeAuth, Duration: time.Millisecond})
+	m.Login(c, pop3server.LoginEvent{Method: "USER", Code: pop3proto.CodeAuth, Duration: time.Millisecond})
 	m.Login(c, pop3server.LoginEvent{Method: "SCRAM-SHA-256", Duration: 2 * time.Millisecond})
-	m.Login(c, pop3server.LoginEvent{Method: "USER", Code: pop3server.CodeSysTemp, Refused: true})
-	m.Login(c, pop3server.LoginEvent{Method: "APOP", Code: pop3server.CodeInUse, Duration: time.Millisecond})
+	m.Login(c, pop3server.LoginEvent{Method: "USER", Code: pop3proto.CodeSysTemp, Refused: true})
+	m.Login(c, pop3server.LoginEvent{Method: "APOP", Code: pop3proto.CodeInUse, Duration: time.Millisecond})
 	m.SessionEnded(c, pop3server.SessionStats{Duration: time.Second, LoggedIn: true,
 		Retr: 3, RetrBytes: 3000, Top: 1, TopBytes: 100, Deleted: 2, DeletedBytes: 2000})
 	c.TLS = &tls.ConnectionState{}

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -53,11 +54,11 @@ func loginResult(e pop3server.LoginEvent) string {
 		return ResultRefused
 	case e.Code == "":
 		return ResultOK
-	case e.Code == pop3server.CodeAuth:
+	case e.Code == pop3proto.CodeAuth:
 		return ResultAuth
-	case e.Code == pop3server.CodeInUse:
+	case e.Code == pop3proto.CodeInUse:
 		return ResultInUse
-	case e.Code == pop3server.CodeLoginDelay:
+	case e.Code == pop3proto.CodeLoginDelay:
 		return ResultLoginDelay
 	}
 	return ResultError

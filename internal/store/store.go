@@ -23,7 +23,7 @@ import (
 	"errors"
 	"io"
 
-	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
 var (
@@ -41,10 +41,10 @@ var (
 //	Size int64  // octets RETR sends, CRLF form, before dot-stuffing
 //	UID  string // unique id listed by UIDL
 //
-// It is the same type as the POP3 engine's pop3server.MessageInfo (both
-// alias wire.MessageInfo), so a session's snapshot reaches the engine
+// It is the POP3 vocabulary's pop3proto.MessageInfo, which the engine's
+// Mailbox.Messages returns, so a session's snapshot reaches the engine
 // without a copy; this package still does not import the engine.
-type Message = wire.MessageInfo
+type Message = pop3proto.MessageInfo
 
 // Store is a collection of maildrops, one per user.
 type Store interface {

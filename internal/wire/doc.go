@@ -1,8 +1,7 @@
 // Package wire is the POP3 line and message codec shared by the client
 // (package pop3) and the server (package pop3server): a bounded line reader,
 // the dot-stuffing message writer and its un-stuffing reader, the CRLF size
-// of a stored message, and the TOP cut; and MessageInfo, the size and UID of
-// a message, which the engine and the stores share.
+// of a stored message, and the TOP cut.
 //
 // RFC 1939 §3: lines end in CRLF; a multi-line response ends with a line
 // holding a single "."; data lines starting with "." are byte-stuffed.

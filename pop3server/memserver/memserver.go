@@ -20,6 +20,7 @@ import (
 	"sync"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -115,7 +116,7 @@ func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3serve
 }
 
 // session implements pop3server.Session and SASLSession; its mechanism
-// list is empty unless EnableSASL was called.
+// list is empty, which means no SASL, unless EnableSASL was called.
 type session struct {
 	b    *Backend
 	sasl bool
@@ -124,17 +125,16 @@ type session struct {
 // apopSession adds APOP, which the engine detects by type.
 type apopSession struct{ *session }
 
-var (
-	errAuth      = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
-	errMalformed = &pop3server.Error{Text: "Invalid SASL message"}
-)
+// errMalformed is a SASL message that does not parse: an *Error without
+// code, which the engine sends at once and counts as a bad command.
+var errMalformed = &pop3server.Error{Text: "Invalid SASL message"}
 
 func (s *session) Login(ctx context.Context, name, password string) (pop3server.Mailbox, error) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	u, ok := s.b.users[name]
 	if !ok || subtle.ConstantTimeCompare([]byte(u.password), []byte(password)) != 1 {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return s.b.open(u)
 }
@@ -145,11 +145,11 @@ func (s apopSession) APOP(ctx context.Context, name, timestamp, digest string) (
 	defer s.b.mu.Unlock()
 	u, ok := s.b.users[name]
 	if !ok {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	sum := md5.Sum([]byte(timestamp + u.password))
 	if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(digest)) != 1 {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return s.b.open(u)
 }
@@ -187,14 +187,14 @@ func (p *plain) Next(ctx context.Context, resp []byte) ([]byte, bool, error) {
 	}
 	authz, authc, pass := string(f[0]), string(f[1]), f[2]
 	if authz != "" && authz != authc {
-		return nil, false, errAuth
+		return nil, false, pop3server.ErrAuthFailed
 	}
 	p.b.mu.Lock()
 	u, ok := p.b.users[authc]
 	good := ok && subtle.ConstantTimeCompare([]byte(u.password), pass) == 1
 	p.b.mu.Unlock()
 	if !good {
-		return nil, false, errAuth
+		return nil, false, pop3server.ErrAuthFailed
 	}
 	p.user = authc
 	return nil, true, nil
@@ -205,7 +205,7 @@ func (p *plain) Login(ctx context.Context) (pop3server.Mailbox, error) {
 	defer p.b.mu.Unlock()
 	u, ok := p.b.users[p.user]
 	if p.user == "" || !ok {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return p.b.open(u)
 }
@@ -215,14 +215,14 @@ func (p *plain) User() string { return p.user }
 // open locks u's maildrop and takes the snapshot; b.mu is held.
 func (b *Backend) open(u *user) (pop3server.Mailbox, error) {
 	if u.locked {
-		return nil, &pop3server.Error{Code: pop3server.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
+		return nil, &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
 	}
 	u.locked = true
 	snap := make([]message, len(u.msgs))
 	copy(snap, u.msgs)
-	info := make([]pop3server.MessageInfo, len(snap))
+	info := make([]pop3proto.MessageInfo, len(snap))
 	for i, m := range snap {
-		info[i] = pop3server.MessageInfo{Size: m.size, UID: m.uid}
+		info[i] = pop3proto.MessageInfo{Size: m.size, UID: m.uid}
 	}
 	return &mailbox{b: b, u: u, snap: snap, info: info}, nil
 }
@@ -233,11 +233,11 @@ type mailbox struct {
 	b     *Backend
 	u     *user
 	snap  []message
-	info  []pop3server.MessageInfo
+	info  []pop3proto.MessageInfo
 	spare *msgReader // a closed reader for the next Open, so RETR allocates nothing
 }
 
-func (m *mailbox) Messages() []pop3server.MessageInfo { return m.info }
+func (m *mailbox) Messages() []pop3proto.MessageInfo { return m.info }
 
 func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r := m.spare

@@ -54,7 +54,7 @@ func TestDovecotUIDLsLive(t *testing.T) {
 	if err := c.Login(ctx, user, dovecot.Password); err != nil {
 		t.Fatal(err)
 	}
-	uids, err := c.Uidl(ctx)
+	uids, err := c.UIDL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
