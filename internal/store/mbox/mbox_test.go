@@ -317,3 +317,44 @@ func syscallFlock() *unix.Flock_t { return &unix.Flock_t{Type: unix.F_WRLCK} }
 func fcntlSetLk(f *os.File, lk *unix.Flock_t) error {
 	return unix.FcntlFlock(f.Fd(), unix.F_SETLK, lk)
 }
+
+// TestReplayKeepsLaterMail: a commit that dies after its journal is durable
+// (at each point of the rewrite) is finished by the next Open, and mail
+// another program appended in between is kept.
+func TestReplayKeepsLaterMail(t *testing.T) {
+	t.Parallel()
+	for _, point := range []string{"journaled", "written", "truncated"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			s := newTestStore(t, Options{NoSync: true})
+			for i := range 5 {
+				s.Deliver(context.Background(), "u", strings.NewReader(writerBody(i)))
+			}
+			m := openT(t, s, "u")
+			s.crashHook = func(p string) {
+				if p == point {
+					panic("crash")
+				}
+			}
+			func() {
+				defer func() { recover() }()
+				m.Commit(context.Background(), []int{1, 3})
+			}()
+			m.Close()
+			s.crashHook = nil
+			p, _ := s.Path("u")
+			if err := postfixStyleAppend(p, writerBody(9)); err != nil {
+				t.Fatal(err)
+			}
+			m = openT(t, s, "u")
+			defer m.Close()
+			want := []string{writerBody(0), writerBody(2), writerBody(4), writerBody(9)}
+			if diff := cmp.Diff(want, readAll(t, m)); diff != "" {
+				t.Errorf("after replay (-want +got):\n%s", diff)
+			}
+			if _, err := os.Stat(dotName(p, ".postoffice-journal")); err == nil {
+				t.Errorf("journal left after replay")
+			}
+		})
+	}
+}
