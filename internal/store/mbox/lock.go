@@ -2,6 +2,7 @@ package mbox
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -79,11 +80,12 @@ type dotlock struct {
 	st   unix.Stat_t
 }
 
-// takeDotlock makes name in dir with O_CREAT|O_EXCL, the dot-locking
-// protocol of Postfix (dotlock in mailbox_delivery_lock), procmail and
-// mutt. O_EXCL is atomic on local file systems and on NFSv3 and later;
-// the older link(2) trick is for NFSv2 only. The file holds our pid and
-// host name, as mutt's does.
+// takeDotlock makes name in dir, the dot-locking protocol of Postfix
+// (dotlock in mailbox_delivery_lock), procmail and mutt: a file of our own
+// made with O_CREAT|O_EXCL holding our pid and host name (as mutt's does),
+// then link(2)ed to name, which fails if name exists. The link makes the
+// lock appear whole, so no one ever sees an empty lock of a process killed
+// before it wrote its pid (it also works on NFSv2, where O_EXCL does not).
 //
 // An existing lock older than staleAge (by its change time) is removed,
 // as procmail and Postfix remove a stale lock (Postfix: stale_lock_time);
@@ -99,13 +101,28 @@ func takeDotlock(ctx context.Context, dir *safefs.Dir, name string, staleAge tim
 	host, _ := os.Hostname()
 	content := fmt.Sprintf("%d %s\n", os.Getpid(), host)
 	var dl *dotlock
+	// The lock is written under a name of its own and then linked to name
+	// (the link(2) protocol of Postfix's dot_lockfile and procmail), so the
+	// lock appears with its pid and host already in it: a process killed
+	// between creating an empty lock and writing it would otherwise leave
+	// a lock no one can tell is stale until staleAge has passed.
 	create := func() error {
-		fd, st, err := dir.OpenFD(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		tmp := fmt.Sprintf("%s.%s.%d.%x", name, host, os.Getpid(), rnd)
+		fd, st, err := dir.OpenFD(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 		if err != nil {
 			return err
 		}
-		unix.Write(fd, []byte(content))
+		defer dir.Remove(tmp)
+		_, werr := unix.Write(fd, []byte(content))
 		unix.Close(fd)
+		if werr != nil {
+			return werr
+		}
+		if err := dir.Link(tmp, dir, name); err != nil {
+			return err
+		}
 		dl = &dotlock{dir: dir, name: name, st: st}
 		return nil
 	}
