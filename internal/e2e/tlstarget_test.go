@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -601,11 +600,4 @@ func (o *oauthIssuer) token(t testing.TB, email string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// ctx10 is a context for one client exchange.
-func ctx10(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
