@@ -53,7 +53,7 @@ var outsideRefs = []outsideRef{
 	},
 	{
 		// A path out of the repository to where the notes were kept.
-		re:  regexp.MustCompile(`\.\./shared\b|/work/shared\b`),
+		re:  regexp.MustCompile(`(\.\./|/work/)shared\b`),
 		why: "path outside the repository",
 	},
 	{
