@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/compare.sh: postoffice against Dovecot on this machine, same
-# Maildirs, same load generator, same invocation (issue 7).
+# Maildirs, same load generator, same invocation; docs/performance.md has
+# the method, the targets and the results.
 #
 #   bench/compare.sh [--quick] [--runs N] [--keep] [--drop-caches] [--postoffice BIN]
 #

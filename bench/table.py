@@ -5,7 +5,8 @@ Each result is RESULTS/<case>.<server>.<run>.json, one `postoffice bench --json`
 object. Rows show the median over runs for each server, the ratio (always
 "how many times better postoffice is": a rate divided by Dovecot's, a time or
 a memory size divided into Dovecot's), the server CPU per session, and the
-errors of all runs. Then the targets of issue 7, met or not.
+errors of all runs. Then the performance targets (docs/performance.md), met or
+not.
 """
 import glob
 import json
@@ -126,11 +127,11 @@ def main():
             share = f"{100 * po / resp:.0f}%" if po else "-"
             print(f"responder {case}: {fmt(resp)} {label}; postoffice reaches {share} of it")
 
-    # Issue 7's targets.
+    # The performance targets of docs/performance.md.
     def r(case):
         return ratios.get(case, (None, None, None))
 
-    print("\nissue 7 targets:")
+    print("\nperformance targets:")
     checks = []
     for c in ("8", "64", "16"):
         if f"login-c{c}" in ratios:

@@ -229,7 +229,8 @@ func (c *Client) TLS() *tls.ConnectionState {
 
 // Capabilities returns the server's CAPA list (RFC 2449 §5), cached until
 // STLS or login. A server that answers -ERR knows no CAPA: the result is
-// the zero Caps and no error (CONFORMANCE 39).
+// the zero Caps and no error, so the caller probes the RFC 1939 way
+// (RFC 2449 §5).
 func (c *Client) Capabilities(ctx context.Context) (Caps, error) {
 	if c.caps != nil && c.usable() == nil {
 		return Caps{Lines: slices.Clone(c.caps.Lines)}, nil
@@ -257,7 +258,8 @@ func (c *Client) Capabilities(ctx context.Context) (Caps, error) {
 
 // StartTLS upgrades the connection with STLS (RFC 2595 §4), using
 // Options.TLSConfig. It fails with ErrNoSTLS when the server does not list
-// STLS. The cached capabilities are dropped (CONFORMANCE 68).
+// STLS. The cached capabilities are dropped: the server may list others
+// once TLS is up (RFC 2595 §4).
 func (c *Client) StartTLS(ctx context.Context) error {
 	if c.TLS() != nil {
 		return errors.New("pop3: TLS already active")
@@ -286,8 +288,9 @@ func (c *Client) StartTLS(ctx context.Context) error {
 	if _, err := c.cmd("STLS", ""); err != nil {
 		return err
 	}
-	// CONFORMANCE 70: anything already received after the +OK was sent
-	// before the handshake, by the server or by someone in the path.
+	// Anything already received after the +OK was sent before the
+	// handshake, by the server or by someone in the path: it would be
+	// read as if it came over TLS (CVE-2021-22947, curl's test982).
 	if c.br.Buffered() > 0 {
 		return c.fail(ErrSTLSInjection)
 	}
@@ -475,7 +478,7 @@ func (c *Client) readMulti(fn func([]byte) error) error {
 				c.trace("S: .")
 				break
 			}
-			line = line[1:] // CONFORMANCE 11
+			line = line[1:] // RFC 1939 §3: strip one leading dot
 		}
 		c.traceLine("S: ", line)
 		if ferr == nil {

@@ -30,7 +30,8 @@ var fixtures = []string{
 }
 
 // crlfForm is what RETR sends for a stored message once un-stuffed: CRLF
-// line ends and a final CRLF (CONFORMANCE 110).
+// line ends and a final CRLF (a bare LF gets its CR and a message without
+// a final line end gets one, as Dovecot's POP3 server does).
 func crlfForm(m string) string {
 	s := strings.ReplaceAll(strings.ReplaceAll(m, "\r\n", "\n"), "\n", "\r\n")
 	if s != "" && !strings.HasSuffix(s, "\r\n") {
@@ -76,8 +77,9 @@ func readAll(t *testing.T, rc io.ReadCloser, err error) string {
 	return string(b)
 }
 
-// CONFORMANCE 11, 25-28, 31, 32, 37, 38, 68: a whole session against our
-// server.
+// A whole session against our server: STAT, LIST, RETR, TOP, UIDL (RFC
+// 1939 §5, §7), CAPA in both states (RFC 2449 §5), dot un-stuffing (RFC
+// 1939 §3) and CAPA again after STLS (RFC 2595 §4).
 func TestSessionOurServer(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -229,7 +231,7 @@ func TestBodyMustBeClosed(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 114 (curl test993): a LIST of 1000+ lines.
+// A LIST of 1000+ lines (curl's test993 checks the same).
 func TestLongList(t *testing.T) {
 	t.Parallel()
 	msgs := make([]string, 1500)
@@ -290,7 +292,7 @@ func TestBigMessageStreams(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 29, 35: DELE marks, QUIT removes.
+// DELE marks, QUIT removes (RFC 1939 §5, §6).
 func TestDeleQuit(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -323,7 +325,8 @@ func TestDeleQuit(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 15: Close without QUIT deletes nothing; neither does Rset+Quit.
+// Close without QUIT deletes nothing (RFC 1939 §6); neither does
+// Rset+Quit.
 func TestCloseWithoutQuitDeletesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -372,7 +375,8 @@ func TestCloseWithoutQuitDeletesNothing(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 48, 51, 116: [AUTH] and [IN-USE] reach the caller as codes.
+// [AUTH] and [IN-USE] reach the caller as codes (RFC 3206 §5, RFC 2449
+// §8.1.2).
 func TestAuthAndInUseCodes(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -387,7 +391,7 @@ func TestAuthAndInUseCodes(t *testing.T) {
 	if !errors.As(err, &perr) || perr.Code != pop3proto.CodeAuth || !perr.IsAuth() || perr.Temporary() {
 		t.Fatalf("Login with wrong password = %#v", err)
 	}
-	// The session stays usable after a failed login (CONFORMANCE 18).
+	// The session stays usable after a failed login (RFC 1939 §4).
 	if err := c.Login(ctx, "alice", "secret word"); err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +427,7 @@ func (d countDialer) DialContext(ctx context.Context, network, addr string) (net
 	return countConn{nc, d.writes}, nil
 }
 
-// CONFORMANCE 44: with PIPELINING the DELEs go out in one write; every
+// With PIPELINING (RFC 2449 §6.6) the DELEs go out in one write; every
 // reply is read, failures are reported per message.
 func TestDeleManyPipelined(t *testing.T) {
 	t.Parallel()
@@ -461,8 +465,8 @@ func TestDeleManyPipelined(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 71, 73: implicit TLS with the certificate checked against the
-// dialled host.
+// Implicit TLS (RFC 8314 §3.1) with the certificate checked against the
+// dialled host (RFC 2595 §2.4).
 func TestImplicitTLS(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)

@@ -14,8 +14,9 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/testutil/dovecot"
 )
 
-// The same client tests against a real Dovecot (STYLE.md habit 8), run as
-// root from a temporary directory as /work/shared/PEERS.md describes.
+// The same client tests against a real Dovecot, so the client is checked
+// against the server most sites run and not only against our own; Dovecot
+// runs as root from a temporary directory (internal/testutil/dovecot).
 
 var dovecotUsers = []string{"plain", "authplain", "login", "crammd5", "apop", "stls", "close", "wrong", "many"}
 
@@ -42,8 +43,8 @@ func checkMailbox(t *testing.T, ctx context.Context, c *Client, msgs []string) {
 		rc, err := c.Retr(ctx, info.Num)
 		body := readAll(t, rc, err)
 		got = append(got, body)
-		// PEERS.md: for a message without a final newline Dovecot's LIST
-		// size leaves out the CRLF it adds; allow exactly that.
+		// For a message without a final newline Dovecot's LIST size
+		// leaves out the CRLF its RETR adds; allow exactly that.
 		if n := int64(len(body)); info.Size != n && !(info.Size == n-2 && strings.HasSuffix(body, "\r\n")) {
 			t.Errorf("message %d: LIST size %d, RETR %d octets", info.Num, info.Size, n)
 		}
@@ -213,8 +214,9 @@ func TestDovecot(t *testing.T) {
 		t.Parallel()
 		ctx := testCtx(t)
 		d.Deliver(t, "wrong", msgs)
-		// PEERS.md: Dovecot's failure penalty is per source address; use
-		// one of our own.
+		// Dovecot's authentication failure penalty is per source
+		// address; use one of our own so the other subtests are not
+		// slowed down.
 		opts := &Options{Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}}
 		c, err := Dial(ctx, d.Addr, opts)
 		if err != nil {

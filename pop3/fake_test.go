@@ -22,8 +22,8 @@ func tlsOpts(t *testing.T) *Options {
 	return &Options{TLSConfig: &tls.Config{RootCAs: getCert(t).Pool()}}
 }
 
-// CONFORMANCE 65, 67, 68, 71: STLS, then CAPA is asked again and the
-// certificate is checked against the dialled host.
+// STLS, then CAPA is asked again (RFC 2595 §4) and the certificate is
+// checked against the dialled host (RFC 2595 §2.4).
 func TestStartTLS(t *testing.T) {
 	t.Parallel()
 	addr := fakeServer(t, `
@@ -73,7 +73,7 @@ func TestStartTLS(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 70 (curl test982, CVE-2021-22947): bytes after the +OK to
+// CVE-2021-22947 (curl's test982): bytes after the +OK to
 // STLS and before the handshake fail the connection.
 func TestStartTLSInjection(t *testing.T) {
 	t.Parallel()
@@ -93,7 +93,7 @@ func TestStartTLSInjection(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 113 (curl test985): no STLS advertised (or no CAPA at all)
+// As curl's test985: no STLS advertised (or no CAPA at all)
 // and TLS required: fail, send nothing else.
 func TestStartTLSMissing(t *testing.T) {
 	t.Parallel()
@@ -106,7 +106,8 @@ func TestStartTLSMissing(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 23, 115: APOP digest from the greeting timestamp, lowercase.
+// APOP digest from the greeting timestamp, lowercase hex (RFC 1939 §7;
+// the vector is the RFC's).
 func TestAPOP(t *testing.T) {
 	t.Parallel()
 	if got := APOPDigest("<1896.697170952@dbc.mtview.ca.us>", "tanstaaf"); got != "c4c9334bac560ecc979e58001b3e22fb" {
@@ -166,8 +167,9 @@ func (m *scriptMech) Next(ch []byte) ([]byte, error) {
 	return []byte(a), nil
 }
 
-// CONFORMANCE 53-62, 78-80, 85, 86, 114: AUTH framing (RFC 5034) with the
-// mechanisms of sasl.go and scripted ones.
+// AUTH framing (RFC 5034 §4) with the mechanisms of sasl.go (PLAIN, RFC
+// 4616; LOGIN; CRAM-MD5, RFC 2195; OAUTHBEARER, RFC 7628; XOAUTH2) and
+// scripted ones.
 func TestAuthenticate(t *testing.T) {
 	t.Parallel()
 	longPass := strings.Repeat("p", 300)
@@ -188,7 +190,9 @@ func TestAuthenticate(t *testing.T) {
 			script: "C: AUTH PLAIN\nS: + \nC: " + b64("\x00alice\x00"+longPass) + "\nS: +OK",
 		},
 		{
-			// CONFORMANCE 59: "AUTH PLAIN " + 240 base64 octets + CRLF = 253.
+			// RFC 5034 §4: the initial response is sent only if the
+			// command fits in 255 octets. "AUTH PLAIN " + 240 base64
+			// octets + CRLF = 253.
 			name:   "initial response that just fits",
 			mech:   NewPlainClient("", "alice", strings.Repeat("p", 173)),
 			script: "C: AUTH PLAIN " + b64("\x00alice\x00"+strings.Repeat("p", 173)) + "\nS: +OK",
@@ -259,7 +263,7 @@ func TestAuthenticate(t *testing.T) {
 			wantErr: func(err error) bool { var e *Error; return errors.As(err, &e) && e.Code == "AUTH" },
 		},
 		{
-			// CONFORMANCE 62, 84: server-final data in a "+" challenge.
+			// RFC 5034 §4: server-final data in a "+" challenge.
 			name:   "final data answered with an empty line",
 			mech:   &scriptMech{name: "SCRAM-SHA-256", ir: []byte("n,,n=alice,r=abc"), answers: []string{"c=biws,r=abcdef,p=xyz", ""}},
 			script: "C: AUTH SCRAM-SHA-256 " + b64("n,,n=alice,r=abc") + "\nS: + " + b64("r=abcdef,s=c2FsdA==,i=4096") + "\nC: " + b64("c=biws,r=abcdef,p=xyz") + "\nS: + " + b64("v=sig") + "\nC: \nS: +OK",
@@ -302,7 +306,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 39, 113: -ERR to CAPA means no capabilities, not a failure.
+// -ERR to CAPA means no capabilities, not a failure (RFC 2449 §5).
 func TestCapaErr(t *testing.T) {
 	t.Parallel()
 	addr := fakeServer(t, `
@@ -333,7 +337,7 @@ func TestCapaErr(t *testing.T) {
 	if err := c.DeleMany(ctx, []int{1, 2, 3}); err == nil || !strings.Contains(err.Error(), "DELE 2") {
 		t.Errorf("DeleMany = %v", err)
 	}
-	// CONFORMANCE 35: -ERR to QUIT means the deletions may not be done.
+	// RFC 1939 §6: -ERR to QUIT means the deletions may not be done.
 	err = c.Quit(ctx)
 	var perr *Error
 	if !errors.As(err, &perr) || !perr.Permanent() || perr.Code != "SYS/PERM" {
@@ -376,7 +380,7 @@ func TestServerClosesInRetr(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 46, 116 and protocol desync: codes with sub-levels, garbage
+// Response codes with sub-levels (RFC 2449 §8) and protocol desync: garbage
 // and oversize replies.
 func TestReplies(t *testing.T) {
 	t.Parallel()

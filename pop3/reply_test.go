@@ -47,7 +47,7 @@ func TestParseReply(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 46, 50, 51: response codes.
+// Response codes (RFC 2449 §8, RFC 3206 §4, §5).
 func TestParseError(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -92,7 +92,7 @@ func TestErrorHasCode(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 115: the APOP timestamp anywhere in the greeting.
+// The APOP timestamp anywhere in the greeting (RFC 1939 §7).
 func TestAPOPTimestamp(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, want string }{
@@ -113,7 +113,7 @@ func TestAPOPTimestamp(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 40: CAPA tags and their arguments.
+// CAPA tags and their arguments (RFC 2449 §6).
 func TestCaps(t *testing.T) {
 	t.Parallel()
 	c := parseCaps([]string{

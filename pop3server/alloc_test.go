@@ -27,7 +27,8 @@ func readUntil(t *testing.T, nc net.Conn, buf []byte, suffix string) int {
 	return n
 }
 
-// The commands of a download allocate nothing in the engine (issue 7):
+// The commands of a download allocate nothing in the engine (one of the
+// performance targets, docs/performance.md):
 // a pipelined batch of STAT, LIST n, UIDL n, RETR n, TOP, DELE n, NOOP,
 // RSET and whole listings against memserver, whose Open reuses its reader.
 // Over TCP: net.Pipe's deadlines allocate a timer each. Not parallel:

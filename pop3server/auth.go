@@ -153,9 +153,10 @@ func isHexDigest(s string) bool {
 }
 
 // cmdAuth is SASL AUTH (RFC 5034 §4) and, without an argument, the
-// mechanism listing older clients use (CONFORMANCE 64). The engine owns the
-// framing; the backend's SASLExchange sees decoded octets only. No payload
-// is ever logged.
+// mechanism listing older clients use (Outlook and Netscape send it;
+// Microsoft's [MS-POP3] §2.2.1 documents it, no RFC does). The engine
+// owns the framing; the backend's SASLExchange sees decoded octets only.
+// No payload is ever logged.
 func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	ss, offered := c.saslSession()
 	if ss == nil {

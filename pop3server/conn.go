@@ -494,7 +494,7 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 			return c.cmdUser(string(a))
 		case "PASS":
 			// RFC 1939 §7: the password is the rest of the line, spaces
-			// included (CONFORMANCE 22).
+			// included.
 			return c.cmdPass(ctx, string(a), wasUser)
 		case "APOP":
 			return c.cmdAPOP(ctx, string(a))

@@ -67,7 +67,7 @@ func (c *client) login(user, pass string) {
 	c.cmd("PASS "+pass, "+OK")
 }
 
-// CONFORMANCE 13: for every message, LIST n equals the octets RETR sends
+// RFC 1939 §11: for every message, LIST n equals the octets RETR sends
 // once un-stuffed, and the body is the CRLF form of what was stored.
 func TestListSizeEqualsRetrOctets(t *testing.T) {
 	t.Parallel()
@@ -106,8 +106,8 @@ func TestListSizeEqualsRetrOctets(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 17, 48: a second session on a locked maildrop gets [IN-USE];
-// the lock goes with the first session.
+// RFC 1939 §4, RFC 2449 §8.1.2: a second session on a locked maildrop
+// gets [IN-USE]; the lock goes with the first session.
 func TestInUse(t *testing.T) {
 	t.Parallel()
 	addr, _ := startServer(t, pop3server.Options{Backend: newFixture(t)})
@@ -121,7 +121,7 @@ func TestInUse(t *testing.T) {
 	c2.cmd("PASS secret word", "+OK")
 }
 
-// CONFORMANCE 15: a session that ends without QUIT deletes nothing; QUIT
+// RFC 1939 §6: a session that ends without QUIT deletes nothing; QUIT
 // deletes exactly the marked messages.
 func TestDeleteOnlyOnQuit(t *testing.T) {
 	t.Parallel()
@@ -289,7 +289,7 @@ func TestPipelinedRetrBurstBatched(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 14: the idle timer closes the connection silently and the
+// RFC 1939 §3: the idle timer closes the connection silently and the
 // session deletes nothing.
 func TestIdleTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -112,7 +112,7 @@ func readCapa(t *testing.T, br *bufio.Reader) []string {
 	}
 }
 
-// CONFORMANCE 65-69, 72: STLS upgrades the connection; afterwards CAPA
+// RFC 2595 §4, §2.3: STLS upgrades the connection; afterwards CAPA
 // drops STLS and, TLS being on, lists USER; the backend's Conn has TLS; a
 // USER given before STLS is forgotten.
 func TestSTLS(t *testing.T) {
@@ -163,7 +163,8 @@ func TestSTLS(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 69: commands pipelined in plaintext after STLS, in the same
+// Commands pipelined in plaintext after STLS (the CVE-2011-0411 class of
+// command injection), in the same
 // write, are discarded. Over net.Pipe the server reads "STLS\r\nCAPA\r\n"
 // in one read, so the CAPA sits in the plaintext buffer when STLS runs: the
 // handshake then succeeds, and what the server says inside TLS answers the
@@ -227,7 +228,7 @@ func contains(list []string, s string) bool {
 
 var timestampRE = regexp.MustCompile(`^\+OK POP3 server ready (<[0-9]+\.[0-9a-f]+@mail\.example\.org>)$`)
 
-// CONFORMANCE 2, 23: the APOP timestamp is an RFC 822 msg-id, without '=',
+// RFC 1939 §7: the APOP timestamp is an RFC 822 msg-id, without '=',
 // new on every connection; the right digest logs in.
 func TestAPOP(t *testing.T) {
 	t.Parallel()
@@ -304,7 +305,7 @@ type fakeAddr string
 func (a fakeAddr) Network() string { return "fake" }
 func (a fakeAddr) String() string  { return string(a) }
 
-// CONFORMANCE 72: USER is refused unless TLS, loopback or a Unix socket.
+// RFC 2595 §2.3: USER is refused unless TLS, loopback or a Unix socket.
 func TestPlaintextPolicy(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -343,7 +344,8 @@ func TestPlaintextPolicy(t *testing.T) {
 }
 
 // RFC 5034 §4 lets AUTH lines and SASL responses exceed 255 octets
-// (CONFORMANCE 6 still holds for every other command); 16 KiB is the cap.
+// (the 255-octet limit of RFC 2449 §4 still holds for every other
+// command); 16 KiB is the cap.
 // A line over its limit ends the session (TestEndlessLine has the limits
 // one by one).
 func TestLongLines(t *testing.T) {
@@ -455,7 +457,7 @@ func (w *lockedBuffer) String() string {
 	return w.b.String()
 }
 
-// CONFORMANCE 54, 62: challenges, additional data with success, the round
+// RFC 5034 §4: challenges, additional data with success, the round
 // cap, malformed messages and backend failures; no payload reaches the log.
 func TestSASLFraming(t *testing.T) {
 	t.Parallel()

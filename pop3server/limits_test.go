@@ -366,7 +366,7 @@ func TestLoginDelayAndShutdown(t *testing.T) {
 
 // The pre-login timeout ends sessions that have not logged in, also one
 // waiting in a SASL exchange, long before the idle timeout ends a
-// logged-in one (CONFORMANCE 14 still holds after login).
+// logged-in one (after login the idle timeout of RFC 1939 §3 applies).
 func TestPreLoginTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv, err := pop3server.New(pop3server.Options{Backend: saslFixture(t), AuthFailDelay: -1, AllowPlaintextAuth: true})

@@ -8,7 +8,8 @@ import (
 // sessionHandler puts a session's attributes in front of each of its log
 // records: conn and remote, and user once logged in. It does what
 // Logger.With did, without the handler copy with preformatted attributes
-// that With makes per connection (issue 7: about 450 octets a session).
+// that With makes per connection: about 450 octets a session, which counts
+// against the idle-memory target in docs/performance.md.
 // fail2ban's filter depends on conn and remote coming first. It reads the
 // session's state, so only the session's goroutine may log through it.
 type sessionHandler struct {

@@ -22,7 +22,8 @@
 //     client gives its buffers back; on a plain socket it waits for input
 //     on the socket itself (wait.go), on TLS it keeps the read buffer,
 //     which the blocked Read needs. c.br and c.bw are nil only inside that
-//     wait. Idle sessions are what a POP3 server holds most of (issue 7).
+//     wait. Idle sessions are what a POP3 server holds most of (the
+//     idle-memory targets are in docs/performance.md).
 //   - The commands of a download (STAT, LIST n, UIDL n, RETR n, DELE n,
 //     NOOP, RSET, listings) allocate nothing in the engine
 //     (TestCommandsDoNotAllocate).
@@ -54,16 +55,16 @@
 //     for every connection; it never contains '='.
 //   - UTF8 (RFC 6856 §2) makes the engine require valid UTF-8 in USER,
 //     PASS and APOP names and sets Conn.UTF8; it is also accepted after
-//     login, for Outlook (CONFORMANCE 77). Messages are sent as stored
+//     login, for Outlook (see cmdUTF8). Messages are sent as stored
 //     whether or not the client issued UTF8: the engine does not downgrade
 //     UTF-8 header fields. RFC 6856 §2 expects a server to avoid sending
 //     such headers to a client that has not enabled UTF8 and points to
 //     downgrading (RFC 6857); we choose not to, because a downgrade
 //     rewrites the message, so the LIST size would no longer be what RETR
-//     sends (RFC 1939 §11, CONFORMANCE 13) and the UIDL would no longer
+//     sends (RFC 1939 §11) and the UIDL would no longer
 //     name one fixed content, and because mail clients in use display raw
 //     UTF-8 headers. (The wording of §2 was not re-checked against the RFC
-//     text when this was written; see CONFORMANCE 75.)
+//     text when this was written.)
 //   - Replies are in English only; LANG lists "en" and "i-default".
 //   - Abuse limits: before login the idle timeout is PreLoginTimeout and
 //     at most MaxLoginCommands commands are run; after login a command cap

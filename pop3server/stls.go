@@ -58,7 +58,8 @@ func (c *conn) cmdSTLS(ctx context.Context, args string) error {
 // RFC 6856 §2 restricts UTF8 to the AUTHORIZATION state; it is accepted
 // after login too because classic Outlook, having seen UTF8 in the CAPA
 // before login, sends it right after PASS and aborts the download on -ERR
-// (CONFORMANCE 77). Nothing is left to change by then, so +OK is harmless.
+// (error 0x800CCC90). Nothing is left to change by then, so +OK is
+// harmless.
 func (c *conn) cmdUTF8(args string) error {
 	if args != "" {
 		return c.badErr("-ERR UTF8 takes no arguments")

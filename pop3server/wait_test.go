@@ -98,7 +98,8 @@ func netlimitWrap(t *testing.T, opts netlimit.Options) func(net.Listener) net.Li
 }
 
 // An idle session over a socket holds neither its read buffer nor its reply
-// buffer (issue 7), directly on TCP and behind internal/netlimit: plain,
+// buffer (idle memory is a performance target, docs/performance.md),
+// directly on TCP and behind internal/netlimit: plain,
 // sniffing for an untrusted PROXY header, and behind a trusted proxy whose
 // header came in the same segment as the first command. Pipelined input,
 // a line split across segments and long replies all work after such a
@@ -171,7 +172,7 @@ func TestIdleSessionHoldsNoBuffers(t *testing.T) {
 }
 
 // The idle timer still fires while a session waits on the socket, and
-// every command re-arms it (CONFORMANCE 14).
+// every command re-arms it (RFC 1939 §3).
 func TestIdleTimeoutOnSocketWait(t *testing.T) {
 	needRawWait(t)
 	t.Parallel()
@@ -304,7 +305,8 @@ func TestShutdownWhileWaitingOnSocket(t *testing.T) {
 	}
 }
 
-// The memory an idle logged-in session takes (issue 7): heap and goroutine
+// The memory an idle logged-in session takes (a performance target,
+// docs/performance.md): heap and goroutine
 // stack, measured in this process over many sessions after GCs, which
 // shrink the stacks that login grew (as a real backend's does: deepLogin).
 // A session holds no buffers while it waits and parks on a shallow stack,

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/user"
 	"slices"
@@ -237,10 +236,3 @@ func raiseFileLimit(log *slog.Logger, maxConns int) uint64 {
 // fileLimitNeeded is the descriptors max_connections logged-in sessions
 // need: two each, and a reserve of 100 for everything else.
 func fileLimitNeeded(maxConns int) uint64 { return 2*uint64(maxConns) + 100 }
-
-// closeListeners closes every listener in ls.
-func closeListeners(ls []net.Listener) {
-	for _, l := range ls {
-		l.Close()
-	}
-}

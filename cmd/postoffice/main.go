@@ -1,8 +1,12 @@
 // Command postoffice is the one postoffice binary: a POP3 server on
-// Maildirs, and the commands that administer it.
+// Maildirs with LMTP delivery, the local delivery agent, the POP3 fetcher,
+// a load generator, and the commands that administer them.
 //
-//	postoffice serve --config FILE     run the server
+//	postoffice serve --config FILE     run the server (POP3, LMTP, metrics)
 //	postoffice serve --dev             run on loopback with a demo user
+//	postoffice deliver -u USER         deliver one message from stdin
+//	postoffice fetch --config FILE     fetch mail from POP3 accounts
+//	postoffice bench ...               load-test a POP3 server
 //	postoffice user add|passwd|del|list  manage the passwd-file
 //	postoffice check --config FILE     load and check everything serve would
 //	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
@@ -31,7 +35,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"bench", "load-test a POP3 server; seed Maildirs; run the in-memory responder", runBench},
-		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox or an MDA", runFetch},
+		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox, an MDA, LMTP or SMTP", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
 		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},

@@ -2,7 +2,8 @@
 // verifies every reply it counts, a seeder that writes realistic Maildirs
 // and the passwd-files for postoffice and Dovecot, and a minimal in-memory
 // POP3 responder that measures the generator's own ceiling. The
-// `postoffice bench` subcommand and bench/compare.sh drive it (issue 7).
+// `postoffice bench` subcommand and bench/compare.sh drive it; the
+// method and the targets are in docs/performance.md.
 //
 // Implementation notes:
 //   - The generator speaks POP3 (RFC 1939) through its own lean client

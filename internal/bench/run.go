@@ -19,7 +19,8 @@ import (
 // Scenario is what each session does.
 type Scenario string
 
-// The scenarios of issue 7.
+// The scenarios the performance targets are measured with
+// (docs/performance.md).
 const (
 	Login    Scenario = "login"    // connect, USER/PASS, QUIT
 	Download Scenario = "download" // + STAT, UIDL, RETR every message

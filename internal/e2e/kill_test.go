@@ -30,8 +30,8 @@ func deliverN(s *site, user string, n int) {
 }
 
 // kill -9 of the server after DELE without QUIT deletes nothing, leaves no
-// lock behind, and the UIDLs are the same after the restart (CONFORMANCE 15,
-// 33).
+// lock behind, and the UIDLs are the same after the restart (RFC 1939 §3,
+// §6: no UPDATE without QUIT; §7: UIDLs stable across sessions).
 func TestKillAfterDeleWithoutQuit(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)

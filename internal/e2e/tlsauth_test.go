@@ -20,7 +20,8 @@ import (
 	"github.com/xdg-go/scram"
 )
 
-// The raw-socket tests of issue 3: what no client shows by itself.
+// The raw-socket tests of TLS and login: what no real client shows by
+// itself.
 
 // pconn is a POP3 connection driven line by line, plain or TLS.
 type pconn struct {

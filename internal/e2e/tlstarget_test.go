@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -30,7 +29,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/testutil/dovecot"
 )
 
-// The real-client tests of issue 3 (TLS and every way to log in) run each
+// The real-client tests of TLS and every way to log in run each
 // client invocation against a target: postoffice, and, where Dovecot
 // supports the same thing, a real Dovecot, so that a client invocation is
 // known to be right before it is pointed at postoffice.
@@ -204,7 +203,8 @@ type tlsSiteOptions struct {
 	mechanisms     []string // auth.mechanisms; default allMechanisms
 }
 
-// allMechanisms are the SASL mechanisms issue 3 asks for.
+// allMechanisms are the SASL mechanisms the real-client tests cover: every
+// one the postoffice target offers by default in these tests.
 var allMechanisms = []string{"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256",
 	"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2", "EXTERNAL"}
 
@@ -601,11 +601,4 @@ func (o *oauthIssuer) token(t testing.TB, email string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// ctx10 is a context for one client exchange.
-func ctx10(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -145,10 +145,7 @@ func TestMboxTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := string(b)
-	var msgs []string
-	for _, part := range strings.Split(got, "\nFrom MAILER-DAEMON ") {
-		msgs = append(msgs, part)
-	}
+	msgs := strings.Split(got, "\nFrom MAILER-DAEMON ")
 	if len(msgs) != 2 || !strings.HasPrefix(got, "From MAILER-DAEMON ") {
 		t.Fatalf("mbox = %q, want 2 messages", got)
 	}

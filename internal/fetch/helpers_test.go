@@ -52,10 +52,6 @@ func (s *testServer) deliver(t testing.TB, n int, format string) {
 	}
 }
 
-func message(i int) string {
-	return fmt.Sprintf("From: a@example.org\r\nSubject: message %d\r\n\r\nbody of %d\r\nFrom here on\r\n.dot line\r\n", i, i)
-}
-
 // account parses one [[account]] table with defaults for the required keys
 // (server, user, password, state_dir) prepended.
 func account(t testing.TB, srv *testServer, extra string) *Account {

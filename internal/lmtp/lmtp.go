@@ -2,11 +2,14 @@
 // an MTA such as Postfix hands mail to, over TCP or a unix socket, and the
 // delivery steps it shares with the local delivery agent ("postoffice
 // deliver"): resolving a recipient in the user database and prefixing the
-// Return-Path and Delivered-To header fields, as Dovecot's LMTP does.
+// Return-Path and Delivered-To header fields, as Dovecot's LMTP does. It
+// also holds the LMTP and SMTP client (Dial, client.go) that "postoffice
+// fetch" forwards mail through.
 //
 // It owns the only import of github.com/emersion/go-smtp (a v0 API), which
 // runs the LHLO/MAIL/RCPT/DATA state machine, dot-unstuffing, SIZE,
-// 8BITMIME, PIPELINING and the per-recipient replies after DATA.
+// 8BITMIME, PIPELINING and the per-recipient replies after DATA, and
+// speaks the client side.
 //
 // Implementation notes (invariants):
 //   - RCPT looks the recipient up (Resolve): unknown users get 550 5.1.1, a

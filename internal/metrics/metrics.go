@@ -2,8 +2,9 @@
 // POP3 engine, the LMTP server, the connection and login limiters and the
 // TLS certificates, and the HTTP handler that exposes them. It is the only
 // importer of client_golang; the components report through small
-// interfaces of their own (pop3server.Observer, lmtp.Observer, hooks), so
-// none of them knows Prometheus.
+// interfaces and hooks of their own (pop3server.Observer,
+// lmtp.Options.OnDelivery, a wrapped pop3server.LoginLimiter, the
+// connection limiter's refusal callback), so none of them knows Prometheus.
 //
 // Every label takes values from a fixed set: a client can never create a
 // series (an unknown SASL mechanism is never a login attempt; results are

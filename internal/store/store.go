@@ -6,7 +6,7 @@
 //   - Open takes an exclusive lock per maildrop that also holds across
 //     processes; a second Open returns ErrInUse until Close.
 //   - Messages is a snapshot taken at Open: mail delivered later is not in it
-//     and never changes message numbering (RFC 1939 §4, CONFORMANCE 12, 36).
+//     and never changes message numbering (RFC 1939 §4).
 //   - Size is the octet count of the message in CRLF form, with a final CRLF
 //     when the stored message lacks one, before dot-stuffing: exactly the
 //     bytes a POP3 server sends for RETR (wire.CRLFSize computes it).

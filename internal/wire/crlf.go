@@ -6,7 +6,7 @@ import "io"
 // before dot-stuffing: every LF not preceded by CR gains a CR, and a final
 // line without LF gains CRLF (or only LF if it ends in CR). This is the size
 // LIST and STAT report, and exactly what DotWriter sends before stuffing
-// (RFC 1939 §11; CONFORMANCE 13).
+// (RFC 1939 §11).
 func CRLFSize(r io.Reader) (int64, error) {
 	var c CRLFCounter
 	if _, err := io.Copy(&c, r); err != nil {

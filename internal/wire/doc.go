@@ -9,7 +9,7 @@
 // Implementation notes:
 //   - Messages stream: nothing here holds a whole message in memory.
 //   - DotWriter sends exactly CRLFSize(message) octets before stuffing, so the
-//     size LIST reports is the size RETR sends (CONFORMANCE 13).
+//     size LIST reports is the size RETR sends (RFC 1939 §11).
 //   - LineReader never grows past its limit: an oversize line is consumed to
 //     its end and reported as ErrLineTooLong, so the session stays in step.
 //     ReadLineAtMost, for a server, reports an oversize line as soon as its

@@ -24,7 +24,9 @@ func dot(t testing.TB, msg string) (out string, count int64) {
 	return b.String(), d.Count()
 }
 
-// CONFORMANCE 9, 10, 13, 110.
+// RFC 1939 §3: byte-stuffing and the CRLF.CRLF end; §11: sizes of the CRLF
+// form; bare LFs and a missing final line end become CRLF, as Dovecot sends
+// them.
 func TestDotWriter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -80,7 +82,7 @@ func TestDotWriterSplitWrites(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 11, 114.
+// RFC 1939 §3: one leading dot is stripped and a lone dot ends the reply.
 func TestDotReader(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, want string }{
@@ -102,7 +104,8 @@ func TestDotReader(t *testing.T) {
 	}
 }
 
-// CONFORMANCE 31.
+// RFC 1939 §7: TOP sends the headers, the blank line and the first n body
+// lines.
 func TestTopWriter(t *testing.T) {
 	t.Parallel()
 	msg := "H: 1\r\nH2: 2\r\n\r\nl1\r\nl2\r\nl3\r\n"

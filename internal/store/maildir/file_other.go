@@ -5,11 +5,18 @@ package maildir
 import (
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
 // The files of a session through os.File (see file_linux.go).
+
+// openNonblock makes opening a FIFO return at once (see file_linux.go). It
+// lives here, beside its only users: file_linux.go passes O_NONBLOCK to
+// openat directly. The package builds on Unix only (internal/store/safefs
+// does), where every port defines O_NONBLOCK.
+const openNonblock = syscall.O_NONBLOCK
 
 // readFile returns the contents of the file name in d, read into
 // alloc(size), opened without following a link.

@@ -4,8 +4,6 @@ package maildir
 
 import "errors"
 
-const openNonblock = 0
-
 var errLocked = errors.New("maildir: locked")
 
 // tryLock is not implemented off Unix: the Maildir store needs flock.

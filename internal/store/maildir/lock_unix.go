@@ -7,9 +7,6 @@ import (
 	"syscall"
 )
 
-// openNonblock makes opening a FIFO return at once (see maildrop.size).
-const openNonblock = syscall.O_NONBLOCK
-
 // errLocked reports that another open file description holds the lock.
 var errLocked = errors.New("maildir: locked")
 
