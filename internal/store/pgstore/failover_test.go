@@ -43,7 +43,7 @@ func TestFailover(t *testing.T) {
 		// leaves the client not knowing whether it committed (the server
 		// may have), so they may be gone or present.
 		uncertain = map[string]bool{}
-		killedAt  time.Time           // zero until the primary is killed
+		killedAt  time.Time // zero until the primary is killed
 		promoted  time.Time
 		firstOK   [2]struct{ deliver, commit time.Time } // per store, first success after the kill
 		ops       atomic.Int64
