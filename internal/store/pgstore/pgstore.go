@@ -171,7 +171,7 @@ func checkUser(user string) error {
 // back and nothing of the message is visible. The sender and recipient are
 // stored as unknown (NULL); see DeliverEnvelope.
 func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
-	return s.deliver(ctx, user, nil, nil, r)
+	return s.deliver(ctx, user, nil, nil, r, nil)
 }
 
 // DeliverEnvelope is Deliver that also records the SMTP envelope: the
@@ -192,10 +192,13 @@ func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 // and falls back to Deliver on stores without it (Maildir keeps no
 // envelope).
 func (s *Store) DeliverEnvelope(ctx context.Context, user, sender, recipient string, r io.Reader) error {
-	return s.deliver(ctx, user, &sender, &recipient, r)
+	return s.deliver(ctx, user, &sender, &recipient, r, nil)
 }
 
-func (s *Store) deliver(ctx context.Context, user string, sender, recipient *string, r io.Reader) (err error) {
+// deliver stores one message. imp, when not nil, is an imported message's
+// UIDL and arrival time (see Import); otherwise the UIDL is made from the
+// UID and the arrival time is the transaction's.
+func (s *Store) deliver(ctx context.Context, user string, sender, recipient *string, r io.Reader, imp *imported) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pgstore: deliver: %w", err)
 	}
@@ -265,10 +268,23 @@ RETURNING next_uid - 1, uidvalidity`, user).Scan(&uid, &validity); err != nil {
 		return fmt.Errorf("pgstore: deliver: allocating a UID: %w", err)
 	}
 	uidl := fmt.Sprintf("%08x%08x", uid, validity)
+	var arrived *time.Time
+	if imp != nil {
+		uidl = imp.uidl
+		if !imp.arrived.IsZero() {
+			arrived = &imp.arrived
+		}
+		if err := keepAbove(ctx, tx, user, uidl, validity); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.Exec(ctx, `
 INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient)
-VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(), $8, $9)`,
-		user, uid, uidl, crlf.Size(), octets, seq, bodyID, sender, recipient); err != nil {
+VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9)`,
+		user, uid, uidl, crlf.Size(), octets, seq, bodyID, sender, recipient, arrived); err != nil {
+		if imp != nil && uniqueViolation(err) {
+			return fmt.Errorf("pgstore: import: UIDL %q stored meanwhile by another import: %w", uidl, store.ErrUIDExists)
+		}
 		return fmt.Errorf("pgstore: deliver: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -191,6 +191,22 @@ func findBin() string {
 // start creates and starts the cluster. It returns missing != "" when the
 // binaries are not installed.
 func start() (c *server, missing string, err error) {
+	c, missing, err = newServer()
+	if c == nil {
+		return nil, missing, err
+	}
+	if err := c.initAndStart(""); err != nil {
+		c.stop()
+		return nil, "", err
+	}
+	return c, "", nil
+}
+
+// newServer makes a cluster's temporary directory and starts its watchdog,
+// which from then on stops whatever clusters run in it (data*/) and
+// removes it when the test binary ends. It returns missing != "" when the
+// binaries are not installed.
+func newServer() (c *server, missing string, err error) {
 	bin := findBin()
 	if bin == "" {
 		return nil, "PostgreSQL (initdb, pg_ctl, postgres)", nil
@@ -223,17 +239,18 @@ func start() (c *server, missing string, err error) {
 		os.RemoveAll(dir)
 		return nil, "", err
 	}
-	if err := c.initAndStart(); err != nil {
-		c.stop()
-		return nil, "", err
-	}
 	return c, "", nil
 }
 
 // command builds a command running prog from the cluster's bin directory as
 // the cluster's owner, in the cluster's directory.
 func (c *server) command(prog string, args ...string) *exec.Cmd {
-	argv := append(slices.Clone(c.asUser), filepath.Join(c.bin, prog))
+	return c.commandPath(filepath.Join(c.bin, prog), args...)
+}
+
+// commandPath is command for a program given by its path.
+func (c *server) commandPath(path string, args ...string) *exec.Cmd {
+	argv := append(slices.Clone(c.asUser), path)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = c.dir
@@ -247,7 +264,10 @@ func (c *server) startWatchdog() error {
 	}
 	// $1 is the runuser prefix (possibly empty), $2 pg_ctl, $3 data, $4 dir.
 	// cat returns when the last writer, the test process, is gone.
-	script := `cat >/dev/null; if [ -f "$3/postmaster.pid" ]; then $1 "$2" -D "$3" stop -m immediate -w -t 30 >/dev/null 2>&1; fi; rm -rf "$4"`
+	// Every data directory in dir is stopped: data/ and, for a replicated
+	// pair, data-replica/ (see NewReplicated). $3 is data/, kept for
+	// reading.
+	script := `cat >/dev/null; for d in "$4"/data*; do if [ -f "$d/postmaster.pid" ]; then $1 "$2" -D "$d" stop -m immediate -w -t 30 >/dev/null 2>&1; fi; done; rm -rf "$4"`
 	cmd := exec.Command("/bin/sh", "-c", script, "pgtest-watchdog",
 		strings.Join(c.asUser, " "), filepath.Join(c.bin, "pg_ctl"), filepath.Join(c.dir, "data"), c.dir)
 	cmd.Stdin = r
@@ -262,7 +282,9 @@ func (c *server) startWatchdog() error {
 	return nil
 }
 
-func (c *server) initAndStart() error {
+// initAndStart runs initdb into data/ and starts the cluster; extra is
+// appended to its postgresql.conf.
+func (c *server) initAndStart(extra string) error {
 	run := filepath.Join(c.dir, "run")
 	data := filepath.Join(c.dir, "data")
 	if out, err := c.command("initdb", "-D", data, "-U", "postgres", "--auth=trust",
@@ -285,7 +307,7 @@ fsync = %[2]s
 synchronous_commit = %[2]s
 full_page_writes = %[2]s
 log_min_messages = warning
-`, run, fsync)
+`, run, fsync) + extra
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
