@@ -149,7 +149,7 @@ func FuzzUserPath(f *testing.F) {
 		f.Add(s)
 	}
 	tmpls := []string{"maildir:/var/vmail/%d/%n/Maildir", "/var/vmail/%u", "/srv/%{domain}/%{username}:LAYOUT=fs"}
-	var locs []location
+	var locs []pathTemplate
 	for _, s := range tmpls {
 		l, err := parseLocation(s)
 		if err != nil {

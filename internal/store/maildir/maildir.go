@@ -67,7 +67,7 @@ type Options struct {
 // Store is a collection of Maildirs, one per user, found by a location
 // template. It is safe for concurrent use.
 type Store struct {
-	loc    location
+	loc    pathTemplate
 	home   func(string) (string, error)
 	owner  func(string) (int, int, error)
 	log    *slog.Logger

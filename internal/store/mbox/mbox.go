@@ -61,8 +61,8 @@ type Options struct {
 // Store is a collection of mbox files, one per user, found by a location
 // template. It is safe for concurrent use.
 type Store struct {
-	loc         location
-	index       *location
+	loc         pathTemplate
+	index       *pathTemplate
 	home        func(string) (string, error)
 	owner       func(string) (int, int, error)
 	log         *slog.Logger
