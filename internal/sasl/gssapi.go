@@ -38,16 +38,18 @@ const (
 // gssapiServer is the server side of RFC 4752 §3.1:
 //
 //	C: initial context token (GSS AP-REQ)
-//	S: output token (the AP-REP when the client asked for mutual
-//	   authentication, else empty)
+//	S: output token (the AP-REP, when the client asked for mutual
+//	   authentication; else this step and the next are left out)
 //	C: empty
 //	S: Wrap(layers offered | max size, 3 octets)
 //	C: Wrap(layer chosen | max size | authorization identity)
 //
 // The context is complete after the first token, as with every Kerberos
-// client, but the server still sends its output token, possibly empty, and
-// waits for the client's (empty) answer before the security-layer message,
-// as Cyrus SASL and Dovecot do; clients expect that round trip. Only "no
+// client. When the client asked for mutual authentication, the AP-REP goes
+// out first and the client's empty answer is awaited; without it there is
+// no output token and the security-layer message is the first challenge
+// (RFC 4752 §3.1 sends the output token only when there is one; curl,
+// which asks for no mutual authentication, expects exactly that). Only "no
 // security layer" is offered, with a maximum size of 0 (Dovecot does the
 // same): POP3 has no way to switch a layer on mid-stream, and TLS is the
 // confidentiality postoffice offers. The authorization identity may be
@@ -109,10 +111,18 @@ func (s *gssapiServer) accept(ctx context.Context, token []byte) ([]byte, bool, 
 		return nil, false, fmt.Errorf("%w: GSSAPI: %w", ErrAuthFailed, err)
 	}
 	s.local = local
-	s.step = 1
 	if out == nil {
-		out = []byte{}
+		// No mutual authentication asked: the context is complete on both
+		// sides, and the next challenge is the security-layer message
+		// (curl, whose SASL code expects exactly that).
+		s.step = 2
+		w, err := s.ctx.Wrap([]byte{layerNone, 0, 0, 0})
+		if err != nil {
+			return nil, false, err
+		}
+		return w, false, nil
 	}
+	s.step = 1
 	return out, false, nil
 }
 
