@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/auth/kerberos"
 	"github.com/postoffice-mail/postoffice/internal/auth/oauth"
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/legacy/kpop"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/netlimit"
@@ -65,11 +67,16 @@ type app struct {
 	runAs    *identity // [server] user and group; nil when unset
 	oauth    oauth.Verifier
 	metrics  *metrics.Metrics
+	krb      *kerberos.Acceptor // nil without [kerberos] keytab
+	krbMap   *kerberos.Mapper
 	mechs    *sasl.Mechanisms
 	loginLim *ratelimit.Limiter
 	connLim  *netlimit.Limiter
 	lmtp     *lmtp.Server
 	pop3     *pop3server.Server
+	backend  *backend.Backend
+	pop3Opts pop3server.Options // what pop3 was made with, for KPOP's engine
+	kpop     *kpop.Server       // nil without [kpop] listen
 }
 
 // identity is the uid and gid of [server] user and group.
@@ -101,11 +108,13 @@ const (
 	partTLS
 	partRunAs
 	partOAuth
+	partKerberos
 	partMetrics
 	partSASL
 	partLimits
 	partLMTP
 	partPOP3
+	partKPOP
 	numParts
 )
 
@@ -116,20 +125,22 @@ var parts = [numParts]struct {
 	needs []part
 	build func(*app) error
 }{
-	partUsers:   {"users", nil, (*app).buildUsers},
-	partStore:   {"store", []part{partUsers}, (*app).buildStore},
-	partTLS:     {"tls", nil, (*app).buildTLS},
-	partRunAs:   {"server", nil, (*app).buildRunAs},
-	partOAuth:   {"oauth", nil, (*app).buildOAuth},
-	partMetrics: {"metrics", []part{partTLS}, (*app).buildMetrics},
-	partSASL:    {"sasl", []part{partUsers, partTLS, partOAuth}, (*app).buildSASL},
-	partLimits:  {"limits", []part{partMetrics}, (*app).buildLimits},
-	partLMTP:    {"lmtp", []part{partUsers, partStore, partMetrics}, (*app).buildLMTP},
-	partPOP3:    {"pop3", []part{partUsers, partStore, partTLS, partSASL, partLimits, partMetrics}, (*app).buildPOP3},
+	partUsers:    {"users", nil, (*app).buildUsers},
+	partStore:    {"store", []part{partUsers}, (*app).buildStore},
+	partTLS:      {"tls", nil, (*app).buildTLS},
+	partRunAs:    {"server", nil, (*app).buildRunAs},
+	partOAuth:    {"oauth", nil, (*app).buildOAuth},
+	partKerberos: {"kerberos", nil, (*app).buildKerberos},
+	partMetrics:  {"metrics", []part{partTLS}, (*app).buildMetrics},
+	partSASL:     {"sasl", []part{partUsers, partTLS, partOAuth, partKerberos}, (*app).buildSASL},
+	partLimits:   {"limits", []part{partMetrics}, (*app).buildLimits},
+	partLMTP:     {"lmtp", []part{partUsers, partStore, partMetrics}, (*app).buildLMTP},
+	partPOP3:     {"pop3", []part{partUsers, partStore, partTLS, partSASL, partLimits, partMetrics}, (*app).buildPOP3},
+	partKPOP:     {"kpop", []part{partKerberos, partPOP3}, (*app).buildKPOP},
 }
 
 // allParts is what serve runs and check checks.
-var allParts = []part{partRunAs, partLMTP, partPOP3}
+var allParts = []part{partRunAs, partLMTP, partPOP3, partKPOP}
 
 // buildError is a part that failed to build; its text is the cause's.
 type buildError struct {
@@ -309,6 +320,8 @@ func (a *app) buildSASL() error {
 		OAuth:            a.oauth,
 		Enabled:          a.cfg.Auth.Mechanisms,
 		ExternalUsername: a.cfg.Auth.ExternalUsername,
+		GSSAPI:           a.krb,
+		GSSAPIMapper:     a.krbMap,
 		Logger:           a.log,
 	}
 	if tlsm := a.tls; tlsm != nil {
@@ -416,6 +429,51 @@ func (a *app) buildPOP3() error {
 	if err != nil {
 		return err
 	}
-	a.pop3 = srv
+	a.pop3, a.backend, a.pop3Opts = srv, be, opts
+	return nil
+}
+
+// buildKerberos loads [kerberos] keytab and checks that it holds a key of
+// the service principal, and makes the principal mapping. Without a keytab
+// it builds nothing: GSSAPI is not offered and KPOP cannot run.
+func (a *app) buildKerberos() error {
+	k := a.cfg.Kerberos
+	if k.Keytab == "" {
+		return nil
+	}
+	acc, err := kerberos.NewAcceptor(kerberos.AcceptorOptions{
+		Keytab: k.Keytab, Service: k.Service, Realm: k.Realm, Hostname: k.Hostname,
+		MaxClockSkew: k.ClockSkew.Duration,
+	})
+	if err != nil {
+		return fmt.Errorf("kerberos.keytab: %w", err)
+	}
+	m, err := kerberos.NewMapper(kerberos.MapperOptions{
+		Mode: k.Mapping, Realm: acc.Realm(), File: k.MapFile, Authorize: k.Authorize,
+	})
+	if err != nil {
+		return fmt.Errorf("kerberos.mapping: %w", err)
+	}
+	a.log.Info("kerberos service principals", "principals", strings.Join(acc.Principals(), " "))
+	a.krb, a.krbMap = acc, m
+	return nil
+}
+
+// buildKPOP makes the KPOP server of [kpop] listen, on the POP3 engine's
+// options and backend.
+func (a *app) buildKPOP() error {
+	if len(a.cfg.KPOP.Listen) == 0 {
+		return nil
+	}
+	if a.krb == nil {
+		return fmt.Errorf("kpop.listen: needs kerberos.keytab")
+	}
+	srv, err := kpop.New(kpop.Options{
+		Acceptor: a.krb, Mapper: a.krbMap, Opener: a.backend, POP3: a.pop3Opts, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	a.kpop = srv
 	return nil
 }

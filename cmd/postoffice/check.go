@@ -84,6 +84,7 @@ func (c *checker) run(path string) {
 	c.tls(a)
 	c.users(a)
 	c.oauth(a)
+	c.kerberos(a)
 	c.mail(a)
 	c.serverUser(a)
 }
@@ -109,6 +110,9 @@ func (c *checker) listeners(cfg *config.Config) {
 	}
 	if a := cfg.Metrics.Listen; a != "" {
 		c.info("metrics on http://%s/metrics", a)
+	}
+	for _, a := range cfg.KPOP.Listen {
+		c.info("KPOP on %s", a)
 	}
 	if cfg.Auth.AllowPlaintext {
 		c.warn("auth.allow_plaintext = true: passwords may cross the network unencrypted")
@@ -150,6 +154,19 @@ func (c *checker) oauth(a *app) {
 	c.info("oauth: introspection at %s, user in %q", o.IntrospectionURL, o.UsernameClaim)
 	if o.Audience == "" && len(o.ClientIDs) == 0 {
 		c.warn("auth.oauth: introspection without audience or accepted_client_ids accepts every active token of the provider, whatever client or service it was issued for")
+	}
+}
+
+// kerberos names the service principals the keytab serves (build has
+// refused a missing or unreadable keytab, and one without a key for the
+// configured principal).
+func (c *checker) kerberos(a *app) {
+	if a.krb == nil {
+		return
+	}
+	c.info("kerberos: GSSAPI offered for %s", strings.Join(a.krb.Principals(), ", "))
+	if a.cfg.Kerberos.Hostname == "" && len(a.krb.Principals()) > 1 {
+		c.info("kerberos.hostname is empty: a ticket for any of these principals is accepted")
 	}
 }
 

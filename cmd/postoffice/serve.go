@@ -125,6 +125,7 @@ type listeners struct {
 	pop3    []bound
 	lmtp    []net.Listener
 	metrics []net.Listener
+	kpop    []net.Listener
 }
 
 // bind takes a listener for every configured address or, in its place,
@@ -186,6 +187,15 @@ func (a *app) bind() (*listeners, error) {
 			}
 		}
 	}
+	if a.kpop != nil {
+		for _, addr := range cfg.KPOP.Listen {
+			l, err := listen("tcp", "kpop.listen", addr)
+			if err != nil {
+				return nil, err
+			}
+			b.kpop = append(b.kpop, l)
+		}
+	}
 	if a.metrics != nil {
 		if act := privdrop.Named(a.socks, socketMetrics); len(act) > 0 {
 			b.metrics = act
@@ -210,7 +220,15 @@ func (a *app) run(ctx context.Context, b *listeners, ready func()) error {
 		return err
 	}
 	srv, lsrv := a.pop3, a.lmtp
-	errc := make(chan error, len(b.pop3)+len(b.lmtp)+len(b.metrics))
+	errc := make(chan error, len(b.pop3)+len(b.lmtp)+len(b.metrics)+len(b.kpop))
+	ksrv := a.kpop
+	for _, l := range b.kpop {
+		// Through the same connection limiter as POP3 (limits and the
+		// PROXY protocol apply alike).
+		kl := a.connLim.Listen(l)
+		log.Info("kpop listening", "addr", l.Addr().String())
+		go func() { errc <- ksrv.Serve(kl) }()
+	}
 	for _, l := range b.lmtp {
 		log.Info("lmtp listening", "addr", l.Addr().String())
 		go func() { errc <- lsrv.Serve(l) }()
@@ -272,6 +290,9 @@ wait:
 			if lsrv != nil {
 				lsrv.Close()
 			}
+			if ksrv != nil {
+				ksrv.Close()
+			}
 			return err
 		}
 	}
@@ -285,7 +306,18 @@ wait:
 		}
 		lerrc <- lsrv.Shutdown(sctx)
 	}()
+	kerrc := make(chan error, 1)
+	go func() {
+		if ksrv == nil {
+			kerrc <- nil
+			return
+		}
+		kerrc <- ksrv.Shutdown(sctx)
+	}()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if err := <-kerrc; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	if err := <-lerrc; err != nil && !errors.Is(err, context.DeadlineExceeded) {

@@ -99,6 +99,7 @@ func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, err
 	if e.identify != nil {
 		ctx = sasl.WithIdentityHook(ctx, e.identify)
 	}
+	ctx = sasl.WithRemoteAddr(ctx, e.conn.RemoteAddr)
 	ch, done, err := e.srv.Next(ctx, response)
 	if err != nil {
 		return nil, false, saslError(err)

@@ -21,13 +21,17 @@ import (
 
 // Config is the whole server configuration file.
 type Config struct {
-	Server  Server  `toml:"server"`
-	POP3    POP3    `toml:"pop3"`
-	Limits  Limits  `toml:"limits"`
-	TLS     TLS     `toml:"tls"`
-	Auth    Auth    `toml:"auth"`
-	Mail    Mail    `toml:"mail"`
-	LMTP    LMTP    `toml:"lmtp"`
+	Server Server `toml:"server"`
+	POP3   POP3   `toml:"pop3"`
+	Limits Limits `toml:"limits"`
+	TLS    TLS    `toml:"tls"`
+	Auth   Auth   `toml:"auth"`
+	Mail   Mail   `toml:"mail"`
+	LMTP   LMTP   `toml:"lmtp"`
+	// Kerberos is the [kerberos] table: GSSAPI and KPOP logins.
+	Kerberos Kerberos `toml:"kerberos"`
+	// KPOP is the [kpop] table: the Kerberized POP listener.
+	KPOP    KPOP    `toml:"kpop"`
 	Quota   Quota   `toml:"quota"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
@@ -124,7 +128,7 @@ func (t TLS) Pairs() []CertPair {
 func KnownMechanisms() []string {
 	return []string{
 		"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
-		"SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2", "EXTERNAL",
+		"SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2", "EXTERNAL", "GSSAPI",
 	}
 }
 
@@ -231,6 +235,37 @@ type LMTP struct {
 	RecipientDelimiter string `toml:"recipient_delimiter"`
 }
 
+// Kerberos is the [kerberos] table. With a keytab set, SASL GSSAPI
+// (RFC 4752) is offered in CAPA and AUTH, whatever auth.mechanisms lists,
+// and [kpop] may run; without one neither is ever offered.
+type Kerberos struct {
+	Keytab  string `toml:"keytab"`  // keytab holding the service principal's keys, e.g. "/etc/postoffice/pop.keytab"
+	Service string `toml:"service"` // service name of the principal; default "pop" (service/HOST@REALM)
+	Realm   string `toml:"realm"`   // realm of the principal and of the users; default the keytab's
+	// Hostname is the only host part a ticket may name; empty accepts a
+	// ticket for any service/HOST principal in the keytab (a server known
+	// under several names needs one principal per name).
+	Hostname string `toml:"hostname"`
+	// Mapping turns a client principal into a user name: "strip-realm"
+	// (default: user@REALM of the service's realm becomes user), "keep"
+	// (the user name is user@REALM) or "file" (map_file's pairs).
+	Mapping string `toml:"mapping"`
+	// MapFile holds "principal@REALM user" lines for mapping = "file".
+	MapFile string `toml:"map_file"`
+	// Authorize lets a principal log in as other users through the SASL
+	// authorization identity: "admin@EXAMPLE.ORG" = ["alice", "bob"].
+	// Default none: a principal acts as its own user only.
+	Authorize map[string][]string `toml:"authorize"`
+	ClockSkew Duration            `toml:"clock_skew"` // tolerated clock difference with clients; default 5m
+}
+
+// KPOP is the [kpop] table: Kerberized POP (the Kerberos 5 sendauth
+// exchange, then POP3), as fetchmail's "protocol KPOP" speaks it on port
+// 1109. Off unless listen is set; it needs [kerberos] keytab.
+type KPOP struct {
+	Listen []string `toml:"listen"` // TCP addresses, e.g. ["0.0.0.0:1109"]
+}
+
 // SocketPerm returns SocketMode as permission bits.
 func (l LMTP) SocketPerm() os.FileMode {
 	n, _ := strconv.ParseUint(l.SocketMode, 8, 32)
@@ -308,6 +343,54 @@ func Default() Config {
 		},
 		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20, RecipientDelimiter: "+"},
 		Log:  Log{Level: "info", Format: "text"},
+	}
+}
+
+func (c *Config) validateKerberos() {
+	bad := c.file.Bad
+	k := c.Kerberos
+	if k.Keytab != "" && !strings.HasPrefix(k.Keytab, "/") {
+		bad("kerberos.keytab", "must be an absolute path, not %q", k.Keytab)
+	}
+	if k.Keytab == "" && (k.Service != "" || k.Realm != "" || k.Hostname != "" || k.Mapping != "" || k.MapFile != "" || len(k.Authorize) > 0 || k.ClockSkew.Duration != 0) {
+		bad("kerberos.keytab", "is required when [kerberos] is set")
+	}
+	if strings.ContainsAny(k.Service, "/@ \t") {
+		bad("kerberos.service", "must be a bare service name such as \"pop\", not %q", k.Service)
+	}
+	if strings.ContainsAny(k.Hostname, "/@ \t") {
+		bad("kerberos.hostname", "must be a host name, not %q", k.Hostname)
+	}
+	if strings.ContainsAny(k.Realm, "/@ \t") {
+		bad("kerberos.realm", "must be a realm name such as \"EXAMPLE.ORG\", not %q", k.Realm)
+	}
+	switch k.Mapping {
+	case "", "strip-realm", "keep":
+		if k.MapFile != "" {
+			bad("kerberos.map_file", `is only read with mapping = "file"`)
+		}
+	case "file":
+		if k.MapFile == "" {
+			bad("kerberos.map_file", `is required with mapping = "file"`)
+		}
+	default:
+		bad("kerberos.mapping", `must be "strip-realm", "keep" or "file", not %q`, k.Mapping)
+	}
+	for p := range k.Authorize {
+		if !strings.Contains(p, "@") {
+			bad("kerberos.authorize", "%q is not a principal name@REALM", p)
+		}
+	}
+	if k.ClockSkew.Duration < 0 || k.ClockSkew.Duration > time.Hour {
+		bad("kerberos.clock_skew", "must be between 0s and 1h")
+	}
+	for _, a := range c.KPOP.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("kpop.listen", "%q is not host:port", a)
+		}
+	}
+	if len(c.KPOP.Listen) > 0 && k.Keytab == "" {
+		bad("kpop.listen", "needs kerberos.keytab")
 	}
 }
 
@@ -395,6 +478,7 @@ func (c *Config) validate() {
 		bad("auth.passwd_file", "is required")
 	}
 	c.validateAuth()
+	c.validateKerberos()
 	c.validatePenalty()
 	c.validateLimits()
 	c.validateServer()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
 	"github.com/postoffice-mail/postoffice/internal/testutil"
+	"github.com/postoffice-mail/postoffice/internal/testutil/krbtest"
 )
 
 var binary string // path of the built postoffice binary
@@ -40,6 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	krbtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -47,6 +47,10 @@ type Account struct {
 	SMTPPassword    string `toml:"smtp_password"`     // smtp: target: AUTH password
 	CertFile        string `toml:"cert_file"`         // TLS client certificate (PEM), for auth = "external"
 	KeyFile         string `toml:"key_file"`          // its private key (PEM)
+	Krb5CCache      string `toml:"krb5_ccache"`       // auth = "gssapi": credential cache; default $KRB5CCNAME
+	Krb5Keytab      string `toml:"krb5_keytab"`       // auth = "gssapi": keytab of krb5_principal, instead of a cache
+	Krb5Principal   string `toml:"krb5_principal"`    // auth = "gssapi": "name@REALM" to log in as with krb5_keytab
+	Krb5Config      string `toml:"krb5_config"`       // auth = "gssapi": krb5.conf; default $KRB5_CONFIG or /etc/krb5.conf
 	StateDir        string `toml:"state_dir"`         // directory of the UIDL state
 	PollInterval    string `toml:"poll_interval"`     // daemon mode; default 5m
 
@@ -65,7 +69,7 @@ func (a *Account) Poll() time.Duration { return a.poll }
 // authNames are the accepted values of the auth key.
 var authNames = []string{"auto", "user", "apop", "plain", "login", "cram-md5",
 	"scram-sha-1", "scram-sha-256", "scram-sha-1-plus", "scram-sha-256-plus",
-	"xoauth2", "oauthbearer", "external"}
+	"xoauth2", "oauthbearer", "external", "gssapi"}
 
 // MinMigrationState is the number of state entries above which a server
 // whose UIDLs share none with the state is taken to have changed its UIDLs.
@@ -192,14 +196,32 @@ var accountChecks = []func(a *Account) (key, msg string){
 		return "", ""
 	},
 	func(a *Account) (string, string) {
+		if a.Auth == "gssapi" {
+			// The principal is the identity; user, if set, is sent as
+			// the authorization identity (as fetchmail does).
+			return "", ""
+		}
 		return "user", required(a.User)
 	},
 	func(a *Account) (string, string) {
 		switch {
 		case a.Password != "" && a.PasswordCommand != "":
 			return "password", "set either password or password_command, not both"
-		case a.Password == "" && a.PasswordCommand == "" && a.Auth != "external":
+		case a.Password == "" && a.PasswordCommand == "" && a.Auth != "external" && a.Auth != "gssapi":
 			return "password", "required (or password_command)"
+		case (a.Password != "" || a.PasswordCommand != "") && a.Auth == "gssapi":
+			return "password", `not used with auth = "gssapi" (the Kerberos ticket is the credential)`
+		}
+		return "", ""
+	},
+	func(a *Account) (string, string) {
+		switch {
+		case a.Auth != "gssapi" && a.Krb5CCache+a.Krb5Keytab+a.Krb5Principal+a.Krb5Config != "":
+			return "krb5_ccache", `krb5_ccache, krb5_keytab, krb5_principal and krb5_config are for auth = "gssapi"`
+		case (a.Krb5Keytab == "") != (a.Krb5Principal == ""):
+			return "krb5_keytab", "krb5_keytab and krb5_principal go together"
+		case a.Krb5Keytab != "" && a.Krb5CCache != "":
+			return "krb5_ccache", "set either krb5_ccache or krb5_keytab, not both"
 		}
 		return "", ""
 	},

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/auth/kerberos"
 	"github.com/postoffice-mail/postoffice/pop3"
 )
 
@@ -246,6 +247,14 @@ func authenticate(ctx context.Context, c *pop3.Client, a *Account, secret string
 		// The certificate was presented in the handshake; the server
 		// derives the user from it (empty authzid).
 		err = c.Authenticate(ctx, pop3.NewExternalClient(""))
+	case "gssapi":
+		// RFC 4752 §3: the service principal is pop/HOST, HOST as the
+		// account names the server (no reverse lookup, as MIT's rdns =
+		// false).
+		gss := kerberos.NewGSSClient(kerberos.InitiatorOptions{
+			Config: a.Krb5Config, CCache: a.Krb5CCache, Keytab: a.Krb5Keytab, Principal: a.Krb5Principal,
+		}, "pop", host)
+		err = c.Authenticate(ctx, pop3.NewGSSAPIClient(gss, a.User))
 	}
 	if err != nil {
 		var pe *pop3.Error

@@ -34,7 +34,10 @@ var (
 func FuzzMechanisms(f *testing.F) {
 	f.Add(uint8(5), false, false, []byte("\x00alice\x00secret"), []byte{}, []byte{})
 	f.Add(uint8(8), false, false, []byte("n,,\x01auth=Bearer forged\x01\x01"), []byte{}, []byte{})
-	m := newMechs(f, func(o *Options) { o.ServerCertificate = serverCert })
+	m := newMechs(f, func(o *Options) {
+		o.ServerCertificate = serverCert
+		o.GSSAPI, o.GSSAPIMapper = testAcceptor(f)
+	})
 	m.scramNonce = func() string { return fuzzServerNonce }
 	f.Fuzz(func(t *testing.T, mech uint8, useTLS, initial bool, r1, r2, r3 []byte) {
 		var cs *tls.ConnectionState

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/auth/kerberos"
 	"github.com/postoffice-mail/postoffice/internal/auth/oauth"
 )
 
@@ -58,7 +59,7 @@ var defaultOrder = []string{Plain, Login, OAuthBearer, XOAuth2}
 
 // known lists every mechanism this package implements.
 var known = []string{
-	ScramSHA256Plus, ScramSHA256, ScramSHA1Plus, ScramSHA1, CramMD5, Plain, Login, OAuthBearer, XOAuth2, External,
+	ScramSHA256Plus, ScramSHA256, ScramSHA1Plus, ScramSHA1, CramMD5, Plain, Login, OAuthBearer, XOAuth2, External, GSSAPI,
 }
 
 // Options configures New.
@@ -106,6 +107,13 @@ type Options struct {
 	// a nil result) offers tls-exporter only. A certificate reloaded between
 	// handshake and AUTH only makes the binding fail.
 	ServerCertificate func(cs *tls.ConnectionState) *x509.Certificate
+	// GSSAPI, when set, offers the GSSAPI mechanism (RFC 4752) with this
+	// Kerberos service principal, whatever Enabled says: configuring a
+	// keytab is what turns it on, as in Dovecot. GSSAPIMapper, required
+	// with it, maps the client principal to a user, which must then be
+	// found by Users.Lookup.
+	GSSAPI       *kerberos.Acceptor
+	GSSAPIMapper *kerberos.Mapper
 	// Logger receives debug lines about failed exchanges (mechanism and
 	// reason, never secrets); nil discards them.
 	Logger *slog.Logger
@@ -151,6 +159,14 @@ func New(opts Options) (*Mechanisms, error) {
 		rand.Read(m.opts.Secret)
 	}
 
+	if (opts.GSSAPI == nil) != (opts.GSSAPIMapper == nil) {
+		return nil, errors.New("sasl: Options.GSSAPI and Options.GSSAPIMapper go together")
+	}
+	if opts.GSSAPI != nil {
+		// Ticket logins first: a client that holds a ticket should use it
+		// rather than ask its user for a password.
+		m.enabled = append(m.enabled, GSSAPI)
+	}
 	if opts.Enabled == nil {
 		for _, name := range defaultOrder {
 			if m.usable(name) == nil {
@@ -184,6 +200,10 @@ func (m *Mechanisms) usable(name string) error {
 	case OAuthBearer, XOAuth2:
 		if m.opts.OAuth == nil {
 			return fmt.Errorf("sasl: %s needs an OAuth token verifier", name)
+		}
+	case GSSAPI:
+		if m.opts.GSSAPI == nil {
+			return fmt.Errorf("sasl: %s needs a Kerberos keytab", name)
 		}
 	}
 	return nil
@@ -259,6 +279,8 @@ func (m *Mechanisms) Start(ctx context.Context, name string, cs *tls.ConnectionS
 		mech = newOAuthBearer(m)
 	case XOAuth2:
 		mech = &xoauth2Server{m: m}
+	case GSSAPI:
+		mech = &gssapiServer{m: m}
 	case External:
 		id, err := m.externalIdentity(cs)
 		if err != nil {

@@ -1,0 +1,26 @@
+package backend
+
+import (
+	"context"
+	"errors"
+
+	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/pop3server"
+)
+
+// OpenAuthenticated opens the maildrop of a user whose identity was proven
+// outside the POP3 dialogue (KPOP's Kerberos sendauth, before the
+// greeting): it looks the name up exactly (no login alias: the name comes
+// from a principal, not from a user's typing) and then applies what every
+// login gets: the user's restrictions, LOGIN-DELAY and the maildrop lock,
+// with the same errors as a password login.
+func (b *Backend) OpenAuthenticated(ctx context.Context, c *pop3server.Conn, name string) (pop3server.Mailbox, error) {
+	u, err := b.opts.Users.Lookup(ctx, name)
+	if errors.Is(err, auth.ErrUnknownUser) {
+		return nil, errAuth
+	}
+	if err != nil {
+		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+	}
+	return b.open(ctx, c, u)
+}
