@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -17,10 +18,10 @@ import (
 func (b *Backend) OpenAuthenticated(ctx context.Context, c *pop3server.Conn, name string) (pop3server.Mailbox, error) {
 	u, err := b.opts.Users.Lookup(ctx, name)
 	if errors.Is(err, auth.ErrUnknownUser) {
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3server.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
 	}
 	return b.open(ctx, c, u)
 }

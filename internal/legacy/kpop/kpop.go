@@ -232,8 +232,6 @@ func (b backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server
 	return &session{s: b.s, conn: c, id: a}, nil
 }
 
-var errAuth = &pop3server.Error{Code: pop3server.CodeAuth, Text: "Authentication failed"}
-
 // session is the AUTHORIZATION state of a KPOP session: USER/PASS only.
 type session struct {
 	s    *Server
@@ -246,7 +244,7 @@ type session struct {
 func (s *session) Login(ctx context.Context, username, _ string) (pop3server.Mailbox, error) {
 	if s.id.User == "" || username != s.id.User {
 		s.s.log.Info("kpop login refused: USER is not the principal's user", "principal", s.id.Principal, "user", username)
-		return nil, errAuth
+		return nil, pop3server.ErrAuthFailed
 	}
 	return s.s.opts.Opener.OpenAuthenticated(ctx, s.conn, username)
 }
