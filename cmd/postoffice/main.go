@@ -10,6 +10,7 @@
 //	postoffice user add|passwd|del|list  manage the passwd-file
 //	postoffice check --config FILE     load and check everything serve would
 //	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
+//	postoffice migrate uidl|verify ... take over UIDLs from a live old server, verify a cut-over
 //	postoffice version
 package main
 
@@ -38,6 +39,7 @@ func init() {
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox, an MDA, LMTP or SMTP", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
+		{"migrate", "take over from another POP3 server: uidl (import its UIDLs), verify (compare)", runMigrate},
 		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},
 		{"user", "manage users in the passwd-file: add, passwd, del, list", runUser},
