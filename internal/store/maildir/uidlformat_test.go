@@ -1,6 +1,10 @@
 package maildir
 
 import (
+	"context"
+	"io"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
 	"os"
 	"time"
 
@@ -246,5 +250,41 @@ func TestCourierNameUIDL(t *testing.T) {
 		if got := courierNameUIDL(in); got != want {
 			t.Errorf("courierNameUIDL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestSetUIDLs: UIDLs set by a migration are served from then on, across
+// a rescan; an invalid or duplicate one changes nothing.
+func TestSetUIDLs(t *testing.T) {
+	t.Parallel()
+	s := newStoreOpts(t, Options{})
+	const user = "setuidl@example.org"
+	deliverN(t, s, user, 3)
+	set := func(m map[int]string) (int, error) {
+		return s.SetUIDLs(context.Background(), user, func(i int, _ store.Message, open func() (io.ReadCloser, error)) (string, bool, error) {
+			rc, err := open()
+			if err != nil {
+				return "", false, err
+			}
+			rc.Close()
+			u, ok := m[i]
+			return u, ok, nil
+		})
+	}
+	if n, err := set(map[int]string{0: "old-1", 2: "old-3"}); err != nil || n != 2 {
+		t.Fatalf("SetUIDLs = %d, %v", n, err)
+	}
+	if _, err := set(map[int]string{1: "old-1"}); err == nil {
+		t.Error("SetUIDLs with a duplicate UIDL succeeded")
+	}
+	if _, err := set(map[int]string{1: "has space"}); err == nil {
+		t.Error("SetUIDLs with an invalid UIDL succeeded")
+	}
+	deliverN(t, s, user, 1) // forces a rescan
+	m := openMD(t, s, user)
+	defer m.Close()
+	got := uidlsOf(m)
+	if len(got) != 4 || got[0] != "old-1" || got[2] != "old-3" || got[1] == "old-1" {
+		t.Errorf("UIDLs after SetUIDLs and a delivery: %q", got)
 	}
 }
