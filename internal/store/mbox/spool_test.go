@@ -1,8 +1,13 @@
 package mbox
 
 import (
+	"fmt"
+	"io"
+	"strings"
+
 	"crypto/md5"
 	"encoding/hex"
+	"github.com/postoffice-mail/postoffice/internal/store"
 
 	"context"
 	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
@@ -106,5 +111,60 @@ func TestHeaderMD5(t *testing.T) {
 	}
 	if _, err := New(Options{Location: "mbox:/x/%u", UIDLFormat: uidlfmt.MustParse("%u")}); err == nil {
 		t.Error("New with %u on mbox succeeded")
+	}
+}
+
+// TestSetUIDLs: UIDLs set by a migration are served from then on, across
+// a rescan after another program rewrote the file; an invalid or
+// duplicate one changes nothing.
+func TestSetUIDLs(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	for i := range 3 {
+		if err := s.Deliver(ctx, "mig", strings.NewReader(fmt.Sprintf("Subject: %d\n\nbody %d\n", i, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := func(m map[int]string) (int, error) {
+		return s.SetUIDLs(ctx, "mig", func(i int, _ store.Message, open func() (io.ReadCloser, error)) (string, bool, error) {
+			rc, err := open()
+			if err != nil {
+				return "", false, err
+			}
+			rc.Close()
+			u, ok := m[i]
+			return u, ok, nil
+		})
+	}
+	if n, err := set(map[int]string{0: "old-1", 2: "old-3"}); err != nil || n != 2 {
+		t.Fatalf("SetUIDLs = %d, %v", n, err)
+	}
+	if _, err := set(map[int]string{1: "old-1"}); err == nil {
+		t.Error("SetUIDLs with a duplicate UIDL succeeded")
+	}
+	if _, err := set(map[int]string{1: "has space"}); err == nil {
+		t.Error("SetUIDLs with an invalid UIDL succeeded")
+	}
+	// Rewrite the file in place (another program): a full rescan.
+	p, _ := s.Path("mig")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append(b, []byte("\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Open(ctx, "mig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	msgs := m.Messages()
+	if len(msgs) != 3 || msgs[0].UID != "old-1" || msgs[2].UID != "old-3" || msgs[1].UID == "old-1" {
+		t.Errorf("UIDLs after SetUIDLs and a rescan: %v", msgs)
 	}
 }
