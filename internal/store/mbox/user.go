@@ -139,19 +139,6 @@ func parsePath(path string) (location, error) {
 	return l, nil
 }
 
-// expand returns the mbox path for u.
-func (l location) expand(u userName, home string) (string, error) {
-	p, _, err := l.expandRaw(u, home)
-	if err != nil {
-		return "", err
-	}
-	p = filepath.Clean(p)
-	if !filepath.IsAbs(p) {
-		return "", fmt.Errorf("mbox: location for %q is not absolute: %q", u.full, p)
-	}
-	return p, nil
-}
-
 // split returns the mbox path for u cut at the line between the
 // administrator's part and the user's (see the package doc, "Symbolic
 // links"): top, and the components below it. The line is just after the
