@@ -24,6 +24,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+	"github.com/postoffice-mail/postoffice/internal/store/mbox"
 	"github.com/postoffice-mail/postoffice/internal/tlsconf"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
@@ -210,9 +211,15 @@ func (a *app) buildUsers() error {
 
 // buildStore makes the store of [mail] location. It is the only place a
 // command makes its store, so serve, LMTP, deliver, check and mailbox see
-// the same maildrops with the same options (maildirOptions).
+// the same maildrops with the same options (maildirOptions, mboxOptions).
 func (a *app) buildStore() error {
-	st, err := maildir.New(maildirOptions(a.cfg, a.users, a.log))
+	var st store.Store
+	var err error
+	if a.cfg.Mail.Store() == "mbox" {
+		st, err = mbox.New(mboxOptions(a.cfg, a.users, a.log))
+	} else {
+		st, err = maildir.New(maildirOptions(a.cfg, a.users, a.log))
+	}
 	if err != nil {
 		return fmt.Errorf("mail.location: %w", err)
 	}

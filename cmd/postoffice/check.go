@@ -275,7 +275,11 @@ func (c *checker) mail(a *app) {
 	case !st.IsDir():
 		c.fail("mail.location: %s is not a directory", base)
 	default:
-		c.info("Maildirs under %s (%s)", base, tmpl)
+		what := "Maildirs"
+		if a.cfg.Mail.Store() == "mbox" {
+			what = "mbox files"
+		}
+		c.info("%s under %s (%s)", what, base, tmpl)
 	}
 }
 

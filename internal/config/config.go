@@ -17,6 +17,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/ipgroup"
 	"github.com/postoffice-mail/postoffice/internal/tomlconf"
+	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 )
 
 // Config is the whole server configuration file.
@@ -204,7 +205,9 @@ func (c *Config) STLS() bool { return c.TLS.Cert != "" }
 
 // Mail is the [mail] table.
 type Mail struct {
-	// Location is a Dovecot-style template: "maildir:/var/vmail/%d/%n/Maildir".
+	// Location is a Dovecot-style template: "maildir:/var/vmail/%d/%n/Maildir"
+	// for Maildirs, "mbox:/var/mail/%u" for mbox files (with Dovecot's
+	// optional ":INDEX=<dir template>" parameter for postoffice's index).
 	Location string `toml:"location"`
 	// VerifySizeFields: false (the default) trusts the ",W=<n>" size in
 	// Maildir file names as Dovecot does, so a message is indexed without
@@ -215,6 +218,17 @@ type Mail struct {
 	// is first indexed. Files without W= are read, and sized exactly,
 	// either way.
 	VerifySizeFields bool `toml:"verify_size_fields"`
+	// UIDLFormat is the UIDL of messages that have none yet, in the syntax
+	// of Dovecot's pop3_uidl_format, so that a site taking over from
+	// Dovecot serves the UIDLs Dovecot served, old mail and new: %u (UID),
+	// %v (UIDVALIDITY), %f (file name), %g (GUID) for maildir; %m
+	// (header MD5, Dovecot's mbox_md5 = apop3d) for mbox; with Dovecot's modifiers
+	// ("%08Xu%08Xv": lowercase hex, as Dovecot prints it). "popa3d" (mbox
+	// only) serves the UIDLs popa3d computes from each message's header.
+	// Empty (the default) keeps postoffice's own: Dovecot's default form
+	// for messages listed in dovecot-uidlist, a derived one otherwise.
+	// A UIDL Dovecot saved (pop3_uidl in dovecot-uidlist) always wins.
+	UIDLFormat string `toml:"uidl_format"`
 }
 
 // LMTP is the [lmtp] table: mail intake from an MTA (RFC 2033). With
@@ -484,8 +498,22 @@ func (c *Config) validate() {
 	c.validateServer()
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
-	} else if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
-		bad("mail.location", "unsupported store %q (supported: maildir)", kind)
+	} else if kind := c.Mail.Store(); kind != "maildir" && kind != "mbox" {
+		bad("mail.location", "unsupported store %q (supported: maildir, mbox)", kind)
+	} else if f := c.Mail.UIDLFormat; f == "popa3d" {
+		if kind != "mbox" {
+			bad("mail.uidl_format", `"popa3d" needs an mbox location (popa3d serves mbox files)`)
+		}
+	} else if f != "" {
+		p, err := uidlfmt.Parse(f)
+		switch {
+		case err != nil:
+			bad("mail.uidl_format", "%v", err)
+		case kind == "maildir" && p.Uses(uidlfmt.MD5):
+			bad("mail.uidl_format", "%%m (header MD5) exists for mbox locations only, as in Dovecot")
+		case kind == "mbox" && p.Uses(^uidlfmt.MD5):
+			bad("mail.uidl_format", "only %%m exists for mbox locations (%%f and %%g are maildir's; postoffice keeps no IMAP UIDs in mbox files for %%u and %%v)")
+		}
 	}
 	for _, a := range c.LMTP.Listen {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -754,7 +782,14 @@ func isAtextSpecial(r rune) bool {
 	return strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r)
 }
 
-// MaildirPath returns the path template of a "maildir:" location.
+// Store returns the kind of store of the location: "maildir" or "mbox".
+func (m Mail) Store() string {
+	kind, _, _ := strings.Cut(m.Location, ":")
+	return kind
+}
+
+// MaildirPath returns the path template of a "maildir:" location, and
+// that of an "mbox:" location (the part after the store's name).
 func (m Mail) MaildirPath() string {
 	_, p, _ := strings.Cut(m.Location, ":")
 	return p

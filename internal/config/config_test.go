@@ -567,3 +567,32 @@ func TestParseUnknownKeyInArrayTable(t *testing.T) {
 		t.Errorf("Parse = %v, want an error containing %q", err, want)
 	}
 }
+
+func TestParseUIDLFormat(t *testing.T) {
+	t.Parallel()
+	mbox := strings.Replace(good, `"maildir:/var/vmail/%d/%n/Maildir"`, `"mbox:/var/mail/%u"`, 1)
+	for _, tt := range []struct{ text, want string }{
+		{good + "uidl_format = \"%08Xu%08Xv\"\n", ""},
+		{good + "uidl_format = \"%f\"\n", ""},
+		{mbox + "uidl_format = \"%m\"\n", ""},
+		{mbox + "uidl_format = \"popa3d\"\n", ""},
+		{mbox, ""},
+		{good + "uidl_format = \"%08Xu%y\"\n", `x.toml:17: mail.uidl_format: unknown variable "%y"`},
+		{good + "uidl_format = \"%m\"\n", `x.toml:17: mail.uidl_format: %m (header MD5) exists for mbox locations only`},
+		{mbox + "uidl_format = \"%g\"\n", `x.toml:17: mail.uidl_format: only %m exists for mbox locations`},
+		{mbox + "uidl_format = \"%08Xu%08Xv\"\n", `x.toml:17: mail.uidl_format: only %m exists for mbox locations`},
+		{good + "uidl_format = \"popa3d\"\n", `x.toml:17: mail.uidl_format: "popa3d" needs an mbox location`},
+	} {
+		c, err := Parse("x.toml", []byte(tt.text))
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("Parse(...%q) = %v", tt.text[len(good)-30:], err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(...) = %v, want error containing %q", err, tt.want)
+		}
+		_ = c
+	}
+}

@@ -138,7 +138,38 @@
 // afterwards, even where an earlier version recorded another form (the
 // uppercase one): the clients have seen that one last. A UIDL that is not 1-70
 // characters of 0x21-0x7E, or that another message already has, is replaced
-// by a derived one and logged. Settings that changed Dovecot's UIDLs
-// (pop3_uidl_format other than the default, pop3_reuse_xuidl) and a
-// CONTROL= directory elsewhere are not followed.
+// by a derived one and logged. pop3_reuse_xuidl and a CONTROL= directory
+// elsewhere are not followed.
+//
+// # UIDL formats
+//
+// A Dovecot site that set another pop3_uidl_format sets the same template
+// in Options.UIDLFormat (config: [mail] uidl_format; package uidlfmt
+// expands it as Dovecot 2.3's var_expand does). A message listed in
+// dovecot-uidlist then gets the template with its UID (%u), the file's
+// UIDVALIDITY (%v), its file name without the info part (%f) and its G
+// field, else that file name (%g), as Dovecot's maildir storage gives
+// them; a P field still wins. Mail that dovecot-uidlist does not list
+// (delivered after the takeover) gets the same template, so the listing
+// keeps one shape: a format with %u or %v continues dovecot-uidlist's
+// numbering (its N, or past its highest UID) under its UIDVALIDITY, or,
+// without a dovecot-uidlist, numbers from 1 under a UIDVALIDITY taken
+// from the clock. The UIDVALIDITY and next UID are kept in
+// postoffice-uids, written durably before any UIDL made from them is
+// recorded, so no UID is given twice; dovecot-uidlist itself is never
+// written. Losing postoffice-index then gives the unlisted messages new
+// UIDs (their clients download them again), never old ones. A UIDL that
+// another message already has (a Dovecot still delivering on the Maildir
+// numbers its own mail) is replaced by a derived one and logged. Without
+// a format the behaviour above is unchanged.
+//
+// Migration from Courier: when the Maildir has Courier-IMAP's
+// courierpop3dsizelist (format versions /3, /2, /1 and the headerless
+// version 0, as Courier's imap/pop3dserver.C reads them; taken from that
+// source), a message it lists and dovecot-uidlist does not keeps the UIDL
+// Courier's pop3d printed: "UID<uid>-<uidvalidity>", "UID<uid>" for
+// version 1, and for version 0 the file name up to the info part with
+// octets outside 0x21-0x7E and ' " + written as "+XX". Courier gives mail
+// it has not listed yet a new UID; postoffice gives such mail its own
+// UIDL (the format's, or a derived one).
 package maildir

@@ -155,7 +155,7 @@ func TestReadUIDListVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := l.uidl(l.recs["d.e.f"], "d.e.f"); got != "00000002000004d2" {
+	if got := l.uidl(l.recs["d.e.f"], "d.e.f", nil); got != "00000002000004d2" {
 		t.Errorf("v1 UIDL = %q, want 00000002000004d2", got)
 	}
 	if _, ok := l.recs["a.b.c"]; !ok {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
+	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
@@ -22,6 +23,8 @@ const (
 	lockName  = "postoffice-pop3.lock"
 	indexName = "postoffice-index"
 	uidlist   = "dovecot-uidlist"
+	courier   = "courierpop3dsizelist"
+	uidsName  = "postoffice-uids"
 )
 
 // Options configure a Store. Location is required; every other zero value is
@@ -62,6 +65,14 @@ type Options struct {
 	// not) is then listed at W and sent as W+2 octets, as Dovecot sends it.
 	// Files without W= are always read whole, and sized exactly.
 	VerifySizeFields bool
+	// UIDLFormat is the UIDL format of messages that have no UIDL yet
+	// (config: [mail] uidl_format), in the syntax of Dovecot's
+	// pop3_uidl_format (package uidlfmt): %u, %v, %f and %g; %m exists
+	// for mbox only and is refused by New. Nil keeps the default: a
+	// message listed in dovecot-uidlist gets Dovecot 2.3's default
+	// "%08Xu%08Xv", any other one a UIDL derived from its file name. See
+	// the package doc, "UIDL formats".
+	UIDLFormat *uidlfmt.Format
 }
 
 // Store is a collection of Maildirs, one per user, found by a location
@@ -75,6 +86,8 @@ type Store struct {
 	noSync bool
 	// verifySizes is Options.VerifySizeFields.
 	verifySizes bool
+	// uidlFormat is Options.UIDLFormat.
+	uidlFormat *uidlfmt.Format
 
 	syncHook func(dir string)  // test hook, nil in production
 	scanHook func(dir string)  // test hook: Open reads new/ and cur/
@@ -111,8 +124,11 @@ func New(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if f := opts.UIDLFormat; f != nil && f.Uses(uidlfmt.MD5) {
+		return nil, fmt.Errorf("maildir: UIDL format %q: %%m (header MD5) exists for mbox only, as in Dovecot", f)
+	}
 	return &Store{loc: loc, home: opts.Home, owner: opts.Owner, log: log, host: safeHost(host), noSync: opts.NoSync,
-		verifySizes: opts.VerifySizeFields}, nil
+		verifySizes: opts.VerifySizeFields, uidlFormat: opts.UIDLFormat}, nil
 }
 
 // Path returns the Maildir directory of user, after validating the name.

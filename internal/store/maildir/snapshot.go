@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 )
 
 // tmpMaxAge is how old a file in tmp/ must be before Open removes it: the
@@ -318,39 +319,115 @@ func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) (
 		return nil, err
 	}
 
+	// Courier's list, when there is one, names the UIDLs Courier served.
+	cl, err := readCourierList(md.box.dir)
+	if err != nil {
+		md.s.log.Warn("maildir: ignoring courierpop3dsizelist", "dir", md.dir, "err", err)
+		cl = nil
+	}
+	format := md.s.uidlFormat
+
 	var used map[string]bool
-	if ul != nil {
+	if ul != nil || cl != nil || format != nil {
 		used = make(map[string]bool, len(kept)+len(fresh))
 		for _, e := range kept {
 			used[e.uidl] = true
 		}
 	}
+	// UIDs for messages that neither list names, when the format needs
+	// them: they continue dovecot-uidlist's numbering (and that of the
+	// UIDs given before, postoffice-uids) under its UIDVALIDITY.
+	var uids uidState
+	var counted []int // indexes in added of UIDLs made from uids
+	needUIDs := format != nil && format.Uses(uidlfmt.UID|uidlfmt.UIDValidity)
+	if needUIDs {
+		if uids, err = readUIDs(md.box.dir); err != nil {
+			return nil, err
+		}
+		validity := uids.validity
+		if ul != nil {
+			validity = ul.uidValidity
+		}
+		if validity == 0 {
+			validity = uint32(md.s.clock().Unix())
+		}
+		if validity != uids.validity {
+			uids = uidState{validity: validity, next: 1}
+		}
+		if ul != nil {
+			uids.next = max(uids.next, ul.nextUID, ul.maxUID()+1)
+		}
+		uids.next = max(uids.next, 1)
+	}
+	start := uids
 	added := make([]entry, 0, len(fresh))
 	for _, f := range fresh {
 		if f.size < 0 {
 			continue // vanished while we looked
 		}
-		uidl := ""
-		if f.rec != nil {
-			uidl = ul.uidl(*f.rec, f.key)
-			if !validUIDL(uidl) || used[uidl] {
-				md.s.log.Warn("maildir: dovecot-uidlist UIDL not usable, deriving a new one",
-					"dir", md.dir, "key", f.key, "uidl", uidl)
-				uidl = ""
+		uidl, from := "", ""
+		switch {
+		case f.rec != nil:
+			uidl, from = ul.uidl(*f.rec, f.key, format), uidlist
+		case cl[f.key] != "":
+			uidl, from = cl[f.key], courier
+		case format != nil:
+			v := uidlfmt.Values{Filename: f.key, GUID: f.key}
+			if needUIDs {
+				if uids.next == 0 || uids.next > 0xfffffffe {
+					// UIDs are exhausted (RFC 3501 §2.3.1.1: 32 bits);
+					// derived UIDLs are still unique.
+					break
+				}
+				v.UID, v.UIDValidity = uids.next, uids.validity
+				uids.next++
+				counted = append(counted, len(added))
 			}
+			uidl, from = format.Expand(v), "uidl_format"
+		}
+		if uidl != "" && (!validUIDL(uidl) || used[uidl]) {
+			md.s.log.Warn("maildir: UIDL not usable (invalid or not unique), deriving a new one",
+				"dir", md.dir, "key", f.key, "uidl", uidl, "from", from)
+			uidl = ""
 		}
 		if uidl == "" {
-			uidl = deriveUIDL(f.key)
-			for n := 1; used[uidl]; n++ {
-				uidl = deriveUIDL(f.key + "\x00" + strconv.Itoa(n))
-			}
+			uidl = uniqueDerived(f.key, used)
 		}
 		if used != nil {
 			used[uidl] = true
 		}
 		added = append(added, entry{key: f.key, sub: f.sub, info: f.info, uidl: uidl, size: f.size})
 	}
+	if uids != start {
+		// Durable before any of these UIDLs is recorded or served, so no
+		// UID is given twice.
+		if err := md.s.writeUIDs(md.box.dir, uids); err != nil {
+			if !noSpace(err) {
+				return nil, err
+			}
+			// On a full disk the session is served with derived UIDLs
+			// for the new mail; the next open, with space, gives them
+			// the UIDs again.
+			md.s.log.Warn("maildir: UID counter not written, no space left; new mail gets derived UIDLs this session",
+				"dir", md.dir, "err", err)
+			for _, i := range counted {
+				delete(used, added[i].uidl)
+				added[i].uidl = uniqueDerived(added[i].key, used)
+				used[added[i].uidl] = true
+			}
+		}
+	}
 	return added, nil
+}
+
+// uniqueDerived is deriveUIDL of key, or of key with a counter appended
+// when used already has it.
+func uniqueDerived(key string, used map[string]bool) string {
+	uidl := deriveUIDL(key)
+	for n := 1; used[uidl]; n++ {
+		uidl = deriveUIDL(key + "\x00" + strconv.Itoa(n))
+	}
+	return uidl
 }
 
 // deriveUIDL returns the UIDL of a message whose key is key: the first 15

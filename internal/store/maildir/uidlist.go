@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
+	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 )
 
 // uidlistRec is what we take from one dovecot-uidlist record.
@@ -21,12 +22,14 @@ type uidlistRec struct {
 	hasP     bool
 	vsize    int64 // W field, -1 if absent
 	order    uint32
-	hasOrder bool // O field (POP3 order) present
+	hasOrder bool   // O field (POP3 order) present
+	guid     string // G field, "" if absent
 }
 
 // dovecotUIDList is a parsed dovecot-uidlist file.
 type dovecotUIDList struct {
 	uidValidity uint32
+	nextUID     uint32                // N of the header (version 3) or its third field (version 1); 0 if absent
 	recs        map[string]uidlistRec // by base name
 }
 
@@ -83,6 +86,11 @@ func readUIDListAt(d *safefs.Dir, name string) (*dovecotUIDList, error) {
 	switch version {
 	case "3":
 		for _, f := range hdr[1:] {
+			if f[0] == 'N' {
+				if v, err := strconv.ParseUint(f[1:], 10, 32); err == nil {
+					l.nextUID = uint32(v)
+				}
+			}
 			if f[0] == 'V' {
 				v, err := strconv.ParseUint(f[1:], 10, 32)
 				if err != nil {
@@ -100,6 +108,9 @@ func readUIDListAt(d *safefs.Dir, name string) (*dovecotUIDList, error) {
 			return nil, fmt.Errorf("maildir: %s: bad uidvalidity %q", uidlist, hdr[1])
 		}
 		l.uidValidity = uint32(v)
+		if n, err := strconv.ParseUint(hdr[2], 10, 32); err == nil {
+			l.nextUID = uint32(n)
+		}
 	default:
 		return nil, fmt.Errorf("maildir: %s: unsupported version %q", uidlist, version)
 	}
@@ -157,6 +168,8 @@ func parseUIDListV3(line string) (uidlistRec, string, bool) {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 				rec.vsize = n
 			}
+		case 'G':
+			rec.guid = v
 		case 'O':
 			if n, err := strconv.ParseUint(v, 10, 32); err == nil {
 				rec.order, rec.hasOrder = uint32(n), true
@@ -178,12 +191,33 @@ func parseUIDListV3(line string) (uidlistRec, string, bool) {
 // the same digits in uppercase would be a different UIDL (RFC 1939 §7
 // compares them as strings), and every client that kept mail on the server
 // would download it all again.
-func (l *dovecotUIDList) uidl(rec uidlistRec, base string) string {
+//
+// With a configured format (Options.UIDLFormat) the record's UID, the
+// file's UIDVALIDITY, the base name as %f and the G field (else the base
+// name, as maildir_mail_get_special does) as %g are expanded in it
+// instead; the P field still wins, as in pop3_get_uid.
+func (l *dovecotUIDList) uidl(rec uidlistRec, base string, f *uidlfmt.Format) string {
 	if rec.hasP {
 		if rec.pop3UIDL == "" {
 			return base
 		}
 		return rec.pop3UIDL
 	}
+	if f != nil {
+		guid := rec.guid
+		if guid == "" {
+			guid = base
+		}
+		return f.Expand(uidlfmt.Values{UID: rec.uid, UIDValidity: l.uidValidity, Filename: base, GUID: guid})
+	}
 	return fmt.Sprintf("%08x%08x", rec.uid, l.uidValidity)
+}
+
+// maxUID returns the highest UID of any record.
+func (l *dovecotUIDList) maxUID() uint32 {
+	var m uint32
+	for _, r := range l.recs {
+		m = max(m, r.uid)
+	}
+	return m
 }

@@ -97,6 +97,23 @@
 // the old server see the same UIDLs; X-UIDL headers of mail that arrives
 // later are ignored, since a sender wrote them.
 //
+// # UIDL schemes
+//
+// A site taking over an mbox from popa3d or Dovecot serves their UIDLs,
+// computed from the header, to every message the index does not know yet,
+// old mail at the first Open and new mail as it arrives, so clients
+// download nothing again and the listing keeps its shape. X-UIDL headers
+// are then ignored, as popa3d and Dovecot (pop3_reuse_xuidl = no) ignore
+// them. Options.Popa3dUIDLs serves popa3d's (popa3dUIDL: an MD5 of a few
+// header lines, 16 hex digits); Options.UIDLFormat a Dovecot
+// pop3_uidl_format with %m, the header MD5 of Dovecot's mbox storage
+// (headerMD5). Dovecot's %u and %v come from X-UID and X-IMAPbase headers
+// that Dovecot writes into the mbox and postoffice does not: they are
+// refused. The header is hashed as stored, at most its first 64 KB. A
+// UIDL that is not valid (RFC 1939 §7) or that another message already
+// has (popa3d gives two copies of one message the same UIDL) is replaced
+// by one from the counter and logged.
+//
 // /var/mail is often root:mail, mode 2775: the mail owner cannot make
 // files in it. The dotlock is then made as the process (root, as
 // Postfix's local(8) and Dovecot with mail_privileged_group make theirs),

@@ -100,7 +100,7 @@ func (md *maildrop) snapshot() error {
 	case same && x.end == st.Size && x.mtime == mtimeOf(&st):
 		msgs = x.msgs
 	case same && x.end > 0 && st.Size > x.end && md.appendedOnly(x):
-		newm, err := scan(f, x.end, st.Size, s.format)
+		newm, err := scan(f, x.end, st.Size, s.format, s.uidlOf)
 		if err != nil {
 			return fmt.Errorf("mbox: %s: %w", b.path, err)
 		}
@@ -109,11 +109,14 @@ func (md *maildrop) snapshot() error {
 			used[m.uid] = true
 		}
 		for i := range newm {
-			newm[i].uid = nextFree(x, used)
+			newm[i].uid = s.headerUID(b, &newm[i], used)
+			if newm[i].uid == "" {
+				newm[i].uid = nextFree(x, used)
+			}
 		}
 		msgs = append(slices.Clip(x.msgs), newm...)
 	default:
-		all, err := scan(f, 0, st.Size, s.format)
+		all, err := scan(f, 0, st.Size, s.format, s.uidlOf)
 		if err != nil {
 			return fmt.Errorf("mbox: %s: %w", b.path, err)
 		}
@@ -170,7 +173,10 @@ func nextFree(x *index, used map[string]bool) string {
 // header (qpopper, UW ipop3d) that no other message has is kept, so
 // clients of the old server do not download everything again; it is not
 // honoured for mail that arrives later, whose headers a sender wrote. The
-// rest get new ones from the counter.
+// rest get new ones from the counter. With a configured UIDL scheme
+// (Options.UIDLFormat, Options.Popa3dUIDLs) the messages the index does not
+// know get the scheme's UIDL instead of the X-UIDL header, as Dovecot and
+// popa3d ignore X-UIDL.
 func assignUIDs(x *index, all []msg, fresh bool, s *Store, b *box) {
 	old := map[string][]string{}
 	for _, m := range x.msgs {
@@ -190,6 +196,15 @@ func assignUIDs(x *index, all []msg, fresh bool, s *Store, b *box) {
 		if q := old[m.key]; len(q) > 0 {
 			m.uid, old[m.key] = q[0], q[1:]
 			used[m.uid] = true
+		}
+	}
+	for i := range all {
+		m := &all[i]
+		if m.uid != "" {
+			continue
+		}
+		if s.uidlOf != nil {
+			m.uid = s.headerUID(b, m, used)
 			continue
 		}
 		if fresh && m.xuidl != "" {
@@ -421,4 +436,22 @@ func (md *maildrop) Close() error {
 		md.b = nil
 	}
 	return nil
+}
+
+// headerUID returns m's hdrUIDL if it is a valid UIDL (RFC 1939 §7) that
+// no message in used has, and records it in used; else "" (the caller
+// takes one from the counter) and a log line. popa3d's UIDL hashes a few
+// header lines only, so two copies of one message have the same one;
+// popa3d serves both, postoffice gives the second a UIDL of its own.
+func (s *Store) headerUID(b *box, m *msg, used map[string]bool) string {
+	if m.hdrUIDL == "" {
+		return ""
+	}
+	if err := validUID(m.hdrUIDL); err != nil || used[m.hdrUIDL] {
+		s.log.Warn("mbox: header UIDL not usable (invalid or not unique), using a new one",
+			"path", b.path, "uidl", m.hdrUIDL, "err", err)
+		return ""
+	}
+	used[m.hdrUIDL] = true
+	return m.hdrUIDL
 }

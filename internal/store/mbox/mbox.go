@@ -19,6 +19,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
+	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 )
 
 // Options configure a Store. Location is required; every other zero value is
@@ -56,6 +57,16 @@ type Options struct {
 	StaleLockAge time.Duration
 	// NoSync turns off every fsync. Only tests and benchmarks set it.
 	NoSync bool
+	// UIDLFormat, if set, is the UIDL of messages the index does not know
+	// yet (config: [mail] uidl_format), in the syntax of Dovecot's
+	// pop3_uidl_format; of its variables only %m, the MD5 of the header
+	// as Dovecot's mbox storage computes it (see headerMD5), exists for
+	// mbox: New refuses the others. See the package doc, "UIDL schemes".
+	UIDLFormat *uidlfmt.Format
+	// Popa3dUIDLs gives messages the index does not know yet the UIDL
+	// popa3d computes for them (config: [mail] uidl_format = "popa3d"; see
+	// popa3dUIDL). It excludes UIDLFormat.
+	Popa3dUIDLs bool
 }
 
 // Store is a collection of mbox files, one per user, found by a location
@@ -70,6 +81,9 @@ type Store struct {
 	lockTimeout time.Duration
 	staleAge    time.Duration
 	noSync      bool
+	// uidlOf computes a message's UIDL from its header under the
+	// configured UIDL scheme; nil without one.
+	uidlOf func(hdr []byte) string
 
 	mu   sync.Mutex
 	busy map[string]chan struct{} // mbox path -> held while this process works on it
@@ -100,6 +114,16 @@ func New(opts Options) (*Store, error) {
 	s := &Store{loc: loc, index: index, home: opts.Home, owner: opts.Owner, log: log, format: opts.Format,
 		lockTimeout: opts.LockTimeout, staleAge: opts.StaleLockAge, noSync: opts.NoSync,
 		busy: map[string]chan struct{}{}}
+	switch f := opts.UIDLFormat; {
+	case f != nil && opts.Popa3dUIDLs:
+		return nil, errors.New("mbox: UIDLFormat and Popa3dUIDLs exclude each other")
+	case f != nil && f.Uses(^uidlfmt.MD5):
+		return nil, fmt.Errorf("mbox: UIDL format %q: only %%m exists for mbox (postoffice keeps no IMAP UIDs in mbox files)", f)
+	case f != nil:
+		s.uidlOf = func(hdr []byte) string { return f.Expand(uidlfmt.Values{MD5: headerMD5(hdr)}) }
+	case opts.Popa3dUIDLs:
+		s.uidlOf = popa3dUIDL
+	}
 	if s.lockTimeout <= 0 {
 		s.lockTimeout = 30 * time.Second
 	}
@@ -249,15 +273,24 @@ func (s *Store) openBox(user string) (*box, error) {
 // root:mail 2775) and the process is root, it is made as root with O_EXCL,
 // which follows nothing and fails on anything already there, and handed to
 // the owner with fchown, as Postfix's local(8) makes a new mailbox.
+//
+// flags with O_EXCL (a temporary file) ask for a new file only: the open
+// of an existing one is skipped, so that the owner's EACCES on the create
+// reaches the fallback to root, and an existing file is an error.
 func (b *box) openFile(d *safefs.Dir, name string, flags int, perm uint32) (int, error) {
+	excl := flags&unix.O_EXCL != 0
+	flags &^= unix.O_CREAT | unix.O_EXCL
 	for range 3 {
 		var fd int
-		err := b.do(func() (err error) {
-			fd, _, err = d.OpenFD(name, flags, 0)
-			return err
-		})
-		if err == nil || !errors.Is(err, fs.ErrNotExist) {
-			return fd, err
+		var err error
+		if !excl {
+			err = b.do(func() (err error) {
+				fd, _, err = d.OpenFD(name, flags, 0)
+				return err
+			})
+			if err == nil || !errors.Is(err, fs.ErrNotExist) {
+				return fd, err
+			}
 		}
 		err = b.do(func() (err error) {
 			fd, _, err = d.OpenFD(name, flags|unix.O_CREAT|unix.O_EXCL, perm)
@@ -273,7 +306,7 @@ func (b *box) openFile(d *safefs.Dir, name string, flags int, perm uint32) (int,
 				}
 			}
 		}
-		if errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrExist) && !excl {
 			continue // made meanwhile: open it
 		}
 		return fd, err

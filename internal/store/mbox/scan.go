@@ -48,7 +48,10 @@ type msg struct {
 	// xuidl is the message's X-UIDL header value (qpopper, UW ipop3d), if
 	// any, unchecked.
 	xuidl string
-	uid   string
+	// hdrUIDL is the UIDL the configured UIDL scheme computes from the
+	// header (Options.UIDLFormat, Options.Popa3dUIDLs), if any, unchecked.
+	hdrUIDL string
+	uid     string
 }
 
 // keyOf hashes the octets that identify a message.
@@ -91,8 +94,11 @@ var errNotMbox = errors.New("mbox: file does not begin with a \"From \" line (no
 // empty line followed by a From_ line, or at the end of the file; a
 // message so measured may contain unquoted "From " lines and is returned
 // without un-escaping. Otherwise the header is ignored.
-func scan(r io.ReaderAt, start, size int64, f Format) ([]msg, error) {
-	sc := scanner{r: r, size: size, f: f, rawUntil: -1}
+//
+// uidlOf, if not nil, computes each message's hdrUIDL from its From_ line
+// and header (at most maxKey octets), as the scanner read them.
+func scan(r io.ReaderAt, start, size int64, f Format, uidlOf func(hdr []byte) string) ([]msg, error) {
+	sc := scanner{r: r, size: size, f: f, rawUntil: -1, uidlOf: uidlOf}
 	br := bufio.NewReaderSize(io.NewSectionReader(r, start, size-start), 64<<10)
 	off := start
 	lineStart := true
@@ -134,6 +140,7 @@ type scanner struct {
 	hdr       []byte
 	rawUntil  int64 // while a trusted Content-Length body lasts, its end; else -1
 	quotedCur bool  // the current (partial) line is a quoted From_ line
+	uidlOf    func(hdr []byte) string
 }
 
 func (s *scanner) chunk(off int64, c []byte, lineStart bool) error {
@@ -209,6 +216,9 @@ func (s *scanner) endHeader(off int64) {
 	m := s.cur
 	m.klen = int64(len(s.hdr))
 	m.key = keyOf(s.hdr)
+	if s.uidlOf != nil {
+		m.hdrUIDL = s.uidlOf(s.hdr)
+	}
 	cl := -1
 	for line := range bytes.SplitSeq(s.hdr, []byte("\n")) {
 		name, val, ok := bytes.Cut(line, []byte(":"))
@@ -276,6 +286,9 @@ func (s *scanner) finishCur(at int64) {
 		s.inHeader = false
 		m.klen = int64(len(s.hdr))
 		m.key = keyOf(s.hdr)
+		if s.uidlOf != nil {
+			m.hdrUIDL = s.uidlOf(s.hdr)
+		}
 	}
 	m.end = at
 	if s.pending {
