@@ -64,7 +64,16 @@ func TestMetrics(t *testing.T) {
 	c.cmd("DELE 1", "+OK")
 	c.cmd("QUIT", "+OK")
 
-	// The per-address cap is 3: a fourth connection is refused.
+	// The per-address cap is 3: a fourth connection is refused. A session
+	// gives its connection slot back just after its QUIT reply: wait until
+	// none is active, or the earlier sessions may still count against the
+	// cap.
+	for deadline := time.Now().Add(10 * time.Second); !scrapeMetrics(t, maddr)["postoffice_pop3_sessions_active 0"]; {
+		if time.Now().After(deadline) {
+			t.Fatal("sessions still active 10 s after QUIT")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var held []*conn
 	for range 3 {
 		held = append(held, srv.dial())
