@@ -18,9 +18,24 @@ import (
 	"github.com/postoffice-mail/postoffice/pop3proto"
 )
 
-// replyPlaintextDisallowed is Dovecot's text, which clients and admins
-// already know.
-const replyPlaintextDisallowed = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+// The answers to a password offered in the clear where plaintextOK forbids
+// it. They start with Dovecot's words, which admins already know, and say
+// what to do: with STLS offered, the client can switch on this very
+// connection; without it, only implicit TLS (port 995) is left. [AUTH]
+// as Dovecot sends it: the credentials were not accepted (RFC 3206 §5).
+const (
+	replyPlaintextDisallowed      = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections: this server accepts passwords only over TLS; use port 995 or STLS"
+	replyPlaintextDisallowedNoTLS = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections: this server accepts passwords only over TLS; use port 995 (POP3S)"
+)
+
+// plaintextDisallowed is the answer to a password offered in the clear
+// where plaintextOK forbids it.
+func (c *conn) plaintextDisallowed() string {
+	if c.stlsAvailable() {
+		return replyPlaintextDisallowed
+	}
+	return replyPlaintextDisallowedNoTLS
+}
 
 // plaintextMechanisms send a reusable secret in the clear; they fall under
 // Options.AllowPlaintextAuth like USER/PASS.
@@ -111,19 +126,19 @@ func (s *Server) apopTimestamp() string {
 func (c *conn) cmdAPOP(ctx context.Context, args string) error {
 	as, ok := c.sess.(APOPSession)
 	if !ok || c.apopTS == "" {
-		return c.badErr("-ERR Unknown command")
+		return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
 	}
 	// The digest is the last word; the name may hold spaces.
 	i := strings.LastIndexByte(args, ' ')
 	if i <= 0 {
-		return c.badErr("-ERR APOP needs a user name and a digest")
+		return c.badErr("-ERR APOP needs a user name and a digest: send APOP name digest")
 	}
 	name, digest := args[:i], args[i+1:]
 	if !isHexDigest(digest) {
-		return c.badErr("-ERR Invalid APOP digest")
+		return c.badErr("-ERR Invalid APOP digest: send 32 hex digits, the MD5 of the greeting's timestamp and the password")
 	}
 	if strings.IndexByte(name, 0) >= 0 || !c.validText(name) {
-		return c.badErr("-ERR Invalid UTF-8")
+		return c.badErr("-ERR Invalid UTF-8 after the UTF8 command: send the name and password in UTF-8")
 	}
 	if err := c.beforeLogin(name, "APOP"); err != nil {
 		return err
@@ -160,7 +175,7 @@ func isHexDigest(s string) bool {
 func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	ss, offered := c.saslSession()
 	if ss == nil {
-		return c.badErr("-ERR Unknown command")
+		return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
 	}
 	mechs := c.allowed(offered)
 	if args == "" {
@@ -178,9 +193,9 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	mech = wire.ToUpperASCII(mech)
 	if !slices.Contains(mechs, mech) {
 		if slices.Contains(offered, mech) {
-			return c.badErr(replyPlaintextDisallowed)
+			return c.badErr(c.plaintextDisallowed())
 		}
-		return c.badErr("-ERR Unsupported authentication mechanism")
+		return c.badErr("-ERR Unsupported authentication mechanism: send CAPA, its SASL line lists the mechanisms offered")
 	}
 	// RFC 5034 §4: "=" is an empty initial response; none at all means
 	// the mechanism's first challenge is sent.
@@ -188,7 +203,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	if ir != "" {
 		var ok bool
 		if resp, ok = decodeSASL(ir); !ok {
-			return c.badErr("-ERR Invalid base64 data")
+			return c.badErr("-ERR Invalid base64 data: send the SASL response in base64, or * to cancel")
 		}
 	}
 	// The user is not known before the exchange: the LoginLimiter is asked
@@ -223,7 +238,7 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 			break
 		}
 		if round >= maxSASLRounds {
-			return c.badErr("-ERR Too many SASL round trips")
+			return c.badErr("-ERR Too many SASL round trips, authentication aborted: start again with AUTH")
 		}
 		// RFC 5034 §4: a challenge is "+ " and base64, also the
 		// additional data that comes with success, which the client
@@ -242,18 +257,18 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 				// derives keys when it answers the client-first message):
 				// a cancel here is a failed login, or an attacker could
 				// make us run PBKDF2 for free.
-				return c.loginFailed(&Error{Code: pop3proto.CodeAuth, Text: "Authentication aborted"}, loginAttempt{method: mech}, ident, nil)
+				return c.loginFailed(&Error{Code: pop3proto.CodeAuth, Text: "Authentication aborted by the client: start again with AUTH or USER"}, loginAttempt{method: mech}, ident, nil)
 			}
-			c.writeLine("-ERR Authentication aborted")
+			c.writeLine("-ERR Authentication aborted by the client: start again with AUTH or USER")
 			return nil
 		}
 		var ok bool
 		if resp, ok = decodeSASL(line); !ok {
-			return c.badErr("-ERR Invalid base64 data")
+			return c.badErr("-ERR Invalid base64 data: send the SASL response in base64, or * to cancel")
 		}
 		if done {
 			if len(resp) != 0 {
-				return c.badErr("-ERR Expected an empty response")
+				return c.badErr("-ERR Expected an empty response: send an empty line to finish, or * to cancel")
 			}
 			break
 		}

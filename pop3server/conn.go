@@ -150,7 +150,7 @@ func findEvictable(nc net.Conn) evictableConn {
 
 // replyEvicted tells a client not logged in that its connection was closed
 // to make room (RFC 3206 §4: temporary; it may reconnect at once).
-const replyEvicted = "-ERR [SYS/TEMP] Server full, closing connections that have not logged in"
+const replyEvicted = "-ERR [SYS/TEMP] Server full, closing connections that have not logged in; reconnect and log in at once"
 
 // evict is called by the connection limiter, from its goroutine, when it
 // gives this connection's slot to a newcomer. It marks the session and
@@ -200,7 +200,7 @@ func (c *conn) serve(ctx context.Context) {
 	sess, err := c.srv.opts.Backend.NewSession(ctx, &c.info)
 	if err != nil {
 		c.log.Error("new session failed", "err", err)
-		c.writeLine("-ERR [SYS/TEMP] Service unavailable, try again later")
+		c.writeLine("-ERR [SYS/TEMP] Service temporarily unavailable; try again in a few minutes")
 		c.flush()
 		return
 	}
@@ -336,7 +336,7 @@ func isAuthHead(head []byte) bool {
 // (lingerClose) so the client can read the reply.
 func (c *conn) lineTooLong() error {
 	c.log.Info("line too long", "logged_in", c.state == stateTransaction)
-	c.writeLine("-ERR Line too long, closing connection")
+	c.writeLine("-ERR Line too long, closing connection; reconnect and send shorter lines (a command has at most 255 octets)")
 	c.linger = true
 	return errClose
 }
@@ -431,7 +431,7 @@ func (c *conn) writeLine(s string) {
 func (c *conn) bad(reply string) bool {
 	c.badCommands++
 	if c.badCommands >= c.srv.opts.MaxBadCommands {
-		c.writeLine("-ERR Too many bad commands, closing connection")
+		c.writeLine("-ERR Too many bad commands, closing connection; reconnect and send CAPA for the commands this server supports")
 		c.flush()
 		return true
 	}
@@ -462,14 +462,14 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	if c.commands++; c.maxCommands >= 0 && c.commands > c.maxCommands && kw != "QUIT" {
 		if c.state == stateAuthorization {
 			c.log.Info("too many commands", "commands", c.commands-1)
-			c.writeLine("-ERR Too many commands, closing connection")
+			c.writeLine("-ERR Too many commands before login, closing connection; reconnect and log in")
 			return errClose
 		}
 		if c.commands == c.maxCommands+1 {
 			c.log.Info("too many commands", "commands", c.commands-1)
 		}
 		// QUIT still commits: a client at the cap loses no deletions.
-		return c.badErr("-ERR Too many commands, only QUIT is accepted")
+		return c.badErr("-ERR Too many commands in this session: send QUIT to keep your deletions, then reconnect")
 	}
 
 	switch kw {
@@ -481,7 +481,7 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 		return c.cmdLang(string(a))
 	case "NOOP":
 		if c.state != stateTransaction {
-			return c.badErr("-ERR NOOP is only valid after login")
+			return c.badErr("-ERR NOOP is only valid after login: log in first")
 		}
 		c.writeLine("+OK")
 		return nil
@@ -503,9 +503,9 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 		case "STLS":
 			return c.cmdSTLS(ctx, string(a))
 		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST":
-			return c.badErr("-ERR Not logged in")
+			return c.badErr("-ERR Not logged in: log in first with USER and PASS, APOP or AUTH")
 		}
-		return c.badErr("-ERR Unknown command")
+		return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
 	}
 	switch kw {
 	case "STAT":
@@ -523,9 +523,9 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	case "RSET":
 		return c.cmdRset(a)
 	case "USER", "PASS", "APOP", "AUTH", "STLS":
-		return c.badErr("-ERR Already logged in")
+		return c.badErr("-ERR Already logged in: QUIT and reconnect to log in again")
 	}
-	return c.badErr("-ERR Unknown command")
+	return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
 }
 
 // cmdCapa lists capabilities (RFC 2449 §5); valid in both states. What

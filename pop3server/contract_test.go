@@ -77,11 +77,11 @@ func TestBackendContract(t *testing.T) {
 		}
 	}
 	c.cmd("USER wrapped", "+OK")
-	if got := c.cmd("PASS x", "-ERR"); got != "-ERR [AUTH] Authentication failed" {
-		t.Errorf("PASS refused with a wrapped ErrAuthFailed = %q, want -ERR [AUTH] Authentication failed", got)
+	if got := c.cmd("PASS x", "-ERR"); got != "-ERR [AUTH] Authentication failed: check the user name and password" {
+		t.Errorf("PASS refused with a wrapped ErrAuthFailed = %q, want -ERR [AUTH] Authentication failed: check the user name and password", got)
 	}
 	c.login("vanishing", "x")
-	if got := c.cmd("RETR 1", "-ERR"); got != "-ERR [SYS/TEMP] Cannot read message, try again later" {
+	if got := c.cmd("RETR 1", "-ERR"); got != "-ERR [SYS/TEMP] Cannot read the message now; try again in a few minutes, and tell the administrator if it persists" {
 		t.Errorf("RETR of a message whose file is gone = %q, want the engine's [SYS/TEMP]", got)
 	}
 	c.cmd("QUIT", "+OK")

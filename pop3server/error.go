@@ -11,7 +11,7 @@ import (
 // credentials of a login (Session.Login, APOPSession.APOP, or a
 // SASLExchange's Next or Login): a wrong password, an unknown user, a user
 // not allowed to log in from this client. The engine answers
-// "-ERR [AUTH] Authentication failed" (RFC 3206 §5: the client should ask
+// "-ERR [AUTH] Authentication failed: check the user name and password" (RFC 3206 §5: the client should ask
 // its user for new credentials) after Options.AuthFailDelay, counts it
 // towards Options.MaxAuthFailures and reports it to the LoginLimiter. An
 // *Error with pop3proto.CodeAuth is the same failure with a text of the
@@ -19,11 +19,15 @@ import (
 var ErrAuthFailed = errors.New("pop3server: authentication failed")
 
 // errAuthFailed is the answer to ErrAuthFailed.
-var errAuthFailed = &Error{Code: pop3proto.CodeAuth, Text: "Authentication failed"}
+var errAuthFailed = &Error{Code: pop3proto.CodeAuth, Text: "Authentication failed: check the user name and password"}
 
 // Error is a failure a backend wants the client to see, as "-ERR [Code]
 // Text", or "-ERR Text" without a code. Text must not reveal paths,
-// configuration or other internals. Err, if set, is logged and never sent.
+// configuration or other internals, nor whether a user exists. It says
+// what went wrong and what to do, as "reason; advice" or "reason:
+// advice" ("Cannot open the maildrop now; try again in a few minutes"):
+// a user reading it in a client's error box should know the next step.
+// Err, if set, is logged and never sent.
 //
 // What the engine does with it depends on Code, the same for every backend
 // method (see Session for the whole contract):

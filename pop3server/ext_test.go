@@ -149,7 +149,7 @@ func TestSTLS(t *testing.T) {
 		t.Fatalf("CAPA after STLS = %q, want USER and no STLS", caps)
 	}
 	io.WriteString(tc, "STLS\r\n")
-	if l, _ := tbr.ReadString('\n'); l != "-ERR Already using TLS\r\n" {
+	if l, _ := tbr.ReadString('\n'); l != "-ERR Already using TLS: go on and log in\r\n" {
 		t.Fatalf("second STLS: %q", l)
 	}
 	io.WriteString(tc, "USER alice\r\nPASS secret word\r\n")
@@ -193,7 +193,7 @@ func TestSTLSDiscardsPipelinedPlaintext(t *testing.T) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.Fatalf("read: %v", err)
 	}
-	if want := "-ERR PASS must follow USER\r\n+OK Logging out\r\n"; string(all) != want {
+	if want := "-ERR PASS must come right after USER: send USER with your name, then PASS\r\n+OK Logging out\r\n"; string(all) != want {
 		t.Fatalf("inside TLS the server sent %q, want %q", all, want)
 	}
 	waitSessions(t, srv, 0)
@@ -375,7 +375,7 @@ func TestLongLines(t *testing.T) {
 		for _, l := range tt.before {
 			c.cmd(l, "+")
 		}
-		c.cmd(tt.line, "-ERR Line too long, closing connection")
+		c.cmd(tt.line, "-ERR Line too long, closing connection; reconnect and send shorter lines (a command has at most 255 octets)")
 		if l, err := c.br.ReadString('\n'); err == nil {
 			t.Errorf("after %.20q...: %q, want the connection closed", tt.line, l)
 		}
@@ -474,7 +474,7 @@ func TestSASLFraming(t *testing.T) {
 	for i := 1; i < 10; i++ {
 		c.cmd("", "+ "+b64([]byte("again")))
 	}
-	c.cmd("", "-ERR Too many SASL round trips")
+	c.cmd("", "-ERR Too many SASL round trips, authentication aborted: start again with AUTH")
 
 	badIR := b64([]byte("secret-payload"))
 	c.cmd("AUTH X-BAD "+badIR, "-ERR Malformed message")
@@ -483,7 +483,7 @@ func TestSASLFraming(t *testing.T) {
 	// Additional data with success must be answered by an empty line.
 	c.cmd("AUTH X-FINAL", "+ "+b64([]byte("challenge")))
 	c.cmd(b64([]byte("answer")), "+ "+b64([]byte("server-final")))
-	c.cmd(b64([]byte("not empty")), "-ERR Expected an empty response")
+	c.cmd(b64([]byte("not empty")), "-ERR Expected an empty response: send an empty line to finish, or * to cancel")
 
 	c.cmd("AUTH X-FINAL", "+ "+b64([]byte("challenge")))
 	c.cmd(b64([]byte("answer")), "+ "+b64([]byte("server-final")))
@@ -538,9 +538,9 @@ func TestSASLAndAPOPDelays(t *testing.T) {
 			reply string
 			delay time.Duration
 		}{
-			{"APOP alice 00000000000000000000000000000000", "-ERR [AUTH] Authentication failed", 2 * time.Second},
-			{"AUTH PLAIN " + wrong, "-ERR [AUTH] Authentication failed", 2 * time.Second},
-			{"AUTH PLAIN ###", "-ERR Invalid base64 data", 0},
+			{"APOP alice 00000000000000000000000000000000", "-ERR [AUTH] Authentication failed: check the user name and password", 2 * time.Second},
+			{"AUTH PLAIN " + wrong, "-ERR [AUTH] Authentication failed: check the user name and password", 2 * time.Second},
+			{"AUTH PLAIN ###", "-ERR Invalid base64 data: send the SASL response in base64, or * to cancel", 0},
 			{"AUTH PLAIN\r\n*", "+ ", 0},
 		} {
 			start := time.Now()
@@ -550,7 +550,7 @@ func TestSASLAndAPOPDelays(t *testing.T) {
 				t.Errorf("%q -> %q after %v, want %q after %v", tt.send, got, time.Since(start), tt.reply, tt.delay)
 			}
 		}
-		if l, _ := br.ReadString('\n'); l != "-ERR Authentication aborted\r\n" {
+		if l, _ := br.ReadString('\n'); l != "-ERR Authentication aborted by the client: start again with AUTH or USER\r\n" {
 			t.Errorf("cancel -> %q", l)
 		}
 	})

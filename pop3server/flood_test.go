@@ -57,7 +57,7 @@ func TestIdleFloodDoesNotBlockLogin(t *testing.T) {
 	lim, err := netlimit.New(netlimit.Options{
 		MaxConns:      flood + 100,
 		MaxConnsPerIP: perAddr,
-		Refusal:       []byte("-ERR [SYS/TEMP] Too many connections, try again later\r\n"),
+		Refusal:       []byte("-ERR [SYS/TEMP] Too many connections; try again in a minute\r\n"),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,13 +18,13 @@ import (
 
 func (c *conn) cmdUser(args string) error {
 	if !c.plaintextOK() {
-		return c.badErr(replyPlaintextDisallowed)
+		return c.badErr(c.plaintextDisallowed())
 	}
 	if args == "" || strings.IndexByte(args, 0) >= 0 {
-		return c.badErr("-ERR USER needs a user name")
+		return c.badErr("-ERR USER needs a user name: send USER followed by your user name")
 	}
 	if !c.validText(args) {
-		return c.badErr("-ERR Invalid UTF-8")
+		return c.badErr("-ERR Invalid UTF-8 after the UTF8 command: send the name and password in UTF-8")
 	}
 	c.user = args
 	c.lastUser = true
@@ -35,13 +36,13 @@ func (c *conn) cmdUser(args string) error {
 
 func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
 	if !c.plaintextOK() {
-		return c.badErr(replyPlaintextDisallowed)
+		return c.badErr(c.plaintextDisallowed())
 	}
 	if !afterUser {
-		return c.badErr("-ERR PASS must follow USER")
+		return c.badErr("-ERR PASS must come right after USER: send USER with your name, then PASS")
 	}
 	if !c.validText(pass) {
-		return c.badErr("-ERR Invalid UTF-8")
+		return c.badErr("-ERR Invalid UTF-8 after the UTF8 command: send the name and password in UTF-8")
 	}
 	if err := c.beforeLogin(c.user, "USER"); err != nil {
 		return err
@@ -79,7 +80,10 @@ func (c *conn) beforeLogin(user, method string) error {
 		// have the user change a good password. [LOGIN-DELAY] (RFC 2449
 		// §8.1.1) is about successful logins coming too often. An
 		// attacker learns it is throttled, which it could measure anyway.
-		c.writeLine("-ERR [SYS/TEMP] Too many failed logins, try again later")
+		// The wait is said in whole minutes, rounded up: the client's user
+		// learns when to come back and that the password the client keeps
+		// retrying (a changed one, often) is the likely cause.
+		c.writeLine("-ERR [SYS/TEMP] Too many failed logins from your network; try again " + waitText(time.Until(until)) + ", with the password checked")
 		return errClose
 	}
 	if delay > 0 {
@@ -124,7 +128,7 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 		pe = errAuthFailed
 	case !isErr:
 		c.log.Error("login failed", "user", c.user, "err", err)
-		pe = &Error{Code: pop3proto.CodeSysTemp, Text: "Temporary failure, try again later"}
+		pe = &Error{Code: pop3proto.CodeSysTemp, Text: "Temporary server failure; try again in a few minutes, and tell the administrator if it persists"}
 	case pe.Code == "":
 		if pe.Err != nil {
 			c.log.Info("login request refused", "err", pe.Err)
@@ -156,7 +160,7 @@ func (c *conn) loginFailed(err error, a loginAttempt, user string, password []by
 	c.user = ""
 	c.writeLine(pe.reply())
 	if c.authFailures >= c.srv.opts.MaxAuthFailures {
-		c.writeLine("-ERR Too many authentication failures, closing connection")
+		c.writeLine("-ERR Too many authentication failures, closing connection; check the user name and password, then reconnect")
 		return errClose
 	}
 	return nil
@@ -192,4 +196,20 @@ func (c *conn) enterTransaction(mbox Mailbox, a loginAttempt) error {
 	c.log.Info("logged in", "messages", len(c.msgs)) // with user from now on (log.go)
 	c.writeLine(fmt.Sprintf("+OK Logged in, %d messages", len(c.msgs)))
 	return nil
+}
+
+// waitText says when a wait ends, for a client's user: "in 4 minutes",
+// in whole minutes rounded up (seconds would be false precision for a
+// delay the next attempt may extend), or "later" when d is not a
+// plausible wait (not positive, or more than a day: a limiter that did not
+// say).
+func waitText(d time.Duration) string {
+	switch m := int((d + time.Minute - 1) / time.Minute); {
+	case d <= 0 || d > 24*time.Hour:
+		return "later"
+	case m == 1:
+		return "in 1 minute"
+	default:
+		return "in " + strconv.Itoa(m) + " minutes"
+	}
 }

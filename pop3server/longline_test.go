@@ -26,7 +26,7 @@ func endlessLine(t *testing.T, nc net.Conn, br *bufio.Reader, prefix string, n i
 		t.Fatalf("write: %v", err)
 	}
 	l, err := br.ReadString('\n')
-	if l != "-ERR Line too long, closing connection\r\n" {
+	if l != "-ERR Line too long, closing connection; reconnect and send shorter lines (a command has at most 255 octets)\r\n" {
 		t.Fatalf("after %d octets without a line end: %q, %v; want -ERR Line too long", n, l, err)
 	}
 	if rest, err := br.ReadString('\n'); err == nil || isTimeout(err) {
@@ -160,7 +160,7 @@ func TestEndlessLineBoundedRead(t *testing.T) {
 				}
 			}
 		}()
-		if l, err := c.br.ReadString('\n'); l != "-ERR Line too long, closing connection\r\n" {
+		if l, err := c.br.ReadString('\n'); l != "-ERR Line too long, closing connection; reconnect and send shorter lines (a command has at most 255 octets)\r\n" {
 			t.Fatalf("logged in %v: %q, %v; want -ERR Line too long", loggedIn, l, err)
 		}
 		if _, err := c.br.ReadString('\n'); err == nil || isTimeout(err) {

@@ -76,9 +76,9 @@ func TestObserver(t *testing.T) {
 	c.cmd("USER alice", "+OK")
 	c.cmd("PASS wrong", "-ERR [AUTH] ")
 	c.cmd("APOP alice 00000000000000000000000000000000", "-ERR [AUTH] ")
-	c.cmd("APOP alice xyz", "-ERR Invalid APOP digest") // not a login
-	c.cmd("AUTH X-NONE", "-ERR Unsupported")            // not a login
-	c.cmd("AUTH PLAIN ###", "-ERR Invalid base64 data") // not a login
+	c.cmd("APOP alice xyz", "-ERR Invalid APOP digest: send 32 hex digits, the MD5 of the greeting's timestamp and the password") // not a login
+	c.cmd("AUTH X-NONE", "-ERR Unsupported")                                                                                      // not a login
+	c.cmd("AUTH PLAIN ###", "-ERR Invalid base64 data: send the SASL response in base64, or * to cancel")                         // not a login
 	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret word")), "+OK")
 	other := pipeDial(t, srv, "127.0.0.5:998")
 	other.cmd("USER alice", "+OK")

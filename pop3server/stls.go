@@ -24,12 +24,12 @@ func (c *conn) stlsAvailable() bool {
 func (c *conn) cmdSTLS(ctx context.Context, args string) error {
 	if !c.stlsAvailable() {
 		if c.info.TLS != nil {
-			return c.badErr("-ERR Already using TLS")
+			return c.badErr("-ERR Already using TLS: go on and log in")
 		}
-		return c.badErr("-ERR Unknown command")
+		return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
 	}
 	if args != "" {
-		return c.badErr("-ERR STLS takes no arguments")
+		return c.badErr("-ERR STLS takes no arguments: send STLS alone")
 	}
 	c.writeLine("+OK Begin TLS negotiation")
 	if err := c.flush(); err != nil {
@@ -62,7 +62,7 @@ func (c *conn) cmdSTLS(ctx context.Context, args string) error {
 // harmless.
 func (c *conn) cmdUTF8(args string) error {
 	if args != "" {
-		return c.badErr("-ERR UTF8 takes no arguments")
+		return c.badErr("-ERR UTF8 takes no arguments: send UTF8 alone")
 	}
 	c.info.UTF8 = true
 	c.writeLine("+OK UTF8 enabled")
@@ -81,7 +81,7 @@ func (c *conn) cmdLang(args string) error {
 		return nil
 	}
 	if !validLanguageRange(args) {
-		return c.badErr("-ERR Invalid language range")
+		return c.badErr("-ERR Invalid language range: send LANG alone for the languages offered")
 	}
 	// RFC 6856 §3: the reply starts with the tag of the language now in
 	// use; "*" asks for the server's default. A range is matched by
@@ -95,7 +95,7 @@ func (c *conn) cmdLang(args string) error {
 	default:
 		// The RFC's example: "-ERR invalid language MUL". The range has
 		// passed validLanguageRange, so echoing it is safe.
-		c.writeLine("-ERR invalid language " + args)
+		c.writeLine("-ERR invalid language " + args + ": send LANG alone for the languages offered")
 	}
 	return nil
 }

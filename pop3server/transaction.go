@@ -34,7 +34,7 @@ func (c *conn) cmdQuit(ctx context.Context) error {
 		if err := c.mbox.Commit(context.WithoutCancel(ctx), del); err != nil {
 			c.log.Error("commit failed", "err", err)
 			c.releaseMailbox()
-			c.writeLine("-ERR [SYS/TEMP] Some deleted messages not removed")
+			c.writeLine("-ERR [SYS/TEMP] Some deleted messages not removed; they are still there: log in again later and delete them")
 			return errClose
 		}
 		for _, i := range del {
@@ -51,7 +51,7 @@ func (c *conn) cmdQuit(ctx context.Context) error {
 
 func (c *conn) cmdStat(args []byte) error {
 	if len(args) != 0 {
-		return c.badErr("-ERR STAT takes no arguments")
+		return c.badErr("-ERR STAT takes no arguments: send STAT alone")
 	}
 	c.bw.WriteString("+OK ")
 	c.writeInt(int64(len(c.msgs) - c.nDeleted))
@@ -76,15 +76,15 @@ func (c *conn) writeInt(n int64) {
 func (c *conn) msgArg(s []byte) (int, bool, error) {
 	n, ok := parseNumber(s)
 	if !ok {
-		return 0, false, c.badErr("-ERR Invalid message number")
+		return 0, false, c.badErr("-ERR Invalid message number: use a number from LIST")
 	}
 	if n < 1 || n > int64(len(c.msgs)) {
-		c.writeLine("-ERR No such message")
+		c.writeLine("-ERR No such message: use a number from LIST")
 		return 0, false, nil
 	}
 	i := int(n - 1)
 	if c.deleted[i] {
-		c.writeLine("-ERR Message already deleted")
+		c.writeLine("-ERR Message already deleted in this session: send RSET to undo the deletions")
 		return 0, false, nil
 	}
 	return i, true, nil
@@ -173,7 +173,7 @@ func (c *conn) cmdDele(args []byte) error {
 
 func (c *conn) cmdRset(args []byte) error {
 	if len(args) != 0 {
-		return c.badErr("-ERR RSET takes no arguments")
+		return c.badErr("-ERR RSET takes no arguments: send RSET alone")
 	}
 	clear(c.deleted)
 	c.nDeleted = 0
@@ -198,7 +198,7 @@ func (c *conn) cmdRetr(ctx context.Context, args []byte) error {
 func (c *conn) cmdTop(ctx context.Context, args []byte) error {
 	num, lines, found := bytes.Cut(args, []byte(" "))
 	if !found {
-		return c.badErr("-ERR TOP needs a message number and a line count")
+		return c.badErr("-ERR TOP needs a message number and a line count: send TOP msg lines")
 	}
 	i, ok, err := c.msgArg(num)
 	if !ok {
@@ -206,7 +206,7 @@ func (c *conn) cmdTop(ctx context.Context, args []byte) error {
 	}
 	k, ok := parseNumber(lines)
 	if !ok {
-		return c.badErr("-ERR Invalid line count")
+		return c.badErr("-ERR Invalid line count: send the number of body lines, 0 or more")
 	}
 	n, sent, err := c.sendMessage(ctx, i, k)
 	if sent {
@@ -238,7 +238,7 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 		// means nothing to it): the backend says [SYS/PERM] with an *Error
 		// when a message is gone for good.
 		c.log.Error("opening message failed", "msg", i+1, "err", err)
-		c.writeLine("-ERR [SYS/TEMP] Cannot read message, try again later")
+		c.writeLine("-ERR [SYS/TEMP] Cannot read the message now; try again in a few minutes, and tell the administrator if it persists")
 		return 0, false, nil
 	}
 	defer r.Close()

@@ -404,6 +404,8 @@ func (a *app) buildPOP3() error {
 		LoginDelay: cfg.POP3.LoginDelay.Duration,
 		APOP:       cfg.Auth.APOP,
 		SASL:       a.mechs,
+		// The [IN-USE] reply says when a held maildrop is released at the latest.
+		IdleTimeout: cfg.POP3.IdleTimeout.Duration,
 	})
 	if err != nil {
 		return err

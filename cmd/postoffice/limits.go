@@ -20,7 +20,7 @@ import (
 
 // connRefusal is written to a POP3 client refused by a connection limit
 // (RFC 3206 §4: a temporary condition; retry later).
-const connRefusal = "-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+const connRefusal = "-ERR [SYS/TEMP] Too many connections; try again in a minute\r\n"
 
 // Names of the sockets systemd may pass (FileDescriptorName= in the
 // .socket units, docs/systemd.md). Each replaces the configured addresses

@@ -11,6 +11,7 @@
 //	postoffice check --config FILE     load and check everything serve would
 //	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
 //	postoffice migrate uidl|verify ... take over UIDLs from a live old server, verify a cut-over
+//	postoffice probe pop3s://host      check any POP3 server and report what to fix
 //	postoffice version
 package main
 
@@ -41,6 +42,7 @@ func init() {
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
 		{"migrate", "take over from another POP3 server: uidl (import its UIDLs), verify (compare)", runMigrate},
 		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},
+		{"probe", "check any POP3 server's TLS, authentication and RFC 1939 behaviour (pop3[s]://host)", runProbe},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},
 		{"user", "manage users in the passwd-file: add, passwd, del, list", runUser},
 		{"version", "print the version", runVersion},

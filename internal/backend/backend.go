@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type Options struct {
 	APOP bool
 	// SASL, if set, offers SASL AUTH (RFC 5034) with its mechanisms.
 	SASL *sasl.Mechanisms
+	// IdleTimeout is the engine's pop3server.Options.IdleTimeout, said in
+	// the [IN-USE] reply (when the session holding the maildrop ends at
+	// the latest); zero means the engine's default, 10 minutes.
+	IdleTimeout time.Duration
 }
 
 // Backend implements pop3server.Backend.
@@ -53,6 +58,14 @@ type Backend struct {
 
 	mu        sync.Mutex
 	lastLogin map[string]time.Time // user -> last successful login (LoginDelay only)
+	holders   map[string]*holder   // user -> the session of this process holding the maildrop
+}
+
+// holder is a session of this process that holds a maildrop: what the
+// [IN-USE] answer to the same user's next login says about it.
+type holder struct {
+	remote string // client address without port; empty if not known
+	since  time.Time
 }
 
 var _ pop3server.Backend = (*Backend)(nil)
@@ -73,7 +86,10 @@ func New(opts Options) (*Backend, error) {
 			return nil, errors.New("backend: APOP needs a user database that hands out stored credentials")
 		}
 	}
-	return &Backend{opts: opts, log: opts.Logger, lastLogin: make(map[string]time.Time)}, nil
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 10 * time.Minute
+	}
+	return &Backend{opts: opts, log: opts.Logger, lastLogin: make(map[string]time.Time), holders: make(map[string]*holder)}, nil
 }
 
 // NewSession implements pop3server.Backend. The session offers SASL when
@@ -100,10 +116,69 @@ func (s apopSession) APOP(ctx context.Context, user, timestamp, digest string) (
 	return s.apop(ctx, user, timestamp, digest)
 }
 
-var (
-	errInUse      = &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
-	errLoginDelay = &pop3server.Error{Code: pop3proto.CodeLoginDelay, Text: "Minimum time between logins has not passed yet"}
-)
+// errAuthUnavailable answers a user database that cannot be asked.
+var errAuthUnavailable = &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service temporarily unavailable; try again in a few minutes"}
+
+// authUnavailable is errAuthUnavailable with err for the log.
+func authUnavailable(err error) *pop3server.Error {
+	e := *errAuthUnavailable
+	e.Err = err
+	return &e
+}
+
+// inUse is the [IN-USE] answer (RFC 2449 §8.1.2) to a login whose maildrop
+// is locked. It is sent only after the credentials were checked, so it
+// tells the owner of the maildrop, and nobody else, which of their clients
+// holds it: a session of this process is named by its address and start
+// ("from 203.0.113.5 since 10:42 UTC"), which is usually enough to find
+// the phone or the forgotten desktop client that keeps the lock; a lock
+// taken elsewhere (another server, an admin command) is named as such. In
+// both cases the reply says when it ends at the latest: a POP3 session
+// ends at QUIT or after the idle timeout. It keeps the word "locked",
+// which older clients that do not read response codes look for.
+func (b *Backend) inUse(user string) *pop3server.Error {
+	idle := waitText(b.opts.IdleTimeout)
+	b.mu.Lock()
+	h := b.holders[user]
+	b.mu.Unlock()
+	if h == nil {
+		return &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Maildrop locked by another session or program; it ends when that client quits or after " + idle + " idle"}
+	}
+	since := h.since.UTC()
+	when := since.Format("15:04 UTC")
+	if y, m, d := since.Date(); y != b.opts.Now().UTC().Year() || m != b.opts.Now().UTC().Month() || d != b.opts.Now().UTC().Day() {
+		when = since.Format("2006-01-02 15:04 UTC")
+	}
+	from := ""
+	if h.remote != "" {
+		from = "from " + h.remote + " "
+	}
+	return &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Maildrop locked by another session (" + from + "since " + when + "); it ends when that client quits or after " + idle + " idle"}
+}
+
+// loginDelay is the [LOGIN-DELAY] answer (RFC 2449 §8.1.1): the policy
+// and when the next login is allowed. Only a client that gave the right
+// password sees it.
+func (b *Backend) loginDelay(wait time.Duration) *pop3server.Error {
+	return &pop3server.Error{Code: pop3proto.CodeLoginDelay, Text: "Logins are limited to one every " + waitText(b.opts.LoginDelay) + "; the next login is allowed in " + waitText(wait)}
+}
+
+// waitText says d for a client's user, rounded up: "45 seconds" under
+// two minutes, else "4 minutes", or "2 hours" from two hours on.
+func waitText(d time.Duration) string {
+	switch {
+	case d < 2*time.Minute:
+		s := int((d + time.Second - 1) / time.Second)
+		if s <= 1 {
+			return "1 second"
+		}
+		return strconv.Itoa(s) + " seconds"
+	case d < 2*time.Hour:
+		return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
+	default:
+		return strconv.Itoa(int((d+time.Hour-1)/time.Hour)) + " hours"
+	}
+}
 
 // Login implements pop3server.Session.
 func (s *session) Login(ctx context.Context, username, password string) (pop3server.Mailbox, error) {
@@ -113,7 +188,7 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, authUnavailable(err)
 	}
 	return b.open(ctx, s.conn, u)
 }
@@ -151,18 +226,28 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 		return nil, pop3server.ErrAuthFailed
 	}
 	user := u.Name
-	if !b.checkLoginDelay(user) {
-		return nil, errLoginDelay
+	if wait := b.checkLoginDelay(user); wait > 0 {
+		return nil, b.loginDelay(wait)
 	}
 	md, err := b.opts.Store.Open(ctx, user)
 	switch {
 	case errors.Is(err, store.ErrInUse):
-		return nil, errInUse
+		return nil, b.inUse(user)
 	case err != nil:
-		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open the maildrop now; try again in a few minutes, and tell the administrator if it persists", Err: err}
 	}
 	b.recordLogin(user)
-	return &mailbox{md: md}, nil
+	h := &holder{since: b.opts.Now()}
+	if remote != nil {
+		h.remote = remote.String()
+		if host, _, err := net.SplitHostPort(h.remote); err == nil {
+			h.remote = host
+		}
+	}
+	b.mu.Lock()
+	b.holders[user] = h
+	b.mu.Unlock()
+	return &mailbox{md: md, b: b, user: user, h: h}, nil
 }
 
 // sanitizeReason makes a nologin reason fit a reply line: printable text
@@ -194,14 +279,19 @@ func addrString(a net.Addr) string {
 
 func (s *session) Close() error { return nil }
 
-func (b *Backend) checkLoginDelay(user string) bool {
+// checkLoginDelay returns how long user must still wait before logging
+// in, zero if the login may go on.
+func (b *Backend) checkLoginDelay(user string) time.Duration {
 	if b.opts.LoginDelay <= 0 {
-		return true
+		return 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	last, ok := b.lastLogin[user]
-	return !ok || b.opts.Now().Sub(last) >= b.opts.LoginDelay
+	if !ok {
+		return 0
+	}
+	return max(0, b.opts.LoginDelay-b.opts.Now().Sub(last))
 }
 
 func (b *Backend) recordLogin(user string) {
@@ -222,7 +312,10 @@ func (b *Backend) recordLogin(user string) {
 }
 
 type mailbox struct {
-	md store.Maildrop
+	md   store.Maildrop
+	b    *Backend
+	user string
+	h    *holder
 }
 
 // Messages hands the store's snapshot through: store.Message is
@@ -237,7 +330,7 @@ func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	// leaves storage errors to the backend. RFC 3206 §4: [SYS/PERM], a
 	// retry will not help.
 	if errors.Is(err, store.ErrNoMessage) || errors.Is(err, fs.ErrNotExist) {
-		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another program meanwhile; skip it, or QUIT and log in again for a fresh list", Err: err}
 	}
 	return r, err
 }
@@ -246,4 +339,13 @@ func (m *mailbox) Commit(ctx context.Context, deleted []int) error {
 	return m.md.Commit(ctx, deleted)
 }
 
-func (m *mailbox) Close() error { return m.md.Close() }
+func (m *mailbox) Close() error {
+	if m.b != nil {
+		m.b.mu.Lock()
+		if m.b.holders[m.user] == m.h {
+			delete(m.b.holders, m.user)
+		}
+		m.b.mu.Unlock()
+	}
+	return m.md.Close()
+}

@@ -84,7 +84,7 @@ func TestSASLFailuresCountForUser(t *testing.T) {
 				}
 				return err
 			}
-			if err := attempt("203.0.113.1:1", "alice+example.org", "wrong"); replyOf(err) != "[AUTH] Authentication failed" {
+			if err := attempt("203.0.113.1:1", "alice+example.org", "wrong"); replyOf(err) != "[AUTH] Authentication failed: check the user name and password" {
 				t.Fatalf("wrong password: %s", replyOf(err))
 			}
 			fresh := netip.MustParseAddr("198.51.100.50")

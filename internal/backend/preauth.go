@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
-	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -21,7 +20,7 @@ func (b *Backend) OpenAuthenticated(ctx context.Context, c *pop3server.Conn, nam
 		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, authUnavailable(err)
 	}
 	return b.open(ctx, c, u)
 }

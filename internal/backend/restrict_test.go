@@ -157,7 +157,7 @@ func TestLoginRestrictions(t *testing.T) {
 		outside  = "203.0.113.9:1000"
 		lb       = "198.51.100.7:2000"
 		otherLB  = "192.0.2.200:2000"
-		failed   = "[AUTH] Authentication failed"
+		failed   = "[AUTH] Authentication failed: check the user name and password"
 		nologinR = "[AUTH] Mailbox_moved_to_pop.example.net"
 	)
 	cases := []struct {

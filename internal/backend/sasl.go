@@ -10,7 +10,6 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
-	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -24,7 +23,7 @@ func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop
 		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
-		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+		return nil, authUnavailable(err)
 	}
 	secret, ok := scheme.PlaintextEquivalent(stored)
 	if !ok {
@@ -78,8 +77,8 @@ var _ pop3server.SASLIdentityNotifier = (*exchange)(nil)
 func (e *exchange) OnIdentity(f func(user string) error) { e.identify = f }
 
 var (
-	errMalformed   = &pop3server.Error{Text: "Invalid SASL message"}
-	errUnavailable = &pop3server.Error{Text: "Unsupported authentication mechanism"}
+	errMalformed   = &pop3server.Error{Text: "Invalid SASL message: start again with AUTH"}
+	errUnavailable = &pop3server.Error{Text: "Unsupported authentication mechanism: send CAPA, its SASL line lists the mechanisms offered"}
 )
 
 // saslError maps the mechanism table's errors to what the client sees.
@@ -92,7 +91,7 @@ func saslError(err error) error {
 	case errors.Is(err, sasl.ErrUnavailable):
 		return errUnavailable
 	}
-	return &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Authentication service unavailable, try again later", Err: err}
+	return authUnavailable(err)
 }
 
 func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, error) {

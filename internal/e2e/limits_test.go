@@ -83,7 +83,7 @@ func (srv *server) logText() string {
 	return srv.log.String()
 }
 
-const connRefusal = "-ERR [SYS/TEMP] Too many connections, try again later"
+const connRefusal = "-ERR [SYS/TEMP] Too many connections; try again in a minute"
 
 // The fourth connection from one address is refused with [SYS/TEMP] while
 // another address is served, and a closed connection frees its slot.

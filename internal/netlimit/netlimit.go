@@ -87,7 +87,7 @@ type Options struct {
 
 	// Refusal is written to a connection refused for a limit, then the
 	// connection is closed; nil closes it silently. For POP3:
-	// "-ERR [SYS/TEMP] Too many connections, try again later\r\n".
+	// "-ERR [SYS/TEMP] Too many connections; try again in a minute\r\n".
 	Refusal []byte
 	// RefusalTimeout bounds writing Refusal and the lingering close after
 	// it. Default 2s.

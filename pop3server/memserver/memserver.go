@@ -127,7 +127,7 @@ type apopSession struct{ *session }
 
 // errMalformed is a SASL message that does not parse: an *Error without
 // code, which the engine sends at once and counts as a bad command.
-var errMalformed = &pop3server.Error{Text: "Invalid SASL message"}
+var errMalformed = &pop3server.Error{Text: "Invalid SASL message: start again with AUTH"}
 
 func (s *session) Login(ctx context.Context, name, password string) (pop3server.Mailbox, error) {
 	s.b.mu.Lock()
@@ -165,7 +165,7 @@ func (s *session) Mechanisms() []string {
 // StartSASL implements pop3server.SASLSession.
 func (s *session) StartSASL(ctx context.Context, mech string) (pop3server.SASLExchange, error) {
 	if !s.sasl || mech != "PLAIN" {
-		return nil, &pop3server.Error{Text: "Unsupported authentication mechanism"}
+		return nil, &pop3server.Error{Text: "Unsupported authentication mechanism: send CAPA, its SASL line lists the mechanisms offered"}
 	}
 	return &plain{b: s.b}, nil
 }
@@ -215,7 +215,7 @@ func (p *plain) User() string { return p.user }
 // open locks u's maildrop and takes the snapshot; b.mu is held.
 func (b *Backend) open(u *user) (pop3server.Mailbox, error) {
 	if u.locked {
-		return nil, &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Mailbox is locked by another POP3 session"}
+		return nil, &pop3server.Error{Code: pop3proto.CodeInUse, Text: "Maildrop locked by another session; it ends when that client quits or after the idle timeout"}
 	}
 	u.locked = true
 	snap := make([]message, len(u.msgs))
