@@ -162,7 +162,7 @@ func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (po
 		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
 	}
 	b.recordLogin(user)
-	return &mailbox{md: md}, nil
+	return &mailbox{md: md, user: user}, nil
 }
 
 // sanitizeReason makes a nologin reason fit a reply line: printable text
@@ -222,7 +222,8 @@ func (b *Backend) recordLogin(user string) {
 }
 
 type mailbox struct {
-	md store.Maildrop
+	md   store.Maildrop
+	user string // the user database's name for the owner (see User)
 }
 
 // Messages hands the store's snapshot through: store.Message is

@@ -1,0 +1,8 @@
+package backend
+
+// User returns the name the user database gave the maildrop's owner at
+// login: the name to hand the store for the user's other folders
+// (store.Folders), whatever alias or form the client logged in with. The
+// legacy listeners (POP2's FOLD, POP4's folder commands) find it by type
+// assertion on the pop3server.Mailbox a login returned.
+func (m *mailbox) User() string { return m.user }
