@@ -138,7 +138,9 @@ var (
 	wire2 = "Subject: two\r\n\r\nsecond, no final newline\r\n"
 )
 
-func ln(n int) string { return strconv.Itoa(len(func() string { return []string{"", wire1, wire2}[n] }())) }
+func ln(n int) string {
+	return strconv.Itoa(len(func() string { return []string{"", wire1, wire2}[n] }()))
+}
 
 // TestFetchmailSequence replays what fetchmail's POP2 driver sends
 // (pop2.c): HELO, then per message READ n, RETR (no reply line: exactly
