@@ -525,6 +525,11 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 	case "USER", "PASS", "APOP", "AUTH", "STLS":
 		return c.badErr("-ERR Already logged in: QUIT and reconnect to log in again")
 	}
+	if kw == "" {
+		if handled, err := c.extCommand(ctx, kwb, a); handled || err != nil {
+			return err
+		}
+	}
 	return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
 }
 
@@ -561,6 +566,7 @@ func (c *conn) cmdCapa() error {
 	if o.Expire != "" {
 		c.writeLine("EXPIRE " + o.Expire)
 	}
+	c.extCapa()
 	c.writeLine("IMPLEMENTATION " + o.Implementation)
 	c.writeLine(".")
 	return nil

@@ -194,6 +194,10 @@ type Options struct {
 	// never refused by this rule: no password crosses the wire.
 	AllowPlaintextAuth bool
 
+	// Extension, if set, adds commands to the TRANSACTION state and lines
+	// to CAPA (extension.go): POP4. Default nil: POP3 only.
+	Extension Extension
+
 	// Hostname is the domain of the APOP timestamp in the greeting
 	// (RFC 1939 §7), "<pid.random@Hostname>". Default os.Hostname(), or
 	// "localhost" if that is not a usable host name.

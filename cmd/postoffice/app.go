@@ -16,6 +16,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/legacy/kpop"
+	"github.com/postoffice-mail/postoffice/internal/legacy/pop2"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/netlimit"
@@ -78,6 +79,7 @@ type app struct {
 	backend  *backend.Backend
 	pop3Opts pop3server.Options // what pop3 was made with, for KPOP's engine
 	kpop     *kpop.Server       // nil without [kpop] listen
+	pop2     *pop2.Server       // nil without [pop2] listen
 }
 
 // identity is the uid and gid of [server] user and group.
@@ -116,6 +118,7 @@ const (
 	partLMTP
 	partPOP3
 	partKPOP
+	partPOP2
 	numParts
 )
 
@@ -138,10 +141,11 @@ var parts = [numParts]struct {
 	partLMTP:     {"lmtp", []part{partUsers, partStore, partMetrics}, (*app).buildLMTP},
 	partPOP3:     {"pop3", []part{partUsers, partStore, partTLS, partSASL, partLimits, partMetrics}, (*app).buildPOP3},
 	partKPOP:     {"kpop", []part{partKerberos, partPOP3}, (*app).buildKPOP},
+	partPOP2:     {"pop2", []part{partPOP3}, (*app).buildPOP2},
 }
 
 // allParts is what serve runs and check checks.
-var allParts = []part{partRunAs, partLMTP, partPOP3, partKPOP}
+var allParts = []part{partRunAs, partLMTP, partPOP3, partKPOP, partPOP2}
 
 // buildError is a part that failed to build; its text is the cause's.
 type buildError struct {
@@ -433,6 +437,9 @@ func (a *app) buildPOP3() error {
 		// Implicit TLS listeners and STLS on the plain ones share it; it
 		// follows SIGHUP reloads without being rebuilt.
 		opts.TLSConfig = a.tls.Config()
+	}
+	if err := a.addPOP4(&opts); err != nil {
+		return err
 	}
 	srv, err := pop3server.New(opts)
 	if err != nil {

@@ -111,6 +111,12 @@ func (c *checker) listeners(cfg *config.Config) {
 	if a := cfg.Metrics.Listen; a != "" {
 		c.info("metrics on http://%s/metrics", a)
 	}
+	for _, a := range cfg.POP2.Listen {
+		c.info("POP2 and POP1 on %s (plaintext passwords, no TLS)", a)
+	}
+	if cfg.POP4.Enabled {
+		c.info("POP4 commands on the POP3 listeners")
+	}
 	for _, a := range cfg.KPOP.Listen {
 		c.info("KPOP on %s", a)
 	}

@@ -126,6 +126,7 @@ type listeners struct {
 	lmtp    []net.Listener
 	metrics []net.Listener
 	kpop    []net.Listener
+	pop2    []net.Listener
 }
 
 // bind takes a listener for every configured address or, in its place,
@@ -196,6 +197,15 @@ func (a *app) bind() (*listeners, error) {
 			b.kpop = append(b.kpop, l)
 		}
 	}
+	if a.pop2 != nil {
+		for _, addr := range cfg.POP2.Listen {
+			l, err := listen("tcp", "pop2.listen", addr)
+			if err != nil {
+				return nil, err
+			}
+			b.pop2 = append(b.pop2, l)
+		}
+	}
 	if a.metrics != nil {
 		if act := privdrop.Named(a.socks, socketMetrics); len(act) > 0 {
 			b.metrics = act
@@ -220,7 +230,13 @@ func (a *app) run(ctx context.Context, b *listeners, ready func()) error {
 		return err
 	}
 	srv, lsrv := a.pop3, a.lmtp
-	errc := make(chan error, len(b.pop3)+len(b.lmtp)+len(b.metrics)+len(b.kpop))
+	errc := make(chan error, len(b.pop3)+len(b.lmtp)+len(b.metrics)+len(b.kpop)+len(b.pop2))
+	p2srv := a.pop2
+	for _, l := range b.pop2 {
+		pl := a.connLim.Listen(l)
+		log.Info("pop2 listening", "addr", l.Addr().String())
+		go func() { errc <- p2srv.Serve(pl) }()
+	}
 	ksrv := a.kpop
 	for _, l := range b.kpop {
 		// Through the same connection limiter as POP3 (limits and the
@@ -293,6 +309,9 @@ wait:
 			if ksrv != nil {
 				ksrv.Close()
 			}
+			if p2srv != nil {
+				p2srv.Close()
+			}
 			return err
 		}
 	}
@@ -314,6 +333,10 @@ wait:
 		}
 		kerrc <- ksrv.Shutdown(sctx)
 	}()
+	if p2srv != nil {
+		// POP2/POP1 sessions that did not QUIT delete nothing.
+		p2srv.Shutdown(sctx)
+	}
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

@@ -314,7 +314,7 @@ func (b *Backend) recordLogin(user string) {
 type mailbox struct {
 	md   store.Maildrop
 	b    *Backend
-	user string
+	user string // the user database's name for the owner (see User)
 	h    *holder
 }
 

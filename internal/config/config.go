@@ -32,7 +32,11 @@ type Config struct {
 	// Kerberos is the [kerberos] table: GSSAPI and KPOP logins.
 	Kerberos Kerberos `toml:"kerberos"`
 	// KPOP is the [kpop] table: the Kerberized POP listener.
-	KPOP    KPOP    `toml:"kpop"`
+	KPOP KPOP `toml:"kpop"`
+	// POP2 is the [pop2] table: the POP2 and POP1 listener.
+	POP2 POP2 `toml:"pop2"`
+	// POP4 is the [pop4] table: the POP4 commands on the POP3 listeners.
+	POP4    POP4    `toml:"pop4"`
 	Quota   Quota   `toml:"quota"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
@@ -493,6 +497,7 @@ func (c *Config) validate() {
 	}
 	c.validateAuth()
 	c.validateKerberos()
+	c.validateFamily()
 	c.validatePenalty()
 	c.validateLimits()
 	c.validateServer()
