@@ -44,9 +44,9 @@ type gssapiClient struct {
 // authorization identity. No layer is ever chosen: the rest of the POP3
 // session is not protected by it (use TLS), so a server that offers no
 // "none" layer is refused. The maximum size the server states beside a
-// "none"-only offer is not checked: RFC 4752 §3.1 wants it 0, but Cyrus
-// SASL servers send their buffer size there, and it is meaningless when
-// no layer is chosen.
+// "none"-only offer is not checked: RFC 4752 §3.1 wants it 0, but a
+// server stating its buffer size there anyway does no harm when no layer
+// is chosen, and refusing it would only break the login.
 //
 // Mutual authentication is required (the context asks for it; Kerberos
 // checks the AP-REP): the mechanism is a Completer, and a server that says
