@@ -29,6 +29,7 @@ type gssapiClient struct {
 	authzid  string
 	complete bool
 	done     bool
+	empty    bool // an empty challenge after the context was complete
 }
 
 // NewGSSAPIClient returns the GSSAPI mechanism of RFC 4752 over ctx (for
@@ -42,7 +43,18 @@ type gssapiClient struct {
 // with the wrapped choice of "no security layer" (max size 0) and the
 // authorization identity. No layer is ever chosen: the rest of the POP3
 // session is not protected by it (use TLS), so a server that offers no
-// "none" layer is refused.
+// "none" layer is refused. The maximum size the server states beside a
+// "none"-only offer is not checked: RFC 4752 §3.1 wants it 0, but a
+// server stating its buffer size there anyway does no harm when no layer
+// is chosen, and refusing it would only break the login.
+//
+// Mutual authentication is required (the context asks for it; Kerberos
+// checks the AP-REP): the mechanism is a Completer, and a server that says
+// +OK before the security-layer exchange is done, which an impostor
+// without the service key would do, fails Authenticate with
+// ErrServerNotVerified. The exchange also carries the authorization
+// identity, so a server that skips it would log the client in as a user
+// of its own choosing.
 func NewGSSAPIClient(ctx GSSContext, authzid string) SASLClient {
 	return &gssapiClient{ctx: ctx, authzid: authzid}
 }
@@ -76,7 +88,12 @@ func (a *gssapiClient) Next(challenge []byte) ([]byte, error) {
 	}
 	if len(challenge) == 0 {
 		// A server that sends its last (empty) context token after the
-		// context is complete on our side gets an empty answer.
+		// context is complete on our side gets an empty answer, once:
+		// more would be a server that never makes its offer.
+		if a.empty {
+			return nil, errors.New("GSSAPI: another empty challenge instead of the security layer offer")
+		}
+		a.empty = true
 		return []byte{}, nil
 	}
 	msg, err := a.ctx.Unwrap(challenge)
@@ -91,4 +108,14 @@ func (a *gssapiClient) Next(challenge []byte) ([]byte, error) {
 	}
 	a.done = true
 	return a.ctx.Wrap(append([]byte{gssLayerNone, 0, 0, 0}, a.authzid...))
+}
+
+// Complete implements Completer: the server proved itself only if the
+// context was established (the AP-REP checked) and its security-layer
+// offer unwrapped under the context's key.
+func (a *gssapiClient) Complete() error {
+	if !a.done {
+		return fmt.Errorf("%w: GSSAPI: +OK before the security layer exchange of RFC 4752 §3.1", ErrServerNotVerified)
+	}
+	return nil
 }

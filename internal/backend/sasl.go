@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
@@ -58,7 +59,7 @@ func (s *session) StartSASL(ctx context.Context, mech string) (pop3server.SASLEx
 	if err != nil {
 		return nil, saslError(err)
 	}
-	return &exchange{b: s.b, conn: s.conn, srv: srv}, nil
+	return &exchange{b: s.b, conn: s.conn, srv: srv, mech: strings.ToUpper(mech)}, nil
 }
 
 // exchange adapts a sasl.Server to pop3server.SASLExchange.
@@ -66,6 +67,7 @@ type exchange struct {
 	b        *Backend
 	conn     *pop3server.Conn
 	srv      sasl.Server
+	mech     string // upper case
 	done     bool
 	identify func(user string) error // from OnIdentity, may be nil
 }
@@ -101,6 +103,14 @@ func (e *exchange) Next(ctx context.Context, response []byte) ([]byte, bool, err
 	ctx = sasl.WithRemoteAddr(ctx, e.conn.RemoteAddr)
 	ch, done, err := e.srv.Next(ctx, response)
 	if err != nil {
+		if e.mech == sasl.GSSAPI && errors.Is(err, sasl.ErrAuthFailed) {
+			// The engine logs "authentication failed" without a reason;
+			// a Kerberos refusal's reason (expired ticket, replay,
+			// ticket for another service, principal without a user) is
+			// what an administrator needs, and it holds no secret: the
+			// principal and the KDC's error text, never a token or key.
+			e.b.log.Info("gssapi refused", "conn", e.conn.ID, "remote", addrString(e.conn.RemoteAddr), "err", err)
+		}
 		return nil, false, saslError(err)
 	}
 	e.done = done

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -36,6 +38,12 @@ var kpopRE = regexp.MustCompile(`msg="kpop listening" addr=(\S+)`)
 
 func startKerberos(t *testing.T) *krbEnv {
 	t.Helper()
+	return startKerberosWith(t, "")
+}
+
+// startKerberosWith is startKerberos with extra lines in [kerberos].
+func startKerberosWith(t *testing.T, kerberosLines string) *krbEnv {
+	t.Helper()
 	r := krbtest.Get(t)
 	kt := r.Keytab(t, "pop/"+krbtest.Host)
 	r.AddUser(t, "alice", "alice-pw")
@@ -48,7 +56,7 @@ func startKerberos(t *testing.T) *krbEnv {
 	// No auth penalty: the refusal tests fail several logins in a row from
 	// 127.0.0.1, which would otherwise be delayed and banned.
 	cfg := strings.Replace(string(b), "[auth]\n", "[auth]\npenalty = false\n", 1) +
-		fmt.Sprintf("\n[kerberos]\nkeytab = %q\nrealm = %q\n\n[kpop]\nlisten = [\"127.0.0.1:0\"]\n", kt, krbtest.RealmName)
+		fmt.Sprintf("\n[kerberos]\nkeytab = %q\nrealm = %q\n%s\n[kpop]\nlisten = [\"127.0.0.1:0\"]\n", kt, krbtest.RealmName, kerberosLines)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +327,111 @@ func TestKerberosRefused(t *testing.T) {
 		if _, err := login(t, alice, "pop", "alice"); err != nil {
 			t.Fatalf("alice as alice: %v", err)
 		}
+	})
+}
+
+// An expired ticket is refused end to end, and the maildrop stays
+// unlocked. Careful clients (MIT's libgssapi in curl and fetchmail, and
+// gokrb5 in postoffice fetch) never present one: they ask the KDC for a
+// new ticket, which refuses the expired TGT. So the server's refusal is
+// driven with what a client holding an old cache file could send, a fresh
+// authenticator for the expired service ticket, over AUTH GSSAPI and over
+// KPOP; postoffice fetch is run too, to show that its error says why.
+func TestKerberosExpiredTicket(t *testing.T) {
+	// One second of skew: the server refuses a ticket one second after
+	// its end time rather than five minutes.
+	e := startKerberosWith(t, "clock_skew = \"1s\"\n")
+	spn := "pop/" + krbtest.Host
+	svc := e.realm.Kinit(t, "alice", "alice-pw", "-l", "2s", "-S", spn)
+	tgt := e.realm.Kinit(t, "alice", "alice-pw", "-l", "2s")
+	// Both tickets end at most 2 s after kinit returned; with the 1 s of
+	// skew the server refuses them from 3 s on. One sleep serves every
+	// case.
+	time.Sleep(4 * time.Second)
+	apreq := func(t *testing.T) []byte {
+		t.Helper()
+		b, err := kerberos.APReqFromCCache(svc, spn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	t.Run("AUTH GSSAPI", func(t *testing.T) {
+		c := e.srv.dial()
+		ir := base64.StdEncoding.EncodeToString(kerberos.GSSToken(apreq(t)))
+		// RFC 5034 §4: the token does not fit on the AUTH line.
+		c.cmd("AUTH GSSAPI", "+ ")
+		c.cmd(ir, "-ERR [AUTH]")
+		c.cmd("QUIT", "+OK")
+		// The log reaches the harness through a pipe: give it a moment.
+		for i := 0; !strings.Contains(e.srv.log.String(), "expired"); i++ {
+			if i == 50 {
+				t.Fatalf("the server's log gives no expiry as the reason:\n%s", e.srv.log)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		e.checkUnlocked(t)
+	})
+
+	t.Run("KPOP", func(t *testing.T) {
+		nc, err := net.DialTimeout("tcp", e.kpop, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(20 * time.Second))
+		msg := func(b []byte) []byte {
+			return append([]byte{byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}, b...)
+		}
+		var out []byte
+		out = append(out, msg([]byte("KRB5_SENDAUTH_V1.0\x00"))...)
+		out = append(out, msg([]byte("KPOPV1.0\x00"))...)
+		if _, err := nc.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(nc)
+		if ok, err := br.ReadByte(); err != nil || ok != 0 {
+			t.Fatalf("sendauth version answer = %d, %v; want 0", ok, err)
+		}
+		if _, err := nc.Write(msg(apreq(t))); err != nil {
+			t.Fatal(err)
+		}
+		var n [4]byte
+		if _, err := io.ReadFull(br, n[:]); err != nil {
+			t.Fatal(err)
+		}
+		l := int(n[0])<<24 | int(n[1])<<16 | int(n[2])<<8 | int(n[3])
+		if l == 0 || l > 64<<10 {
+			t.Fatalf("answer to the expired AP-REQ is %d octets, want a KRB-ERROR", l)
+		}
+		if _, err := io.ReadFull(br, make([]byte, l)); err != nil {
+			t.Fatal(err)
+		}
+		line, err := br.ReadString('\n')
+		if !strings.HasPrefix(line, "-ERR [AUTH]") {
+			t.Fatalf("after the KRB-ERROR: %q, %v; want -ERR [AUTH]", line, err)
+		}
+		if rest, _ := io.ReadAll(br); len(rest) > 0 {
+			t.Errorf("the server sent %q after the refusal", rest)
+		}
+		e.checkUnlocked(t)
+	})
+
+	t.Run("postoffice fetch", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "fetch.toml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("[[account]]\nname = \"krb\"\nserver = \"%s:%s\"\ntls = \"none\"\nauth = \"gssapi\"\nkrb5_ccache = %q\nkrb5_config = %q\ntarget = \"maildir:%s\"\nstate_dir = %q\n",
+			krbtest.Host, e.port, tgt, e.realm.Config, filepath.Join(dir, "Maildir"), filepath.Join(dir, "state"))), 0o600)
+		cmd := exec.Command(binary, "fetch", "--config", cfg)
+		cmd.Env = e.realm.Env(tgt)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("postoffice fetch with an expired ticket succeeded:\n%s", out)
+		}
+		if !strings.Contains(strings.ToLower(string(out)), "expired") {
+			t.Errorf("postoffice fetch does not say the ticket expired:\n%s", out)
+		}
+		e.checkUnlocked(t)
 	})
 }

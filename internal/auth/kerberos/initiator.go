@@ -17,6 +17,7 @@ import (
 	"github.com/jcmturner/gokrb5/v8/crypto"
 	"github.com/jcmturner/gokrb5/v8/iana/flags"
 	"github.com/jcmturner/gokrb5/v8/iana/keyusage"
+	"github.com/jcmturner/gokrb5/v8/iana/nametype"
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/jcmturner/gokrb5/v8/messages"
 	"github.com/jcmturner/gokrb5/v8/types"
@@ -216,6 +217,15 @@ func newClient(opts InitiatorOptions) (*client.Client, error) {
 	cc, err := credentials.LoadCCache(path)
 	if err != nil {
 		return nil, fmt.Errorf("kerberos: credential cache %s (run kinit first): %w", path, err)
+	}
+	// An expired ticket-granting ticket would go to the KDC, which
+	// refuses it, and gokrb5 reports that as "no valid existing session":
+	// say what the user has to do instead (a service ticket never
+	// outlives the TGT it came from, so none in the cache can help).
+	tgs := types.PrincipalName{NameType: nametype.KRB_NT_SRV_INST, NameString: []string{"krbtgt", cc.DefaultPrincipal.Realm}}
+	if tgt, ok := cc.GetEntry(tgs); ok && !tgt.EndTime.IsZero() && time.Now().After(tgt.EndTime) {
+		return nil, fmt.Errorf("kerberos: the ticket of %s in credential cache %s expired at %s: run kinit again",
+			cc.DefaultPrincipal.PrincipalName.PrincipalNameString(), path, tgt.EndTime.Local().Format(time.RFC3339))
 	}
 	cl, err := client.NewFromCCache(cc, cfg, settings...)
 	if err != nil {

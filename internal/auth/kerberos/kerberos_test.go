@@ -5,12 +5,9 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/jcmturner/gokrb5/v8/credentials"
-	"github.com/jcmturner/gokrb5/v8/messages"
-	"github.com/jcmturner/gokrb5/v8/types"
 
 	"github.com/postoffice-mail/postoffice/internal/testutil/krbtest"
 )
@@ -130,50 +127,29 @@ func TestOtherServiceRefused(t *testing.T) {
 func TestExpiredTicketRefused(t *testing.T) {
 	r, a, _ := setup(t, time.Second)
 	cc := r.Kinit(t, "alice", "alice-pw", "-l", "2s", "-S", "pop/"+krbtest.Host)
+	tgt := r.Kinit(t, "alice", "alice-pw", "-l", "2s")
 	time.Sleep(4 * time.Second)
 	tok := apreqFromCCache(t, cc, "pop/"+krbtest.Host)
 	_, _, err := a.AcceptGSS(tok, loopback)
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("expired ticket: err = %v, want ErrRefused", err)
 	}
+	// The initiator says the user's ticket expired, rather than the
+	// KDC's refusal of the expired TGT in gokrb5's words.
+	_, _, err = Initiate(InitiatorOptions{Config: r.Config, CCache: tgt}, "pop", krbtest.Host)
+	if err == nil || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "kinit") {
+		t.Fatalf("Initiate with an expired TGT: err = %v, want one saying it expired and to run kinit", err)
+	}
 }
 
-// apreqFromCCache builds a GSS AP-REQ from the service ticket in a
-// credential cache as it is, without the client-side checks a real client
-// makes (so that an expired ticket reaches the server).
+// apreqFromCCache is APReqFromCCache framed for GSSAPI.
 func apreqFromCCache(t *testing.T, path, spn string) []byte {
 	t.Helper()
-	cc, err := credentials.LoadCCache(path)
+	b, err := APReqFromCCache(path, spn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range cc.GetEntries() {
-		if c.Server.PrincipalName.PrincipalNameString() != spn {
-			continue
-		}
-		var tkt messages.Ticket
-		if err := tkt.Unmarshal(c.Ticket); err != nil {
-			t.Fatal(err)
-		}
-		auth, err := types.NewAuthenticator(cc.DefaultPrincipal.Realm, cc.DefaultPrincipal.PrincipalName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cks := make([]byte, 24)
-		cks[0] = 16
-		auth.Cksum = types.Checksum{CksumType: gssChecksumType, Checksum: cks}
-		req, err := messages.NewAPReq(tkt, c.Key, auth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := req.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return frameToken(tokAPReq, b)
-	}
-	t.Fatalf("no ticket for %s in %s", spn, path)
-	return nil
+	return GSSToken(b)
 }
 
 func TestNewAcceptorWrongPrincipal(t *testing.T) {

@@ -9,7 +9,7 @@
 //	C: "KRB5_SENDAUTH_V1.0", "KPOPV1.0" (each with a 4-octet length)
 //	S: 0x00
 //	C: AP-REQ for pop/HOST@REALM, mutual authentication required
-//	S: empty message (or a KRB-ERROR, and the connection ends)
+//	S: empty message (or a KRB-ERROR, a "-ERR [AUTH]" line, and the end)
 //	S: AP-REP
 //	S: +OK greeting, and POP3 from there (RFC 1939)
 //
@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth/kerberos"
+	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
 
@@ -154,6 +155,16 @@ func (s *Server) handshake(nc net.Conn) {
 	acc, err := s.opts.Acceptor.RecvAuth(nc, AppVersion, nc.RemoteAddr())
 	if err != nil {
 		s.log.Info("kpop handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		if errors.Is(err, kerberos.ErrRefused) {
+			// The KRB-ERROR went first, and sendauth clients (fetchmail,
+			// MIT's and Heimdal's krb5_sendauth) stop reading there and
+			// report its text, as they do against Heimdal's popper, which
+			// only closes. The line after it says the same in POP3's
+			// terms (RFC 3206 §5) to anything reading the stream as text:
+			// a person with a terminal client, a monitoring probe. It is
+			// written before the close, so it cannot cut the KRB-ERROR.
+			fmt.Fprintf(nc, "-ERR [%s] Authentication failed: Kerberos ticket refused\r\n", pop3proto.CodeAuth)
+		}
 		nc.Close()
 		return
 	}

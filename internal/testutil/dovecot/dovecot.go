@@ -38,13 +38,47 @@ type Server struct {
 
 const mailUser = "vmail" // owns the Maildirs; Dovecot's mail processes refuse root
 
+// Options are the settings of StartWith. The zero value is Start's
+// Dovecot.
+type Options struct {
+	// Users are the users in the passdb, each with the password Password.
+	Users []string
+	// Mechanisms replaces auth_mechanisms (Dovecot names such as "plain"
+	// or "gssapi"); empty means "plain login cram-md5 apop".
+	Mechanisms []string
+	// Config is appended to dovecot.conf as it stands: settings the
+	// harness does not make, such as auth_krb5_keytab and
+	// auth_gssapi_hostname for GSSAPI. A setting given twice takes its
+	// last value.
+	Config string
+}
+
 // Start starts Dovecot with the given users (password Password; passdb
 // {PLAIN}, so CRAM-MD5 and APOP work too) and stops it when the test ends.
 func Start(t testing.TB, users ...string) *Server {
 	t.Helper()
+	return StartWith(t, Options{Users: users})
+}
+
+// StartWith is Start with Options. A Mechanisms list naming "gssapi"
+// needs dovecot-gssapi installed; the test skips without it.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	users := opts.Users
+	mechs := "plain login cram-md5 apop"
+	if len(opts.Mechanisms) > 0 {
+		mechs = strings.Join(opts.Mechanisms, " ")
+	}
 	bin := testutil.Need(t, "dovecot", "dovecot-core dovecot-pop3d")
 	if _, err := os.Stat("/usr/lib/dovecot/pop3"); err != nil {
 		testutil.Missing(t, "dovecot's POP3 server", "dovecot-pop3d")
+	}
+	for _, m := range opts.Mechanisms {
+		if strings.EqualFold(m, "gssapi") {
+			if _, err := os.Stat("/usr/lib/dovecot/modules/auth/libmech_gssapi.so"); err != nil {
+				testutil.Missing(t, "dovecot's GSSAPI mechanism", "dovecot-gssapi")
+			}
+		}
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("dovecot tests need root (Dovecot drops privileges to its own users)")
@@ -120,7 +154,7 @@ mail_uid = %[3]d
 mail_gid = %[4]d
 mail_location = maildir:%[1]s/mail/%%u/Maildir
 disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5 apop
+auth_mechanisms = %[8]s
 auth_failure_delay = 0
 ssl = yes
 ssl_cert = <%[5]s
@@ -142,7 +176,8 @@ service pop3-login {
     port = 0
   }
 }
-`, dir, port, uid, gid, certFile, keyFile, passwd), 0o644)
+%[9]s
+`, dir, port, uid, gid, certFile, keyFile, passwd, mechs, opts.Config), 0o644)
 	for _, d := range []string{"run", "state"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
