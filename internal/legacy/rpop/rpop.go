@@ -22,7 +22,7 @@
 // would be checked through reverse DNS, which whoever controls the
 // client's reverse zone answers. "+" and other .rhosts wildcards are not
 // accepted. Names are compared exactly. The file is read when the Policy
-// is made (at start-up and on reload); '#' starts a comment.
+// is made (when the server starts); '#' starts a comment.
 package rpop
 
 import (
