@@ -19,10 +19,10 @@ import (
 // LAST.
 
 // fetchmailLegacy runs fetchmail on rc (the poll entry; the MDA and
-// defaults are added) and returns its output, its exit error, and the
-// MDA's deliveries: for each local recipient, the envelope senders and
-// messages it got.
-func fetchmailLegacy(t *testing.T, poll string) (string, error, map[string][]string) {
+// defaults are added) and returns its output, the MDA's deliveries (for
+// each local recipient, the envelope sender and message of each copy) and
+// its exit error.
+func fetchmailLegacy(t *testing.T, poll string) (string, map[string][]string, error) {
 	t.Helper()
 	fm := need(t, "fetchmail", "fetchmail")
 	dir := t.TempDir()
@@ -69,7 +69,7 @@ rm -f "$msg"
 		}
 		sort.Strings(got[e.Name()])
 	}
-	return string(b), err, got
+	return string(b), got, err
 }
 
 // lmtpMulti delivers one message to several recipients in one
@@ -167,7 +167,7 @@ func TestSDPSLogins(t *testing.T) {
 func TestSDPSFetchmailMultidrop(t *testing.T) {
 	s, srv := startSDPS(t)
 	host, port, _ := net.SplitHostPort(srv.addr)
-	out, err, got := fetchmailLegacy(t, fmt.Sprintf("poll %s port %s protocol sdps timeout 20\n  localdomains host.example\n  user \"host.example\" there with password %q is * here\n",
+	out, got, err := fetchmailLegacy(t, fmt.Sprintf("poll %s port %s protocol sdps timeout 20\n  localdomains host.example\n  user \"host.example\" there with password %q is * here\n",
 		host, port, testPassword))
 	if err != nil {
 		t.Fatalf("fetchmail: %v\n%s\nserver log:\n%s", err, out, srv.log)
@@ -206,7 +206,7 @@ func TestSDPSFetchmailMultidrop(t *testing.T) {
 func TestSDPSFetchmailOneRecipient(t *testing.T) {
 	s, srv := startSDPS(t)
 	host, port, _ := net.SplitHostPort(srv.addr)
-	out, err, got := fetchmailLegacy(t, fmt.Sprintf("poll %s port %s protocol sdps timeout 20\n  localdomains host.example\n  user \"john+host.example\" there with password %q is * here\n",
+	out, got, err := fetchmailLegacy(t, fmt.Sprintf("poll %s port %s protocol sdps timeout 20\n  localdomains host.example\n  user \"john+host.example\" there with password %q is * here\n",
 		host, port, testPassword))
 	if err != nil {
 		t.Fatalf("fetchmail: %v\n%s\nserver log:\n%s", err, out, srv.log)
@@ -269,7 +269,7 @@ while True:
 
 // rpopFetch runs fetchmail "protocol RPOP" for alice as client user root,
 // connecting from src:srcPort.
-func rpopFetch(t *testing.T, srv *server, py, script, src string, srcPort int) (string, error, map[string][]string) {
+func rpopFetch(t *testing.T, srv *server, py, script, src string, srcPort int) (string, map[string][]string, error) {
 	host, port, _ := net.SplitHostPort(srv.addr)
 	return fetchmailLegacy(t, fmt.Sprintf("poll 127.0.0.1 protocol rpop timeout 20\n  plugin \"%s %s %s %s %s %d\"\n  user \"alice\" there with password \"root\" is alice here\n",
 		py, script, host, port, src, srcPort))
@@ -296,7 +296,7 @@ func TestRPOPFetchmail(t *testing.T) {
 	srv := s.start()
 
 	s.deliver("alice", "Subject: rpop\n\nover RPOP\n")
-	out, err, got := rpopFetch(t, srv, py, script, "127.0.0.1", lowPort())
+	out, got, err := rpopFetch(t, srv, py, script, "127.0.0.1", lowPort())
 	if err != nil || len(got["alice"]) != 1 {
 		t.Fatalf("RPOP from 127.0.0.1, low port: %v, %d messages\n%s\nserver log:\n%s", err, len(got["alice"]), out, srv.log)
 	}
@@ -313,13 +313,13 @@ func TestRPOPFetchmail(t *testing.T) {
 		{"high port", "127.0.0.1", 0},
 		{"untrusted address", "127.0.0.2", lowPort()},
 	} {
-		out, err, got := rpopFetch(t, srv, py, script, c.src, c.port)
+		out, got, err := rpopFetch(t, srv, py, script, c.src, c.port)
 		if err == nil || len(got) != 0 || !strings.Contains(out, "-ERR [AUTH]") {
 			t.Errorf("RPOP from %s was not refused: %v, %v\n%s", c.name, err, got, out)
 		}
 	}
 	host, port, _ := net.SplitHostPort(srv.addr)
-	out, err, got = fetchmailLegacy(t, fmt.Sprintf("poll 127.0.0.1 protocol rpop timeout 20\n  plugin \"%s %s %s %s 127.0.0.1 %d\"\n  user \"alice\" there with password \"mallory\" is alice here\n",
+	out, got, err = fetchmailLegacy(t, fmt.Sprintf("poll 127.0.0.1 protocol rpop timeout 20\n  plugin \"%s %s %s %s 127.0.0.1 %d\"\n  user \"alice\" there with password \"mallory\" is alice here\n",
 		py, script, host, port, lowPort()))
 	if err == nil || len(got) != 0 {
 		t.Errorf("RPOP for an unmapped client user was not refused:\n%s", out)
@@ -332,7 +332,7 @@ func TestRPOPFetchmail(t *testing.T) {
 	off := newSite(t)
 	srv = off.start()
 	off.deliver("alice", "Subject: rpop off\n\nx\n")
-	out, err, got = rpopFetch(t, srv, py, script, "127.0.0.1", lowPort())
+	out, got, err = rpopFetch(t, srv, py, script, "127.0.0.1", lowPort())
 	if err == nil || len(got) != 0 || !strings.Contains(out, "-ERR Unknown command") {
 		t.Errorf("RPOP with [rpop] off was not refused: %v, %v\n%s", err, got, out)
 	}
@@ -353,7 +353,7 @@ func TestLASTFetchmail(t *testing.T) {
 			s.deliver("alice", "Subject: one\n\n1\n")
 			s.deliver("alice", "Subject: two\n\n2\n")
 			host, port, _ := net.SplitHostPort(srv.addr)
-			out, err, got := fetchmailLegacy(t, fmt.Sprintf("poll %s port %s protocol pop3 timeout 20\n  user \"alice\" there with password %q is alice here\n  keep\n",
+			out, got, err := fetchmailLegacy(t, fmt.Sprintf("poll %s port %s protocol pop3 timeout 20\n  user \"alice\" there with password %q is alice here\n  keep\n",
 				host, port, testPassword))
 			if err != nil || len(got["alice"]) != 2 {
 				t.Fatalf("fetchmail: %v, %d messages\n%s\nserver log:\n%s", err, len(got["alice"]), out, srv.log)
