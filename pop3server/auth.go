@@ -167,9 +167,10 @@ func isHexDigest(s string) bool {
 	return true
 }
 
-// cmdAuth is SASL AUTH (RFC 5034 §4) and, without an argument, the
-// mechanism listing older clients use (Outlook and Netscape send it;
-// Microsoft's [MS-POP3] §2.2.1 documents it, no RFC does). The engine
+// cmdAuth is SASL AUTH (RFC 5034 §4) and, without an argument and with
+// Workarounds.BareAUTH, the mechanism listing older clients use (Outlook
+// and Netscape send it; Microsoft's [MS-POP3] §2.2.1 documents it, no RFC
+// does). The engine
 // owns the framing; the backend's SASLExchange sees decoded octets only.
 // No payload is ever logged.
 func (c *conn) cmdAuth(ctx context.Context, args string) error {
@@ -179,6 +180,9 @@ func (c *conn) cmdAuth(ctx context.Context, args string) error {
 	}
 	mechs := c.allowed(offered)
 	if args == "" {
+		if !c.srv.opts.Workarounds.BareAUTH {
+			return c.badErr("-ERR AUTH needs a mechanism name: send CAPA for the SASL mechanisms this server supports")
+		}
 		c.writeLine("+OK")
 		for _, m := range mechs {
 			c.writeLine(m)

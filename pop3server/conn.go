@@ -79,6 +79,10 @@ type conn struct {
 	retrBytes, topBytes int64
 	delCount            int
 	delBytes            int64
+
+	// legacy.go
+	last int              // LAST: highest message number retrieved
+	ww   workaroundWriter // Options.Workarounds
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -502,7 +506,9 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 			return c.cmdAuth(ctx, string(a))
 		case "STLS":
 			return c.cmdSTLS(ctx, string(a))
-		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST":
+		case "RPOP":
+			return c.cmdRPOP(ctx, string(a), wasUser)
+		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL":
 			return c.badErr("-ERR Not logged in: log in first with USER and PASS, APOP or AUTH")
 		}
 		return c.badErr("-ERR Unknown command: send CAPA for the commands this server supports")
@@ -522,7 +528,11 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 		return c.cmdDele(a)
 	case "RSET":
 		return c.cmdRset(a)
-	case "USER", "PASS", "APOP", "AUTH", "STLS":
+	case "LAST":
+		return c.cmdLast(a)
+	case "*ENV":
+		return c.cmdEnv(ctx, a)
+	case "USER", "PASS", "APOP", "AUTH", "STLS", "RPOP":
 		return c.badErr("-ERR Already logged in: QUIT and reconnect to log in again")
 	}
 	if kw == "" {
@@ -567,15 +577,16 @@ func (c *conn) cmdCapa() error {
 		c.writeLine("EXPIRE " + o.Expire)
 	}
 	c.extCapa()
+	c.capaLegacy()
 	c.writeLine("IMPLEMENTATION " + o.Implementation)
 	c.writeLine(".")
 	return nil
 }
 
 // keywords are the commands the engine knows (RFC 1939, 2449, 2595,
-// 5034, 6856), upper case.
+// 5034, 6856; LAST, RPOP and SDPS's *ENV in legacy.go), upper case.
 var keywords = [...]string{"CAPA", "UTF8", "LANG", "NOOP", "QUIT", "USER", "PASS", "APOP",
-	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST"}
+	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST", "RPOP", "*ENV"}
 
 // keyword returns the known keyword kw is, or "". RFC 1939 §3: keywords
 // are case-insensitive ASCII, so only 'a'-'z' fold: a non-ASCII byte makes

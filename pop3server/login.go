@@ -17,7 +17,9 @@ import (
 // auth.go, STLS in stls.go.
 
 func (c *conn) cmdUser(args string) error {
-	if !c.plaintextOK() {
+	// USER sends no secret: where the plaintext rule refuses PASS, it
+	// still opens the way to RPOP (legacy.go) when the session offers it.
+	if _, rpop := c.sess.(RPOPSession); !c.plaintextOK() && !rpop {
 		return c.badErr(c.plaintextDisallowed())
 	}
 	if args == "" || strings.IndexByte(args, 0) >= 0 {

@@ -202,6 +202,14 @@ type Options struct {
 	// (RFC 1939 §7), "<pid.random@Hostname>". Default os.Hostname(), or
 	// "localhost" if that is not a usable host name.
 	Hostname string
+
+	// EnableLAST answers LAST (RFC 1460 §5, removed by RFC 1725) with the
+	// highest message number retrieved in this session, as Dovecot's
+	// pop3_enable_last does. Default false: LAST is an unknown command.
+	EnableLAST bool
+	// Workarounds turn on behaviours old clients need (legacy.go). Each
+	// is off by default.
+	Workarounds Workarounds
 }
 
 const (

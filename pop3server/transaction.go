@@ -176,6 +176,7 @@ func (c *conn) cmdRset(args []byte) error {
 		return c.badErr("-ERR RSET takes no arguments: send RSET alone")
 	}
 	clear(c.deleted)
+	c.last = 0 // RFC 1460 §5
 	c.nDeleted = 0
 	c.deletedSize = 0
 	c.writeLine("+OK")
@@ -189,6 +190,8 @@ func (c *conn) cmdRetr(ctx context.Context, args []byte) error {
 	}
 	n, sent, err := c.sendMessage(ctx, i, -1)
 	if sent {
+		// RFC 1460 §5: RETR raises the highest message number accessed.
+		c.last = max(c.last, i+1)
 		c.retrCount++
 		c.retrBytes += n
 	}
@@ -256,6 +259,10 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 		c.tw = wire.TopWriter{W: &c.dw, Lines: lines}
 		dst = &c.tw
 	}
+	if wa := c.srv.opts.Workarounds; wa.OutlookNoNULs || wa.OENSEOH {
+		c.ww = workaroundWriter{w: dst, noNULs: wa.OutlookNoNULs}
+		dst = &c.ww
+	}
 	// No deadline for the whole message: each write has its own
 	// (deadlineWriter), so a slow but steady reader gets any size.
 	buf := copyBufs.Get().(*[]byte)
@@ -263,6 +270,11 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 	copyBufs.Put(buf)
 	if err != nil && err != wire.ErrTopDone {
 		return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
+	}
+	if dst == &c.ww {
+		if err := c.ww.finish(c.srv.opts.Workarounds.OENSEOH); err != nil {
+			return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
+		}
 	}
 	if err := c.dw.Close(); err != nil {
 		return c.dw.Count(), true, err

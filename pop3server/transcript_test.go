@@ -55,6 +55,7 @@ func startServer(t *testing.T, opts pop3server.Options) (string, *pop3server.Ser
 //	R: text       client sends text with \r \n \x00 escapes, no CRLF added
 //	S: text       server line, exact
 //	S~ regexp     server line matching regexp (whole line)
+//	S= text       server line with \x00-style escapes, exact
 //	S: <eof>      server closed the connection
 //	@ key=value   options (before the first C/S line): authfaildelay,
 //	              maxbad, maxauth, maxlogincmds, maxcmds, logindelay,
@@ -63,7 +64,12 @@ func startServer(t *testing.T, opts pop3server.Options) (string, *pop3server.Ser
 //	              (Options.TLSConfig, so STLS is offered; the transcript
 //	              cannot handshake); plaintext=allow
 //	              (Options.AllowPlaintextAuth); remote=host:port (the
-//	              address the server sees for the client)
+//	              address the server sees for the client); last=on
+//	              (Options.EnableLAST); workarounds=a,b (Dovecot's names
+//	              and bare-auth, Options.Workarounds); rpop=on (RPOP for
+//	              client user "root" as alice); sdps=on (envelopes on
+//	              every mailbox); nulmessage=on (a 4th message for
+//	              alice, with a NUL in its body: legacy_test.go)
 //
 // The server listens on loopback, so by default the plaintext rule allows
 // USER/PASS and PLAIN whatever AllowPlaintextAuth says; a transcript about
@@ -89,6 +95,7 @@ func runTranscript(t *testing.T, file string) {
 	}
 	backend := newFixture(t)
 	opts := pop3server.Options{Backend: backend}
+	var legacy legacyBackend
 	var remote net.Addr
 	lines := strings.Split(string(data), "\n")
 	var script []string
@@ -124,6 +131,16 @@ func runTranscript(t *testing.T, file string) {
 				opts.TLSConfig = testTLSConfig(t)
 			case "plaintext":
 				opts.AllowPlaintextAuth = v == "allow"
+			case "last":
+				opts.EnableLAST = v == "on"
+			case "workarounds":
+				opts.Workarounds = parseWorkarounds(t, v)
+			case "rpop":
+				legacy.rpop = v == "on"
+			case "sdps":
+				legacy.sdps = v == "on"
+			case "nulmessage":
+				backend.Deliver("alice", []byte(nulMessage))
 			case "remote":
 				ap, err := netip.ParseAddrPort(v)
 				if err != nil {
@@ -136,6 +153,10 @@ func runTranscript(t *testing.T, file string) {
 			continue
 		}
 		script = append(script, l)
+	}
+	if legacy.rpop || legacy.sdps {
+		legacy.Backend = backend
+		opts.Backend = legacy
 	}
 	addr := startTranscriptServer(t, opts, remote)
 	nc, err := net.Dial("tcp", addr)
@@ -162,6 +183,16 @@ func runTranscript(t *testing.T, file string) {
 				t.Fatalf("%s: %v", where, err)
 			}
 			io.WriteString(nc, raw)
+		case "S=":
+			// A server line given with Go escapes (\x00, \x80), exact.
+			want, err := strconv.Unquote(`"` + text + `"`)
+			if err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			got, err := br.ReadString('\n')
+			if err != nil || got != want+"\r\n" {
+				t.Fatalf("%s: got %q, %v", where, got, err)
+			}
 		case "S:", "S~":
 			got, err := br.ReadString('\n')
 			if text == "<eof>" {

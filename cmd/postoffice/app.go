@@ -379,6 +379,10 @@ func (a *app) buildLMTP() error {
 	if a.metrics != nil {
 		onDelivery = a.metrics.Delivery
 	}
+	drop, err := sdpsDrop(a.cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := lmtp.New(lmtp.Options{
 		OnDelivery:         onDelivery,
 		Users:              a.users,
@@ -389,6 +393,7 @@ func (a *app) buildLMTP() error {
 		SpoolDir:           c.SpoolDir,
 		Quota:              lmtp.Quota(a.cfg.Quota),
 		RecipientDelimiter: c.RecipientDelimiter,
+		Drop:               drop,
 	})
 	if err != nil {
 		return err
@@ -401,7 +406,7 @@ func (a *app) buildLMTP() error {
 // makes the POP3 engine with [pop3], [limits] and the TLS configuration.
 func (a *app) buildPOP3() error {
 	cfg := a.cfg
-	be, err := backend.New(backend.Options{
+	bo := backend.Options{
 		Users:      a.users,
 		Store:      a.store,
 		Logger:     a.log,
@@ -410,7 +415,11 @@ func (a *app) buildPOP3() error {
 		SASL:       a.mechs,
 		// The [IN-USE] reply says when a held maildrop is released at the latest.
 		IdleTimeout: cfg.POP3.IdleTimeout.Duration,
-	})
+	}
+	if err := legacyBackend(cfg, &bo); err != nil {
+		return err
+	}
+	be, err := backend.New(bo)
 	if err != nil {
 		return err
 	}
@@ -430,6 +439,7 @@ func (a *app) buildPOP3() error {
 		opts.AuthFailDelay = -1 // configured as "0s": no delay
 	}
 	setLimits(&opts, cfg, a.loginLim, a.metrics)
+	legacyEngine(cfg, &opts)
 	if a.metrics != nil {
 		opts.Observer = a.metrics
 	}

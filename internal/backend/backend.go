@@ -49,6 +49,32 @@ type Options struct {
 	// the [IN-USE] reply (when the session holding the maildrop ends at
 	// the latest); zero means the engine's default, 10 minutes.
 	IdleTimeout time.Duration
+	// MultiDrop, if set, serves shared maildrops whose login names select
+	// part of them (SDPS, internal/legacy/sdps).
+	MultiDrop MultiDrop
+	// RPOP, if set, offers RPOP (RFC 1081) and decides who may use it
+	// (internal/legacy/rpop).
+	RPOP RPOPPolicy
+}
+
+// MultiDrop is a maildrop shared by many recipients, whose login names
+// may select part of it: SDPS's "host" (the drop) and "john@host" (john's
+// mail in it).
+type MultiDrop interface {
+	// Split returns the user a login name stands for (whose password it
+	// uses and whose maildrop it opens) and what it selects ("" for all of
+	// it); ok is false for a name that names no multi-drop.
+	Split(login string) (user, selector string, ok bool)
+	// Wrap makes the mailbox the session sees of the opened drop m. On
+	// error it has closed m.
+	Wrap(ctx context.Context, m pop3server.Mailbox, selector string) (pop3server.Mailbox, error)
+}
+
+// RPOPPolicy decides RPOP logins (RFC 1081): whether clientUser on the
+// client at remote may act as the local user. A refusal is an error whose
+// text is for the log only; the client sees [AUTH].
+type RPOPPolicy interface {
+	Allow(remote net.Addr, user, clientUser string) error
 }
 
 // Backend implements pop3server.Backend.
@@ -98,10 +124,45 @@ func New(opts Options) (*Backend, error) {
 // by type, so a session without it is a different type.
 func (b *Backend) NewSession(ctx context.Context, c *pop3server.Conn) (pop3server.Session, error) {
 	s := &session{b: b, conn: c}
-	if b.opts.APOP {
+	switch {
+	case b.opts.APOP && b.opts.RPOP != nil:
+		return apopRPOPSession{s}, nil
+	case b.opts.APOP:
 		return apopSession{s}, nil
+	case b.opts.RPOP != nil:
+		return rpopSession{s}, nil
 	}
 	return s, nil
+}
+
+// rpopSession adds RPOP to a session.
+type rpopSession struct{ *session }
+
+// apopRPOPSession has both.
+type apopRPOPSession struct{ *session }
+
+func (s apopRPOPSession) APOP(ctx context.Context, user, timestamp, digest string) (pop3server.Mailbox, error) {
+	return s.apop(ctx, user, timestamp, digest)
+}
+
+func (s apopRPOPSession) RPOP(ctx context.Context, user, clientUser string) (pop3server.Mailbox, error) {
+	return rpopSession(s).RPOP(ctx, user, clientUser)
+}
+
+// RPOP implements pop3server.RPOPSession: the policy decides, then the
+// user is looked up (an unknown user is refused as a refused client is)
+// and opened with the restrictions every login gets.
+func (s rpopSession) RPOP(ctx context.Context, user, clientUser string) (pop3server.Mailbox, error) {
+	b := s.b
+	var remote net.Addr
+	if s.conn != nil {
+		remote = s.conn.RemoteAddr
+	}
+	if err := b.opts.RPOP.Allow(remote, user, clientUser); err != nil {
+		b.log.Info("rpop refused", "user", user, "client_user", clientUser, "remote", addrString(remote), "reason", err)
+		return nil, pop3server.ErrAuthFailed
+	}
+	return b.OpenAuthenticated(ctx, s.conn, user)
 }
 
 type session struct {
@@ -183,6 +244,13 @@ func waitText(d time.Duration) string {
 // Login implements pop3server.Session.
 func (s *session) Login(ctx context.Context, username, password string) (pop3server.Mailbox, error) {
 	b := s.b
+	selector := ""
+	if md := b.opts.MultiDrop; md != nil {
+		if drop, sel, ok := md.Split(username); ok {
+			// The drop's password, whatever part of it the name selects.
+			username, selector = drop, sel
+		}
+	}
 	u, err := b.opts.Users.Authenticate(ctx, username, password)
 	if errors.Is(err, auth.ErrFailed) {
 		return nil, pop3server.ErrAuthFailed
@@ -190,7 +258,7 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 	if err != nil {
 		return nil, authUnavailable(err)
 	}
-	return b.open(ctx, s.conn, u)
+	return b.openSelect(ctx, s.conn, u, selector)
 }
 
 // maxReasonLen bounds a nologin reason sent to the client, so that the
@@ -204,6 +272,26 @@ const maxReasonLen = 400
 // client that knows the password learns a nologin reason, and a wrong
 // password and a refused network look alike ([AUTH], counted as a failure).
 func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (pop3server.Mailbox, error) {
+	return b.openSelect(ctx, c, u, "")
+}
+
+// openSelect is open for a login name that selected part of a multi-drop
+// (Options.MultiDrop); a user that is a multi-drop gets the drop's mailbox
+// (all of it for selector "") whatever the login method.
+func (b *Backend) openSelect(ctx context.Context, c *pop3server.Conn, u auth.User, selector string) (pop3server.Mailbox, error) {
+	m, err := b.openMaildrop(ctx, c, u)
+	if err != nil {
+		return nil, err
+	}
+	if md := b.opts.MultiDrop; md != nil {
+		if drop, sel, ok := md.Split(u.Name); ok && sel == "" && drop == strings.ToLower(u.Name) {
+			return md.Wrap(ctx, m, selector)
+		}
+	}
+	return m, nil
+}
+
+func (b *Backend) openMaildrop(ctx context.Context, c *pop3server.Conn, u auth.User) (pop3server.Mailbox, error) {
 	var remote, direct net.Addr
 	if c != nil {
 		remote, direct = c.RemoteAddr, c.RealRemoteAddr

@@ -41,6 +41,11 @@ type Config struct {
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
 
+	// SDPS is the [sdps] table: Demon's multi-drop service (legacy.go).
+	SDPS SDPS `toml:"sdps"`
+	// RPOP is the [rpop] table: RPOP logins (legacy.go).
+	RPOP RPOP `toml:"rpop"`
+
 	file *tomlconf.File // the file read, for messages placed at their key's line
 	path string
 }
@@ -97,6 +102,16 @@ type POP3 struct {
 	MaxBadCommands int      `toml:"max_bad_commands"` // default 20 (Dovecot's); unknown, misplaced and malformed commands count, a missing message does not
 	LoginDelay     Duration `toml:"login_delay"`      // advertised and enforced per user; 0 = off
 	Expire         string   `toml:"expire"`           // advertised: "NEVER" or days; "" = not advertised
+	// EnableLAST answers LAST (RFC 1460 §5) with the highest message
+	// number retrieved in the session, as Dovecot's pop3_enable_last.
+	// Default false: LAST is an unknown command.
+	EnableLAST bool `toml:"enable_last"`
+	// ClientWorkarounds turn on behaviours for old clients (see
+	// KnownWorkarounds): "outlook-no-nuls" (NUL sent as 0x80),
+	// "oe-ns-eoh" (a blank line after a message that is all header), as
+	// Dovecot's pop3_client_workarounds, and "bare-auth" (AUTH without
+	// argument lists the SASL mechanisms). Default none.
+	ClientWorkarounds []string `toml:"client_workarounds"`
 }
 
 // TLS is the [tls] table. With cert and key set, pop3.listen_tls serves
@@ -500,6 +515,7 @@ func (c *Config) validate() {
 	c.validateFamily()
 	c.validatePenalty()
 	c.validateLimits()
+	c.validateLegacy()
 	c.validateServer()
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)

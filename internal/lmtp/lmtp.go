@@ -98,6 +98,12 @@ type Options struct {
 	// Result constants, the message's size as received, and how long the
 	// store took (for ResultDelivered). It must not block.
 	OnDelivery func(result string, size int64, d time.Duration)
+	// Drop, if set, names the multi-drop maildrop (SDPS,
+	// internal/legacy/sdps) a recipient address delivers to: every
+	// recipient at a multi-drop domain goes to the drop's user, looked up
+	// exactly, whatever its local part. The address stays the copy's
+	// Delivered-To, which is how the drop remembers its recipient.
+	Drop func(rcpt string) (user string, ok bool)
 }
 
 // MaxLineLength is the longest LMTP command or DATA line accepted, in
@@ -427,7 +433,13 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	u, err := Resolve(s.srv.ctx, s.srv.opts.Users, to, s.srv.opts.RecipientDelimiter)
+	var u auth.User
+	var err error
+	if drop, ok := s.dropOf(to); ok {
+		u, err = s.srv.opts.Users.Lookup(s.srv.ctx, drop)
+	} else {
+		u, err = Resolve(s.srv.ctx, s.srv.opts.Users, to, s.srv.opts.RecipientDelimiter)
+	}
 	switch {
 	case errors.Is(err, auth.ErrUnknownUser):
 		s.srv.log.Info("lmtp unknown recipient", "conn", s.id, "remote", s.remote, "rcpt", to)
@@ -441,6 +453,14 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	s.rcpts = append(s.rcpts, recipient{addr: to, user: u.Name})
 	return nil
+}
+
+// dropOf returns the multi-drop user of a recipient (Options.Drop).
+func (s *session) dropOf(rcpt string) (string, bool) {
+	if f := s.srv.opts.Drop; f != nil {
+		return f(rcpt)
+	}
+	return "", false
 }
 
 // Data is the SMTP form; over LMTP go-smtp calls LMTPData instead. Should
