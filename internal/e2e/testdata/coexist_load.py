@@ -151,6 +151,7 @@ def imap_worker(rng):
                 msgs = imap_list(m)
                 uids = sorted(msgs)
                 for uid in rng.sample(uids, min(len(uids), rng.randint(1, 4))):
+                    pause(rng)
                     n, _ = msgs[uid]
                     flag = rng.choice(FLAGS)
                     op = rng.choice(["+FLAGS.SILENT", "-FLAGS.SILENT"])
@@ -227,6 +228,10 @@ def pop_id(c, i):
     raise RuntimeError("message %d has no X-Test-Id: %r" % (i, lines))
 
 
+def pause(rng):
+    time.sleep(rng.uniform(0, 0.04))
+
+
 def drop(c):
     """Ends a POP3 connection without QUIT. (Closing c.sock alone leaves
     the connection open: poplib's file object still refers to it.)"""
@@ -251,6 +256,7 @@ def pop_worker(rng):
                 error("pop3", "UIDL has %d lines, LIST %d" % (len(uidls), len(sizes)))
             nums = sorted(sizes)
             for i in rng.sample(nums, min(len(nums), rng.randint(0, 3))):
+                pause(rng)  # let IMAP move and flag files under the snapshot
                 n = pop_id(c, i)
                 if n is None:
                     count("pop3_gone")
@@ -268,12 +274,14 @@ def pop_worker(rng):
                 count("pop3_retr")
             dele = []
             for i in rng.sample(nums, min(len(nums), rng.randint(0, 2))):
+                pause(rng)
                 n = pop_id(c, i)
                 if n is None:
                     count("pop3_gone")
                     continue
                 c.dele(i)
                 dele.append(n)
+            pause(rng)
             if rng.random() < 0.1:
                 drop(c)  # RFC 1939 §6: a dropped session deletes nothing
                 count("pop3_drop")
