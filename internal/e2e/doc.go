@@ -4,6 +4,7 @@
 // fetchmail, mpop, getmail, openssl s_client), fed over LMTP by swaks and
 // by a real Postfix, compared with a real Dovecot on the same client
 // invocations and Maildirs (a takeover keeps the UIDLs Dovecot showed),
-// and killed with kill -9. Tests whose peer is not installed skip with a
+// run beside Dovecot's IMAP on the same Maildir under a mixed load
+// (imaplib, poplib, LMTP), and killed with kill -9. Tests whose peer is not installed skip with a
 // message naming the Debian package; .ci/run installs them.
 package e2e

@@ -70,6 +70,16 @@
 // moves from new/ to cur/ or whose flags change keeps its identity.
 // Mail delivered during a session is not in the snapshot (RFC 1939 §4).
 //
+// When a message's file is not where the snapshot says (RETR, or the
+// unlink of Commit), new/ and cur/ are read again to find it by its key.
+// A file another agent renames while they are read may be missed under
+// both names (POSIX leaves this unspecified), so a message is taken for
+// removed only when a settled reading missed it: one that started and
+// ended with the same directory stamps, after a first one that missed it
+// too (relocate.go). Commit never leaves a deleted message behind on a
+// guess: a message still unfound after the bounded readings is reported
+// as an error, not as removed.
+//
 // postoffice does not rename files or set flags: reading a message does not
 // set \Seen or move it to cur/, like Dovecot with pop3_no_flag_updates=yes.
 // Commit (RFC 1939 §6, the UPDATE state) unlinks the deleted files, fsyncs

@@ -40,7 +40,8 @@ type maildrop struct {
 	closed    bool
 	committed bool
 
-	afterRelocate func() // test hook, nil in production
+	afterRelocate func()           // test hook, nil in production
+	beforeScan    func(sub string) // test hook: relocate is about to read sub; nil in production
 }
 
 var _ store.Maildrop = (*maildrop)(nil)

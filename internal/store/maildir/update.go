@@ -77,35 +77,6 @@ func (md *maildrop) makeEntries() {
 	}
 }
 
-// relocate reads new/ and cur/ again and updates where every entry is; an
-// entry not found is marked gone. The caller holds md.mu.
-func (md *maildrop) relocate() error {
-	md.makeEntries()
-	pos := make(map[string]int, len(md.entries))
-	for i, e := range md.entries {
-		pos[e.key] = i
-		md.entries[i].sub = ""
-	}
-	for _, sub := range []string{"new", "cur"} {
-		err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
-			if typ == typeDir || !usableName(name) {
-				return
-			}
-			key, info := splitName(name)
-			if i, ok := pos[string(key)]; ok && md.entries[i].sub == "" {
-				md.entries[i].sub, md.entries[i].info = sub, string(info)
-			}
-		})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	if md.afterRelocate != nil {
-		md.afterRelocate()
-	}
-	return nil
-}
-
 // Commit removes the messages with the given indexes (RFC 1939 §6, the
 // UPDATE state), fsyncs the directories and rewrites the index without them,
 // all under the lock. A message already gone counts as removed. On partial
