@@ -21,16 +21,18 @@ import (
 
 // Config is the whole server configuration file.
 type Config struct {
-	Server  Server  `toml:"server"`
-	POP3    POP3    `toml:"pop3"`
-	Limits  Limits  `toml:"limits"`
-	TLS     TLS     `toml:"tls"`
-	Auth    Auth    `toml:"auth"`
-	Mail    Mail    `toml:"mail"`
-	LMTP    LMTP    `toml:"lmtp"`
-	Quota   Quota   `toml:"quota"`
-	Log     Log     `toml:"log"`
-	Metrics Metrics `toml:"metrics"`
+	Server Server `toml:"server"`
+	POP3   POP3   `toml:"pop3"`
+	Limits Limits `toml:"limits"`
+	TLS    TLS    `toml:"tls"`
+	Auth   Auth   `toml:"auth"`
+	Mail   Mail   `toml:"mail"`
+	// Postgres is read only when mail.location is a PostgreSQL DSN.
+	Postgres Postgres `toml:"postgres"`
+	LMTP     LMTP     `toml:"lmtp"`
+	Quota    Quota    `toml:"quota"`
+	Log      Log      `toml:"log"`
+	Metrics  Metrics  `toml:"metrics"`
 
 	file *tomlconf.File // the file read, for messages placed at their key's line
 	path string
@@ -130,7 +132,19 @@ func KnownMechanisms() []string {
 
 // Auth is the [auth] table.
 type Auth struct {
-	PasswdFile    string `toml:"passwd_file"`    // Dovecot passwd-file
+	PasswdFile string `toml:"passwd_file"` // Dovecot passwd-file
+	// Database, in place of passwd_file, keeps the users in PostgreSQL: a
+	// libpq URL or key=value string. Without password_query the users are
+	// rows of postoffice's own table (postoffice db migrate creates it,
+	// postoffice user edits it).
+	Database string `toml:"database"`
+	// PasswordQuery reads the users of a site's own schema (Dovecot's
+	// passdb sql password_query, Postfixadmin's mailbox table): one query
+	// with one parameter, $1, the user name, returning a column password
+	// in any scheme a passwd-file accepts, and optionally user, uid, gid,
+	// home and extra fields by column name. The database is then read-only
+	// to postoffice user.
+	PasswordQuery string `toml:"password_query"`
 	DefaultScheme string `toml:"default_scheme"` // scheme of hashes without {SCHEME}; default CRYPT
 	// AllowPlaintext allows USER/PASS and the SASL mechanisms that send a
 	// password or token in the clear (PLAIN, LOGIN, OAUTHBEARER, XOAUTH2) on
@@ -200,7 +214,10 @@ func (c *Config) STLS() bool { return c.TLS.Cert != "" }
 
 // Mail is the [mail] table.
 type Mail struct {
-	// Location is a Dovecot-style template: "maildir:/var/vmail/%d/%n/Maildir".
+	// Location is a Dovecot-style template: "maildir:/var/vmail/%d/%n/Maildir",
+	// or a PostgreSQL connection string ("postgres://mail@db1,db2/mail?target_session_attrs=read-write",
+	// or key=value as libpq takes it) for a store shared by many servers,
+	// configured further by [postgres].
 	Location string `toml:"location"`
 	// VerifySizeFields: false (the default) trusts the ",W=<n>" size in
 	// Maildir file names as Dovecot does, so a message is indexed without
@@ -306,6 +323,10 @@ func Default() Config {
 			UserPenaltyAfter: 5,
 			UserPenaltyMax:   Duration{8 * time.Second},
 		},
+		Postgres: Postgres{
+			ConnectTimeout: Duration{10 * time.Second},
+			LockTTL:        Duration{30 * time.Second},
+		},
 		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20, RecipientDelimiter: "+"},
 		Log:  Log{Level: "info", Format: "text"},
 	}
@@ -391,8 +412,8 @@ func (c *Config) validate() {
 	if len(c.POP3.Greeting) > 400 || strings.ContainsAny(c.POP3.Greeting, "\r\n") {
 		bad("pop3.greeting", "must be one line of at most 400 characters")
 	}
-	if c.Auth.PasswdFile == "" {
-		bad("auth.passwd_file", "is required")
+	if c.Auth.PasswdFile == "" && c.Auth.Database == "" {
+		bad("auth.passwd_file", "is required (or auth.database)")
 	}
 	c.validateAuth()
 	c.validatePenalty()
@@ -400,9 +421,12 @@ func (c *Config) validate() {
 	c.validateServer()
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
-	} else if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
-		bad("mail.location", "unsupported store %q (supported: maildir)", kind)
+	} else if _, pg := c.Mail.PostgresDSN(); !pg {
+		if kind, _, _ := strings.Cut(c.Mail.Location, ":"); kind != "maildir" {
+			bad("mail.location", "unsupported store %q (supported: maildir, postgres)", kind)
+		}
 	}
+	c.validatePostgres()
 	for _, a := range c.LMTP.Listen {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("lmtp.listen", "%q is not host:port", a)
