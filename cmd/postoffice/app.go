@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/oauth"
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/backend"
@@ -59,7 +60,7 @@ type app struct {
 	// What build made, each nil until its part is built (and nil when the
 	// configuration leaves the part out: no TLS, no LMTP, no metrics).
 	socks    []privdrop.Socket // passed by systemd (serve only)
-	users    *passwdfile.DB
+	users    auth.SCRAMDecoyDB // *passwdfile.DB or *sqlauth.DB
 	store    store.Store
 	tls      *tlsconf.Manager
 	runAs    *identity // [server] user and group; nil when unset
@@ -184,8 +185,12 @@ func (a *app) build(goals ...part) []error {
 	return errs
 }
 
-// buildUsers opens [auth] passwd_file.
+// buildUsers opens [auth] passwd_file, or the SQL user database of
+// auth.database (pg.go).
 func (a *app) buildUsers() error {
+	if a.cfg.Auth.Database != "" {
+		return a.buildSQLUsers()
+	}
 	db, err := passwdfile.Open(a.cfg.Auth.PasswdFile, passwdfile.Options{
 		DefaultScheme: a.cfg.Auth.DefaultScheme,
 		Logger:        a.log,
@@ -200,7 +205,11 @@ func (a *app) buildUsers() error {
 // buildStore makes the store of [mail] location. It is the only place a
 // command makes its store, so serve, LMTP, deliver, check and mailbox see
 // the same maildrops with the same options (maildirOptions).
+// A PostgreSQL location builds the PostgreSQL store (pg.go).
 func (a *app) buildStore() error {
+	if dsn, ok := a.cfg.Mail.PostgresDSN(); ok {
+		return a.buildPGStore(dsn)
+	}
 	st, err := maildir.New(maildirOptions(a.cfg, a.users, a.log))
 	if err != nil {
 		return fmt.Errorf("mail.location: %w", err)

@@ -9,6 +9,8 @@
 //	postoffice bench ...               load-test a POP3 server
 //	postoffice user add|passwd|del|list  manage the passwd-file
 //	postoffice check --config FILE     load and check everything serve would
+//	postoffice db migrate --config FILE  create or upgrade the PostgreSQL schema
+//	postoffice migrate --from LOC --to LOC  copy maildrops between stores, UIDLs kept
 //	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
 //	postoffice version
 package main
@@ -37,8 +39,10 @@ func init() {
 		{"bench", "load-test a POP3 server; seed Maildirs; run the in-memory responder", runBench},
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox, an MDA, LMTP or SMTP", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
+		{"db", "create or upgrade the PostgreSQL schema: migrate --config FILE", runDB},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
 		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},
+		{"migrate", "copy maildrops between Maildir and PostgreSQL, UIDLs kept: [copy] --from LOC --to LOC", runMigrate},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},
 		{"user", "manage users in the passwd-file: add, passwd, del, list", runUser},
 		{"version", "print the version", runVersion},
