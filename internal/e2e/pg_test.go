@@ -372,3 +372,95 @@ func TestPostgresTwoServers(t *testing.T) {
 		c.cmd("QUIT", "+OK")
 	}
 }
+
+// maintenance runs statements on the cluster's maintenance database (the
+// site's database may refuse connections meanwhile).
+func (p *pgSite) maintenance(t testing.TB, sqls ...string) {
+	t.Helper()
+	dsn := p.dsn[:strings.Index(p.dsn, "dbname=")] + "dbname=postgres sslmode=disable"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, q := range sqls {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// TestPostgresConnectionLoss: every connection of the servers to the
+// database is cut (pg_terminate_backend) and new ones refused for a while,
+// in the middle of sessions. Commands that need the database answer
+// -ERR [SYS/TEMP] (a login too: never a wrong-password answer), a QUIT
+// whose commit could not run does not answer +OK and deletes nothing, and
+// once the database takes connections again the same server process logs
+// users in and serves them, with no restart.
+func TestPostgresConnectionLoss(t *testing.T) {
+	t.Parallel()
+	const ttl = 2 * time.Second
+	s := newPGSite(t, "", fmt.Sprintf("[postgres]\nlock_ttl = %q\nconnect_timeout = \"2s\"\n", ttl))
+	for i := range 3 {
+		s.deliver("alice", fmt.Sprintf("Subject: m%d\n\nbody %d\n", i, i))
+	}
+	before := s.pg.storedUIDLs(t, "alice")
+	srv := s.start()
+	c := srv.dial()
+	c.login("alice")
+	db := s.pg.query(t, `SELECT current_database()`)[0]
+	ident := pgx.Identifier{db}.Sanitize()
+	s.pg.maintenance(t,
+		`ALTER DATABASE `+ident+` ALLOW_CONNECTIONS false`,
+		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+db+`' AND application_name LIKE 'postoffice%'`)
+	allowed := false
+	defer func() {
+		if !allowed {
+			s.pg.maintenance(t, `ALTER DATABASE `+ident+` ALLOW_CONNECTIONS true`)
+		}
+	}()
+	if r := c.try("RETR 1"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+		t.Errorf("RETR with the database gone = %q, want -ERR [SYS/TEMP]", r)
+	}
+	c.cmd("DELE 2", "+OK") // marks only (RFC 1939 §5)
+	if r := c.try("QUIT"); strings.HasPrefix(r, "+OK") {
+		t.Errorf("QUIT whose commit cannot run = %q, want no +OK", r)
+	}
+	c2 := srv.dial()
+	c2.cmd("USER bob@example.org", "+OK")
+	if r := c2.try("PASS " + testPassword); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+		t.Errorf("PASS with the user database gone = %q, want -ERR [SYS/TEMP]", r)
+	}
+	s.pg.maintenance(t, `ALTER DATABASE `+ident+` ALLOW_CONNECTIONS true`)
+	allowed = true
+
+	// The same process serves again: bob at once, alice once the lease
+	// the cut session could not release has expired.
+	c3 := srv.dial()
+	c3.login("bob@example.org")
+	c3.cmd("QUIT", "+OK")
+	var c4 *conn
+	for start := time.Now(); time.Since(start) < 3*ttl; time.Sleep(100 * time.Millisecond) {
+		c := srv.dial()
+		c.cmd("USER alice", "+OK")
+		if r := c.try("PASS " + testPassword); strings.HasPrefix(r, "+OK") {
+			c4 = c
+			break
+		} else if !strings.Contains(r, "[IN-USE]") {
+			t.Fatalf("PASS after the database came back = %q", r)
+		}
+		c.nc.Close()
+	}
+	if c4 == nil {
+		t.Fatalf("alice not served within %v of the database's return:\n%s", 3*ttl, srv.log)
+	}
+	if got := c4.uidls(); !cmp.Equal(got, before) {
+		t.Errorf("UIDLs after the outage = %v, want %v (the failed QUIT deleted nothing)", got, before)
+	}
+	if got := c4.retr(1); !strings.Contains(got, "body 0") {
+		t.Errorf("RETR 1 after the outage = %q", got)
+	}
+	c4.cmd("QUIT", "+OK")
+}
