@@ -3,7 +3,15 @@
 # Maildirs, same load generator, same invocation; docs/performance.md has
 # the method, the targets and the results.
 #
-#   bench/compare.sh [--quick] [--runs N] [--keep] [--drop-caches] [--postoffice BIN]
+#   bench/compare.sh [--quick] [--runs N] [--keep] [--drop-caches] [--postoffice BIN] [--postgres]
+#
+# --postgres is the scale-out comparison (docs/scale-out.md): beside the
+# Maildir server and Dovecot, a postoffice on PostgreSQL ("pg": a throwaway
+# cluster started here, on CPU 0 with the servers, fsync on, the seeded
+# Maildirs copied into it with postoffice migrate) and two postoffice
+# processes sharing that database ("pg2": the generator's sessions split
+# between them, their rates summed), on login, download and bigbox (warm)
+# only; then a summary of the medians and exit.
 #
 # Each server is pinned to CPU 0 and the generator (postoffice bench) to
 # CPU 1 with taskset. Every case runs --runs times (default 3; 1 with
@@ -18,7 +26,7 @@
 # postoffice unless --postoffice is given).
 set -euo pipefail
 
-QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN=""
+QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN="" POSTGRES=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
@@ -26,7 +34,8 @@ while [ $# -gt 0 ]; do
 	--keep) KEEP=1 ;;
 	--drop-caches) DROP=1 ;; # root only: also bigbox with a cold page cache (slow)
 	--postoffice) PO_BIN="$2"; shift ;;
-	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+	--postgres) POSTGRES=1 ;;
+	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -78,7 +87,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$(mktemp -d /tmp/postoffice-compare.XXXXXX)"
 chmod 755 "$WORK" # Dovecot's unprivileged processes reach their Maildirs through it
 PIDS=()
+PG_STOP=""
 cleanup() {
+	[ -n "$PG_STOP" ] && $PG_STOP >/dev/null 2>&1
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
@@ -249,6 +260,8 @@ run() {
 	shift 3
 	local port=$PO_PORT tlsport=$PO_TLS_PORT pid=$PO_PID
 	if [ "$server" = dovecot ]; then port=$DC_PORT tlsport=$DC_TLS_PORT pid=$DC_PID; fi
+	if [ "$server" = pg ]; then port=$PG_PORT tlsport=$PG_PORT pid=$PG_PID; fi
+	if [ "$server" = pg2b ]; then port=$PG2_PORT tlsport=$PG2_PORT pid=$PG2_PID; fi
 	local args=("$@") i
 	for i in "${!args[@]}"; do
 		args[$i]=${args[$i]//@PORT@/$port}
@@ -273,6 +286,11 @@ both() {
 PLAIN=(--addr 127.0.0.1:@PORT@)
 TLS=(--addr 127.0.0.1:@TLSPORT@ --tls implicit --cacert "$SEED/cert.pem")
 U=(--users "$SEED/users.txt")
+
+if [ "$POSTGRES" = 1 ]; then
+	. "$HERE/postgres.sh"
+	exit 0
+fi
 
 # Warm both up once: Dovecot builds its indexes and moves new/ to cur/;
 # postoffice builds its index. The timed runs are warm.

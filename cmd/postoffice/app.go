@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/kerberos"
 	"github.com/postoffice-mail/postoffice/internal/auth/oauth"
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
@@ -63,7 +64,7 @@ type app struct {
 	// What build made, each nil until its part is built (and nil when the
 	// configuration leaves the part out: no TLS, no LMTP, no metrics).
 	socks    []privdrop.Socket // passed by systemd (serve only)
-	users    *passwdfile.DB
+	users    auth.SCRAMDecoyDB // *passwdfile.DB or *sqlauth.DB
 	store    store.Store
 	tls      *tlsconf.Manager
 	runAs    *identity // [server] user and group; nil when unset
@@ -200,8 +201,12 @@ func (a *app) build(goals ...part) []error {
 	return errs
 }
 
-// buildUsers opens [auth] passwd_file.
+// buildUsers opens [auth] passwd_file, or the SQL user database of
+// auth.database (pg.go).
 func (a *app) buildUsers() error {
+	if a.cfg.Auth.Database != "" {
+		return a.buildSQLUsers()
+	}
 	db, err := passwdfile.Open(a.cfg.Auth.PasswdFile, passwdfile.Options{
 		DefaultScheme: a.cfg.Auth.DefaultScheme,
 		Logger:        a.log,
@@ -216,7 +221,11 @@ func (a *app) buildUsers() error {
 // buildStore makes the store of [mail] location. It is the only place a
 // command makes its store, so serve, LMTP, deliver, check and mailbox see
 // the same maildrops with the same options (maildirOptions, mboxOptions).
+// A PostgreSQL location builds the PostgreSQL store (pg.go).
 func (a *app) buildStore() error {
+	if dsn, ok := a.cfg.Mail.PostgresDSN(); ok {
+		return a.buildPGStore(dsn)
+	}
 	var st store.Store
 	var err error
 	if a.cfg.Mail.Store() == "mbox" {

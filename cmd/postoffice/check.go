@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/store/pgstore"
 	"github.com/postoffice-mail/postoffice/internal/tlsconf"
 )
 
@@ -184,15 +184,9 @@ func (c *checker) users(a *app) {
 	if db == nil {
 		return // build has reported why
 	}
-	path := cfg.Auth.PasswdFile
-	names, err := passwdfile.ListUsers(path)
-	if err != nil {
-		c.fail("auth.passwd_file: %v", err)
+	names, ok := c.listUsers(a)
+	if !ok {
 		return
-	}
-	c.info("passwd-file %s: %d users", path, len(names))
-	if len(names) == 0 {
-		c.warn("auth.passwd_file %s has no users: nobody can log in", path)
 	}
 	methods := cfg.Auth.Mechanisms
 	if cfg.Auth.APOP {
@@ -266,6 +260,10 @@ func abbreviate(list []string, n int) string {
 func (c *checker) mail(a *app) {
 	if a.store == nil {
 		return // build has reported why
+	}
+	if _, ok := a.cfg.Mail.PostgresDSN(); ok {
+		c.info("PostgreSQL store, schema version %d", pgstore.SchemaVersion)
+		return
 	}
 	tmpl := a.cfg.Mail.MaildirPath()
 	base := tmpl

@@ -9,6 +9,8 @@
 //	postoffice bench ...               load-test a POP3 server
 //	postoffice user add|passwd|del|list  manage the passwd-file
 //	postoffice check --config FILE     load and check everything serve would
+//	postoffice db migrate --config FILE  create or upgrade the PostgreSQL schema
+//	postoffice migrate --from LOC --to LOC  copy maildrops between stores, UIDLs kept
 //	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
 //	postoffice migrate uidl|verify ... take over UIDLs from a live old server, verify a cut-over
 //	postoffice probe pop3s://host      check any POP3 server and report what to fix
@@ -39,8 +41,9 @@ func init() {
 		{"bench", "load-test a POP3 server; seed Maildirs; run the in-memory responder", runBench},
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox, an MDA, LMTP or SMTP", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
+		{"db", "create or upgrade the PostgreSQL schema: migrate --config FILE", runDB},
 		{"deliver", "deliver one message from stdin to a user's maildrop (-u USER)", runDeliver},
-		{"migrate", "take over from another POP3 server: uidl (import its UIDLs), verify (compare)", runMigrate},
+		{"migrate", "copy maildrops between stores, UIDLs kept ([copy] --from LOC --to LOC); uidl, verify: take over from a live POP3 server", runMigrate},
 		{"mailbox", "show or purge a user's maildrop: stat, list, purge USER", runMailbox},
 		{"probe", "check any POP3 server's TLS, authentication and RFC 1939 behaviour (pop3[s]://host)", runProbe},
 		{"serve", "run the POP3 server (--config FILE, or --dev for a local trial)", runServe},

@@ -22,15 +22,6 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/uidlimport"
 )
 
-const migrateUsage = `usage: postoffice migrate SUBCOMMAND [flags]
-
-  uidl     read the UIDLs of a live old POP3 server and have postoffice
-           serve the same ones for the same messages
-  verify   compare the old server with postoffice: STAT, every UIDL and
-           size, and the SHA-256 of a sample of messages
-
-Run 'postoffice migrate SUBCOMMAND -h' for its flags.`
-
 const migrateUIDLUsage = `usage: postoffice migrate uidl --from URL (--user USER | --passwd-file FILE)
                              [--config FILE | --to LOCATION] [--dry-run] [--force]
 
@@ -75,21 +66,6 @@ differences, or JSON with --json:
 
 Exit status: 0 the two agree; 1 they differ; 2 command line error;
 75 a server or the maildrop could not be reached; 78 configuration error.`
-
-// runMigrate is "postoffice migrate": its subcommands.
-func runMigrate(args []string, stdout, stderr io.Writer) error {
-	sub, err := subcommand(args, migrateUsage, stderr)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "uidl":
-		return runMigrateUIDL(args[1:], stdout, stderr)
-	case "verify":
-		return runMigrateVerify(args[1:], stdout, stderr)
-	}
-	return usageError{fmt.Sprintf("unknown subcommand %q (uidl, verify)", sub)}
-}
 
 // serverFlags are the connection flags migrate uidl and verify share.
 type serverFlags struct {

@@ -21,7 +21,7 @@ func TestMigrateUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"migrate"}, "need a subcommand"},
-		{[]string{"migrate", "copy"}, "unknown subcommand"},
+		{[]string{"migrate", "frobnicate"}, "unknown subcommand"},
 		{[]string{"migrate", "uidl", "--user", "a"}, "need --from"},
 		{[]string{"migrate", "uidl", "--from", "pop3s://h", "--user", "a", "--passwd-file", users}, "one of --user or --passwd-file"},
 		{[]string{"migrate", "uidl", "--from", "pop3://u:p@old.example", "--user", "a", "--to", dir}, "refusing to send a password in clear"},

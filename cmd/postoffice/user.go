@@ -22,7 +22,9 @@ const userUsage = `usage: postoffice user add|passwd|del|list [flags] [NAME]
   del NAME      delete a user
   list          list users
 
-The passwd-file is --passwd-file, or auth.passwd_file of --config. With
+The passwd-file is --passwd-file, or auth.passwd_file of --config; with
+auth.database in --config, the users are rows of postoffice's own table in
+PostgreSQL (run postoffice db migrate first). With
 --config, add and passwd warn when the --scheme cannot serve a login method
 the config enables: APOP needs PLAIN; CRAM-MD5 needs CRAM-MD5 or PLAIN;
 SCRAM-SHA-256 and SCRAM-SHA-1 (and -PLUS) need their own scheme or PLAIN.`
@@ -36,7 +38,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fs := newFlagSet("user "+sub, stderr)
-	cfgPath := fs.String("config", "", "server configuration `file`, for auth.passwd_file")
+	cfgPath := fs.String("config", "", "server configuration `file`, for auth.passwd_file or auth.database")
 	file := fs.String("passwd-file", "", "passwd-file `path` (overrides --config)")
 	schemeName := fs.String("scheme", scheme.DefaultNewScheme, "password `scheme` for add and passwd: "+strings.Join(scheme.HashSchemes(), ", "))
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
@@ -54,14 +56,17 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 			path = cfg.Auth.PasswdFile
 		}
 	}
-	if path == "" {
-		return usageError{"need --passwd-file PATH or --config FILE"}
-	}
 	name := func() (string, error) {
 		if fs.NArg() != 1 {
 			return "", usageError{sub + " needs exactly one user NAME"}
 		}
 		return fs.Arg(0), nil
+	}
+	if *file == "" && cfg != nil && cfg.Auth.Database != "" {
+		return runUserSQL(sub, cfg, name, *schemeName, *fromStdin, fs.NArg(), stdout, stderr)
+	}
+	if path == "" {
+		return usageError{"need --passwd-file PATH or --config FILE"}
 	}
 	switch sub {
 	case "add", "passwd":

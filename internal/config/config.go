@@ -40,6 +40,8 @@ type Config struct {
 	Quota   Quota   `toml:"quota"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
+	// Postgres is read only when mail.location is a PostgreSQL DSN.
+	Postgres Postgres `toml:"postgres"`
 
 	// SDPS is the [sdps] table: Demon's multi-drop service (legacy.go).
 	SDPS SDPS `toml:"sdps"`
@@ -154,7 +156,19 @@ func KnownMechanisms() []string {
 
 // Auth is the [auth] table.
 type Auth struct {
-	PasswdFile    string `toml:"passwd_file"`    // Dovecot passwd-file
+	PasswdFile string `toml:"passwd_file"` // Dovecot passwd-file
+	// Database, in place of passwd_file, keeps the users in PostgreSQL: a
+	// libpq URL or key=value string. Without password_query the users are
+	// rows of postoffice's own table (postoffice db migrate creates it,
+	// postoffice user edits it).
+	Database string `toml:"database"`
+	// PasswordQuery reads the users of a site's own schema (Dovecot's
+	// passdb sql password_query, Postfixadmin's mailbox table): one query
+	// with one parameter, $1, the user name, returning a column password
+	// in any scheme a passwd-file accepts, and optionally user, uid, gid,
+	// home and extra fields by column name. The database is then read-only
+	// to postoffice user.
+	PasswordQuery string `toml:"password_query"`
 	DefaultScheme string `toml:"default_scheme"` // scheme of hashes without {SCHEME}; default CRYPT
 	// AllowPlaintext allows USER/PASS and the SASL mechanisms that send a
 	// password or token in the clear (PLAIN, LOGIN, OAUTHBEARER, XOAUTH2) on
@@ -226,7 +240,10 @@ func (c *Config) STLS() bool { return c.TLS.Cert != "" }
 type Mail struct {
 	// Location is a Dovecot-style template: "maildir:/var/vmail/%d/%n/Maildir"
 	// for Maildirs, "mbox:/var/mail/%u" for mbox files (with Dovecot's
-	// optional ":INDEX=<dir template>" parameter for postoffice's index).
+	// optional ":INDEX=<dir template>" parameter for postoffice's index), or
+	// a PostgreSQL connection string ("postgres://mail@db1,db2/mail?target_session_attrs=read-write",
+	// or key=value as libpq takes it) for a store shared by many servers,
+	// configured further by [postgres].
 	Location string `toml:"location"`
 	// VerifySizeFields: false (the default) trusts the ",W=<n>" size in
 	// Maildir file names as Dovecot does, so a message is indexed without
@@ -374,6 +391,10 @@ func Default() Config {
 			UserPenaltyAfter: 5,
 			UserPenaltyMax:   Duration{8 * time.Second},
 		},
+		Postgres: Postgres{
+			ConnectTimeout: Duration{10 * time.Second},
+			LockTTL:        Duration{30 * time.Second},
+		},
 		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20, RecipientDelimiter: "+"},
 		Log:  Log{Level: "info", Format: "text"},
 	}
@@ -507,8 +528,8 @@ func (c *Config) validate() {
 	if len(c.POP3.Greeting) > 400 || strings.ContainsAny(c.POP3.Greeting, "\r\n") {
 		bad("pop3.greeting", "must be one line of at most 400 characters")
 	}
-	if c.Auth.PasswdFile == "" {
-		bad("auth.passwd_file", "is required")
+	if c.Auth.PasswdFile == "" && c.Auth.Database == "" {
+		bad("auth.passwd_file", "is required (or auth.database)")
 	}
 	c.validateAuth()
 	c.validateKerberos()
@@ -519,8 +540,12 @@ func (c *Config) validate() {
 	c.validateServer()
 	if c.Mail.Location == "" {
 		bad("mail.location", `is required, e.g. "maildir:/var/vmail/%%d/%%n/Maildir"`)
+	} else if _, pg := c.Mail.PostgresDSN(); pg {
+		if c.Mail.UIDLFormat != "" {
+			bad("mail.uidl_format", "is for maildir and mbox locations; the PostgreSQL store makes its own UIDLs")
+		}
 	} else if kind := c.Mail.Store(); kind != "maildir" && kind != "mbox" {
-		bad("mail.location", "unsupported store %q (supported: maildir, mbox)", kind)
+		bad("mail.location", "unsupported store %q (supported: maildir, mbox, postgres)", kind)
 	} else if f := c.Mail.UIDLFormat; f == "popa3d" {
 		if kind != "mbox" {
 			bad("mail.uidl_format", `"popa3d" needs an mbox location (popa3d serves mbox files)`)
@@ -536,6 +561,7 @@ func (c *Config) validate() {
 			bad("mail.uidl_format", "only %%m exists for mbox locations (%%f and %%g are maildir's; postoffice keeps no IMAP UIDs in mbox files for %%u and %%v)")
 		}
 	}
+	c.validatePostgres()
 	for _, a := range c.LMTP.Listen {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("lmtp.listen", "%q is not host:port", a)

@@ -46,8 +46,14 @@ func b64(t *testing.T, s string) string {
 // Python's poplib: user/pass_, stat, list, uidl, top, retr, dele, rset, quit.
 func TestPoplib(t *testing.T) {
 	t.Parallel()
+	testPoplib(t, clientSite)
+}
+
+// testPoplib runs the poplib client against the server mk starts on a site
+// holding clientMessages for alice (Maildir or PostgreSQL).
+func testPoplib(t *testing.T, mk func(*testing.T) (*site, *server)) {
 	py := need(t, "python3", "python3")
-	s, srv := clientSite(t)
+	s, srv := mk(t)
 	h, p := hostPort(t, srv.addr)
 	out, err := exec.Command(py, "testdata/poplib_client.py", h, p, "alice", testPassword).Output()
 	if err != nil {
@@ -107,19 +113,25 @@ func TestPoplib(t *testing.T) {
 		}
 	}
 	srv.stop()
-	if n := len(s.files("alice")); n != 2 {
-		t.Errorf("%d files after dele 2 + quit, want 2", n)
+	if n := s.count("alice"); n != 2 {
+		t.Errorf("%d messages after dele 2 + quit, want 2", n)
 	}
 }
 
 // Perl's Net::POP3: login, list, uidl, get, top, delete, quit.
 func TestNetPOP3(t *testing.T) {
 	t.Parallel()
+	testNetPOP3(t, clientSite)
+}
+
+// testNetPOP3 runs the netPOP3 client against the server mk starts on a site
+// holding clientMessages for alice (Maildir or PostgreSQL).
+func testNetPOP3(t *testing.T, mk func(*testing.T) (*site, *server)) {
 	perl := need(t, "perl", "perl")
 	if exec.Command(perl, "-MNet::POP3", "-MJSON::PP", "-e", "1").Run() != nil {
 		t.Skip("Net::POP3 or JSON::PP missing: apt-get install perl")
 	}
-	s, srv := clientSite(t)
+	s, srv := mk(t)
 	h, p := hostPort(t, srv.addr)
 	out, err := exec.Command(perl, "testdata/netpop3_client.pl", h, p, "alice", testPassword).Output()
 	if err != nil {
@@ -161,16 +173,22 @@ func TestNetPOP3(t *testing.T) {
 		t.Errorf("top = %q, want %q", b64(t, got.Top1), want)
 	}
 	srv.stop()
-	if n := len(s.files("alice")); n != 2 {
-		t.Errorf("%d files after delete 1 + quit, want 2", n)
+	if n := s.count("alice"); n != 2 {
+		t.Errorf("%d messages after delete 1 + quit, want 2", n)
 	}
 }
 
 // curl: pop3:// LIST and RETR compared byte for byte with the stored message.
 func TestCurl(t *testing.T) {
 	t.Parallel()
+	testCurl(t, clientSite)
+}
+
+// testCurl runs the curl client against the server mk starts on a site
+// holding clientMessages for alice (Maildir or PostgreSQL).
+func testCurl(t *testing.T, mk func(*testing.T) (*site, *server)) {
 	curl := need(t, "curl", "curl")
-	_, srv := clientSite(t)
+	_, srv := mk(t)
 	base := "pop3://alice:" + strings.ReplaceAll(testPassword, " ", "%20") + "@" + srv.addr + "/"
 	out, err := exec.Command(curl, "-sS", "--max-time", "30", base).Output()
 	if err != nil {

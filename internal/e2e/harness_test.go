@@ -20,6 +20,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
 	"github.com/postoffice-mail/postoffice/internal/testutil"
 	"github.com/postoffice-mail/postoffice/internal/testutil/krbtest"
+	"github.com/postoffice-mail/postoffice/internal/testutil/pgtest"
 )
 
 var binary string // path of the built postoffice binary
@@ -40,7 +41,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building postoffice:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// pgtest starts its throwaway PostgreSQL cluster only when a test asks
+	// for a database (pg_test.go), and stops it when the tests end.
+	code := pgtest.Main(m)
 	krbtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -52,6 +55,7 @@ type site struct {
 	dir    string
 	config string
 	store  *maildir.Store
+	pg     *pgSite // set for a site on PostgreSQL (pg_test.go); store is then nil
 }
 
 const testPassword = "correct horse battery"
@@ -104,6 +108,10 @@ func (s *site) run(stdin string, args ...string) string {
 // deliver stores a message for user through the store, as the LDA would.
 func (s *site) deliver(user, msg string) {
 	s.t.Helper()
+	if s.pg != nil {
+		s.pg.deliver(s.t, user, msg)
+		return
+	}
 	if err := s.store.Deliver(context.Background(), user, strings.NewReader(msg)); err != nil {
 		s.t.Fatal(err)
 	}
