@@ -74,7 +74,7 @@ type RetrievalObserver interface {
 // depends on the user: CAPA in the TRANSACTION state then lists
 // "EXPIRE" with Expire() ("NEVER" or a number of days), while
 // Options.Expire (which may end in " USER") is what CAPA lists before
-// login (RFC 2449 §6.7). An empty Expire() lists no EXPIRE.
+// login (RFC 2449 §6.7). An empty Expire() leaves Options.Expire.
 type ExpireMailbox interface {
 	Expire() string
 }

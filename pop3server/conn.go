@@ -566,7 +566,9 @@ func (c *conn) cmdCapa() error {
 	expire := o.Expire
 	if e, ok := c.mbox.(ExpireMailbox); ok && c.state != stateAuthorization {
 		// RFC 2449 §6.7: after login, the user's own value, without USER.
-		expire = e.Expire()
+		if v := e.Expire(); v != "" {
+			expire = v
+		}
 	}
 	if expire != "" {
 		c.writeLine("EXPIRE " + expire)
