@@ -64,7 +64,7 @@ func (l *Ledger) Sweep(ctx context.Context, st store.Store, user string, p Polic
 			continue
 		}
 		if arr != nil && p.HasArrival {
-			if t, ok := arr.Arrived(i); ok && !at.Before(t.Add(p.Arrival)) {
+			if t, ok := arr.Delivered(i); ok && !at.Before(t.Add(p.Arrival)) {
 				remove[i] = "expire_arrival"
 			}
 		}

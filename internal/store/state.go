@@ -38,7 +38,8 @@ type StateReader interface {
 }
 
 // Arrivals is an add-on a Maildrop implements when it knows when each
-// message arrived; i is an index into Messages.
+// message was delivered; i is an index into Messages. The expiry policy's
+// after_arrival counts from it.
 type Arrivals interface {
-	Arrived(i int) (time.Time, bool)
+	Delivered(i int) (time.Time, bool)
 }

@@ -202,11 +202,11 @@ func (s *Store) ReadState(ctx context.Context, user, name string) ([]byte, error
 	return data, err
 }
 
-// Arrived implements store.Arrivals: a Maildir file name starts with the
+// Delivered implements store.Arrivals: a Maildir file name starts with the
 // delivery time in seconds since the epoch ("1700000000.M12P3Q4.host"),
 // which every Maildir deliverer writes and no agent changes. A name that
 // does not start so (hand-made files) has no known arrival.
-func (md *maildrop) Arrived(i int) (time.Time, bool) {
+func (md *maildrop) Delivered(i int) (time.Time, bool) {
 	md.mu.Lock()
 	defer md.mu.Unlock()
 	if i < 0 || i >= len(md.msgs) {
