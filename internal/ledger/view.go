@@ -292,7 +292,12 @@ func (l *Ledger) removeIndexes(ctx context.Context, md store.Maildrop, sf store.
 		}
 	}
 	if len(idx) > 0 {
-		return st.save(sf)
+		// The removals are durable; the state only forgets their UIDLs,
+		// which the next open prunes anyway. Failing here (a full disk)
+		// would tell the client its deletions did not happen.
+		if err := st.save(sf); err != nil {
+			l.opts.Logger.Warn("ledger: device state not updated after removal", "user", sess.User, "err", err)
+		}
 	}
 	return nil
 }
