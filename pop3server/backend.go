@@ -62,6 +62,23 @@ type Mailbox interface {
 	Close() error
 }
 
+// RetrievalObserver is an add-on a Mailbox implements to learn which
+// messages RETR sent whole (to the engine's writer, dot-stuffed and
+// terminated): for expiry after retrieval (RFC 2449 §6.7) and retrieval
+// history. TOP and a RETR cut short do not count.
+type RetrievalObserver interface {
+	Retrieved(i int)
+}
+
+// ExpireMailbox is an add-on a Mailbox implements when the expiry policy
+// depends on the user: CAPA in the TRANSACTION state then lists
+// "EXPIRE" with Expire() ("NEVER" or a number of days), while
+// Options.Expire (which may end in " USER") is what CAPA lists before
+// login (RFC 2449 §6.7). An empty Expire() leaves Options.Expire.
+type ExpireMailbox interface {
+	Expire() string
+}
+
 // Conn is what a backend may know about a connection.
 type Conn struct {
 	ID string // unique per server process, for logs

@@ -573,8 +573,15 @@ func (c *conn) cmdCapa() error {
 	if o.LoginDelay > 0 {
 		c.writeLine("LOGIN-DELAY " + strconv.Itoa(int(o.LoginDelay/time.Second)))
 	}
-	if o.Expire != "" {
-		c.writeLine("EXPIRE " + o.Expire)
+	expire := o.Expire
+	if e, ok := c.mbox.(ExpireMailbox); ok && c.state != stateAuthorization {
+		// RFC 2449 §6.7: after login, the user's own value, without USER.
+		if v := e.Expire(); v != "" {
+			expire = v
+		}
+	}
+	if expire != "" {
+		c.writeLine("EXPIRE " + expire)
 	}
 	c.extCapa()
 	c.capaLegacy()

@@ -176,7 +176,9 @@ type Options struct {
 	// seconds); enforcing it is the backend's job ([LOGIN-DELAY] errors).
 	LoginDelay time.Duration
 	// Expire, if not empty, is advertised as CAPA EXPIRE: "NEVER" or a
-	// number of days.
+	// number of days, followed by " USER" when the policy varies per user
+	// (RFC 2449 §6.7); a Mailbox with ExpireMailbox gives the user's own
+	// value after login.
 	Expire string
 
 	// TLSConfig is used by ServeTLS (implicit TLS, RFC 8314) and, when
@@ -292,9 +294,9 @@ func New(opts Options) (*Server, error) {
 	if strings.ContainsAny(opts.Greeting, "\r\n\x00") || strings.ContainsAny(opts.Implementation, "\r\n\x00") {
 		return nil, errors.New("pop3server: Options.Greeting and Implementation must be one line")
 	}
-	if opts.Expire != "" && opts.Expire != "NEVER" {
-		if n, err := strconv.Atoi(opts.Expire); err != nil || n < 0 {
-			return nil, errors.New(`pop3server: Options.Expire must be "NEVER" or a number of days`)
+	if e := strings.TrimSuffix(opts.Expire, " USER"); e != "" && e != "NEVER" {
+		if n, err := strconv.Atoi(e); err != nil || n < 0 {
+			return nil, errors.New(`pop3server: Options.Expire must be "NEVER" or a number of days, optionally followed by " USER"`)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -195,6 +195,11 @@ func (c *conn) cmdRetr(ctx context.Context, args []byte) error {
 		c.retrCount++
 		c.retrBytes += n
 	}
+	if sent && err == nil {
+		if o, ok := c.mbox.(RetrievalObserver); ok {
+			o.Retrieved(i)
+		}
+	}
 	return err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/backend"
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/ledger"
 	"github.com/postoffice-mail/postoffice/internal/legacy/kpop"
 	"github.com/postoffice-mail/postoffice/internal/legacy/pop2"
 	"github.com/postoffice-mail/postoffice/internal/lmtp"
@@ -78,6 +79,7 @@ type app struct {
 	lmtp     *lmtp.Server
 	pop3     *pop3server.Server
 	backend  *backend.Backend
+	ledger   *ledger.Ledger     // devices, expiry and history (expire.go)
 	pop3Opts pop3server.Options // what pop3 was made with, for KPOP's engine
 	kpop     *kpop.Server       // nil without [kpop] listen
 	pop2     *pop2.Server       // nil without [pop2] listen
@@ -415,7 +417,10 @@ func (a *app) buildLMTP() error {
 // makes the POP3 engine with [pop3], [limits] and the TLS configuration.
 func (a *app) buildPOP3() error {
 	cfg := a.cfg
+	a.ledger = a.newLedger()
 	bo := backend.Options{
+		Ledger:     a.ledger,
+		Policy:     policy(cfg),
 		Users:      a.users,
 		Store:      a.store,
 		Logger:     a.log,
@@ -440,7 +445,7 @@ func (a *app) buildPOP3() error {
 		AuthFailDelay:  cfg.POP3.AuthFailDelay.Duration,
 		MaxBadCommands: cfg.POP3.MaxBadCommands,
 		LoginDelay:     cfg.POP3.LoginDelay.Duration,
-		Expire:         cfg.POP3.Expire,
+		Expire:         cfg.ExpireCapa(),
 
 		AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
 	}

@@ -14,6 +14,9 @@
 //	postoffice mailbox stat|list|purge USER  look into and clean out a maildrop
 //	postoffice migrate uidl|verify ... take over UIDLs from a live old server, verify a cut-over
 //	postoffice probe pop3s://host      check any POP3 server and report what to fix
+//	postoffice expire [--dry-run]      run one expiry sweep now
+//	postoffice history USER            who retrieved or deleted which message
+//	postoffice user device add USER N  make a device and print its password
 //	postoffice version
 package main
 
@@ -39,6 +42,8 @@ var commands []command
 func init() {
 	commands = []command{
 		{"bench", "load-test a POP3 server; seed Maildirs; run the in-memory responder", runBench},
+		{"expire", "run one expiry sweep now (--dry-run, --at TIME)", runExpire},
+		{"history", "show who retrieved or deleted which message of a user, and re-download storms", runHistory},
 		{"fetch", "fetch mail from POP3 accounts into Maildir, mbox, an MDA, LMTP or SMTP", runFetch},
 		{"check", "check a config: load everything serve would, report problems (--config FILE)", runCheck},
 		{"db", "create or upgrade the PostgreSQL schema: migrate --config FILE", runDB},

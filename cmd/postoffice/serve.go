@@ -283,6 +283,7 @@ func (a *app) run(ctx context.Context, b *listeners, ready func()) error {
 	// SIGHUP re-reads the config and the certificates (the passwd-file
 	// reloads by itself when it changes). Without this, SIGHUP would kill
 	// the server.
+	a.startSweeper(ctx) // expire.go
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

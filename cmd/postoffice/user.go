@@ -37,6 +37,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if sub == "device" {
+		return runDevice(args[1:], stdout, stderr) // device.go
+	}
 	fs := newFlagSet("user "+sub, stderr)
 	cfgPath := fs.String("config", "", "server configuration `file`, for auth.passwd_file or auth.database")
 	file := fs.String("passwd-file", "", "passwd-file `path` (overrides --config)")

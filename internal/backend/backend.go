@@ -11,6 +11,7 @@ package backend
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"io/fs"
@@ -23,6 +24,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
+	"github.com/postoffice-mail/postoffice/internal/ledger"
 	"github.com/postoffice-mail/postoffice/internal/sasl"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/pop3proto"
@@ -55,6 +57,15 @@ type Options struct {
 	// RPOP, if set, offers RPOP (RFC 1081) and decides who may use it
 	// (internal/legacy/rpop).
 	RPOP RPOPPolicy
+	// Ledger, if set, wraps every maildrop in a ledger view: retrieval
+	// history, first-retrieval times for expiry, and, when its devices
+	// are on, per-device views, with devices named at login as
+	// "user#device" (USER/PASS) or by a device password.
+	Ledger *ledger.Ledger
+	// Policy gives a user's expiry policy, advertised after login as
+	// CAPA EXPIRE (RFC 2449 §6.7); nil advertises what the engine's
+	// Options.Expire says.
+	Policy func(auth.User) ledger.Policy
 }
 
 // MultiDrop is a maildrop shared by many recipients, whose login names
@@ -241,9 +252,17 @@ func waitText(d time.Duration) string {
 	}
 }
 
-// Login implements pop3server.Session.
+// Login implements pop3server.Session. With devices on, "user#device"
+// names a device with the user's own password, and the user's name with
+// a device password selects that device; the device password is tried
+// only after the user's password failed and only for a user that
+// exists, so a wrong password and an unknown user still look alike.
 func (s *session) Login(ctx context.Context, username, password string) (pop3server.Mailbox, error) {
 	b := s.b
+	device := ""
+	if l := b.opts.Ledger; l != nil && l.Devices() {
+		username, device, _ = ledger.SplitDevice(username)
+	}
 	selector := ""
 	if md := b.opts.MultiDrop; md != nil {
 		if drop, sel, ok := md.Split(username); ok {
@@ -252,13 +271,39 @@ func (s *session) Login(ctx context.Context, username, password string) (pop3ser
 		}
 	}
 	u, err := b.opts.Users.Authenticate(ctx, username, password)
+	if errors.Is(err, auth.ErrFailed) && device == "" && b.opts.Ledger != nil && b.opts.Ledger.Devices() {
+		u, device, err = b.deviceLogin(ctx, username, password)
+	}
 	if errors.Is(err, auth.ErrFailed) {
 		return nil, pop3server.ErrAuthFailed
 	}
 	if err != nil {
 		return nil, authUnavailable(err)
 	}
-	return b.openSelect(ctx, s.conn, u, selector)
+	return b.openSelect(ctx, s.conn, u, selector, loginInfo{device: device, mech: "USER"})
+}
+
+// deviceLogin checks password against the device passwords of username.
+func (b *Backend) deviceLogin(ctx context.Context, username, password string) (auth.User, string, error) {
+	u, err := b.opts.Users.Lookup(ctx, username)
+	if err != nil {
+		return auth.User{}, "", auth.ErrFailed
+	}
+	name, ok, err := b.opts.Ledger.DeviceByPassword(ctx, b.opts.Store, u.Name, password)
+	if err != nil {
+		b.log.Warn("device passwords unreadable", "user", u.Name, "err", err)
+		return auth.User{}, "", auth.ErrFailed
+	}
+	if !ok {
+		return auth.User{}, "", auth.ErrFailed
+	}
+	return u, name, nil
+}
+
+// loginInfo is what a login method knows that the ledger records.
+type loginInfo struct {
+	device string
+	mech   string
 }
 
 // maxReasonLen bounds a nologin reason sent to the client, so that the
@@ -272,14 +317,15 @@ const maxReasonLen = 400
 // client that knows the password learns a nologin reason, and a wrong
 // password and a refused network look alike ([AUTH], counted as a failure).
 func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (pop3server.Mailbox, error) {
-	return b.openSelect(ctx, c, u, "")
+	return b.openSelect(ctx, c, u, "", loginInfo{})
 }
 
-// openSelect is open for a login name that selected part of a multi-drop
-// (Options.MultiDrop); a user that is a multi-drop gets the drop's mailbox
-// (all of it for selector "") whatever the login method.
-func (b *Backend) openSelect(ctx context.Context, c *pop3server.Conn, u auth.User, selector string) (pop3server.Mailbox, error) {
-	m, err := b.openMaildrop(ctx, c, u)
+// openSelect is open for a login that named a device or a method (li), or
+// a login name that selected part of a multi-drop (Options.MultiDrop); a
+// user that is a multi-drop gets the drop's mailbox (all of it for
+// selector "") whatever the login method.
+func (b *Backend) openSelect(ctx context.Context, c *pop3server.Conn, u auth.User, selector string, li loginInfo) (pop3server.Mailbox, error) {
+	m, err := b.openAs(ctx, c, u, li)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +337,8 @@ func (b *Backend) openSelect(ctx context.Context, c *pop3server.Conn, u auth.Use
 	return m, nil
 }
 
-func (b *Backend) openMaildrop(ctx context.Context, c *pop3server.Conn, u auth.User) (pop3server.Mailbox, error) {
+// openAs opens u's maildrop for a login that named a device or a method.
+func (b *Backend) openAs(ctx context.Context, c *pop3server.Conn, u auth.User, li loginInfo) (pop3server.Mailbox, error) {
 	var remote, direct net.Addr
 	if c != nil {
 		remote, direct = c.RemoteAddr, c.RealRemoteAddr
@@ -324,7 +371,6 @@ func (b *Backend) openMaildrop(ctx context.Context, c *pop3server.Conn, u auth.U
 	case err != nil:
 		return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open the maildrop now; try again in a few minutes, and tell the administrator if it persists", Err: err}
 	}
-	b.recordLogin(user)
 	h := &holder{since: b.opts.Now()}
 	if remote != nil {
 		h.remote = remote.String()
@@ -332,6 +378,22 @@ func (b *Backend) openMaildrop(ctx context.Context, c *pop3server.Conn, u auth.U
 			h.remote = host
 		}
 	}
+	if l := b.opts.Ledger; l != nil {
+		sess := ledger.Session{User: user, Device: li.device, Remote: h.remote, Client: li.device, Mech: li.mech}
+		if c != nil && c.TLS != nil {
+			sess.TLS = tls.VersionName(c.TLS.Version)
+		}
+		if b.opts.Policy != nil {
+			sess.Policy = b.opts.Policy(u)
+		}
+		v, err := l.Open(md, sess)
+		if err != nil {
+			md.Close()
+			return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot read this maildrop's device state now; try again in a few minutes, and tell the administrator if it persists", Err: err}
+		}
+		md = v
+	}
+	b.recordLogin(user)
 	b.mu.Lock()
 	b.holders[user] = h
 	b.mu.Unlock()
@@ -421,6 +483,22 @@ func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another program meanwhile; skip it, or QUIT and log in again for a fresh list", Err: err}
 	}
 	return r, err
+}
+
+// Retrieved implements pop3server.RetrievalObserver for a ledger view.
+func (m *mailbox) Retrieved(i int) {
+	if v, ok := m.md.(*ledger.View); ok {
+		v.Retrieved(i)
+	}
+}
+
+// Expire implements pop3server.ExpireMailbox: the user's policy when
+// Options.Policy is set, else "" (the engine's Options.Expire stands).
+func (m *mailbox) Expire() string {
+	if v, ok := m.md.(*ledger.View); ok && m.b.opts.Policy != nil {
+		return v.Expire()
+	}
+	return ""
 }
 
 func (m *mailbox) Commit(ctx context.Context, deleted []int) error {

@@ -38,7 +38,7 @@ func (s *session) apop(ctx context.Context, user, timestamp, digest string) (pop
 	if subtle.ConstantTimeCompare([]byte(want), []byte(digest)) != 1 {
 		return nil, pop3server.ErrAuthFailed
 	}
-	return b.open(ctx, s.conn, u)
+	return b.openSelect(ctx, s.conn, u, "", loginInfo{mech: "APOP"})
 }
 
 // Mechanisms implements pop3server.SASLSession: the mechanisms usable on

@@ -36,8 +36,14 @@ type Config struct {
 	// POP2 is the [pop2] table: the POP2 and POP1 listener.
 	POP2 POP2 `toml:"pop2"`
 	// POP4 is the [pop4] table: the POP4 commands on the POP3 listeners.
-	POP4    POP4    `toml:"pop4"`
-	Quota   Quota   `toml:"quota"`
+	POP4  POP4  `toml:"pop4"`
+	Quota Quota `toml:"quota"`
+	// Devices is the [devices] table: per-device views.
+	Devices Devices `toml:"devices"`
+	// Expire is the [expire] table: expiry after retrieval or arrival.
+	Expire Expire `toml:"expire"`
+	// History is the [history] table: retrieval history and storms.
+	History History `toml:"history"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
 	// Postgres is read only when mail.location is a PostgreSQL DSN.
@@ -533,6 +539,7 @@ func (c *Config) validate() {
 	}
 	c.validateAuth()
 	c.validateKerberos()
+	c.validateLedger()
 	c.validateFamily()
 	c.validatePenalty()
 	c.validateLimits()

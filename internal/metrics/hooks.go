@@ -74,3 +74,12 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 			float64(e.NotAfter.Unix()), e.CertFile)
 	}
 }
+
+// Removed counts messages removed by the ledger (expiry or devices);
+// reason is one of the label values listed at ledgerRemoved.
+func (m *Metrics) Removed(reason string, n int) {
+	m.ledgerRemoved.WithLabelValues(reason).Add(float64(n))
+}
+
+// Storm counts a re-download storm.
+func (m *Metrics) Storm() { m.storms.Inc() }

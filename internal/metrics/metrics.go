@@ -48,6 +48,11 @@ type Metrics struct {
 	lmtpBytes    prometheus.Counter
 	lmtpDuration prometheus.Histogram
 
+	// ledgerRemoved's reason is one of expire_retrieval, expire_arrival,
+	// devices (ledger.Options.OnRemoved).
+	ledgerRemoved *prometheus.CounterVec // reason
+	storms        prometheus.Counter
+
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
 }
@@ -75,6 +80,11 @@ func New() *Metrics {
 	m.pop3TopBytes = f.counter("pop3_top_bytes_total", "Octets sent in answer to TOP.")
 	m.pop3Deleted = f.counter("pop3_deleted_messages_total", "Messages removed in the UPDATE state (after QUIT).")
 	m.pop3DeleteBytes = f.counter("pop3_deleted_bytes_total", "Octets of the messages removed in the UPDATE state.")
+
+	m.ledgerRemoved = f.counterVec("messages_removed_total",
+		"Messages removed by the expiry sweep or once every active device deleted them, by reason: expire_retrieval, expire_arrival, devices.",
+		"reason")
+	m.storms = f.counter("pop3_redownload_storms_total", "Sessions in which one device retrieved again many messages it had already retrieved (history.storm_threshold).")
 
 	m.connRefused = f.counterVec("connections_refused_total",
 		"POP3 connections refused or dropped before the session started, by reason: max_connections, max_connections_per_ip, proxy_header, untrusted_proxy.",

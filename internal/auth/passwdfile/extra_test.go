@@ -26,3 +26,19 @@ func TestExtraFieldHelpers(t *testing.T) {
 		t.Errorf("CheckLoginFields(nopassword) = %+v, %v", lf, err)
 	}
 }
+
+// The per-user expiry fields are accepted when they are ages and refused
+// at load when they are not.
+func TestExpireFields(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"30d", "2w", "36h", "never", "0d"} {
+		if _, err := CheckLoginFields(map[string]string{"expire_after_retrieval": v, "expire_after_arrival": v}, true); err != nil {
+			t.Errorf("expire fields = %q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"", "soon", "-1d", "30x"} {
+		if _, err := CheckLoginFields(map[string]string{"expire_after_retrieval": v}, true); err == nil {
+			t.Errorf("expire_after_retrieval=%q accepted", v)
+		}
+	}
+}

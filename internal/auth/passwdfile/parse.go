@@ -8,7 +8,9 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -184,6 +186,12 @@ func (e *entry) loginFields() error {
 			} else {
 				e.restrict.AllowRealNets = nets
 			}
+		case "expire_after_retrieval", "expire_after_arrival":
+			// The user's expiry policy (postoffice's [expire]): checked
+			// here so a typo is refused at load, not ignored at the sweep.
+			if !validAge(v) {
+				return fmt.Errorf("%s=%s: want an age such as 30d, 2w, 36h, or never", k, v)
+			}
 		case "nopassword":
 			switch strings.ToLower(v) {
 			case "", "y", "yes":
@@ -324,4 +332,18 @@ func checkUsername(name string) error {
 		}
 	}
 	return nil
+}
+
+// validAge reports whether v is an age as [expire] takes them: "never",
+// whole days or weeks ("30d", "2w"), or a Go duration ("36h").
+func validAge(v string) bool {
+	if strings.EqualFold(v, "never") {
+		return true
+	}
+	if n := len(v); n > 1 && (v[n-1] == 'd' || v[n-1] == 'w') {
+		d, err := strconv.Atoi(v[:n-1])
+		return err == nil && d >= 0 && d <= 100*365
+	}
+	d, err := time.ParseDuration(v)
+	return err == nil && d >= 0
 }

@@ -109,6 +109,18 @@
 // every six hours (the time is kept in the lock file too). A corrupt index
 // (bad checksum, count, or line) is logged and rebuilt.
 //
+// # Device views and history
+//
+// internal/ledger keeps two more files in the Maildir through
+// store.StateFiles, under the same lock: postoffice-devices (JSON: the
+// devices, their deletions and retrievals, and each message's first
+// complete RETR) is replaced atomically as the index is;
+// postoffice-history (one JSON line per retrieval, deletion, removal or
+// storm) is appended to and fsynced when the session ends. Both are
+// named "postoffice-" plus a lower-case word, opened without following
+// links, as the Maildir's owner. A message's delivery time (Delivered)
+// is the leading seconds of its file name.
+//
 // # Sizes and W=
 //
 // A message is sized once, when it is first indexed. The ",W=<n>" field of
