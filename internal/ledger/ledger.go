@@ -26,9 +26,12 @@
 //   - A message's first complete RETR time is recorded at the end of the
 //     session (Close or QUIT); a session killed before that leaves the
 //     message unrecorded, so it expires later, never earlier.
-//   - Journal lines are appended with write(2) as they happen (a kill -9
-//     keeps them) and fsynced when the session ends; readers skip a torn
-//     last line.
+//   - Journal lines are appended with write(2) as they happen: a kill -9
+//     keeps them, since they are in the kernel's page cache. They are not
+//     fsynced: the journal is a record for the administrator, not mail, and
+//     an fsync (plus one of the directory) per session would cost every
+//     retrieving session two disk flushes; a power loss may cost its last
+//     seconds. Readers skip a torn last line.
 package ledger
 
 import (

@@ -329,11 +329,6 @@ func (v *View) Close() error {
 				v.l.opts.Logger.Warn("ledger: device state not written", "user", v.sess.User, "err", err)
 			}
 		}
-		if v.written {
-			if err := v.sf.SyncState(historyFile); err != nil {
-				v.l.opts.Logger.Warn("ledger: history not synced", "user", v.sess.User, "err", err)
-			}
-		}
 	}
 	return v.md.Close()
 }
