@@ -225,7 +225,7 @@ location = "maildir:%s"
 		if lmtpReset.MatchString(line) {
 			continue // the go-smtp library reports a client's reset after QUIT
 		}
-		if strings.Contains(line, "Message was removed by another agent") {
+		if strings.Contains(line, "Message was removed by another program meanwhile") {
 			continue // RETR of a message IMAP expunged during the session: -ERR, as designed
 		}
 		if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
