@@ -232,7 +232,7 @@ func (r *Responder) session(nc net.Conn) {
 		msg := func() (int, bool) {
 			n := atoiBytes(arg)
 			if n < 1 || n > len(msgs) || deleted[n-1] {
-				bw.WriteString("-ERR No such message\r\n")
+				bw.WriteString("-ERR No such message: use a number from LIST\r\n")
 				return 0, false
 			}
 			return n - 1, true
@@ -261,7 +261,7 @@ func (r *Responder) session(nc net.Conn) {
 			bw.WriteString("+OK\r\n")
 		default:
 			if !loggedIn {
-				bw.WriteString("-ERR Not logged in\r\n")
+				bw.WriteString("-ERR Not logged in: log in first with USER and PASS\r\n")
 				continue
 			}
 			switch string(cmd) {
@@ -313,7 +313,7 @@ func (r *Responder) session(nc net.Conn) {
 				n, k, _ := bytes.Cut(arg, []byte{' '})
 				arg = n
 				if string(k) != "0" {
-					bw.WriteString("-ERR this responder does TOP n 0 only\r\n")
+					bw.WriteString("-ERR This responder does TOP n 0 only: send TOP with 0 lines, or RETR\r\n")
 					continue
 				}
 				if i, ok := msg(); ok {
@@ -325,7 +325,7 @@ func (r *Responder) session(nc net.Conn) {
 					bw.WriteString("+OK\r\n")
 				}
 			default:
-				bw.WriteString("-ERR Unknown command\r\n")
+				bw.WriteString("-ERR Unknown command: send CAPA for the commands this responder supports\r\n")
 			}
 		}
 	}

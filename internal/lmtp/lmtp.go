@@ -270,14 +270,55 @@ func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 
 // slogAdapter turns go-smtp's Printf-style logger (which would write to
 // os.Stderr) into slog records.
+//
+// go-smtp reports there its own failures (a panic in a session, an accept
+// that fails, a TLS handshake that fails) and also every connection that
+// ended with an error other than a clean close: a client that resets the
+// connection (Python's smtplib.LMTP closing right after QUIT, an MTA's
+// cached connection cut by a firewall), a write to a client that has gone
+// (EPIPE), an EOF in the middle of a TLS handshake, a timeout. Those are
+// the peer's doing, and nothing was lost: a message is accepted only once
+// its 250 is written after the durable delivery, and a client that goes
+// away earlier retries. They are logged at debug level, as Dovecot logs a
+// client's disconnection at info, not error; the rest stays at error.
 type slogAdapter struct{ log *slog.Logger }
 
 func (a slogAdapter) Printf(format string, v ...any) {
-	a.log.Error("lmtp library error", "detail", strings.TrimSpace(fmt.Sprintf(format, v...)))
+	a.report(!strings.HasPrefix(format, "panic") && peerGone(v), strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 func (a slogAdapter) Println(v ...any) {
-	a.log.Error("lmtp library error", "detail", strings.TrimSpace(fmt.Sprintln(v...)))
+	a.report(peerGone(v), strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+func (a slogAdapter) report(peer bool, detail string) {
+	if peer {
+		a.log.Debug("lmtp connection ended by the network", "detail", detail)
+		return
+	}
+	a.log.Error("lmtp library error", "detail", detail)
+}
+
+// peerGone reports whether one of go-smtp's log arguments is a network
+// error that says the other end went away or fell silent: a reset, a
+// broken pipe, an EOF, a connection already closed, a timeout.
+func peerGone(v []any) bool {
+	for _, x := range v {
+		err, ok := x.(error)
+		if !ok {
+			continue
+		}
+		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+			errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return true
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return true
+		}
+	}
+	return false
 }
 
 // Replies the backend sends (RFC 3463 enhanced codes).

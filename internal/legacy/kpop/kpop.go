@@ -163,7 +163,7 @@ func (s *Server) handshake(nc net.Conn) {
 			// terms (RFC 3206 §5) to anything reading the stream as text:
 			// a person with a terminal client, a monitoring probe. It is
 			// written before the close, so it cannot cut the KRB-ERROR.
-			fmt.Fprintf(nc, "-ERR [%s] Authentication failed: Kerberos ticket refused\r\n", pop3proto.CodeAuth)
+			fmt.Fprintf(nc, "-ERR [%s] Kerberos ticket refused: run kinit for a fresh ticket, then reconnect\r\n", pop3proto.CodeAuth)
 		}
 		nc.Close()
 		return

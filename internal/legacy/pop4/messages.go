@@ -28,15 +28,16 @@ const maxListed = 100
 func (e *Extension) copyMsgs(ctx context.Context, s *pop3server.ExtensionSession, user, folder, args string, move bool) error {
 	nums, target, found := strings.Cut(args, " ")
 	if !found || nums == "" || target == "" {
-		return s.Bad("-ERR " + map[bool]string{true: "MOVE", false: "COPY"}[move] + " needs message numbers and a folder")
+		kw := map[bool]string{true: "MOVE", false: "COPY"}[move]
+		return s.Bad("-ERR " + kw + " needs message numbers and a folder: send " + kw + " n[,m...] folder")
 	}
 	if move && within(folder, target) && within(target, folder) {
-		s.Reply("-ERR Cannot move messages into the folder they are in")
+		s.Reply("-ERR Cannot move messages into the folder they are in: choose another folder")
 		return nil
 	}
 	parts := strings.Split(nums, ",")
 	if len(parts) > maxListed {
-		return s.Bad("-ERR At most 100 messages at once")
+		return s.Bad("-ERR Too many message numbers, at most 100 at once: send them in several commands")
 	}
 	var idx []int
 	for _, p := range parts {
@@ -58,7 +59,7 @@ func (e *Extension) copyMsgs(ctx context.Context, s *pop3server.ExtensionSession
 				return nil
 			}
 			e.log.Error("pop4 opening message failed", "conn", s.Conn().ID, "msg", i+1, "err", err)
-			s.Reply("-ERR [SYS/TEMP] Cannot read message, try again later")
+			s.Reply("-ERR [SYS/TEMP] Cannot read the message now; try again in a few minutes, and tell the administrator if it persists")
 			return nil
 		}
 		err = e.folders.DeliverFolder(ctx, user, target, r)
@@ -89,11 +90,11 @@ func (e *Extension) copyMsgs(ctx context.Context, s *pop3server.ExtensionSession
 func (e *Extension) part(ctx context.Context, s *pop3server.ExtensionSession, args string) error {
 	num, section, found := strings.Cut(args, " ")
 	if !found || section == "" {
-		return s.Bad("-ERR PART needs a message number and a part number")
+		return s.Bad("-ERR PART needs a message number and a part number: send PART n section, such as PART 1 2.1")
 	}
 	path, ok := parseSection(section)
 	if !ok {
-		return s.Bad("-ERR Invalid part number")
+		return s.Bad("-ERR Invalid part number: use numbers from 1 to 9999 joined by dots, such as 2.1")
 	}
 	i, ok, err := s.Message(num)
 	if !ok {
@@ -107,13 +108,13 @@ func (e *Extension) part(ctx context.Context, s *pop3server.ExtensionSession, ar
 			return nil
 		}
 		e.log.Error("pop4 opening message failed", "conn", s.Conn().ID, "msg", i+1, "err", err)
-		s.Reply("-ERR [SYS/TEMP] Cannot read message, try again later")
+		s.Reply("-ERR [SYS/TEMP] Cannot read the message now; try again in a few minutes, and tell the administrator if it persists")
 		return nil
 	}
 	defer r.Close()
 	hdr, body, err := findPart(bufio.NewReader(r), path)
 	if err != nil {
-		s.Reply("-ERR No such part")
+		s.Reply("-ERR No such part in this message: use 1 for a message that is not multipart, or check its MIME structure with RETR")
 		return nil
 	}
 	s.Reply("+OK Part follows")
@@ -204,13 +205,13 @@ func (e *Extension) flag(ctx context.Context, s *pop3server.ExtensionSession, ar
 	}
 	fl, ok := maildrop(s).(store.Flagged)
 	if !ok {
-		s.Reply("-ERR [SYS/PERM] This mailbox keeps no flags")
+		s.Reply("-ERR [SYS/PERM] This mailbox keeps no message flags: use the other commands, FLAG works on Maildir mailboxes only")
 		return nil
 	}
 	have, err := fl.Flags(i)
 	if err != nil {
 		e.log.Error("pop4 reading flags failed", "conn", s.Conn().ID, "err", err)
-		s.Reply("-ERR [SYS/TEMP] Cannot read flags, try again later")
+		s.Reply("-ERR [SYS/TEMP] Cannot read the flags now; try again in a few minutes, and tell the administrator if it persists")
 		return nil
 	}
 	if spec == "" {
@@ -219,15 +220,15 @@ func (e *Extension) flag(ctx context.Context, s *pop3server.ExtensionSession, ar
 	}
 	want, ok := applyFlags(have, spec)
 	if !ok {
-		return s.Bad("-ERR Invalid flags: letters among DFPRST, with an optional + or -")
+		return s.Bad("-ERR Invalid flags: use letters among DFPRST after an optional +, - or =, or - alone to clear them")
 	}
 	if err := fl.SetFlags(ctx, i, want); err != nil {
 		if errors.Is(err, store.ErrNoMessage) {
-			s.Reply("-ERR [SYS/PERM] Message was removed by another agent")
+			s.Reply("-ERR [SYS/PERM] Message was removed by another program meanwhile; skip it, or QUIT and log in again for a fresh list")
 			return nil
 		}
 		e.log.Error("pop4 setting flags failed", "conn", s.Conn().ID, "err", err)
-		s.Reply("-ERR [SYS/TEMP] Cannot set flags, try again later")
+		s.Reply("-ERR [SYS/TEMP] Cannot set the flags now; try again in a few minutes, and tell the administrator if it persists")
 		return nil
 	}
 	s.Reply(strings.TrimSpace("+OK " + want))

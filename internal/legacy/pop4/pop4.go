@@ -89,7 +89,7 @@ func (f *folderBox) User() string { return f.user }
 func (f *folderBox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	r, err := f.Maildrop.Open(ctx, i)
 	if errors.Is(err, store.ErrNoMessage) {
-		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another agent", Err: err}
+		return nil, &pop3server.Error{Code: pop3proto.CodeSysPerm, Text: "Message was removed by another program meanwhile; skip it, or QUIT and log in again for a fresh list", Err: err}
 	}
 	return r, err
 }
@@ -125,7 +125,7 @@ func (e *Extension) Command(ctx context.Context, s *pop3server.ExtensionSession,
 	}
 	user, folder, ok := current(s)
 	if !ok {
-		s.Reply("-ERR [SYS/PERM] POP4 is not available for this mailbox")
+		s.Reply("-ERR [SYS/PERM] POP4 is not available for this mailbox; use the POP3 commands, which work as usual")
 		return true, nil
 	}
 	var err error
@@ -156,16 +156,16 @@ func (e *Extension) Command(ctx context.Context, s *pop3server.ExtensionSession,
 func (e *Extension) storeError(s *pop3server.ExtensionSession, err error) {
 	switch {
 	case errors.Is(err, store.ErrNoFolder):
-		s.Reply("-ERR No such folder")
+		s.Reply("-ERR No such folder: send LFLD for the folder list")
 	case errors.Is(err, store.ErrFolderExists):
-		s.Reply("-ERR Folder exists")
+		s.Reply("-ERR Folder exists: choose another name, or send SFLD to select it")
 	case errors.Is(err, store.ErrBadFolderName):
-		s.Reply("-ERR Invalid folder name")
+		s.Reply("-ERR Invalid folder name: use printable ASCII without ., \\ or %, with / between levels; INBOX cannot be created, renamed or deleted")
 	case errors.Is(err, store.ErrInUse):
-		s.Reply("-ERR [IN-USE] Folder is in use by another session")
+		s.Reply("-ERR [IN-USE] Folder is in use by another session; try again when that client has quit")
 	default:
 		e.log.Error("pop4 folder operation failed", "conn", s.Conn().ID, "err", err)
-		s.Reply("-ERR [SYS/TEMP] Folder operation failed, try again later")
+		s.Reply("-ERR [SYS/TEMP] Folder operation failed; try again in a few minutes, and tell the administrator if it persists")
 	}
 }
 
@@ -179,7 +179,7 @@ func within(folder, name string) bool {
 
 func (e *Extension) lfld(ctx context.Context, s *pop3server.ExtensionSession, user, args string) error {
 	if args != "" {
-		return s.Bad("-ERR LFLD takes no arguments")
+		return s.Bad("-ERR LFLD takes no arguments: send LFLD alone")
 	}
 	names, err := e.folders.Folders(ctx, user)
 	if err != nil {
@@ -192,7 +192,7 @@ func (e *Extension) lfld(ctx context.Context, s *pop3server.ExtensionSession, us
 
 func (e *Extension) sfld(ctx context.Context, s *pop3server.ExtensionSession, user, folder, name string) error {
 	if name == "" {
-		return s.Bad("-ERR SFLD needs a folder name")
+		return s.Bad("-ERR SFLD needs a folder name: send SFLD followed by a name from LFLD")
 	}
 	if within(folder, name) && within(name, folder) {
 		s.Reply("+OK Folder selected, " + itoa(len(s.Messages())) + " messages")
@@ -217,7 +217,7 @@ func (e *Extension) sfld(ctx context.Context, s *pop3server.ExtensionSession, us
 
 func (e *Extension) cfld(ctx context.Context, s *pop3server.ExtensionSession, user, name string) error {
 	if name == "" {
-		return s.Bad("-ERR CFLD needs a folder name")
+		return s.Bad("-ERR CFLD needs a folder name: send CFLD followed by the new folder's name")
 	}
 	if err := e.folders.CreateFolder(ctx, user, name); err != nil {
 		e.storeError(s, err)
@@ -229,10 +229,10 @@ func (e *Extension) cfld(ctx context.Context, s *pop3server.ExtensionSession, us
 
 func (e *Extension) dfld(ctx context.Context, s *pop3server.ExtensionSession, user, folder, name string) error {
 	if name == "" {
-		return s.Bad("-ERR DFLD needs a folder name")
+		return s.Bad("-ERR DFLD needs a folder name: send DFLD followed by a name from LFLD")
 	}
 	if within(folder, name) && within(name, folder) {
-		s.Reply("-ERR Folder is selected: SFLD another one first")
+		s.Reply("-ERR Folder is selected: send SFLD with another folder first")
 		return nil
 	}
 	if err := e.folders.DeleteFolder(ctx, user, name); err != nil {
@@ -246,7 +246,7 @@ func (e *Extension) dfld(ctx context.Context, s *pop3server.ExtensionSession, us
 func (e *Extension) renf(ctx context.Context, s *pop3server.ExtensionSession, user, folder, args string) error {
 	from, to, found := strings.Cut(args, " ")
 	if !found || from == "" || to == "" || strings.Contains(to, " ") {
-		return s.Bad("-ERR RENF needs a folder name and a new name")
+		return s.Bad("-ERR RENF needs a folder name and a new name: send RENF name newname")
 	}
 	return e.rename(ctx, s, user, folder, from, to)
 }
@@ -256,7 +256,7 @@ func (e *Extension) renf(ctx context.Context, s *pop3server.ExtensionSession, us
 func (e *Extension) movf(ctx context.Context, s *pop3server.ExtensionSession, user, folder, args string) error {
 	from, parent, found := strings.Cut(args, " ")
 	if !found || from == "" || parent == "" || strings.Contains(parent, " ") {
-		return s.Bad("-ERR MOVF needs a folder name and a parent folder")
+		return s.Bad("-ERR MOVF needs a folder name and a parent folder: send MOVF name parent")
 	}
 	leaf := from[strings.LastIndexByte(from, '/')+1:]
 	return e.rename(ctx, s, user, folder, from, parent+"/"+leaf)
@@ -264,7 +264,7 @@ func (e *Extension) movf(ctx context.Context, s *pop3server.ExtensionSession, us
 
 func (e *Extension) rename(ctx context.Context, s *pop3server.ExtensionSession, user, folder, from, to string) error {
 	if within(folder, from) {
-		s.Reply("-ERR Folder is selected: SFLD another one first")
+		s.Reply("-ERR Folder is selected: send SFLD with another folder first")
 		return nil
 	}
 	if err := e.folders.RenameFolder(ctx, user, from, to); err != nil {

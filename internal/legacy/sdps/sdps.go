@@ -183,7 +183,7 @@ func Wrap(ctx context.Context, m pop3server.Mailbox, local string) (pop3server.M
 		}
 		if err != nil {
 			m.Close()
-			return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open mailbox, try again later", Err: err}
+			return nil, &pop3server.Error{Code: pop3proto.CodeSysTemp, Text: "Cannot open the maildrop now; try again in a few minutes, and tell the administrator if it persists", Err: err}
 		}
 		if j := strings.LastIndexByte(to, '@'); j > 0 && strings.EqualFold(to[:j], local) {
 			sel.idx = append(sel.idx, i)

@@ -78,7 +78,12 @@
 // ended with the same directory stamps, after a first one that missed it
 // too (relocate.go). Commit never leaves a deleted message behind on a
 // guess: a message still unfound after the bounded readings is reported
-// as an error, not as removed.
+// as an error, not as removed. The snapshot at Open follows the same rule
+// for a message the index lists and the reading missed: it is dropped
+// from the index, with its UIDL, only when a settled reading missed it
+// too; a message the readings never settle on is left out of that
+// session only and keeps its index line and UIDL for the next (scan in
+// snapshot.go).
 //
 // postoffice does not rename files or set flags: reading a message does not
 // set \Seen or move it to cur/, like Dovecot with pop3_no_flag_updates=yes.

@@ -222,7 +222,7 @@ func (s *Store) OpenFolder(ctx context.Context, user, name string) (store.Maildr
 	if err != nil {
 		return nil, err
 	}
-	md := &maildrop{s: s, dir: fb.path(), box: fb}
+	md := &maildrop{s: s, dir: fb.path(), box: fb, beforeScan: s.beforeScan}
 	err = fb.do(func() error {
 		if _, err := fb.dir.Lstat("cur"); err != nil {
 			if err := s.createSubs(fb); err != nil {

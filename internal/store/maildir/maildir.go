@@ -93,6 +93,8 @@ type Store struct {
 	scanHook func(dir string)  // test hook: Open reads new/ and cur/
 	sizeHook func(name string) // test hook: a file is opened to size it (from several goroutines)
 	now      func() time.Time  // test hook for the clock, nil in production
+
+	beforeScan func(sub string) // test hook: the beforeScan every maildrop Open makes starts with
 }
 
 // clock returns the current time.

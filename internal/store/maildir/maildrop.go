@@ -41,7 +41,42 @@ type maildrop struct {
 	committed bool
 
 	afterRelocate func()           // test hook, nil in production
-	beforeScan    func(sub string) // test hook: relocate is about to read sub; nil in production
+	beforeScan    func(sub string) // test hook: a reading of new/ and cur/ is about to read sub; nil in production
+
+	// held are index entries the snapshot left out because the readings
+	// of new/ and cur/ missed their files and never settled (scan): not
+	// in this session, but kept in the index, with their UIDLs, for the
+	// next one.
+	held []heldEntry
+}
+
+// heldEntry is an index entry left out of the snapshot; at is the number
+// of snapshot entries that come before it in the index.
+type heldEntry struct {
+	at int
+	e  entry
+}
+
+// withHeld returns the index entries of a snapshot: the entries keep
+// reports true for, with held put back in their places.
+func withHeld(entries []entry, held []heldEntry, keep func(i int) bool) []entry {
+	if len(held) == 0 && keep == nil {
+		return entries
+	}
+	out := make([]entry, 0, len(entries)+len(held))
+	for i, e := range entries {
+		for len(held) > 0 && held[0].at <= i {
+			out = append(out, held[0].e)
+			held = held[1:]
+		}
+		if keep == nil || keep(i) {
+			out = append(out, e)
+		}
+	}
+	for _, h := range held {
+		out = append(out, h.e)
+	}
+	return out
 }
 
 var _ store.Maildrop = (*maildrop)(nil)

@@ -36,41 +36,13 @@ func (md *maildrop) relocate() error {
 	for i, e := range md.entries {
 		pos[e.key] = i
 	}
-	type place struct{ sub, info string }
 	seen := make([]place, len(md.entries))
-	settled := false
-	for scan := 1; scan <= maxScans && !settled; scan++ {
-		before, berr := md.dirStamps()
-		for _, sub := range []string{"new", "cur"} {
-			if md.beforeScan != nil {
-				md.beforeScan(sub)
-			}
-			err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
-				if typ == typeDir || !usableName(name) {
-					return
-				}
-				key, info := splitName(name)
-				if i, ok := pos[string(key)]; ok {
-					// cur/ is read after new/, and files move from
-					// new/ to cur/: the last sighting is the newest.
-					seen[i] = place{sub, string(info)}
-				}
-			})
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-		after, aerr := md.dirStamps()
-		missing := false
-		for _, p := range seen {
-			if p.sub == "" {
-				missing = true
-				break
-			}
-		}
-		// Without stamps (a system that has none, a directory gone), two
-		// readings that both missed an entry settle it.
-		settled = !missing || (scan > 1 && (berr != nil || aerr != nil || before == after))
+	settled, err := md.locate(0, func(key []byte) (int, bool) {
+		i, ok := pos[string(key)]
+		return i, ok
+	}, seen)
+	if err != nil {
+		return err
 	}
 	for i, p := range seen {
 		switch {
@@ -84,6 +56,58 @@ func (md *maildrop) relocate() error {
 		md.afterRelocate()
 	}
 	return nil
+}
+
+// place is where a reading of new/ and cur/ saw a message's file: its
+// directory and info part; sub is "" when no reading saw it.
+type place struct{ sub, info string }
+
+// locate reads new/ and cur/ until the reading settles (see relocate), at
+// most maxScans readings counting the done ones the caller already made,
+// and records in seen[i] where the last reading that saw it found the
+// file of the message lookup maps to i (lookup's argument is a file name
+// up to its info part). It reports whether the last reading settled:
+// every message was seen, or a second or later reading missed some with
+// the stamps of new/ and cur/ the same before and after it. A message
+// that no reading saw is then gone; without settling, nothing can be said
+// of it.
+func (md *maildrop) locate(done int, lookup func(key []byte) (int, bool), seen []place) (settled bool, err error) {
+	for scan := done + 1; scan <= maxScans; scan++ {
+		before, berr := md.dirStamps()
+		for _, sub := range []string{"new", "cur"} {
+			if md.beforeScan != nil {
+				md.beforeScan(sub)
+			}
+			err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
+				if typ == typeDir || !usableName(name) {
+					return
+				}
+				key, info := splitName(name)
+				if i, ok := lookup(key); ok {
+					// cur/ is read after new/, and files move from
+					// new/ to cur/: the last sighting is the newest.
+					seen[i] = place{sub, string(info)}
+				}
+			})
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return false, err
+			}
+		}
+		after, aerr := md.dirStamps()
+		missing := false
+		for _, p := range seen {
+			if p.sub == "" {
+				missing = true
+				break
+			}
+		}
+		// Without stamps (a system that has none, a directory gone), two
+		// readings that both missed an entry settle it.
+		if !missing || (scan > 1 && (berr != nil || aerr != nil || before == after)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // dirStamps returns the stamps of new/ and cur/.

@@ -33,7 +33,7 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	if err != nil {
 		return nil, err
 	}
-	md := &maildrop{s: s, dir: b.path(), box: b}
+	md := &maildrop{s: s, dir: b.path(), box: b, beforeScan: s.beforeScan}
 	if err := b.do(func() error { return md.open(ctx) }); err != nil {
 		b.close()
 		return nil, err
@@ -108,12 +108,12 @@ func (md *maildrop) load(ctx context.Context) error {
 		if md.s.scanHook != nil {
 			md.s.scanHook(md.dir)
 		}
-		entries, scanChanged, err := md.scan(ctx, idx)
+		entries, held, scanChanged, err := md.scan(ctx, idx)
 		if err != nil {
 			return err
 		}
 		if changed || scanChanged {
-			sum, err = md.s.writeIndexSum(md.box.dir, entries)
+			sum, err = md.s.writeIndexSum(md.box.dir, withHeld(entries, held, nil))
 			switch {
 			case err == nil:
 				hasIndex = true // written, though maybe empty
@@ -131,7 +131,7 @@ func (md *maildrop) load(ctx context.Context) error {
 				return err
 			}
 		}
-		md.entries = entries
+		md.entries, md.held = entries, held
 		md.msgs = make([]store.Message, len(entries))
 		for i, e := range entries {
 			md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
@@ -157,7 +157,23 @@ func (md *maildrop) load(ctx context.Context) error {
 // whose files still exist, in index order, then files the index does not
 // know, in delivery order. changed reports whether the index must be
 // written again: a message came or went, or one moved.
-func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, changed bool, err error) {
+//
+// An index entry whose file the reading missed is dropped only when the
+// miss is settled, by the rule relocate follows at Commit: POSIX leaves
+// unspecified whether readdir returns an entry renamed during the read,
+// and ext4's hash order can skip a file that Dovecot renames to change
+// its flags under both its names. Dropping it would lose a UIDL that only
+// the index holds (set by SetUIDLs, `postoffice migrate uidl`, or given
+// from the postoffice-uids counter), and the message would come back
+// under another UIDL: a client that leaves mail on the server would
+// download it again. So when the index lists a message the reading
+// missed, the directories are read again (locate) until a reading settles
+// (maxScans readings in all, the first one included). A message no
+// reading saw is then gone. If the readings never settle, the message is
+// left out of this session only (held): it stays in the index, with its
+// UIDL, for the next session to find. When nothing is missed, which is
+// almost always, nothing is read twice.
+func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, held []heldEntry, changed bool, err error) {
 	log := md.s.log
 	// entries starts as the index; the directory scan fills in where each
 	// message is, and entries never found are dropped after it.
@@ -188,7 +204,10 @@ func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, change
 	var freshSeen map[string]bool
 	for _, sub := range []string{"new", "cur"} {
 		if err := ctx.Err(); err != nil {
-			return nil, false, err
+			return nil, nil, false, err
+		}
+		if md.beforeScan != nil {
+			md.beforeScan(sub)
 		}
 		err := scanDir(md.box.dir, sub, func(name []byte, typ fileType) {
 			if typ == typeDir || !usableName(name) {
@@ -213,36 +232,81 @@ func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, change
 		})
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := md.s.createSubs(md.box); err != nil {
-				return nil, false, err
+				return nil, nil, false, err
 			}
 			continue
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 	}
+
+	// Index entries the reading missed: read again until it settles.
+	var missed []int
+	for i := range entries {
+		if entries[i].sub == "" {
+			missed = append(missed, i)
+		}
+	}
+	var hold []bool // by index entry: left out of this session, kept in the index
+	if len(missed) > 0 {
+		at := make(map[string]int, len(missed))
+		for k, i := range missed {
+			at[entries[i].key] = k
+		}
+		seen := make([]place, len(missed))
+		settled, err := md.locate(1, func(key []byte) (int, bool) {
+			k, ok := at[string(key)]
+			return k, ok
+		}, seen)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		for k, i := range missed {
+			switch {
+			case seen[k].sub != "":
+				entries[i].sub, entries[i].info = seen[k].sub, intern([]byte(seen[k].info))
+			case !settled:
+				if hold == nil {
+					hold = make([]bool, len(entries))
+				}
+				hold[i] = true
+			}
+		}
+		if hold != nil {
+			log.Info("maildir: files kept moving while the directories were read; messages left out of this session, kept in the index",
+				"dir", md.dir, "readings", maxScans)
+		}
+	}
+
 	for i := range idx {
+		if hold != nil && hold[i] {
+			continue // the index keeps it as it is
+		}
 		if entries[i].sub != idx[i].sub || entries[i].info != idx[i].info {
 			changed = true // moved, renamed, or removed by another agent
 		}
 	}
 
 	kept := entries[:0]
-	for _, e := range entries {
-		if e.sub != "" {
+	for i, e := range entries {
+		switch {
+		case e.sub != "":
 			kept = append(kept, e)
+		case hold != nil && hold[i]:
+			held = append(held, heldEntry{at: len(kept), e: idx[i]})
 		}
 	}
 	entries = kept
 	if len(fresh) > 0 {
 		changed = true
-		added, err := md.addFresh(ctx, entries, fresh)
+		added, err := md.addFresh(ctx, withHeld(entries, held, nil), fresh)
 		if err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		entries = append(entries, added...)
 	}
-	return entries, changed, nil
+	return entries, held, changed, nil
 }
 
 // usableName reports whether a directory entry of new/ or cur/ is a

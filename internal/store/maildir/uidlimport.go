@@ -95,11 +95,11 @@ func (s *Store) ImportUIDLs(ctx context.Context, user string, force, dryRun bool
 		}
 		// The index as read is not used after this, so scan may keep
 		// strings into it but its buffer is not released (nil buf).
-		entries, _, err := md.scan(ctx, idx)
+		entries, held, _, err := md.scan(ctx, idx)
 		if err != nil {
 			return err
 		}
-		md.entries = entries
+		md.entries, md.held = entries, held
 		md.msgs = make([]store.Message, len(entries))
 		for i, e := range entries {
 			md.msgs[i] = store.Message{UID: e.uidl, Size: e.size}
@@ -123,7 +123,7 @@ func (s *Store) ImportUIDLs(ctx context.Context, user string, force, dryRun bool
 		return nil, fmt.Errorf("maildir: import: %d messages but %d UIDLs", len(matched), len(uidls))
 	}
 	md.mu.Lock()
-	entries := md.entries
+	entries, held := md.entries, md.held
 	md.mu.Unlock()
 
 	final := make([]string, len(entries)) // each message's UIDL after the import
@@ -161,6 +161,14 @@ func (s *Store) ImportUIDLs(ctx context.Context, user string, force, dryRun bool
 		}
 		seen[u] = i
 	}
+	// Messages the scan held out of the snapshot (their files kept moving
+	// while it read the directories) keep their recorded UIDLs and their
+	// index lines.
+	for _, h := range held {
+		if j, dup := seen[h.e.uidl]; dup {
+			return nil, fmt.Errorf("maildir: import: UIDL %q would be shared by two messages (%s and %s)", h.e.uidl, entries[j].key, h.e.key)
+		}
+	}
 	next := make([]entry, 0, len(entries))
 	for _, i := range matched {
 		e := entries[i]
@@ -174,6 +182,9 @@ func (s *Store) ImportUIDLs(ctx context.Context, user string, force, dryRun bool
 		if _, recorded := prior[e.key]; recorded {
 			next = append(next, e)
 		}
+	}
+	for _, h := range held {
+		next = append(next, h.e)
 	}
 	if !changed {
 		// Same UIDLs: write only if the order or the set of recorded

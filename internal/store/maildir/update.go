@@ -161,12 +161,8 @@ func (md *maildrop) commit(deleted []int) error {
 			}
 		}
 	}
-	var keep []indexEntry
-	for i, e := range md.entries {
-		if !removed[i] {
-			keep = append(keep, e)
-		}
-	}
+	// The held entries are not in this session; they stay in the index.
+	keep := withHeld(md.entries, md.held, func(i int) bool { return !removed[i] })
 	if _, err := md.s.writeIndexSum(md.box.dir, keep); err != nil {
 		// The removals are durable; the index is only a cache, and the
 		// next Open sees from the directories' stamps that it is stale
