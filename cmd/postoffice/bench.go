@@ -45,7 +45,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	user := fs.String("user", "", "user name (or --users)")
 	password := fs.String("password", "", "password for --user")
 	usersFile := fs.String("users", "", "`file` of user:password lines; sessions are spread over them")
-	scenario := fs.String("scenario", "login", "login, download, drain, top, bigbox or idle")
+	scenario := fs.String("scenario", "login", "login, download, drain, top, bigbox, idle or resume (login resuming the TLS session)")
 	concurrency := fs.Int("concurrency", 1, "sessions in flight")
 	duration := fs.Duration("duration", 0, "start sessions for this long")
 	sessions := fs.Int("sessions", 0, "start at most this many sessions (idle: hold this many)")

@@ -79,6 +79,7 @@ type client struct {
 	r, w    int
 	out     []byte
 	timeout time.Duration
+	resumed bool // the TLS handshake resumed an earlier session
 }
 
 // dialOptions say how to reach the server.
@@ -135,6 +136,7 @@ func (c *client) startTLS(ctx context.Context, nc net.Conn, o *dialOptions) erro
 		return &sessionError{kind: kindTLS, err: err}
 	}
 	c.nc = tc
+	c.resumed = tc.ConnectionState().DidResume
 	return nil
 }
 

@@ -28,10 +28,16 @@ const (
 	Top      Scenario = "top"      // STAT, TOP n 0 for every message
 	Bigbox   Scenario = "bigbox"   // STAT, UIDL of one huge maildrop; latency to the end of UIDL
 	Idle     Scenario = "idle"     // hold N logged-in sessions, measure the server's memory
+	// Resume is login over TLS where every session resumes the TLS
+	// session of its worker's previous one with a session ticket (RFC 8446
+	// §2.2; RFC 5077 for TLS 1.2): the cost of a returning client's
+	// handshake, where login over TLS measures full handshakes. A session
+	// that does not resume is an error of kind tls.
+	Resume Scenario = "resume"
 )
 
 // Scenarios lists the valid scenarios.
-var Scenarios = []Scenario{Login, Download, Drain, Top, Bigbox, Idle}
+var Scenarios = []Scenario{Login, Download, Drain, Top, Bigbox, Idle, Resume}
 
 // Credential is one user and password.
 type Credential struct{ User, Password string }
@@ -142,6 +148,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res := &Result{Scenario: o.Scenario, Addr: o.Addr, TLS: o.TLS, Concurrency: o.Concurrency, ErrorKinds: map[string]int{}}
+	// Each worker dials with its own options: for resume, its own session
+	// cache, primed with one untimed session (a full handshake).
+	wopts := make([]*dialOptions, o.Concurrency)
+	for w := range wopts {
+		wopts[w] = dopts
+		if o.Scenario == Resume {
+			var err error
+			if wopts[w], err = primeResume(ctx, o, dopts, o.Users[w]); err != nil {
+				return nil, err
+			}
+		}
+	}
 	var (
 		started  atomic.Int64
 		nextUser atomic.Int64 // drain: each maildrop once
@@ -193,7 +211,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					p = probes[u]
 				}
 				t0 := time.Now()
-				lat, n, b, err := session(ctx, o, dopts, o.Users[u], p)
+				lat, n, b, err := session(ctx, o, wopts[w], o.Users[u], p)
 				if err != nil {
 					var se *sessionError
 					kind := kindIO
@@ -252,6 +270,9 @@ func (o *Options) check() error {
 	}
 	if o.TLS == "" {
 		o.TLS = TLSNone
+	}
+	if o.Scenario == Resume && o.TLS == TLSNone {
+		return errors.New("bench: resume needs --tls implicit or starttls")
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 1
@@ -324,13 +345,16 @@ func session(ctx context.Context, o Options, d *dialOptions, cred Credential, p 
 		return 0, 0, 0, err
 	}
 	defer c.close()
+	if o.Scenario == Resume && !c.resumed {
+		return 0, 0, 0, fail(kindTLS, "TLS session not resumed: full handshake")
+	}
 	if err := c.login(cred.User, cred.Password); err != nil {
 		return 0, 0, 0, err
 	}
 	var lat time.Duration
 	var msgs, octets int64
 	switch o.Scenario {
-	case Login:
+	case Login, Resume:
 	case Bigbox:
 		n, _, err := c.stat()
 		if err != nil {
@@ -566,4 +590,31 @@ func ReadUsers(path string) ([]Credential, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return users, nil
+}
+
+// primeResume returns dial options with a TLS session cache of their own,
+// holding the ticket of one full session run now (untimed, not counted),
+// so that the worker's timed sessions all resume.
+func primeResume(ctx context.Context, o Options, d *dialOptions, cred Credential) (*dialOptions, error) {
+	w := *d
+	if d.tlsConf != nil {
+		w.tlsConf = d.tlsConf.Clone()
+	} else {
+		w.tlsConf = &tls.Config{}
+	}
+	w.tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	c, err := dial(ctx, &w)
+	if err != nil {
+		return nil, fmt.Errorf("bench: priming the TLS session cache: %w", err)
+	}
+	defer c.close()
+	if err := c.login(cred.User, cred.Password); err != nil {
+		return nil, fmt.Errorf("bench: priming the TLS session cache: %w", err)
+	}
+	// QUIT reads the reply, after the server's NewSessionTicket (TLS 1.3
+	// sends it after the handshake), so the cache holds a ticket.
+	if err := c.quit(); err != nil {
+		return nil, fmt.Errorf("bench: priming the TLS session cache: %w", err)
+	}
+	return &w, nil
 }
