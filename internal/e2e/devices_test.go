@@ -436,3 +436,11 @@ func TestHistoryStorm(t *testing.T) {
 	srv.kill()
 	check("after kill -9", n*logins+10)
 }
+
+// TestPostgresDevicesTwoClients is TestDevicesTwoClients on a server whose
+// store and users are in PostgreSQL: the device views live in the
+// database's maildrop_state table.
+func TestPostgresDevicesTwoClients(t *testing.T) {
+	t.Parallel()
+	testDevicesTwoClients(t, func(t *testing.T) *site { return newPGSite(t, "", "") })
+}
