@@ -173,7 +173,7 @@ func (s rpopSession) RPOP(ctx context.Context, user, clientUser string) (pop3ser
 		b.log.Info("rpop refused", "user", user, "client_user", clientUser, "remote", addrString(remote), "reason", err)
 		return nil, pop3server.ErrAuthFailed
 	}
-	return b.OpenAuthenticated(ctx, s.conn, user)
+	return b.openAuthenticated(ctx, s.conn, user, "RPOP")
 }
 
 type session struct {
@@ -303,7 +303,9 @@ func (b *Backend) deviceLogin(ctx context.Context, username, password string) (a
 // loginInfo is what a login method knows that the ledger records.
 type loginInfo struct {
 	device string
-	mech   string
+	// mech is the login method: USER (USER/PASS, RFC 1939 §7), APOP, the
+	// SASL mechanism (AUTH, RFC 5034), RPOP or KPOP.
+	mech string
 }
 
 // maxReasonLen bounds a nologin reason sent to the client, so that the
@@ -379,7 +381,7 @@ func (b *Backend) openAs(ctx context.Context, c *pop3server.Conn, u auth.User, l
 		}
 	}
 	if l := b.opts.Ledger; l != nil {
-		sess := ledger.Session{User: user, Device: li.device, Remote: h.remote, Client: li.device, Mech: li.mech}
+		sess := ledger.Session{User: user, Device: li.device, Remote: h.remote, Mech: li.mech}
 		if c != nil && c.TLS != nil {
 			sess.TLS = tls.VersionName(c.TLS.Version)
 		}

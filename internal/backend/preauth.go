@@ -15,6 +15,12 @@ import (
 // login gets: the user's restrictions, LOGIN-DELAY and the maildrop lock,
 // with the same errors as a password login.
 func (b *Backend) OpenAuthenticated(ctx context.Context, c *pop3server.Conn, name string) (pop3server.Mailbox, error) {
+	return b.openAuthenticated(ctx, c, name, "KPOP")
+}
+
+// openAuthenticated is OpenAuthenticated for the login method mech (what
+// the retrieval history records).
+func (b *Backend) openAuthenticated(ctx context.Context, c *pop3server.Conn, name, mech string) (pop3server.Mailbox, error) {
 	u, err := b.opts.Users.Lookup(ctx, name)
 	if errors.Is(err, auth.ErrUnknownUser) {
 		return nil, pop3server.ErrAuthFailed
@@ -22,5 +28,5 @@ func (b *Backend) OpenAuthenticated(ctx context.Context, c *pop3server.Conn, nam
 	if err != nil {
 		return nil, authUnavailable(err)
 	}
-	return b.open(ctx, c, u)
+	return b.openSelect(ctx, c, u, "", loginInfo{mech: mech})
 }

@@ -121,7 +121,7 @@ func (e *exchange) Login(ctx context.Context) (pop3server.Mailbox, error) {
 	if !e.done {
 		return nil, errors.New("backend: SASL Login before the exchange succeeded")
 	}
-	return e.b.open(ctx, e.conn, e.srv.User())
+	return e.b.openSelect(ctx, e.conn, e.srv.User(), "", loginInfo{mech: e.mech})
 }
 
 func (e *exchange) User() string { return e.srv.User().Name }

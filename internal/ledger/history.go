@@ -22,11 +22,10 @@ type Event struct {
 	User   string `json:"user,omitempty"`
 	Device string `json:"device,omitempty"`
 	// Remote is the client's address; TLS the TLS version, or "" for a
-	// plaintext connection; Client what is known of the client program
-	// (see Session.Client); Mech the login method.
+	// plaintext connection; Mech the login method (see Session.Mech, and
+	// why no entry names the client program).
 	Remote string `json:"remote,omitempty"`
 	TLS    string `json:"tls,omitempty"`
-	Client string `json:"client,omitempty"`
 	Mech   string `json:"mech,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Count  int    `json:"count,omitempty"`

@@ -7,8 +7,9 @@
 //
 // It works on any store whose Maildrop implements store.StateFiles (the
 // Maildir store keeps postoffice-devices and postoffice-history in the
-// Maildir); every read and write happens under the maildrop's lock, except
-// the administrator's read of the journal (store.StateReader).
+// Maildir, the PostgreSQL store rows of maildrop_state; mbox has none);
+// every read and write happens under the maildrop's lock, except the
+// administrator's read of the journal (store.StateReader).
 //
 // Implementation notes (invariants):
 //   - A device's DELE hides the message from that device only. A message
@@ -26,9 +27,10 @@
 //   - A message's first complete RETR time is recorded at the end of the
 //     session (Close or QUIT); a session killed before that leaves the
 //     message unrecorded, so it expires later, never earlier.
-//   - Journal lines are appended with write(2) as they happen: a kill -9
-//     keeps them, since they are in the kernel's page cache. They are not
-//     fsynced: the journal is a record for the administrator, not mail, and
+//   - Journal lines are appended as they happen (on a Maildir with
+//     write(2); on PostgreSQL each append is a committed transaction): a
+//     kill -9 keeps them, since they are in the kernel's page cache. They
+//     are not fsynced on a Maildir: the journal is a record for the administrator, not mail, and
 //     an fsync (plus one of the directory) per session would cost every
 //     retrieving session two disk flushes; a power loss may cost its last
 //     seconds. Readers skip a torn last line.

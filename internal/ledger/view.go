@@ -15,13 +15,17 @@ type Session struct {
 	User   string
 	Device string // "" for the default device
 	Remote string // client address without port
-	TLS    string // TLS version ("TLS1.3"), "" for plaintext
-	// Client is what is known of the client program. POP3 has no
-	// command in which a client names itself (IMAP's ID, RFC 2971, has
-	// no POP3 counterpart), so it is what the login reveals: the device
-	// name the user chose, else empty.
-	Client string
-	Mech   string // login method: USER, APOP or the SASL mechanism
+	TLS    string // TLS version ("TLS 1.3"), "" for plaintext
+	// Mech is the login method: USER, APOP, the SASL mechanism, RPOP or
+	// KPOP.
+	//
+	// Nothing names the client program: POP3 has no command in which a
+	// client names itself (IMAP's ID, RFC 2971, has no POP3 counterpart;
+	// RFC 2449's IMPLEMENTATION capability is the server's), and guessing
+	// it from the order of its first commands would be a guess written
+	// down as a fact. The device, the address, the TLS version and the
+	// method are what the server knows.
+	Mech   string
 	Policy Policy
 }
 
@@ -120,7 +124,7 @@ func (v *View) Expire() string { return v.sess.Policy.Capa() }
 func (v *View) event(action, uidl string, t time.Time) Event {
 	s := v.sess
 	return Event{Time: t.UTC().Truncate(time.Second), Action: action, UIDL: uidl, User: s.User, Device: s.Device,
-		Remote: s.Remote, TLS: s.TLS, Client: s.Client, Mech: s.Mech}
+		Remote: s.Remote, TLS: s.TLS, Mech: s.Mech}
 }
 
 // record appends events to the journal now; on failure they wait for the
@@ -339,7 +343,7 @@ func (v *View) Close() error {
 func (v *View) storm(now time.Time) {
 	s := v.sess
 	v.l.opts.Logger.Warn("ledger: re-download storm: a client retrieved again messages it already had",
-		"user", s.User, "device", s.Device, "remote", s.Remote, "client", s.Client, "tls", s.TLS, "count", v.redl)
+		"user", s.User, "device", s.Device, "remote", s.Remote, "tls", s.TLS, "mech", s.Mech, "count", v.redl)
 	e := v.event("storm", "", now)
 	e.Count = v.redl
 	v.record(e)

@@ -17,6 +17,7 @@
 //	                 size (CRLF octets), octets (stored), chunks, body_id,
 //	                 arrived, sender, recipient
 //	message_chunks   (maildrop, body_id, seq) PK; data bytea (≤ 256 KiB)
+//	maildrop_state   (maildrop, name, seq) PK; data bytea: store.StateFiles
 //	postoffice_schema (component) PK; version: Migrate and CheckSchema
 //
 // A maildrop row is made by the first Open or Deliver for its user; user
@@ -98,6 +99,22 @@
 // make them cluster-wide. A lease row is an ordinary row: it survives
 // reconnects, shards with its maildrop, and carries the fencing token.
 //
+// # Maildrop state
+//
+// The maildrop's own small state (store.StateFiles: the per-device views,
+// first-retrieval times and retrieval journal of internal/ledger) is kept
+// in maildrop_state, schema version 2. A named state is its rows in seq
+// order, concatenated. WriteState replaces them with one row in a
+// transaction fenced by the lease as Commit is; AppendState inserts one
+// row after the last, only while the session's lease holds, so a stale
+// session never writes over the state of the one that took the maildrop
+// over (ErrLockLost). Every append is its own committed transaction:
+// unlike the Maildir's journal, it is durable on return, at the price of
+// one commit per retrieval journaled. ReadState, as Store.ReadState
+// (store.StateReader), needs no lease: one SELECT sees one snapshot.
+// store.Arrivals reads messages.arrived on first use, so only the expiry
+// sweep pays for it, never a login.
+//
 // # Failures
 //
 // Any database error (a lost connection, a failover, a timeout) is returned
@@ -108,8 +125,8 @@
 // # Sharding
 //
 // The layout is ready for Citus: create_distributed_table on maildrop for
-// maildrops, maildrop_leases, messages and message_chunks, co-located;
-// postoffice_schema stays a local table on the coordinator. Every query
-// filters on one maildrop, so Citus routes it to a single shard, and every
-// transaction touches one shard.
+// maildrops, maildrop_leases, messages, message_chunks and maildrop_state,
+// co-located; postoffice_schema stays a local table on the coordinator.
+// Every query filters on one maildrop, so Citus routes it to a single
+// shard, and every transaction touches one shard.
 package pgstore

@@ -41,6 +41,7 @@ type maildrop struct {
 	stop    context.CancelFunc
 	stopped chan struct{} // closed when the heartbeat has returned
 	once    sync.Once
+	arr     arrivals // Delivered's arrival times, read on first use
 }
 
 // Open takes the user's maildrop lease and returns its snapshot, creating

@@ -66,11 +66,24 @@ CREATE TABLE message_chunks (
 	PRIMARY KEY (maildrop, body_id, seq)
 );
 `,
+	// 2: the maildrop's own state (store.StateFiles): per-device views,
+	// first retrievals and the retrieval journal of internal/ledger. A
+	// named state is its rows in seq order, concatenated: WriteState
+	// replaces them with one row, AppendState adds one.
+	`
+CREATE TABLE maildrop_state (
+	maildrop text   NOT NULL,
+	name     text   NOT NULL,
+	seq      bigint NOT NULL,
+	data     bytea  NOT NULL,
+	PRIMARY KEY (maildrop, name, seq)
+);
+`,
 }
 
 // SchemaVersion is the schema version this build writes and serves: the
 // number of migrations (a test keeps the two equal).
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Migrate creates the schema or upgrades it to SchemaVersion, in one
 // transaction: a failure leaves the database as it was. It is idempotent

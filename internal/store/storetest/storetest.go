@@ -12,6 +12,9 @@
 //     given; Close without Commit deletes nothing.
 //   - §7: UIDs are 1-70 characters of 0x21-0x7E, unique, stable across
 //     sessions, deliveries and deletions, and never reused.
+//   - The add-ons a backend implements (store.StateFiles, StateReader,
+//     Arrivals) keep their documented promises; a backend without them
+//     skips those subtests.
 //
 // A backend calls Run (or RunWith when it stores messages in a normalised
 // form) from its own test:
@@ -87,6 +90,8 @@ func RunWith(t *testing.T, c Config, newStore func(t *testing.T) store.Store) {
 		{"OpenOutOfRange", s.testOpenOutOfRange},
 		{"FailedDeliveryLeavesNothing", s.testFailedDelivery},
 		{"ContextCanceled", s.testContextCanceled},
+		{"StateFiles", s.testStateFiles},
+		{"Arrivals", s.testArrivals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
