@@ -312,17 +312,15 @@ type loginInfo struct {
 // reply stays within RFC 2449 §4's 512 octets.
 const maxReasonLen = 400
 
-// open opens the maildrop of an authenticated user, after applying the
-// user's login restrictions (auth.Restrictions) to the connection c. Every
-// login method ends here, so a restriction holds whichever was used. The
-// restrictions are checked after the credentials, as Dovecot does: only a
-// client that knows the password learns a nologin reason, and a wrong
-// password and a refused network look alike ([AUTH], counted as a failure).
-func (b *Backend) open(ctx context.Context, c *pop3server.Conn, u auth.User) (pop3server.Mailbox, error) {
-	return b.openSelect(ctx, c, u, "", loginInfo{})
-}
-
-// openSelect is open for a login that named a device or a method (li), or
+// openSelect opens the maildrop of an authenticated user, after applying
+// the user's login restrictions (auth.Restrictions) to the connection c
+// (openAs). Every login method ends here, so a restriction holds whichever
+// was used. The restrictions are checked after the credentials, as Dovecot
+// does: only a client that knows the password learns a nologin reason, and
+// a wrong password and a refused network look alike ([AUTH], counted as a
+// failure).
+//
+// It serves a login that named a device or a method (li), or
 // a login name that selected part of a multi-drop (Options.MultiDrop); a
 // user that is a multi-drop gets the drop's mailbox (all of it for
 // selector "") whatever the login method.
