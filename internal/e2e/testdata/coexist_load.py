@@ -49,7 +49,7 @@ state = {
     "flags": {},           # id -> flags the IMAP worker last set (sorted list)
     "errors": [],          # anything unexpected
     "ops": {"lmtp": 0, "imap_store": 0, "imap_expunge": 0, "imap_noop": 0,
-            "pop3_retr": 0, "pop3_dele": 0, "pop3_quit": 0, "pop3_drop": 0,
+            "pop3_retr": 0, "pop3_dele": 0, "pop3_quit": 0, "pop3_drop": 0, "pop3_in_use": 0,
             "pop3_gone": 0},
 }
 deadline = time.monotonic() + MAX_SECONDS
@@ -204,15 +204,26 @@ def imap_watcher(stop):
 
 
 def pop_login():
+    """Logs in, waiting out [IN-USE]: after a dropped connection the server
+    releases the maildrop once it reads the end of the connection, which
+    can come after this worker's next login (RFC 2449 §8.1.1: the client
+    may try again later). Bounded: 100 tries, 20 ms apart."""
     h, p = hostport(POP)
-    c = poplib.POP3(h, p, timeout=TIMEOUT)
-    try:
-        c.user(USER)
-        c.pass_(PASSWORD)
-    except Exception:
-        drop(c)
-        raise
-    return c
+    for attempt in range(100):
+        c = poplib.POP3(h, p, timeout=TIMEOUT)
+        try:
+            c.user(USER)
+            c.pass_(PASSWORD)
+            return c
+        except poplib.error_proto as e:
+            drop(c)
+            if b"[IN-USE]" not in e.args[0] or attempt == 99:
+                raise
+            count("pop3_in_use")
+            time.sleep(0.02)
+        except Exception:
+            drop(c)
+            raise
 
 
 def pop_id(c, i):
