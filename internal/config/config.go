@@ -119,8 +119,8 @@ type POP3 struct {
 	// ClientWorkarounds turn on behaviours for old clients (see
 	// KnownWorkarounds): "outlook-no-nuls" (NUL sent as 0x80),
 	// "oe-ns-eoh" (a blank line after a message that is all header), as
-	// Dovecot's pop3_client_workarounds, and "bare-auth" (AUTH without
-	// argument lists the SASL mechanisms), and "xtnd-xmit" (the
+	// Dovecot's pop3_client_workarounds; "bare-auth" (AUTH without
+	// argument lists the SASL mechanisms); and "xtnd-xmit" (the
 	// Berkeley popper's XTND XMIT, mail sent through the POP3 connection;
 	// needs xtnd.relay). Default none.
 	ClientWorkarounds []string `toml:"client_workarounds"`
