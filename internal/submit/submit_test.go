@@ -312,4 +312,3 @@ func TestReplyTexts(t *testing.T) {
 		}
 	}
 }
-
