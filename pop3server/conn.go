@@ -508,6 +508,8 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 			return c.cmdSTLS(ctx, string(a))
 		case "RPOP":
 			return c.cmdRPOP(ctx, string(a), wasUser)
+		case "XTND":
+			return c.cmdXtndNotLoggedIn()
 		case "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL":
 			return c.badErr("-ERR Not logged in: log in first with USER and PASS, APOP or AUTH")
 		}
@@ -532,6 +534,8 @@ func (c *conn) command(ctx context.Context, line []byte) error {
 		return c.cmdLast(a)
 	case "*ENV":
 		return c.cmdEnv(ctx, a)
+	case "XTND":
+		return c.cmdXtnd(ctx, a)
 	case "USER", "PASS", "APOP", "AUTH", "STLS", "RPOP":
 		return c.badErr("-ERR Already logged in: QUIT and reconnect to log in again")
 	}
@@ -591,9 +595,10 @@ func (c *conn) cmdCapa() error {
 }
 
 // keywords are the commands the engine knows (RFC 1939, 2449, 2595,
-// 5034, 6856; LAST, RPOP and SDPS's *ENV in legacy.go), upper case.
+// 5034, 6856; LAST, RPOP and SDPS's *ENV in legacy.go, XTND in xtnd.go),
+// upper case.
 var keywords = [...]string{"CAPA", "UTF8", "LANG", "NOOP", "QUIT", "USER", "PASS", "APOP",
-	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST", "RPOP", "*ENV"}
+	"AUTH", "STLS", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "LAST", "RPOP", "*ENV", "XTND"}
 
 // keyword returns the known keyword kw is, or "". RFC 1939 §3: keywords
 // are case-insensitive ASCII, so only 'a'-'z' fold: a non-ASCII byte makes

@@ -17,11 +17,12 @@ import (
 //   - RPOP (RFC 1081), through the RPOPSession add-on;
 //   - SDPS's "*ENV n" (Demon Internet's Standard Dial-up POP3 Service),
 //     through the EnvelopeMailbox add-on;
-//   - the client workarounds of Options.Workarounds.
+//   - the client workarounds of Options.Workarounds, XTND XMIT among
+//     them (xtnd.go).
 //
 // CAPA names what is on with experimental tags (RFC 2449 §9: a capability
 // that is not registered begins with "X"): X-RPOP before login, X-LAST and
-// X-SDPS after it.
+// X-SDPS after it; XTND XMIT has its own tag, "XTND XMIT", after login.
 
 // Workarounds are behaviours for old clients, named as Dovecot's
 // pop3_client_workarounds where Dovecot has one. Each is off by default:
@@ -43,6 +44,12 @@ type Workarounds struct {
 	// bare AUTH is a malformed command (RFC 5034 §4 requires a
 	// mechanism); CAPA's SASL line says the same to any client that asks.
 	BareAUTH bool
+	// XTNDXMIT, when set with a Submitter, accepts "XTND XMIT" after
+	// login: the Berkeley popper's command (kept by qpopper) through which
+	// Eudora sent mail over its POP3 connection (xtnd.go). No Dovecot
+	// equivalent. It makes the POP3 port a way to send mail, so it is nil
+	// unless a site turns it on.
+	XTNDXMIT *XMIT
 }
 
 // RPOPSession is an add-on a Session implements to accept RPOP (RFC 1081):
@@ -100,6 +107,7 @@ func (c *conn) capaLegacy() {
 	if _, ok := c.mbox.(EnvelopeMailbox); ok {
 		c.writeLine("X-SDPS")
 	}
+	c.capaXtnd()
 }
 
 // cmdLast is RFC 1460 §5 LAST: "+OK n", the highest message number

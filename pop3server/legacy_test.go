@@ -2,7 +2,9 @@ package pop3server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -24,6 +26,8 @@ func parseWorkarounds(t *testing.T, v string) pop3server.Workarounds {
 			w.OENSEOH = true
 		case "bare-auth":
 			w.BareAUTH = true
+		case "xtnd-xmit":
+			w.XTNDXMIT = &pop3server.XMIT{Submitter: fakeSubmitter{}, MaxMessageSize: 400, MaxRecipients: 3}
 		default:
 			t.Fatalf("unknown workaround %q", name)
 		}
@@ -85,4 +89,28 @@ func (m envMailbox) Envelope(ctx context.Context, i int) (string, string, error)
 		return "sender@example.org", "", nil
 	}
 	return "sender@example.org", fmt.Sprintf("rcpt%d@host.example", i+1), nil
+}
+
+// fakeSubmitter is the transcripts' relay (workarounds=xtnd-xmit): it reads
+// the message and takes it, but fails for now for a recipient
+// tempfail@..., refuses for good a message to refuse@..., and fails for a
+// sender other than alice, which no transcript may reach.
+type fakeSubmitter struct{}
+
+func (fakeSubmitter) Submit(ctx context.Context, user string, rcpts []string, msg io.Reader) error {
+	if user != "alice" {
+		return fmt.Errorf("fake relay: unexpected sender %q", user)
+	}
+	if _, err := io.Copy(io.Discard, msg); err != nil {
+		return err
+	}
+	for _, r := range rcpts {
+		switch {
+		case strings.HasPrefix(r, "tempfail@"):
+			return errors.New("fake relay: 451 try later")
+		case strings.HasPrefix(r, "refuse@"):
+			return &pop3server.Error{Code: "SYS/PERM", Text: "Message refused by the mail relay, not sent: contact your administrator"}
+		}
+	}
+	return nil
 }

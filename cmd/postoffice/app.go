@@ -453,7 +453,9 @@ func (a *app) buildPOP3() error {
 		opts.AuthFailDelay = -1 // configured as "0s": no delay
 	}
 	setLimits(&opts, cfg, a.loginLim, a.metrics)
-	legacyEngine(cfg, &opts)
+	if err := legacyEngine(cfg, &opts); err != nil {
+		return err
+	}
 	if a.metrics != nil {
 		opts.Observer = a.metrics
 	}

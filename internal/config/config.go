@@ -53,6 +53,8 @@ type Config struct {
 	SDPS SDPS `toml:"sdps"`
 	// RPOP is the [rpop] table: RPOP logins (legacy.go).
 	RPOP RPOP `toml:"rpop"`
+	// XTND is the [xtnd] table: the relay of XTND XMIT (legacy.go).
+	XTND XTND `toml:"xtnd"`
 
 	file *tomlconf.File // the file read, for messages placed at their key's line
 	path string
@@ -117,8 +119,10 @@ type POP3 struct {
 	// ClientWorkarounds turn on behaviours for old clients (see
 	// KnownWorkarounds): "outlook-no-nuls" (NUL sent as 0x80),
 	// "oe-ns-eoh" (a blank line after a message that is all header), as
-	// Dovecot's pop3_client_workarounds, and "bare-auth" (AUTH without
-	// argument lists the SASL mechanisms). Default none.
+	// Dovecot's pop3_client_workarounds; "bare-auth" (AUTH without
+	// argument lists the SASL mechanisms); and "xtnd-xmit" (the
+	// Berkeley popper's XTND XMIT, mail sent through the POP3 connection;
+	// needs xtnd.relay). Default none.
 	ClientWorkarounds []string `toml:"client_workarounds"`
 }
 
@@ -402,6 +406,7 @@ func Default() Config {
 			LockTTL:        Duration{30 * time.Second},
 		},
 		LMTP: LMTP{SocketMode: "0666", MaxMessageSize: 50 << 20, RecipientDelimiter: "+"},
+		XTND: XTND{MaxMessageSize: 10 << 20, MaxRecipients: 100},
 		Log:  Log{Level: "info", Format: "text"},
 	}
 }

@@ -47,10 +47,12 @@ type Client struct {
 // ReplyError is a refusal by the server: the reply to MAIL, RCPT or, after
 // the message, DATA (for LMTP, the reply for the recipient).
 type ReplyError struct {
-	Stage    string // "MAIL", "RCPT" or "DATA"
-	Code     int    // 4xx or 5xx
-	Enhanced string // RFC 3463 code such as "5.1.1", or ""
-	Message  string
+	Stage string // "MAIL", "RCPT" or "DATA"
+	// Recipient is the address refused, for a RCPT refusal by SendAll.
+	Recipient string
+	Code      int    // 4xx or 5xx
+	Enhanced  string // RFC 3463 code such as "5.1.1", or ""
+	Message   string
 }
 
 func (e *ReplyError) Error() string {
@@ -142,21 +144,51 @@ func Dial(ctx context.Context, network, addr string, opts ClientOptions) (*Clien
 // truncated message) and is returned as it is; that, a cancelled ctx and a
 // network error leave the Client broken: Close it.
 func (c *Client) Send(ctx context.Context, from, rcpt string, r io.Reader) error {
+	return c.send(ctx, from, []string{rcpt}, r)
+}
+
+// SendAll is Send for several recipients, over SMTP only: one MAIL FROM,
+// one RCPT TO for each of rcpts, and the message once. It is all or
+// nothing: when the server refuses any recipient, the transaction is
+// reset (RSET) before the message is sent and the refusal is returned as
+// a *ReplyError with Stage "RCPT" and Recipient set, so a caller never has
+// a message delivered to some recipients and refused for others. Over
+// LMTP each recipient has its own reply after the message (RFC 2033
+// §4.2), which would break that promise, so SendAll refuses LMTP.
+func (c *Client) SendAll(ctx context.Context, from string, rcpts []string, r io.Reader) error {
+	if c.lmtp {
+		return errors.New("lmtp: SendAll is for SMTP only: send to one LMTP recipient at a time")
+	}
+	if len(rcpts) == 0 {
+		return errors.New("lmtp: SendAll needs at least one recipient")
+	}
+	return c.send(ctx, from, rcpts, r)
+}
+
+// send runs one transaction for Send and SendAll.
+func (c *Client) send(ctx context.Context, from string, rcpts []string, r io.Reader) error {
 	if c.err != nil {
 		return c.err
 	}
-	if strings.ContainsAny(from+rcpt, "<>\r\n \t") {
-		return fmt.Errorf("lmtp: bad address in MAIL FROM:<%q> or RCPT TO:<%q>", from, rcpt)
+	for _, rcpt := range rcpts {
+		if strings.ContainsAny(from+rcpt, "<>\r\n \t") {
+			return fmt.Errorf("lmtp: bad address in MAIL FROM:<%q> or RCPT TO:<%q>", from, rcpt)
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
 	defer stop()
 	if err := c.c.Mail(from, nil); err != nil {
 		return c.wrap("MAIL", err, ctx)
 	}
-	if err := c.c.Rcpt(rcpt, nil); err != nil {
-		err = c.wrap("RCPT", err, ctx)
-		c.reset()
-		return err
+	for _, rcpt := range rcpts {
+		if err := c.c.Rcpt(rcpt, nil); err != nil {
+			err = c.wrap("RCPT", err, ctx)
+			if re, ok := err.(*ReplyError); ok {
+				re.Recipient = rcpt
+			}
+			c.reset()
+			return err
+		}
 	}
 	w, err := c.c.Data()
 	if err != nil {
@@ -178,7 +210,7 @@ func (c *Client) Send(ctx context.Context, from, rcpt string, r io.Reader) error
 		_, err = w.CloseWithLMTPResponse()
 		var le smtp.LMTPDataError
 		if errors.As(err, &le) {
-			if se, ok := le[rcpt]; ok {
+			if se, ok := le[rcpts[0]]; ok {
 				return replyError("DATA", se)
 			}
 		}

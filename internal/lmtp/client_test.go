@@ -169,7 +169,10 @@ func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if strings.HasPrefix(to, "rcpt5xx@") {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	}
-	s.to = to
+	if s.to != "" {
+		s.to += ","
+	}
+	s.to += to
 	return nil
 }
 func (s *sinkSession) Data(r io.Reader) error {
@@ -244,5 +247,47 @@ func TestClientSMTP(t *testing.T) {
 	want := []string{"from@remote.test|me@local.test|" + body, "|me@local.test|Subject: 2\r\n\r\n"}
 	if len(sink.got) != 2 || sink.got[0] != want[0] || sink.got[1] != want[1] {
 		t.Errorf("sink got %q, want %q", sink.got, want)
+	}
+}
+
+// SendAll sends one message to several SMTP recipients at once, and
+// nothing at all when one of them is refused; it refuses LMTP.
+func TestClientSMTPSendAll(t *testing.T) {
+	t.Parallel()
+	sink := startSMTPSink(t)
+	ctx := clientCtx(t)
+	c, err := Dial(ctx, "tcp", sink.addr, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.SendAll(ctx, "me@local.test", []string{"a@remote.test", "rcpt5xx@remote.test", "b@remote.test"}, strings.NewReader(body))
+	var re *ReplyError
+	if !errors.As(err, &re) || re.Stage != "RCPT" || re.Recipient != "rcpt5xx@remote.test" || re.Temporary() {
+		t.Fatalf("SendAll with a refused recipient = %#v, want a permanent RCPT refusal of rcpt5xx@remote.test", err)
+	}
+	if err := c.SendAll(ctx, "me@local.test", []string{"a@remote.test", "b@remote.test"}, strings.NewReader(body)); err != nil {
+		t.Fatalf("SendAll after a refusal = %v", err)
+	}
+	if err := c.SendAll(ctx, "me@local.test", nil, strings.NewReader(body)); err == nil {
+		t.Error("SendAll without recipients succeeded")
+	}
+	c.Close()
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	want := []string{"me@local.test|a@remote.test,b@remote.test|" + body}
+	if len(sink.got) != 1 || sink.got[0] != want[0] {
+		t.Errorf("sink got %q, want %q", sink.got, want)
+	}
+
+	f := newFixture(t)
+	addr := start(t, Options{Users: f.users, Store: f.store, SpoolDir: f.dir})
+	lc, err := Dial(ctx, "tcp", addr, ClientOptions{LMTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	if err := lc.SendAll(ctx, "", []string{"alice@example.org"}, strings.NewReader(body)); err == nil {
+		t.Error("SendAll over LMTP succeeded")
 	}
 }
