@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -172,10 +173,9 @@ func TestDovecotMboxTakeover(t *testing.T) {
 			t.Parallel()
 			py := need(t, "python3", "python3")
 			const user = "alice"
-			// The location is set after Start, which chooses the directory:
-			// a first start only to learn it would cost a Dovecot; instead
-			// StartWith's Config is written with a placeholder replaced
-			// below through AddConfig.
+			// Start chooses the directory, so the mbox location is added
+			// after it with AddConfig (a reload), and waitDovecotMbox
+			// waits until Dovecot serves from the mbox.
 			conf := ""
 			if tc.dovecotFormat != "" {
 				conf = "pop3_uidl_format = " + tc.dovecotFormat
@@ -214,6 +214,13 @@ func TestDovecotMboxTakeover(t *testing.T) {
 			d.Stop(t)
 			srv, lmtpAddr := postofficeOn(t, dir, d.Addr, filepath.Join(d.Dir, "passwd"), location, tc.uidlFormat)
 			checkTakeover(t, py, clients, host, port, user, "alice@example.org", fromDovecot, srv, lmtpAddr)
+			if tc.uidlFormat == "%m" {
+				// The new message's UIDL has the shape of Dovecot's %m.
+				after := strings.SplitAfter(string(poplibUIDL(t, py, host, port, user)), "\r\n")
+				if len(after) != 32 || !regexp.MustCompile(`^31 [0-9a-f]{32}\r\n$`).MatchString(after[30]) {
+					t.Errorf("listing after a delivery ends %q, want a 31st line with an MD5 in hex", after[max(len(after)-3, 0):])
+				}
+			}
 		})
 	}
 }
