@@ -81,6 +81,12 @@ type keepClient struct {
 
 func keepClients(t *testing.T, dir, host, port, user string) []keepClient {
 	t.Helper()
+	return keepClientsWith(t, dir, host, port, user, "")
+}
+
+// keepClientsWith is keepClients with more server options for fetchmail.
+func keepClientsWith(t *testing.T, dir, host, port, user, fetchmailOptions string) []keepClient {
+	t.Helper()
 	mpop := need(t, "mpop", "mpop")
 	fm := need(t, "fetchmail", "fetchmail")
 	return []keepClient{
@@ -88,7 +94,7 @@ func keepClients(t *testing.T, dir, host, port, user string) []keepClient {
 			return takeoverMpop(t, mpop, dir, host, port, user, round)
 		}},
 		{"fetchmail", func(t *testing.T, round string) []string {
-			return takeoverFetchmail(t, fm, dir, host, port, user, round)
+			return takeoverFetchmailWith(t, fm, dir, host, port, user, round, fetchmailOptions)
 		}},
 	}
 }
