@@ -52,6 +52,7 @@ func TestPopa3dTakeover(t *testing.T) {
 	// /var/lib/popa3d before it authenticates.
 	if _, err := user.Lookup("popa3d"); err != nil {
 		runCmd(t, "", "useradd", "-r", "-M", "-d", "/var/lib/popa3d", "-s", "/usr/sbin/nologin", "popa3d")
+		t.Cleanup(func() { exec.Command("userdel", "popa3d").Run() })
 	}
 	if err := os.MkdirAll("/var/lib/popa3d", 0o755); err != nil {
 		t.Fatal(err)
