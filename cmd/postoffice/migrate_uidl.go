@@ -18,6 +18,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
+	"github.com/postoffice-mail/postoffice/internal/store/mbox"
 	"github.com/postoffice-mail/postoffice/internal/sysexits"
 	"github.com/postoffice-mail/postoffice/internal/uidlimport"
 )
@@ -42,7 +43,8 @@ every user with a Dovecot master user. --passwd-file lists the users, one
 in clear or {PLAIN}, is used when LOGIN has no %u).
 
 The maildrops are those of --config (default /etc/postoffice/postoffice.toml)
-or of --to, a mail location ("maildir:/var/vmail/%d/%n/Maildir").
+or of --to, a mail location ("maildir:/var/vmail/%d/%n/Maildir" or
+"mbox:/var/mail/%u").
 
 Exit status: 0 every old message matched and imported; 1 some message not
 matched or a UIDL kept (each listed); 2 command line error; 75 an old
@@ -143,10 +145,13 @@ func openMigrateTarget(cfgPath, to string, stderr io.Writer) (*migrateTarget, er
 	var t migrateTarget
 	if to != "" {
 		loc := to
+		var st store.Store
+		var err error
 		if strings.HasPrefix(loc, "mbox:") {
-			return nil, usageError{"--to: importing UIDLs into an mbox store is not supported yet; only maildir: locations"}
+			st, err = mbox.New(mbox.Options{Location: loc})
+		} else {
+			st, err = maildir.New(maildir.Options{Location: strings.TrimPrefix(loc, "maildir:")})
 		}
-		st, err := maildir.New(maildir.Options{Location: strings.TrimPrefix(loc, "maildir:")})
 		if err != nil {
 			return nil, exitError{code: sysexits.Config, err: fmt.Errorf("--to: %w", err)}
 		}
@@ -174,7 +179,7 @@ func openMigrateTarget(cfgPath, to string, stderr io.Writer) (*migrateTarget, er
 	tg, ok := t.store.(uidlimport.Target)
 	if !ok {
 		t.release()
-		return nil, exitError{code: sysexits.Config, err: errors.New("this store cannot record imported UIDLs (only Maildir can)")}
+		return nil, exitError{code: sysexits.Config, err: errors.New("this store cannot record imported UIDLs (only Maildir and mbox can)")}
 	}
 	t.target = tg
 	return &t, nil

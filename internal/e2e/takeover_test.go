@@ -158,6 +158,13 @@ keep on
 // offers.
 func takeoverFetchmail(t *testing.T, fm, dir, host, port, user, round string) []string {
 	t.Helper()
+	return takeoverFetchmailWith(t, fm, dir, host, port, user, round, "")
+}
+
+// takeoverFetchmailWith is takeoverFetchmail with more server options on
+// the rc file's poll line (such as "uidl").
+func takeoverFetchmailWith(t *testing.T, fm, dir, host, port, user, round, serverOptions string) []string {
+	t.Helper()
 	out := filepath.Join(dir, "fetchmail-"+round)
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
@@ -168,12 +175,12 @@ func takeoverFetchmail(t *testing.T, fm, dir, host, port, user, round string) []
 	}
 	rc := filepath.Join(dir, "fetchmailrc")
 	if err := os.WriteFile(rc, []byte(fmt.Sprintf(`set no bouncemail
-poll %s service %s protocol POP3 auth password timeout 20
+poll %s service %s protocol POP3 auth password timeout 20 %s
   user %q there with password %q
   sslproto ''
   mda %q
   keep
-`, host, port, user, dovecot.Password, mda)), 0o600); err != nil {
+`, host, port, serverOptions, user, dovecot.Password, mda)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(fm, "-f", rc, "-v", "--nosyslog", "--idfile", filepath.Join(dir, "fetchmail-ids"),

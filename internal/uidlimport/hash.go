@@ -34,6 +34,22 @@ var skipHeaders = map[string]bool{
 	"x-yahoo-newman-property": true,
 }
 
+// stateHeaders are the skipped fields in which mbox servers keep their
+// own state. Dovecot writes X-IMAPbase, X-UID, Status and X-Keywords into
+// an mbox when it rewrites it, and hides them (with X-IMAP, X-Status and
+// Content-Length) from POP3 clients, its LIST sizes included; a server
+// that reads the file as it stands serves and counts them. Their octets
+// are left out of the size that Match compares (see HeaderHash's state).
+var stateHeaders = map[string]bool{
+	"content-length": true,
+	"status":         true,
+	"x-imap":         true,
+	"x-imapbase":     true,
+	"x-keywords":     true,
+	"x-status":       true,
+	"x-uid":          true,
+}
+
 // HeaderHash returns a digest of the header of the message r streams (a
 // whole message as stored, or what TOP n 0 sends, RFC 1939 §7), made so
 // that two servers' copies of one message agree, as Dovecot's
@@ -55,10 +71,19 @@ var skipHeaders = map[string]bool{
 // The digest is hex SHA-1, like the plugin's. It reads at most maxHeader
 // octets and never the body.
 func HeaderHash(r io.Reader) (string, error) {
+	hash, _, err := headerHash(r)
+	return hash, err
+}
+
+// headerHash is HeaderHash; state is the size, in CRLF octets, of the
+// lines of stateHeaders fields (with their continuation lines) in the
+// header.
+func headerHash(r io.Reader) (hash string, state int64, err error) {
 	h := sha1.New()
 	br := bufio.NewReader(io.LimitReader(r, maxHeader))
 	var (
 		skipping bool // in a skipped field: its continuation lines go too
+		inState  bool // in a stateHeaders field
 		prevQ    bool // the last octet hashed was a '?' standing for a run
 		out      []byte
 	)
@@ -77,7 +102,7 @@ func HeaderHash(r io.Reader) (string, error) {
 			if err == io.EOF {
 				break
 			}
-			return "", err
+			return "", 0, err
 		}
 		text := strings.TrimRight(string(line), "\n")
 		if strings.TrimLeft(text, "\r") == "" {
@@ -91,7 +116,11 @@ func HeaderHash(r io.Reader) (string, error) {
 			name, _, ok := strings.Cut(text, ":")
 			name = strings.TrimRight(name, " \t")
 			skipping = !ok || name == "" || !validName(name) || skipHeaders[strings.ToLower(name)]
+			inState = ok && stateHeaders[strings.ToLower(name)]
 			keep = !skipping
+		}
+		if inState {
+			state += int64(len(text)) + 2
 		}
 		if keep {
 			out = out[:0]
@@ -118,10 +147,10 @@ func HeaderHash(r io.Reader) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), state, nil
 }
 
 // validName reports whether a field name is octets of 0x21-0x7E only.

@@ -16,7 +16,8 @@
 // left out. Messages with the same hash are paired in order, and a pair
 // must also agree on size: exactly, or by the 2 octets of a final CRLF
 // that one server counts for a message stored without a final newline and
-// another does not.
+// another does not (and without the state fields an mbox server writes into
+// the header and hides, such as Dovecot's X-UID).
 package uidlimport
 
 import (
@@ -34,6 +35,9 @@ type OldMessage struct {
 	UIDL string `json:"uidl"` // its UIDL there
 	Size int64  `json:"size"` // its LIST size there
 	Hash string `json:"-"`    // HeaderHash of its TOP n 0
+	// state is the CRLF size of the mbox state fields in its header
+	// (stateHeaders), left out of the size Match compares.
+	state int64
 }
 
 // LocalMessage is one message of the local maildrop.
@@ -42,6 +46,7 @@ type LocalMessage struct {
 	UIDL  string `json:"uidl"` // the UIDL postoffice gives it now
 	Size  int64  `json:"size"`
 	Hash  string `json:"-"`
+	state int64  // as OldMessage.state
 }
 
 // ReadOld reads the old server's maildrop over c, which is logged in:
@@ -82,14 +87,14 @@ func ReadOld(ctx context.Context, c *pop3.Client) ([]OldMessage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("TOP %d 0: %w", u.Num, err)
 		}
-		hash, err := HeaderHash(body)
+		hash, state, err := headerHash(body)
 		if cerr := body.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return nil, fmt.Errorf("TOP %d 0: %w", u.Num, err)
 		}
-		out = append(out, OldMessage{Num: u.Num, UIDL: u.UID, Size: size, Hash: hash})
+		out = append(out, OldMessage{Num: u.Num, UIDL: u.UID, Size: size, Hash: hash, state: state})
 	}
 	return out, nil
 }
@@ -110,12 +115,12 @@ func ReadLocal(ctx context.Context, msgs []store.Message, open func(context.Cont
 		if err != nil {
 			return nil, fmt.Errorf("local message %d: %w", i+1, err)
 		}
-		hash, err := HeaderHash(r)
+		hash, state, err := headerHash(r)
 		r.Close()
 		if err != nil {
 			return nil, fmt.Errorf("local message %d: %w", i+1, err)
 		}
-		out = append(out, LocalMessage{Index: i, UIDL: m.UID, Size: m.Size, Hash: hash})
+		out = append(out, LocalMessage{Index: i, UIDL: m.UID, Size: m.Size, Hash: hash, state: state})
 	}
 	return out, nil
 }
@@ -129,7 +134,11 @@ type Pair struct {
 // Match pairs old and local messages by header hash and size. Within one
 // hash, an old message takes the first unpaired local message of the
 // same size, else the first whose size differs by exactly 2 (a final
-// CRLF counted by one server and not the other). It returns the pairs in
+// CRLF counted by one server and not the other). Sizes are compared
+// without the mbox state fields each side shows in its header
+// (stateHeaders): Dovecot hides from POP3, and leaves out of LIST, the
+// X-UID, X-IMAPbase and Status lines it wrote into an mbox, which the
+// local store serves as part of the message. It returns the pairs in
 // the old server's order, the old messages it could not match, and the
 // local messages left over.
 func Match(old []OldMessage, local []LocalMessage) (pairs []Pair, oldOnly []OldMessage, localOnly []LocalMessage) {
@@ -149,10 +158,10 @@ func Match(old []OldMessage, local []LocalMessage) (pairs []Pair, oldOnly []OldM
 		return false
 	}
 	for _, o := range old {
-		if take(o, func(l LocalMessage) bool { return l.Size == o.Size }) {
+		if take(o, func(l LocalMessage) bool { return l.Size-l.state == o.Size-o.state }) {
 			continue
 		}
-		if take(o, func(l LocalMessage) bool { d := l.Size - o.Size; return d == 2 || d == -2 }) {
+		if take(o, func(l LocalMessage) bool { d := (l.Size - l.state) - (o.Size - o.state); return d == 2 || d == -2 }) {
 			continue
 		}
 		oldOnly = append(oldOnly, o)

@@ -210,3 +210,32 @@ func TestSampleOf(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchMboxStateHeaders: Dovecot hides the X-IMAPbase, X-UID and
+// Status lines it wrote into an mbox from POP3 (TOP and LIST size alike);
+// the local store serves the file as it stands, those lines included. The
+// two copies still match, and a copy whose size differs by anything else
+// does not.
+func TestMatchMboxStateHeaders(t *testing.T) {
+	const served = "Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@x>\r\nSubject: hello\r\n\r\nbody\r\n"
+	const stored = "Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@x>\r\nSubject: hello\r\n" +
+		"X-IMAPbase: 1796671022 0000000030\r\nX-UID: 1                                       \r\nStatus: RO\r\nX-Keywords:\r\n \r\n\r\nbody\r\n"
+	top := hashOf(t, served[:strings.Index(served, "\r\n\r\n")+4])
+	msgs := []store.Message{{UID: "l0", Size: int64(len(stored))}, {UID: "l1", Size: int64(len(stored)) + 1}}
+	open := func(_ context.Context, i int) (io.ReadCloser, error) {
+		return io.NopCloser(strings.NewReader(stored)), nil
+	}
+	local, err := ReadLocal(context.Background(), msgs, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []OldMessage{{Num: 1, UIDL: "o1", Size: int64(len(served)), Hash: top}}
+	pairs, oldOnly, _ := Match(old, local[1:])
+	if len(pairs) != 0 || len(oldOnly) != 1 {
+		t.Errorf("a copy one octet larger matched: pairs %+v", pairs)
+	}
+	pairs, oldOnly, _ = Match(old, local)
+	if len(pairs) != 1 || pairs[0].Local.UIDL != "l0" || len(oldOnly) != 0 {
+		t.Errorf("Match = %+v, unmatched %+v; want o1 paired with l0", pairs, oldOnly)
+	}
+}

@@ -24,14 +24,17 @@
 //
 // # Locks
 //
-// The locks other mail programs honour are taken in the order of Debian's
-// Postfix (postconf -d mailbox_delivery_lock: "fcntl, dotlock"): an fcntl
-// write lock on the whole file (as an open file description lock, which
-// conflicts with the classic per-process fcntl locks of Postfix, procmail
-// and mutt and also excludes goroutines of this process), then the dotlock
-// "<mbox>.lock" made with O_EXCL (see takeDotlock: broken after
-// Options.StaleLockAge, 5 minutes, or at once when it names a dead process
-// of this host). flock(2) is not taken: Debian's Postfix does not use it.
+// The locks other mail programs honour are those of Debian's Postfix
+// (postconf -d mailbox_delivery_lock: "fcntl, dotlock"), taken in the
+// order its local(8) takes them (src/global/mbox_open.c), as procmail and
+// Dovecot do too: first the dotlock "<mbox>.lock" made with O_EXCL (see
+// takeDotlock: broken after Options.StaleLockAge, 5 minutes, or at once
+// when it names a dead process of this host), then an fcntl write lock on
+// the whole file (as an open file description lock, which conflicts with
+// the classic per-process fcntl locks of Postfix, procmail and mutt and
+// also excludes goroutines of this process). The other order deadlocks
+// with local(8) until one side times out. flock(2) is not taken: Debian's
+// Postfix does not use it.
 //
 // A POP3 session does not hold those locks for its whole length, which
 // would stop delivery for as long as a client stays connected. Like

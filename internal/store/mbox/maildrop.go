@@ -74,6 +74,10 @@ type maildrop struct {
 	infos  []store.Message
 	end    int64 // the file's size at the snapshot
 	done   bool  // committed: the offsets are stale
+	// prior are the messages the index listed before this snapshot
+	// recorded its UIDLs (none without an index): ImportUIDLs tells by
+	// them which UIDLs a client may have seen.
+	prior []msg
 }
 
 func mtimeOf(st *unix.Stat_t) int64 { return st.Mtim.Nano() }
@@ -91,6 +95,9 @@ func (md *maildrop) snapshot() error {
 		return err
 	}
 	fresh := x == nil
+	if !fresh {
+		md.prior = x.msgs
+	}
 	if fresh {
 		x = &index{stamp: newStamp()}
 	}

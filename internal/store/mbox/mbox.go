@@ -241,6 +241,8 @@ func (s *Store) openBox(user string) (*box, error) {
 	if os.Geteuid() == 0 && (owner.UID < 0 || owner.GID < 0) {
 		if st, err := b.dir.Lstat(name); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			b.owner = owner.Or(safefs.Owner{UID: int(st.Uid), GID: int(st.Gid)})
+		} else if o, ok := systemOwner(name); ok && errors.Is(err, fs.ErrNotExist) {
+			b.owner = owner.Or(o)
 		} else if o, err := safefs.OwnerOf(b.dir); err == nil {
 			b.owner = owner.Or(o)
 		}
@@ -360,24 +362,29 @@ type mboxLock struct {
 	procs func()
 }
 
-// lock takes, in the order of Debian's Postfix (postconf -d
-// mailbox_delivery_lock: "fcntl, dotlock"), the fcntl lock on fd and the
-// dotlock, after this process's own lock on the mbox. flock(2) is not
-// taken: Debian's Postfix does not use it, and on Linux it is independent
-// of fcntl locks, so it would exclude nobody who matters.
+// lock takes the locks of Debian's Postfix (postconf -d
+// mailbox_delivery_lock: "fcntl, dotlock"), after this process's own lock
+// on the mbox: first the dotlock, then the fcntl lock on fd, in the order
+// Postfix's local(8) takes them whatever that setting's order
+// (src/global/mbox_open.c), and procmail and Dovecot too. Taking them the
+// other way round deadlocks with local(8): each would hold the lock the
+// other waits for until one timed out (local(8) after 20 s, deferring the
+// mail). flock(2) is not taken: Debian's Postfix does not use it, and on
+// Linux it is independent of fcntl locks, so it would exclude nobody who
+// matters.
 func (s *Store) lock(ctx context.Context, b *box, fd int) (*mboxLock, error) {
 	release, err := s.proc(ctx, b.path)
 	if err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(s.lockTimeout)
-	if err := fcntlLock(ctx, fd, deadline); err != nil {
+	dl, err := takeDotlock(ctx, b.dir, b.dotlockName(), s.staleAge, deadline, b.owner)
+	if err != nil {
 		release()
 		return nil, err
 	}
-	dl, err := takeDotlock(ctx, b.dir, b.dotlockName(), s.staleAge, deadline, b.owner)
-	if err != nil {
-		fcntlUnlock(fd)
+	if err := fcntlLock(ctx, fd, deadline); err != nil {
+		dl.release()
 		release()
 		return nil, err
 	}
@@ -386,8 +393,8 @@ func (s *Store) lock(ctx context.Context, b *box, fd int) (*mboxLock, error) {
 
 // unlock releases in the reverse order.
 func (l *mboxLock) unlock() {
-	l.dl.release()
 	fcntlUnlock(l.fd)
+	l.dl.release()
 	l.procs()
 }
 

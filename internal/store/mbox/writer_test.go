@@ -25,8 +25,9 @@ func writerBody(i int) string {
 
 // TestWriterHelper is the other mail program of TestForeignWriter: it
 // appends messages to the mbox exactly as Debian's Postfix local(8) does
-// (mailbox_delivery_lock = fcntl, dotlock): a classic process-wide fcntl
-// write lock on the whole file, then the dotlock made with O_EXCL, then
+// (mailbox_delivery_lock = fcntl, dotlock; mbox_open.c takes them in this
+// order whatever the setting's): the dotlock made with O_EXCL, then a
+// classic process-wide fcntl write lock on the whole file, then
 // "From sender  date", the message with mboxo quoting, an empty line,
 // fsync, and the locks released in reverse order.
 func TestWriterHelper(t *testing.T) {
@@ -46,20 +47,8 @@ func TestWriterHelper(t *testing.T) {
 }
 
 func postfixStyleAppend(path, body string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
-		if err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("fcntl lock timeout")
-		}
-	}
+	// local(8) (src/global/mbox_open.c) makes the dotlock before it opens
+	// the mailbox, and takes the kernel lock after.
 	lock := path + ".lock"
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
 		fd, err := unix.Open(lock, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
@@ -72,6 +61,20 @@ func postfixStyleAppend(path, body string) error {
 		}
 	}
 	defer os.Remove(lock)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // before the dotlock goes: the reverse order
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fcntl lock timeout")
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "From sender@example.net  %s\n", time.Now().Format("Mon Jan _2 15:04:05 2006"))
 	for _, l := range strings.SplitAfter(body, "\n") {
