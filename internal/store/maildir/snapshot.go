@@ -163,7 +163,7 @@ func (md *maildrop) load(ctx context.Context) error {
 // unspecified whether readdir returns an entry renamed during the read,
 // and ext4's hash order can skip a file that Dovecot renames to change
 // its flags under both its names. Dropping it would lose a UIDL that only
-// the index holds (set by SetUIDLs, `postoffice migrate uidl`, or given
+// the index holds (set by `postoffice migrate uidl` through ImportUIDLs, or given
 // from the postoffice-uids counter), and the message would come back
 // under another UIDL: a client that leaves mail on the server would
 // download it again. So when the index lists a message the reading

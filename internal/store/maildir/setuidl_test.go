@@ -15,7 +15,8 @@ import (
 // by content; it must be closed.
 type ChooseUIDL func(i int, m store.Message, open func() (io.ReadCloser, error)) (uidl string, set bool, err error)
 
-// SetUIDLs replaces UIDLs in user's maildrop, for a migration that learnt
+// SetUIDLs is a test helper (the command uses ImportUIDLs, which adds
+// the dry-run and --force rules): it replaces UIDLs in user's maildrop, for a migration that learnt
 // from the old server which UIDL its clients saw for each message (the
 // `postoffice migrate uidl` command). It takes the maildrop's lock
 // (store.ErrInUse while a POP3 session holds it), calls choose for every

@@ -14,7 +14,8 @@ import (
 // it (un-escaped, LF line ends); it must be closed.
 type ChooseUIDL func(i int, m store.Message, open func() (io.ReadCloser, error)) (uidl string, set bool, err error)
 
-// SetUIDLs replaces UIDLs in user's mbox, for a migration that learnt from
+// SetUIDLs is a test helper (the command uses ImportUIDLs, which adds
+// the dry-run and --force rules): it replaces UIDLs in user's mbox, for a migration that learnt from
 // the old server which UIDL its clients saw for each message (the
 // `postoffice migrate uidl` command). It takes the session lock
 // (store.ErrInUse while a POP3 session holds it), calls choose for every
