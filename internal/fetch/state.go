@@ -75,9 +75,8 @@ type entry struct {
 //     never work on the same account (the kernel drops it on SIGKILL).
 //
 // Record (or RecordMany, for a batch) costs one small append and one fsync,
-// whatever the size of the
-// state, so every message is durable before its DELE without rewriting a
-// 100,000-line file per message; Compact folds the journal into the
+// whatever the size of the state, so every message is durable before its
+// DELE without rewriting a 100,000-line file per message; Compact folds the journal into the
 // snapshot once per session.
 type State struct {
 	dir, name string
