@@ -4,6 +4,7 @@
 # implicit TLS; docs/performance.md has the method and the results.
 #
 #   bench/fetch.sh [--runs N] [--messages N] [--keep] [--postoffice BIN]
+#                  [--baseline BIN] [--fetchers "po mpop fetchmail"]
 #
 # The server is pinned to CPU 0, each fetcher (and what it delivers
 # through) to CPU 1 with taskset. Every run fetches the whole maildrop
@@ -12,6 +13,10 @@
 # fetchers so that a noisy neighbour hits them alike, and the table shows
 # the median wall, user and system time of --runs runs (default 7) and the
 # ratio to postoffice fetch (above 1: postoffice is faster).
+#
+# --baseline BIN adds the "fetch" of another postoffice binary (say, an
+# older version) as a fourth fetcher, "base"; --fetchers picks the
+# fetchers to run (default all).
 #
 # Every fetcher delivers durably, each the way its users run it:
 #   postoffice fetch  target maildir: (tmp/, fsync, link to new/, fsync)
@@ -24,14 +29,16 @@
 # as root and missing), taskset, python3, go (unless --postoffice).
 set -euo pipefail
 
-RUNS=7 MSGS=1000 KEEP=0 PO_BIN=""
+RUNS=7 MSGS=1000 KEEP=0 PO_BIN="" BASE_BIN="" FETCHERS="po mpop fetchmail"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--runs) RUNS="$2"; shift ;;
 	--messages) MSGS="$2"; shift ;;
 	--keep) KEEP=1 ;;
 	--postoffice) PO_BIN="$2"; shift ;;
-	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+	--baseline) BASE_BIN="$2"; shift ;;
+	--fetchers) FETCHERS="$2"; shift ;;
+	-h|--help) sed -n '2,31p' "$0"; exit 0 ;;
 	*) echo "fetch.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -58,6 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+[ -n "$BASE_BIN" ] && FETCHERS="$FETCHERS base"
 if [ -z "$PO_BIN" ]; then
 	say "building postoffice"
 	(cd "$HERE/.." && go build -o "$WORK/postoffice" ./cmd/postoffice)
@@ -117,7 +125,7 @@ fetch() {
 	local port=$PORT
 	[ "$mode" = tls ] && port=$TLS_PORT
 	case "$who" in
-	po)
+	po|base)
 		local tls=none ca=""
 		[ "$mode" = tls ] && tls=implicit ca="ca_file = \"$WORK/seed/cert.pem\""
 		cat >"$d/fetch.toml" <<EOF
@@ -133,7 +141,9 @@ keep = true
 target = "maildir:$d/Maildir"
 state_dir = "$d/state"
 EOF
-		CMD=("$PO" fetch --quiet --config "$d/fetch.toml") ;;
+		local bin=$PO
+		[ "$who" = base ] && bin=$BASE_BIN
+		CMD=("$bin" fetch --quiet --config "$d/fetch.toml") ;;
 	mpop)
 		local tls="tls off"
 		[ "$mode" = tls ] && tls="tls on
@@ -189,7 +199,7 @@ RES="$WORK/results.txt"
 : >"$RES"
 for r in $(seq 1 "$RUNS"); do
 	for mode in plain tls; do
-		for who in po mpop fetchmail; do
+		for who in $FETCHERS; do
 			out=$(fetch "$mode" "$who")
 			say "run $r $mode $who: $(echo $out)"
 			echo "$mode $who $(echo $out)" >>"$RES"
@@ -207,15 +217,15 @@ for line in open(sys.argv[1]):
     if f[2] == "error" or int(f[-1]) != int(sys.argv[2]):
         bad.append(line.strip()); continue
     rows.setdefault((mode, who), []).append(tuple(map(float, f[2:5])))
-names = {"po": "postoffice fetch", "mpop": "mpop", "fetchmail": "fetchmail (LMTP)"}
+names = {"po": "postoffice fetch", "mpop": "mpop", "fetchmail": "fetchmail (LMTP)", "base": "postoffice fetch (--baseline)"}
 print("| mode | fetcher | wall s | user s | sys s | wall vs postoffice | runs |")
 print("|---|---|---|---|---|---|---|")
 for mode in ("plain", "tls"):
     base = None
-    for who in ("po", "mpop", "fetchmail"):
+    for who in ("po", "mpop", "fetchmail", "base"):
         v = rows.get((mode, who))
         if not v:
-            print(f"| {mode} | {names[who]} | - | - | - | - | 0 |"); continue
+            continue
         w, u, s = (statistics.median(x[i] for x in v) for i in range(3))
         if who == "po": base = w
         ratio = f"{w / base:.2f}x" if base else "-"
