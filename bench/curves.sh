@@ -165,6 +165,9 @@ curve() {
 }
 
 start
+# One untimed run first: the server's first logins read the passwd-file and
+# grow its pools, which is not what the curve is about.
+point warmup 0 --users "$WORK/login.txt" --scenario login --concurrency 8 --duration 1s
 say "login curve"
 for c in $LOGIN_C; do
 	point login "$c" --users "$WORK/login.txt" --scenario login --concurrency "$c" --duration "$DUR"
