@@ -139,6 +139,7 @@ type body struct {
 	client *Client // nil once finished
 	dr     *wire.DotReader
 	err    error
+	armed  bool // RetrMany's: the context stays armed after the body
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -170,7 +171,9 @@ func (b *body) finish() {
 	if c := b.client; c != nil {
 		b.client = nil
 		c.body = nil
-		c.end()
+		if !b.armed {
+			c.end()
+		}
 	}
 }
 
@@ -278,4 +281,93 @@ func (c *Client) Quit(ctx context.Context) error {
 	c.end()
 	c.Close()
 	return err
+}
+
+// BodyRequest names one message for RetrMany: RETR n when Lines < 0, else
+// TOP n Lines (RFC 1939 §7).
+type BodyRequest struct {
+	Num   int
+	Lines int
+}
+
+// RetrMany retrieves the messages of reqs in order and calls fn with each
+// one's index in reqs and its body (a stream like Retr's, valid until fn
+// returns; what fn leaves unread is discarded), or with a nil body and
+// the *Error of a -ERR reply (then the other messages still come). When
+// the server advertises PIPELINING (RFC 2449 §6.6) up to a window of
+// commands is on the wire ahead of the reply being read, so the server
+// never waits for the client between two messages; otherwise the commands
+// go one by one. The client only ever has command lines of a few octets
+// in flight, which the server's socket buffer holds, so neither side can
+// block the other with a full buffer.
+//
+// When fn returns an error, no further command is sent, the replies to
+// those already sent are read and discarded (so the session stays in step
+// and a later Dele or Quit works), and RetrMany returns fn's error.
+func (c *Client) RetrMany(ctx context.Context, reqs []BodyRequest, fn func(i int, body io.Reader, err error) error) error {
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.begin(ctx); err != nil {
+		return err
+	}
+	defer c.end()
+	window := 1
+	if caps.Pipelining() {
+		window = pipelineWindow
+	}
+	sent := 0
+	send := func(upto int) error {
+		if upto <= sent {
+			return nil
+		}
+		for ; sent < upto; sent++ {
+			r := reqs[sent]
+			line := "RETR " + strconv.Itoa(r.Num)
+			if r.Lines >= 0 {
+				line = "TOP " + strconv.Itoa(r.Num) + " " + strconv.Itoa(r.Lines)
+			}
+			c.trace("C: " + line)
+			c.bw.WriteString(line + "\r\n")
+		}
+		if err := c.bw.Flush(); err != nil {
+			return c.ioFail(err)
+		}
+		return nil
+	}
+	var fnErr error
+	for i := range reqs {
+		if fnErr == nil {
+			if err := send(min(i+window, len(reqs))); err != nil {
+				return err
+			}
+		} else if i >= sent {
+			break // the rest was never sent
+		}
+		_, err := c.readStatus()
+		var perr *Error
+		switch {
+		case errors.As(err, &perr):
+			if fnErr == nil {
+				fnErr = fn(i, nil, err)
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		c.trace("S: <message data>")
+		b := &body{client: c, dr: wire.NewDotReader(c.br), armed: true}
+		c.body = b
+		if fnErr == nil {
+			fnErr = fn(i, b, nil)
+		}
+		if err := b.Close(); err != nil {
+			if fnErr != nil {
+				return fnErr
+			}
+			return err
+		}
+	}
+	return fnErr
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +30,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			return runBenchSeed(args[1:], stdout, stderr)
 		case "responder":
 			return runBenchResponder(args[1:], stdout, stderr)
+		case "curve":
+			return runBenchCurve(args[1:], stdout, stderr)
 		}
 	}
 	fs := newFlagSet("bench", stderr)
@@ -35,6 +39,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: postoffice bench [flags]            run a load scenario against a POP3 server")
 		fmt.Fprintln(stderr, "       postoffice bench seed [flags]       write Maildirs and passwd-files to benchmark on")
 		fmt.Fprintln(stderr, "       postoffice bench responder [flags]  run the in-memory POP3 responder (the generator's ceiling)")
+		fmt.Fprintln(stderr, "       postoffice bench curve [flags] X=FILE...  a cost curve from --json results: table, JSON, SVG plot")
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
@@ -215,3 +220,60 @@ func runBenchResponder(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	return r.Serve(ctx, l)
 }
+
+// runBenchCurve is "postoffice bench curve": it gathers `postoffice bench
+// --json` results, one per value X of a parameter, into a cost curve and
+// writes its Markdown table to stdout, and with --json and --svg the curve
+// and its plot.
+func runBenchCurve(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench curve", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postoffice bench curve --name NAME --x-label LABEL --metric M [--metric M...] [--json FILE] [--svg FILE] X=RESULT.json...")
+		fmt.Fprintln(stderr, "metrics: "+strings.Join(bench.CurveMetricNames(), ", "))
+		fmt.Fprintln(stderr, "\nflags:")
+		fs.PrintDefaults()
+	}
+	name := fs.String("name", "", "the curve's `title`")
+	xLabel := fs.String("x-label", "x", "the parameter's `label`")
+	yLabel := fs.String("y-label", "", "the plot's y `label` (default: the metrics')")
+	var metrics stringList
+	fs.Var(&metrics, "metric", "a `figure` to show (repeatable)")
+	jsonOut := fs.String("json", "", "write the curve as JSON to `file`")
+	svgOut := fs.String("svg", "", "write the plot as SVG to `file`")
+	logX := fs.Bool("log-x", true, "logarithmic x axis")
+	logY := fs.Bool("log-y", false, "logarithmic y axis")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := bench.NewCurve(*name, *xLabel, metrics, fs.Args())
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	c.YLabel = *yLabel
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(c, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if *svgOut != "" {
+		var b bytes.Buffer
+		if err := c.Plot(*logX, *logY).WriteSVG(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*svgOut, b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	c.WriteTable(stdout)
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

@@ -42,6 +42,10 @@ type Options struct {
 // lmtp: or smtp: target refused for good in this run.
 type Result struct {
 	Fetched, Skipped, Deleted, Rejected int
+	// Syncs counts the fsyncs of message files, Maildir directories and
+	// the state journal made while messages were fetched (not those of
+	// the state's compaction at the end).
+	Syncs int
 }
 
 // Run fetches one account once: connect, authenticate, list, deliver what

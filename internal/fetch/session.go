@@ -14,7 +14,8 @@ import (
 // session is one run of one account: the POP3 connection, the target, the
 // UIDL state, and what the run has done so far. Its methods are the steps
 // of a run, in their order: connect (and log in), list, then for each
-// message pick, deliver, record and dele, and last quit.
+// batch of messages pick, fetchBatch (deliver each) and commit (record
+// and dele), and last quit.
 //
 // The order is what makes a kill at any instant lose nothing: a message is
 // delivered durably before its UIDL is recorded durably, and recorded
@@ -43,9 +44,30 @@ type session struct {
 // serverMessage is one message on the server, as the run handles it.
 type serverMessage struct {
 	pop3.UIDListing
-	size   int64  // from LIST
-	top    bool   // fetched in part (TOP n 0): never DELEd
-	digest string // header digest (headerHash), once known
+	size     int64  // from LIST
+	top      bool   // fetched in part (TOP n 0): never DELEd
+	digest   string // header digest (headerHash), once known
+	held     bool   // the target holds it already (see held)
+	done     bool   // delivered (or held) in this run, to be recorded
+	recorded bool   // recorded already (a target that cannot group)
+}
+
+// rec is the state record of m, delivered at t.
+func (m *serverMessage) rec(t time.Time) Rec {
+	return Rec{Time: t, Size: m.size, Digest: m.digest, Partial: m.top}
+}
+
+// record records message m, delivered, durably in the state; without
+// UIDLs there is nothing to record it by.
+func (s *session) record(m *serverMessage) error {
+	if s.noUIDL {
+		return nil
+	}
+	if err := s.st.Record(m.UID, m.rec(s.opts.Now())); err != nil {
+		return err
+	}
+	m.recorded = true
+	return nil
 }
 
 func run(ctx context.Context, a *Account, opts Options) (Result, error) {
@@ -66,6 +88,10 @@ func run(ctx context.Context, a *Account, opts Options) (Result, error) {
 		return s.res, s.reset(ctx)
 	}
 	err := s.fetchAll(ctx)
+	s.res.Syncs = s.st.syncs
+	if m, ok := s.tgt.(*maildirTarget); ok {
+		s.res.Syncs += m.syncs
+	}
 	return s.res, s.quit(ctx, err)
 }
 
@@ -179,43 +205,132 @@ func (s *session) reset(ctx context.Context) error {
 	return s.c.Quit(ctx)
 }
 
-// fetchAll handles each message of the listing in turn, and stops at the
-// first error.
+// A batch is at most maxBatch messages (the pipeline window of package
+// pop3) or, past maxBatchBytes of LIST sizes, fewer: what a kill can make
+// the next run fetch again, and what a Maildir target holds written but not
+// yet synced.
+const (
+	maxBatch      = 64
+	maxBatchBytes = 32 << 20
+)
+
+// fetchAll handles the messages of the listing in batches and stops at
+// the first error. For each message, pick decides whether it is fetched
+// and held whether the target has it already (both may need a command of
+// their own, TOP or DELE, so they run before the batch's RETRs go out);
+// then fetchBatch retrieves the batch pipelined and commits it.
 func (s *session) fetchAll(ctx context.Context) error {
 	if s.opts.Progress != nil && len(s.uids) > 0 {
 		defer fmt.Fprintln(s.opts.Progress)
 	}
 	s.seen = make(map[string]bool, len(s.uids))
+	var batch []*serverMessage
+	var size int64
 	for i, u := range s.uids {
 		if s.opts.Progress != nil {
 			fmt.Fprintf(s.opts.Progress, "\r%s: %d/%d messages", s.a.Name, i+1, len(s.uids))
 		}
-		if err := s.handle(ctx, u); err != nil {
+		m := &serverMessage{UIDListing: u, size: s.sizes[u.Num]}
+		ok, err := s.pick(ctx, m)
+		if err == nil && ok {
+			m.held, err = s.held(ctx, m)
+		}
+		if err != nil {
+			// Nothing of the batch was asked for yet: nothing is lost.
+			return err
+		}
+		if !ok {
+			continue
+		}
+		batch = append(batch, m)
+		size += m.size
+		if len(batch) >= maxBatch || size >= maxBatchBytes {
+			if err := s.fetchBatch(ctx, batch); err != nil {
+				return err
+			}
+			batch, size = batch[:0], 0
+		}
+	}
+	return s.fetchBatch(ctx, batch)
+}
+
+// fetchBatch retrieves the messages of batch the target does not hold
+// (RETR, or TOP n 0 when m.top) with pipelined commands, delivers each to
+// the target, then commits the batch (see commit), also the part
+// delivered before an error stopped it.
+func (s *session) fetchBatch(ctx context.Context, batch []*serverMessage) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	var reqs []pop3.BodyRequest
+	var idx []int
+	for i, m := range batch {
+		m.done = m.held
+		if m.held {
+			continue
+		}
+		lines := -1
+		if m.top {
+			lines = 0
+		}
+		reqs = append(reqs, pop3.BodyRequest{Num: m.Num, Lines: lines})
+		idx = append(idx, i)
+	}
+	_, grouped := s.tgt.(groupTarget)
+	var err error
+	if len(reqs) > 0 {
+		err = s.c.RetrMany(ctx, reqs, func(k int, body io.Reader, rerr error) error {
+			if rerr != nil {
+				return rerr
+			}
+			m := batch[idx[k]]
+			ok, err := s.deliver(ctx, m, body)
+			m.done = ok
+			if ok && err == nil && !grouped {
+				// Delivered durably to a target that cannot tell a
+				// repeated delivery (MDA, LMTP, SMTP, mbox): recorded
+				// at once, so a kill repeats at most this message.
+				err = s.record(m)
+			}
+			return err
+		})
+	}
+	if cerr := s.commit(ctx, batch); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// commit makes the messages of batch delivered in this run durable in the
+// target (a group commit: one sync for the batch where the target can,
+// see groupTarget), then records them all in the state with one fsync,
+// then DELEs those the policy deletes: a message is durable before it is
+// recorded and recorded before its DELE, as for one message at a time. A
+// message delivered in part (TOP) is never DELEd, as its copy on the
+// server is the only whole one.
+func (s *session) commit(ctx context.Context, batch []*serverMessage) error {
+	if g, ok := s.tgt.(groupTarget); ok {
+		if err := g.Commit(); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// handle takes message u through pick, deliver, record and dele.
-func (s *session) handle(ctx context.Context, u pop3.UIDListing) error {
-	m := &serverMessage{UIDListing: u, size: s.sizes[u.Num]}
-	if ok, err := s.pick(ctx, m); !ok || err != nil {
+	var recs []stateRecord
+	var dele []pop3.UIDListing
+	for _, m := range batch {
+		if !m.done {
+			continue
+		}
+		if !s.noUIDL && !m.recorded {
+			recs = append(recs, stateRecord{uidl: m.UID, rec: m.rec(s.opts.Now())})
+		}
+		if !s.a.KeepOnServer() && !m.top {
+			dele = append(dele, m.UIDListing)
+		}
+	}
+	if err := s.st.RecordMany(recs); err != nil {
 		return err
 	}
-	if ok, err := s.deliver(ctx, m); !ok || err != nil {
-		return err
-	}
-	// Delivered durably: record durably, and only then DELE; a message
-	// delivered in part (TOP) never, as its copy on the server is the only
-	// whole one.
-	if err := s.record(m); err != nil {
-		return err
-	}
-	if !s.a.KeepOnServer() && !m.top {
-		return s.dele(ctx, m.UIDListing)
-	}
-	return nil
+	return s.deleMany(ctx, dele)
 }
 
 // pick reports whether message m is to be fetched, and sets m.top when it
@@ -315,47 +430,42 @@ func (s *session) recorded(ctx context.Context, m *serverMessage, rec Rec) (same
 	return same, due, nil
 }
 
-// deliver fetches message m (RETR, or TOP n 0 when m.top) and delivers it
-// to the target, unless the target holds it already: a copy with this UIDL
-// is this message delivered by a run killed before it recorded it, or
-// another message under a reused UIDL, and only the header tells. It
-// reports false when the target refused the message for good: that is
-// recorded as rejected, so it is not sent again each run, and the message
-// is never deleted, as the copy on the server is the only one.
-func (s *session) deliver(ctx context.Context, m *serverMessage) (bool, error) {
+// held reports whether the target holds message m already: a copy with
+// this UIDL is this message delivered by a run killed before it recorded
+// it, or another message under a reused UIDL, and only the header tells
+// (TOP n 0, asked only when there is such a copy).
+func (s *session) held(ctx context.Context, m *serverMessage) (bool, error) {
 	copies, err := s.tgt.Copies(m.UID)
-	if err != nil {
+	if err != nil || len(copies) == 0 {
 		return false, err
 	}
-	if len(copies) > 0 {
-		if m.digest == "" {
-			if m.digest, err = topDigest(ctx, s.c, m.Num); err != nil {
-				return false, err
-			}
-		}
-		if slices.Contains(copies, m.digest) {
-			return true, nil
+	if m.digest == "" {
+		if m.digest, err = topDigest(ctx, s.c, m.Num); err != nil {
+			return false, err
 		}
 	}
-	var body io.ReadCloser
-	if m.top {
-		body, err = s.c.Top(ctx, m.Num, 0)
-	} else {
-		body, err = s.c.Retr(ctx, m.Num)
-	}
-	if err != nil {
-		return false, err
-	}
+	return slices.Contains(copies, m.digest), nil
+}
+
+// deliver delivers message m, read from body, to the target: staged for
+// the batch's commit where the target groups its syncs, durably
+// otherwise. It reports false when the target refused the message for
+// good: that is recorded as rejected, so it is not sent again each run,
+// and the message is never deleted, as the copy on the server is the only
+// one.
+func (s *session) deliver(ctx context.Context, m *serverMessage, body io.Reader) (bool, error) {
 	hh := newHeaderHash()
 	tee := io.TeeReader(body, hh)
-	err = s.tgt.Deliver(ctx, m.UID, tee)
+	var err error
+	if g, ok := s.tgt.(groupTarget); ok {
+		err = g.Stage(ctx, m.UID, tee)
+	} else {
+		err = s.tgt.Deliver(ctx, m.UID, tee)
+	}
 	if err == nil {
 		// What the target did not read (an MDA that stops early) still
 		// counts for the digest.
 		_, err = io.Copy(io.Discard, tee)
-	}
-	if cerr := body.Close(); err == nil {
-		err = cerr
 	}
 	var rej *rejectedError
 	if errors.As(err, &rej) {
@@ -378,13 +488,26 @@ func (s *session) deliver(ctx context.Context, m *serverMessage) (bool, error) {
 	return true, nil
 }
 
-// record records message m, delivered, durably in the state; without
-// UIDLs there is nothing to record it by.
-func (s *session) record(m *serverMessage) error {
-	if s.noUIDL {
+// deleMany marks the messages in us deleted on the server, pipelined
+// where the server allows (RFC 2449 §6.6); QUIT commits them. When any
+// DELE fails none of them counts as deleted: their records stay in the
+// state, so the next run confirms and DELEs them again, and the run stops.
+func (s *session) deleMany(ctx context.Context, us []pop3.UIDListing) error {
+	if len(us) == 0 {
 		return nil
 	}
-	return s.st.Record(m.UID, Rec{Time: s.opts.Now(), Size: m.size, Digest: m.digest, Partial: m.top})
+	nums := make([]int, len(us))
+	for i, u := range us {
+		nums[i] = u.Num
+	}
+	if err := s.c.DeleMany(ctx, nums); err != nil {
+		return err
+	}
+	for _, u := range us {
+		s.deleted[u.UID] = true
+	}
+	s.res.Deleted += len(us)
+	return nil
 }
 
 // dele marks message u deleted on the server; QUIT commits it.

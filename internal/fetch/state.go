@@ -74,15 +74,16 @@ type entry struct {
 //   - NAME.lock: flock'ed while the account is fetched, so two fetchers
 //     never work on the same account (the kernel drops it on SIGKILL).
 //
-// Record costs one small append and one fsync, whatever the size of the
-// state, so every message is durable before its DELE without rewriting a
-// 100,000-line file per message; Compact folds the journal into the
+// Record (or RecordMany, for a batch) costs one small append and one fsync,
+// whatever the size of the state, so every message is durable before its
+// DELE without rewriting a 100,000-line file per message; Compact folds the journal into the
 // snapshot once per session.
 type State struct {
 	dir, name string
 	entries   map[string]entry
 	journal   *os.File
 	lock      *os.File
+	syncs     int // fsyncs made, for Result.Syncs
 }
 
 // OpenState locks and loads the state of account name in dir, creating dir.
@@ -284,13 +285,45 @@ func (s *State) Record(uidl string, r Rec) error {
 }
 
 func (s *State) append(uidl string, e entry) error {
-	if _, err := io.WriteString(s.journal, e.format(uidl)); err != nil {
+	return s.appendMany([]stateRecord{{uidl: uidl}}, []entry{e})
+}
+
+// stateRecord is one record of a RecordMany batch.
+type stateRecord struct {
+	uidl string
+	rec  Rec
+}
+
+// RecordMany durably notes each of recs as Record does, with one write
+// and one fsync for them all (a group commit): it returns once every
+// record is on disk. A kill during the write leaves a prefix of the
+// records and at most one torn line, which the next OpenState cuts off.
+func (s *State) RecordMany(recs []stateRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	es := make([]entry, len(recs))
+	for i, r := range recs {
+		es[i] = entry{t: r.rec.Time.Unix(), size: r.rec.Size, digest: r.rec.Digest, partial: r.rec.Partial}
+	}
+	return s.appendMany(recs, es)
+}
+
+func (s *State) appendMany(recs []stateRecord, es []entry) error {
+	var b strings.Builder
+	for i, r := range recs {
+		b.WriteString(es[i].format(r.uidl))
+	}
+	if _, err := io.WriteString(s.journal, b.String()); err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: state: %w", err)}
 	}
+	s.syncs++
 	if err := s.journal.Sync(); err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: state: %w", err)}
 	}
-	s.entries[uidl] = e
+	for i, r := range recs {
+		s.entries[r.uidl] = es[i]
+	}
 	return nil
 }
 

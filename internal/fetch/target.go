@@ -33,6 +33,19 @@ type target interface {
 	Deliver(ctx context.Context, uidl string, r io.Reader) error
 }
 
+// groupTarget is a target that makes deliveries durable in groups (a
+// group commit): Stage stores a message as Deliver does but not yet
+// durably, and Commit makes every message staged since the last Commit
+// durable, or reports an error (then none of them counts as delivered).
+// A kill before Commit returns loses no mail: the messages are not
+// recorded yet, so the next run fetches them again (and finds those that
+// were made visible, see Copies).
+type groupTarget interface {
+	target
+	Stage(ctx context.Context, uidl string, r io.Reader) error
+	Commit() error
+}
+
 // newTarget builds the target of an account. A target that holds a
 // connection (lmtp:, smtp:) is an io.Closer, closed at the end of the run.
 func newTarget(a *Account, timeout time.Duration) (target, error) {
@@ -121,29 +134,63 @@ func isFromLine(line []byte) bool {
 // tmp/, new/ and cur/ and the files in them are never followed if they are
 // symbolic links, and a root fetcher writes as the Maildir's owner
 // (localfs.go).
+//
+// Deliveries are grouped (groupTarget): Stage writes the message to tmp/
+// without a sync; Commit fsyncs the staged files (all at once, so the file
+// system can commit them in one journal transaction), links each into
+// new/ and fsyncs new/ once. That is the durability of Maildir delivery
+// (file data synced before the name appears in new/, the directory synced
+// before the delivery counts) at the cost of a few syncs per batch instead
+// of two per message.
 type maildirTarget struct {
 	dir, account string
 	have         map[string][]string // F<hash> -> H<digest>s present, read once
+	syncs        int                 // fsyncs made, for Result.Syncs
+
+	subs   [3]*safefs.Dir // tmp/, new/, cur/, opened once
+	owner  safefs.Owner
+	staged []stagedFile
 }
+
+// stagedFile is a message written to tmp/ and not yet committed.
+type stagedFile struct {
+	f        *os.File
+	tmp, key string
+	digest   string
+}
+
+// maxSyncers bounds the fsyncs in flight at once in Commit.
+const maxSyncers = 16
 
 func (m *maildirTarget) key(uidl string) string {
 	sum := sha256.Sum256([]byte(m.account + "\x00" + uidl))
 	return "F" + hex.EncodeToString(sum[:16])
 }
 
-func (m *maildirTarget) scan() error {
-	if m.have != nil {
+// open opens the Maildir's directories once per run.
+func (m *maildirTarget) open() error {
+	if m.subs[0] != nil {
 		return nil
 	}
 	subs, owner, err := maildirDirs(m.dir)
 	if err != nil {
 		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
 	}
-	defer closeDirs(subs[:])
+	m.subs, m.owner = subs, owner
+	return nil
+}
+
+func (m *maildirTarget) scan() error {
+	if m.have != nil {
+		return nil
+	}
+	if err := m.open(); err != nil {
+		return err
+	}
 	m.have = make(map[string][]string)
-	for _, sd := range subs[1:] {
+	for _, sd := range m.subs[1:] {
 		var names []string
-		err := safefs.Do(owner, func() (err error) {
+		err := safefs.Do(m.owner, func() (err error) {
 			names, err = sd.Names()
 			return err
 		})
@@ -179,7 +226,21 @@ func (m *maildirTarget) Copies(uidl string) ([]string, error) {
 	return m.have[m.key(uidl)], nil
 }
 
+// Deliver stores one message durably: Stage, then Commit.
 func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) error {
+	if err := m.Stage(ctx, uidl, r); err != nil {
+		return err
+	}
+	return m.Commit()
+}
+
+func maildirErr(err error) error {
+	return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
+}
+
+// Stage writes one message to tmp/, named after its key; it is not synced
+// and not yet in new/ (see Commit).
+func (m *maildirTarget) Stage(ctx context.Context, uidl string, r io.Reader) error {
 	if err := m.scan(); err != nil {
 		return err
 	}
@@ -191,18 +252,10 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 		rand.Read(b[:])
 		key = "R" + hex.EncodeToString(b[:])
 	}
-	ioErr := func(err error) error {
-		return &Error{Code: ExitIOErr, Err: fmt.Errorf("fetch: maildir: %w", err)}
-	}
-	subs, owner, err := maildirDirs(m.dir)
-	if err != nil {
-		return ioErr(err)
-	}
-	defer closeDirs(subs[:])
-	tmpDir, newDir := subs[0], subs[1]
+	tmpDir := m.subs[0]
 	tmp := key + ".postoffice-fetch"
 	var f *os.File
-	err = safefs.Do(owner, func() error {
+	err := safefs.Do(m.owner, func() (err error) {
 		// A file left by a killed run, or a link planted there, is
 		// removed rather than opened; O_EXCL never follows a link.
 		if err := tmpDir.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -212,39 +265,97 @@ func (m *maildirTarget) Deliver(ctx context.Context, uidl string, r io.Reader) e
 		return err
 	})
 	if err != nil {
-		return ioErr(err)
+		return maildirErr(err)
 	}
-	defer safefs.Do(owner, func() error { return tmpDir.Remove(tmp) })
 	digest := newHeaderHash()
 	src := &readErr{r: io.TeeReader(r, digest)}
 	bw := bufio.NewWriterSize(f, 64<<10)
 	_, err = copyLF(bw, src, false)
-	if src.err != nil {
-		f.Close()
-		return src.err // the download failed: the server side's error
-	}
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
-		err = f.Sync()
+	if src.err != nil || err != nil {
+		f.Close()
+		safefs.Do(m.owner, func() error { return tmpDir.Remove(tmp) })
+		if src.err != nil {
+			return src.err // the download failed: the server side's error
+		}
+		return maildirErr(err)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	m.staged = append(m.staged, stagedFile{f: f, tmp: tmp, key: key, digest: digest.Sum()})
+	return nil
+}
+
+// Commit makes the staged messages durable: their files synced (in
+// parallel, up to maxSyncers at once), linked into new/, new/ synced. On
+// an error none counts as delivered; files already linked stay in new/,
+// where the next run's Copies finds them.
+func (m *maildirTarget) Commit() error {
+	staged := m.staged
+	m.staged = nil
+	if len(staged) == 0 {
+		return nil
 	}
-	if err != nil {
-		return ioErr(err)
+	tmpDir, newDir := m.subs[0], m.subs[1]
+	defer func() {
+		for _, sf := range staged {
+			if sf.f != nil {
+				sf.f.Close()
+			}
+			safefs.Do(m.owner, func() error { return tmpDir.Remove(sf.tmp) })
+		}
+	}()
+	errs := make([]error, len(staged))
+	sem := make(chan struct{}, maxSyncers)
+	done := make(chan struct{})
+	for i := range staged {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; done <- struct{}{} }()
+			errs[i] = staged[i].f.Sync()
+		}()
 	}
-	sum := digest.Sum()
-	name := fmt.Sprintf("%d.%s.H%s.postoffice-fetch", time.Now().Unix(), key, sum)
-	err = safefs.Do(owner, func() error { return tmpDir.Link(tmp, newDir, name) })
-	if err != nil {
-		return ioErr(err)
+	for range staged {
+		<-done
 	}
+	m.syncs++ // one group
+	for i := range staged {
+		err := staged[i].f.Close()
+		staged[i].f = nil
+		if err := errors.Join(errs[i], err); err != nil {
+			return maildirErr(err)
+		}
+	}
+	now := time.Now().Unix()
+	for _, sf := range staged {
+		name := fmt.Sprintf("%d.%s.H%s.postoffice-fetch", now, sf.key, sf.digest)
+		err := safefs.Do(m.owner, func() error { return tmpDir.Link(sf.tmp, newDir, name) })
+		if err != nil {
+			return maildirErr(err)
+		}
+	}
+	m.syncs++
 	if err := newDir.Sync(); err != nil {
-		return ioErr(err)
+		return maildirErr(err)
 	}
-	m.have[key] = append(m.have[key], sum)
+	for _, sf := range staged {
+		m.have[sf.key] = append(m.have[sf.key], sf.digest)
+	}
+	return nil
+}
+
+// Close drops what is staged and not committed, and closes the
+// directories.
+func (m *maildirTarget) Close() error {
+	for _, sf := range m.staged {
+		sf.f.Close()
+		safefs.Do(m.owner, func() error { return m.subs[0].Remove(sf.tmp) })
+	}
+	m.staged = nil
+	if m.subs[0] != nil {
+		closeDirs(m.subs[:])
+		m.subs = [3]*safefs.Dir{}
+	}
 	return nil
 }
 
