@@ -79,50 +79,60 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 // acquire takes the lease and returns its token. A lease row is created once
 // per maildrop and never deleted, so tokens only grow: a token, once
 // superseded, never matches again.
+//
+// The three statements go as one pgx batch: one round trip, run by
+// PostgreSQL as one implicit transaction (the extended protocol's messages
+// up to Sync), which commits at the Sync, or rolls back whole when a
+// statement fails, leaving the connection idle for the pool. That
+// transaction commits durably (synchronous_commit as configured): a lease
+// take lost in a database crash would let a later take hand out the same
+// token again, and two sessions with one token defeat fencing.
 func (s *Store) acquire(ctx context.Context, user string) (token int64, err error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("pgstore: open: %w", err)
-	}
-	defer rollback(tx)
-	if _, err := tx.Exec(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 INSERT INTO maildrops (maildrop, uidvalidity, next_uid)
 VALUES ($1, extract(epoch FROM clock_timestamp())::bigint, 1)
-ON CONFLICT (maildrop) DO NOTHING`, user); err != nil {
-		return 0, fmt.Errorf("pgstore: open: creating the maildrop: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `
+ON CONFLICT (maildrop) DO NOTHING`, user)
+	b.Queue(`
 INSERT INTO maildrop_leases (maildrop, token, holder, acquired_at, expires_at)
 VALUES ($1, 0, '', '-infinity', '-infinity')
-ON CONFLICT (maildrop) DO NOTHING`, user); err != nil {
-		return 0, fmt.Errorf("pgstore: open: %w", err)
-	}
+ON CONFLICT (maildrop) DO NOTHING`, user)
 	// NOWAIT: a row lock held by someone else means its holder is renewing
 	// or committing (so alive), or another Open is taking it: in use either
-	// way, and an Open must not queue behind a session.
-	var free bool
-	err = tx.QueryRow(ctx, `
-SELECT expires_at <= clock_timestamp() FROM maildrop_leases
-WHERE maildrop = $1 FOR UPDATE NOWAIT`, user).Scan(&free)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
-		return 0, store.ErrInUse
-	}
-	if err != nil {
-		return 0, fmt.Errorf("pgstore: open: %w", err)
-	}
-	if !free {
-		return 0, store.ErrInUse
-	}
-	if err := tx.QueryRow(ctx, `
+	// way, and an Open must not queue behind a session. The CTE locks the
+	// row (or fails at once) before the UPDATE touches it, and the UPDATE
+	// changes it only if the lease had expired: no row back means in use.
+	b.Queue(`
+WITH cur AS (
+	SELECT expires_at <= clock_timestamp() AS free FROM maildrop_leases
+	WHERE maildrop = $1 FOR UPDATE NOWAIT
+)
 UPDATE maildrop_leases
 SET token = token + 1, holder = $2, acquired_at = clock_timestamp(),
 	expires_at = clock_timestamp() + $3 * interval '1 microsecond'
-WHERE maildrop = $1
-RETURNING token`, user, s.holder, s.ttl.Microseconds()).Scan(&token); err != nil {
+FROM cur
+WHERE maildrop = $1 AND cur.free
+RETURNING token`, user, s.holder, s.ttl.Microseconds())
+	br := s.pool.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); cerr != nil && err == nil {
+			token, err = 0, fmt.Errorf("pgstore: open: %w", cerr)
+		}
+	}()
+	if _, err := br.Exec(); err != nil {
+		return 0, fmt.Errorf("pgstore: open: creating the maildrop: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
 		return 0, fmt.Errorf("pgstore: open: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	err = br.QueryRow().Scan(&token)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+		return 0, store.ErrInUse
+	case errNoRows(err):
+		return 0, store.ErrInUse
+	case err != nil:
 		return 0, fmt.Errorf("pgstore: open: %w", err)
 	}
 	return token, nil
@@ -469,11 +479,23 @@ func (m *maildrop) Close() error {
 	return err
 }
 
-func (m *maildrop) release() error {
+// release sets the lease's expiry in the past, in one round trip (a batch
+// with its own transaction) that does not wait for the commit's WAL flush
+// (synchronous_commit off, for this transaction only). That is safe for a
+// release alone: one lost in a database crash or failover leaves the lease
+// as it was, so it expires by itself within LockTTL, as when this server
+// dies; and any later durable commit (the next lease take among them)
+// flushes the WAL, this release included. Taking the lease and Commit stay
+// durable.
+func (m *maildrop) release() (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(m.s.ttl, 10*time.Second))
 	defer cancel()
-	if _, err := m.s.pool.Exec(ctx, `
-UPDATE maildrop_leases SET expires_at = '-infinity' WHERE maildrop = $1 AND token = $2`, m.user, m.token); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(`UPDATE maildrop_leases SET expires_at = '-infinity' WHERE maildrop = $1 AND token = $2`, m.user, m.token)
+	b.Queue(`COMMIT`)
+	if err := m.s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("pgstore: releasing the maildrop lock (it expires by itself): %w", err)
 	}
 	return nil
