@@ -5,7 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkOpen100k opens (snapshot: one query on messages, no body read)
@@ -111,4 +116,171 @@ func BenchmarkRead(b *testing.B) {
 func patternBytes(n int) []byte {
 	b, _ := io.ReadAll(&patternReader{n: int64(n)})
 	return b
+}
+
+// downloadMix is the message mix of a BenchmarkDownload maildrop, shaped
+// like the realistic distribution of the load generator's seed: mostly
+// text messages of a few KiB and one multi-megabyte attachment, which
+// carries most of the octets.
+var downloadMix = func() []int {
+	sizes := make([]int, 0, 50)
+	for i := range 49 {
+		sizes = append(sizes, 1000+(i*7919)%20000)
+	}
+	return append(sizes, 3_000_000)
+}()
+
+// attachmentReader yields n octets of base64-like text in 76-octet lines
+// that does not compress (as a real attachment), from a fixed seed.
+type attachmentReader struct {
+	n, off int64
+	x      uint64
+}
+
+func (r *attachmentReader) Read(p []byte) (int, error) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.off)]
+	for i := range p {
+		if (r.off+int64(i))%77 == 76 {
+			p[i] = '\n'
+			continue
+		}
+		r.x ^= r.x << 13
+		r.x ^= r.x >> 7
+		r.x ^= r.x << 17
+		p[i] = alphabet[r.x&63]
+	}
+	r.off += int64(len(p))
+	return len(p), nil
+}
+
+// BenchmarkDownload is the POP3 download scenario at the store: a session
+// opens a maildrop (lease and snapshot), reads every message whole, and
+// closes it (no deletion). MB/s is body octets read; run it with the test
+// binary pinned to one CPU (taskset) to see the store's and PostgreSQL's
+// cost together, as the server sees them on a shared core.
+func BenchmarkDownload(b *testing.B) {
+	s, dsn := migrated(b, Options{})
+	ctx := context.Background()
+	const users = 4
+	var total int64
+	for u := range users {
+		user := fmt.Sprintf("dl%d", u)
+		for i, size := range downloadMix {
+			var r io.Reader = &patternReader{n: int64(size)}
+			if size > 1<<20 {
+				r = &attachmentReader{n: int64(size), x: uint64(u*100 + i + 1)}
+			}
+			if err := s.Deliver(ctx, user, r); err != nil {
+				b.Fatal(err)
+			}
+			if u == 0 {
+				total += int64(size)
+			}
+		}
+	}
+	b.SetBytes(total)
+	b.ReportAllocs()
+	cpu := startCPU(b, dsn)
+	n := 0
+	for b.Loop() {
+		md, err := s.Open(ctx, fmt.Sprintf("dl%d", n%users))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+		for i := range md.Messages() {
+			rc, err := md.Open(ctx, i)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				b.Fatal(err)
+			}
+			rc.Close()
+		}
+		if err := md.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
+	cpu.report(b)
+}
+
+// cpuMeter measures the CPU time a benchmark spends in this process and in
+// the PostgreSQL backends serving its database (read from /proc: the
+// test cluster runs on this machine), so that a change is judged by CPU
+// per operation, which other load on a shared machine does not change,
+// rather than by wall time, which it does.
+type cpuMeter struct {
+	dsn   string
+	self  time.Duration
+	start map[int]time.Duration // backend pid: CPU time at the start
+}
+
+func startCPU(b *testing.B, dsn string) *cpuMeter {
+	m := &cpuMeter{dsn: dsn, self: selfCPU(), start: map[int]time.Duration{}}
+	for _, pid := range backends(b, dsn) {
+		m.start[pid] = procCPU(pid)
+	}
+	return m
+}
+
+// report adds go-cpu-ms/op and pg-cpu-ms/op. Backends that started during
+// the benchmark count from zero.
+func (m *cpuMeter) report(b *testing.B) {
+	self := selfCPU() - m.self
+	var pg time.Duration
+	for _, pid := range backends(b, m.dsn) {
+		pg += procCPU(pid) - m.start[pid]
+	}
+	b.ReportMetric(self.Seconds()*1000/float64(b.N), "go-cpu-ms/op")
+	b.ReportMetric(pg.Seconds()*1000/float64(b.N), "pg-cpu-ms/op")
+}
+
+func backends(b *testing.B, dsn string) []int {
+	c := admin(b, dsn)
+	rows, err := c.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pids []int
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			b.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return pids
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is a process's user and system time from /proc (Linux; zero
+// elsewhere), in clock ticks of 10 ms.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the parenthesised command name, which may hold
+	// spaces: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
 }

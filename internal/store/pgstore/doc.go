@@ -74,8 +74,12 @@
 // only if the lease has expired, the expiry compared with the database's
 // clock_timestamp(): servers' clocks never decide who holds a maildrop.
 // Otherwise it returns store.ErrInUse, which the engine answers with
-// -ERR [IN-USE]. An open maildrop renews its lease every LockTTL/3 from a
-// heartbeat goroutine; Close releases it by setting its expiry in the past.
+// -ERR [IN-USE]. Taking the lease is one round trip (a batch run as one
+// transaction) and commits durably. An open maildrop renews its lease
+// every LockTTL/3 from a heartbeat goroutine; Close releases it by setting
+// its expiry in the past, in a transaction that does not wait for its WAL
+// flush (synchronous_commit off): a release lost in a crash or failover
+// only leaves the lease to expire by itself, as if the server had died.
 // A server that dies stops renewing, and its leases expire at most LockTTL
 // (default 30 s, Options.LockTTL) after their last renewal, with no
 // cleanup by anyone.

@@ -58,6 +58,10 @@ type Options struct {
 	// Logger receives lease renewal failures and schema migrations. Nil
 	// means no logging.
 	Logger *slog.Logger
+
+	// tracer, when set (by this package's tests), sees every statement and
+	// batch the pool's connections send.
+	tracer pgx.QueryTracer
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use; several
@@ -112,6 +116,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "postoffice"
+	if opts.tracer != nil {
+		cfg.ConnConfig.Tracer = opts.tracer
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

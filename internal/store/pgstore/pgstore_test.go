@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -474,6 +475,114 @@ func TestMessageVanished(t *testing.T) {
 	}
 	if _, err := m.Open(context.Background(), 0); !errors.Is(err, store.ErrNoMessage) {
 		t.Errorf("Open of a removed message = %v, want store.ErrNoMessage", err)
+	}
+}
+
+// roundTrips is a pgx tracer that records what the pool's connections
+// send: each statement sent alone and each batch (its statements together)
+// is one round trip.
+type roundTrips struct {
+	mu   sync.Mutex
+	sent [][]string
+}
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, []string{strings.Join(strings.Fields(d.SQL), " ")})
+	return ctx
+}
+
+func (*roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var stmts []string
+	for _, q := range d.Batch.QueuedQueries {
+		stmts = append(stmts, strings.Join(strings.Fields(q.SQL), " "))
+	}
+	r.sent = append(r.sent, stmts)
+	return ctx
+}
+
+func (*roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (*roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+func (r *roundTrips) take() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sent := r.sent
+	r.sent = nil
+	return sent
+}
+
+// TestOpenCloseRoundTrips: a session that reads nothing costs three round
+// trips to the database: the lease taken (one batch, one transaction), the
+// snapshot, the lease released (one batch, one transaction that does not
+// wait for its WAL flush, since a lost release only expires by itself).
+// Each round trip of a login is latency on the client's path and CPU on
+// the database's.
+func TestOpenCloseRoundTrips(t *testing.T) {
+	trace := &roundTrips{}
+	s, _ := migrated(t, Options{tracer: trace})
+	deliver(t, s, "lena", "Subject: x\n\n")
+	mustOpen(t, s, "lena").Close() // creates the rows; warms the statement cache
+	trace.take()
+	m := mustOpen(t, s, "lena")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sent := trace.take()
+	if len(sent) != 3 {
+		t.Fatalf("Open and Close took %d round trips, want 3:\n%q", len(sent), sent)
+	}
+	release := strings.Join(sent[2], "; ")
+	if !strings.Contains(release, "SET LOCAL synchronous_commit = off") || !strings.Contains(release, "UPDATE maildrop_leases") {
+		t.Errorf("the release = %q, want an UPDATE of the lease in a transaction with synchronous_commit off", release)
+	}
+	if take := strings.Join(sent[0], "; "); strings.Contains(take, "synchronous_commit") {
+		t.Errorf("the lease take = %q, want it durable (synchronous_commit untouched)", take)
+	}
+}
+
+// TestReadReusesChunkBuffer reads a message of eight chunks three times
+// and checks that the reads allocated less than one copy of it: each chunk
+// is copied into a buffer the reader borrows from the Store's pool, not
+// decoded into a fresh slice (which would allocate the message's size on
+// every read, and made allocation and collection a third of a download's
+// CPU time in the store).
+func TestReadReusesChunkBuffer(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector (sync.Pool drops items at random)")
+	}
+	const size = 8 * ChunkSize
+	s, _ := migrated(t, Options{})
+	if err := s.Deliver(context.Background(), "reuse", &patternReader{n: size}); err != nil {
+		t.Fatal(err)
+	}
+	m := mustOpen(t, s, "reuse")
+	defer m.Close()
+	readAll := func() {
+		t.Helper()
+		rc, err := m.Open(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if n, err := io.Copy(io.Discard, rc); n != size || err != nil {
+			t.Fatalf("read %d octets, %v; want %d", n, err, size)
+		}
+	}
+	readAll() // warm: the pools of pgx and of the Store
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 3 {
+		readAll()
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got >= size {
+		t.Errorf("3 reads of a %d-octet message allocated %d octets, want under %d (one reused chunk buffer)", size, got, size)
 	}
 }
 
