@@ -208,9 +208,11 @@ func lookupIDs(userName, groupName string) (uid, gid int, err error) {
 // raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit (the Go
 // runtime does so too on Linux; doing it here makes it explicit and lets
 // us check) and warns when the hard limit cannot hold max_connections:
-// each logged-in session needs two descriptors (its socket and its
-// maildrop lock), plus a reserve for listeners, the passwd-file, logs and
-// LMTP. It returns the soft limit in force.
+// a logged-in session on a Maildir holds three descriptors (its socket, its
+// maildrop lock, and the Maildir's directory handle, kept open so that
+// nothing below it is reached through a symbolic link), plus a reserve for
+// listeners, the passwd-file, logs and LMTP. It returns the soft limit in
+// force.
 func raiseFileLimit(log *slog.Logger, maxConns int) uint64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
@@ -234,5 +236,6 @@ func raiseFileLimit(log *slog.Logger, maxConns int) uint64 {
 }
 
 // fileLimitNeeded is the descriptors max_connections logged-in sessions
-// need: two each, and a reserve of 100 for everything else.
-func fileLimitNeeded(maxConns int) uint64 { return 2*uint64(maxConns) + 100 }
+// need: three each on a Maildir (see raiseFileLimit), and a reserve of 100
+// for everything else.
+func fileLimitNeeded(maxConns int) uint64 { return 3*uint64(maxConns) + 100 }

@@ -64,7 +64,7 @@ func TestLoginLimiterFromConfig(t *testing.T) {
 }
 
 // The soft descriptor limit is raised to the hard one, and a hard limit
-// that cannot hold two descriptors per connection is reported.
+// that cannot hold three descriptors per connection is reported.
 func TestRaiseFileLimit(t *testing.T) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
@@ -81,8 +81,8 @@ func TestRaiseFileLimit(t *testing.T) {
 	if rl.Max > 1<<30 { // unlimited, or too large to matter
 		return
 	}
-	raiseFileLimit(log, int(rl.Max/2))
+	raiseFileLimit(log, int(rl.Max/3))
 	if !strings.Contains(buf.String(), "file descriptor limit too low") {
-		t.Errorf("no warning for max_connections %d with a hard limit of %d: %q", rl.Max/2, rl.Max, buf.String())
+		t.Errorf("no warning for max_connections %d with a hard limit of %d: %q", rl.Max/3, rl.Max, buf.String())
 	}
 }
