@@ -366,27 +366,33 @@ func (c *conn) lingerClose() {
 		tc.CloseWrite()
 		raw = tc.NetConn()
 	}
-	closeWrite(raw)
+	if !closeWrite(raw) {
+		// Without a half-close the client sees no end of file until the
+		// connection is closed, so waiting would only delay it.
+		return
+	}
 	raw.SetReadDeadline(time.Now().Add(lingerTime))
 	io.Copy(io.Discard, io.LimitReader(raw, lingerBytes))
 }
 
 // closeWrite shuts down the sending side of the socket under nc, looking
 // through wrappers that expose what they wrap (internal/netlimit's).
-func closeWrite(nc net.Conn) {
+// It reports whether it could: a connection without a half-close (a
+// net.Pipe, a wrapper that hides the socket) cannot.
+func closeWrite(nc net.Conn) bool {
 	for range 4 {
 		switch v := nc.(type) {
 		case interface{ CloseWrite() error }:
-			v.CloseWrite()
-			return
+			return v.CloseWrite() == nil
 		case interface{ NetConn() net.Conn }:
 			nc = v.NetConn()
 		case interface{ Raw() net.Conn }:
 			nc = v.Raw()
 		default:
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // finish releases the maildrop and the session and writes the logout line.
