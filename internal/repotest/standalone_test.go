@@ -43,7 +43,8 @@ var outsideRefs = []outsideRef{
 	},
 	{
 		// A numbered tracker item, unless an upstream repository names the
-		// tracker ("golang/go issue 25992").
+		// tracker: "owner/repo" just before the word (Go's own tracker
+		// cited that way is fine; postoffice's numbers are not).
 		re:  regexp.MustCompile(`(?i)\bissues?\s+#?[0-9]`),
 		why: "tracker item number: say the decision and why instead",
 		skip: func(line string, loc []int) bool {

@@ -9,21 +9,16 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/postoffice-mail/postoffice/internal/auth"
 	"github.com/postoffice-mail/postoffice/internal/auth/passwdfile"
 	"github.com/postoffice-mail/postoffice/internal/auth/scheme"
+	"github.com/postoffice-mail/postoffice/internal/pgschema"
 )
 
 // component is this package's row in postoffice_schema, the table the
 // store's migration also records its version in.
 const component = "users"
-
-// migrateLock is the transaction-scoped advisory lock that serialises
-// migrations. It is the store's key (pgstore), so that a store migration
-// and a users migration run at once do not both create postoffice_schema.
-const migrateLock = 0x706f73746f666663 // "postoffc"
 
 // migrations[i] takes the users schema from version i to i+1. Append only.
 var migrations = []string{
@@ -53,47 +48,16 @@ func (d *DB) Migrate(ctx context.Context) error {
 	if d.query != "" {
 		return ErrReadOnly
 	}
-	tx, err := d.pool.Begin(ctx)
+	from, err := pgschema.Migrate(ctx, d.pool, component, migrations)
+	if errors.Is(err, pgschema.ErrNewer) {
+		return fmt.Errorf("%w: %v: upgrade postoffice", ErrSchema, err)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlauth: migrate: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
-		return fmt.Errorf("sqlauth: migrate: %w", err)
+	if from != SchemaVersion {
+		d.log.Info("users schema migrated", "from", from, "to", SchemaVersion)
 	}
-	if _, err := tx.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS postoffice_schema (
-	component  text        PRIMARY KEY,
-	version    integer     NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT now()
-)`); err != nil {
-		return fmt.Errorf("sqlauth: migrate: %w", err)
-	}
-	var cur int
-	err = tx.QueryRow(ctx, `SELECT version FROM postoffice_schema WHERE component = $1`, component).Scan(&cur)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("sqlauth: migrate: %w", err)
-	}
-	if cur > SchemaVersion {
-		return fmt.Errorf("%w: the database has users schema version %d, newer than this postoffice's %d: upgrade postoffice", ErrSchema, cur, SchemaVersion)
-	}
-	if cur == SchemaVersion {
-		return nil
-	}
-	for v := cur; v < SchemaVersion; v++ {
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("sqlauth: migrate to users schema version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `
-INSERT INTO postoffice_schema (component, version) VALUES ($1, $2)
-ON CONFLICT (component) DO UPDATE SET version = excluded.version, updated_at = now()`, component, SchemaVersion); err != nil {
-		return fmt.Errorf("sqlauth: migrate: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("sqlauth: migrate: %w", err)
-	}
-	d.log.Info("users schema migrated", "from", cur, "to", SchemaVersion)
 	return nil
 }
 
@@ -104,14 +68,12 @@ func (d *DB) CheckSchema(ctx context.Context) error {
 	if d.query != "" {
 		return nil
 	}
-	var v int
-	err := d.pool.QueryRow(ctx, `SELECT version FROM postoffice_schema WHERE component = $1`, component).Scan(&v)
-	var pgErr *pgconn.PgError
+	v, ok, err := pgschema.Version(ctx, d.pool, component)
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("%w: the database has no users schema: run the migration first", ErrSchema)
 	case err != nil:
 		return fmt.Errorf("sqlauth: checking the schema version: %w", err)
+	case !ok:
+		return fmt.Errorf("%w: the database has no users schema: run the migration first", ErrSchema)
 	case v != SchemaVersion:
 		return fmt.Errorf("%w: the database has users schema version %d, this postoffice serves %d", ErrSchema, v, SchemaVersion)
 	}

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/postoffice-mail/postoffice/internal/pgschema"
 )
 
 // ErrSchema is wrapped by CheckSchema and Migrate when the database holds no
@@ -17,13 +16,6 @@ var ErrSchema = errors.New("pgstore: schema mismatch")
 // other parts of postoffice that keep tables in the same database (the SQL
 // user database) record their own version under their own name.
 const component = "store"
-
-// migrateLock is the key of the transaction-scoped advisory lock that
-// serialises concurrent Migrate calls (two servers upgraded at once):
-// CREATE TABLE IF NOT EXISTS alone is not safe against a concurrent creator.
-// It is the only advisory lock this package takes; maildrop locks are lease
-// rows (see the package doc).
-const migrateLock = 0x706f73746f666663 // "postoffc"
 
 // migrations[i] takes the schema from version i to version i+1. Append only:
 // a released migration is never edited, since databases already ran it.
@@ -91,47 +83,16 @@ const SchemaVersion = 2
 // from several servers at once. It refuses a schema newer than this build
 // knows: downgrades are not done.
 func (s *Store) Migrate(ctx context.Context) error {
-	tx, err := s.pool.Begin(ctx)
+	from, err := pgschema.Migrate(ctx, s.pool, component, migrations)
+	if errors.Is(err, pgschema.ErrNewer) {
+		return fmt.Errorf("%w: %v: upgrade postoffice", ErrSchema, err)
+	}
 	if err != nil {
 		return fmt.Errorf("pgstore: migrate: %w", err)
 	}
-	defer rollback(tx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
+	if from != SchemaVersion {
+		s.log.Info("store schema migrated", "from", from, "to", SchemaVersion)
 	}
-	if _, err := tx.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS postoffice_schema (
-	component  text        PRIMARY KEY,
-	version    integer     NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT now()
-)`); err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
-	}
-	var cur int
-	err = tx.QueryRow(ctx, `SELECT version FROM postoffice_schema WHERE component = $1`, component).Scan(&cur)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("pgstore: migrate: %w", err)
-	}
-	if cur > SchemaVersion {
-		return fmt.Errorf("%w: the database has store schema version %d, newer than this postoffice's %d: upgrade postoffice", ErrSchema, cur, SchemaVersion)
-	}
-	if cur == SchemaVersion {
-		return nil
-	}
-	for v := cur; v < SchemaVersion; v++ {
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("pgstore: migrate to schema version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `
-INSERT INTO postoffice_schema (component, version) VALUES ($1, $2)
-ON CONFLICT (component) DO UPDATE SET version = excluded.version, updated_at = now()`, component, SchemaVersion); err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
-	}
-	s.log.Info("store schema migrated", "from", cur, "to", SchemaVersion)
 	return nil
 }
 
@@ -142,14 +103,12 @@ ON CONFLICT (component) DO UPDATE SET version = excluded.version, updated_at = n
 // build would misread, so it is refused rather than guessed at). A server
 // calls it once at start, after Open.
 func (s *Store) CheckSchema(ctx context.Context) error {
-	var v int
-	err := s.pool.QueryRow(ctx, `SELECT version FROM postoffice_schema WHERE component = $1`, component).Scan(&v)
-	var pgErr *pgconn.PgError
+	v, ok, err := pgschema.Version(ctx, s.pool, component)
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.Is(err, pgx.ErrNoRows): // undefined_table
-		return fmt.Errorf("%w: the database has no store schema: run the migration first", ErrSchema)
 	case err != nil:
 		return fmt.Errorf("pgstore: checking the schema version: %w", err)
+	case !ok:
+		return fmt.Errorf("%w: the database has no store schema: run the migration first", ErrSchema)
 	case v < SchemaVersion:
 		return fmt.Errorf("%w: the database has store schema version %d, older than this postoffice's %d: run the migration", ErrSchema, v, SchemaVersion)
 	case v > SchemaVersion:
