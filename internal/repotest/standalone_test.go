@@ -33,8 +33,8 @@ type outsideRef struct {
 
 // outsideRefs are the kinds of reference TestStandalone refuses. They are
 // narrow on purpose: "RFC 1939 issue", "an issue with STLS", "issue a
-// certificate" and an upstream project's own tracker ("golang/go issue
-// 25992", "go-smtp#123") are fine.
+// certificate" and an upstream project's own tracker, named by its
+// "owner/repo" before the word or as "repo#number", are fine.
 var outsideRefs = []outsideRef{
 	{
 		// A numbered item of an outside conformance checklist.
