@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/auth/kerberos"
+	"github.com/postoffice-mail/postoffice/internal/legacy/listen"
 	"github.com/postoffice-mail/postoffice/pop3proto"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
@@ -111,36 +112,25 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	return listen.Loop(l, s.isClosed, s.log, "kpop", func(nc net.Conn) {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
-			continue
+			return
 		}
 		s.pending[nc] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.handshake(nc)
-	}
+	})
+}
+
+// isClosed reports whether Close or Shutdown has begun.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // handshake runs sendauth on nc and hands it to the engine.
