@@ -47,7 +47,13 @@ type View struct {
 	redl    int // messages retrieved again in this session
 	retr    map[string]bool
 	evs     []Event // journal lines not yet appended (append failed)
-	written bool    // journal lines appended, to be synced
+	written bool    // journal lines appended in this session
+	// appended counts them. The line count in the state only decides when
+	// the journal is compacted, so it alone makes the state worth writing
+	// only once it has grown by a tenth of history.max_entries: a
+	// retrieving session that changes nothing else then costs no state
+	// rewrite (a temporary file, two fsyncs and a rename).
+	appended int
 	closed  bool
 }
 
@@ -139,7 +145,7 @@ func (v *View) record(evs ...Event) {
 		return
 	}
 	v.st.HistoryLines += len(v.evs)
-	v.dirty = true
+	v.appended += len(v.evs)
 	v.evs = v.evs[:0]
 	v.written = true
 }
@@ -327,6 +333,9 @@ func (v *View) Close() error {
 				v.st.HistoryLines = 0
 				v.dirty = true
 			}
+		}
+		if hm := v.l.opts.HistoryMax; hm > 0 && v.appended >= max(1, hm/10) {
+			v.dirty = true
 		}
 		if v.dirty {
 			if err := v.st.save(v.sf); err != nil {
