@@ -54,7 +54,7 @@ type View struct {
 	// retrieving session that changes nothing else then costs no state
 	// rewrite (a temporary file, two fsyncs and a rename).
 	appended int
-	closed  bool
+	closed   bool
 }
 
 var _ store.Maildrop = (*View)(nil)
