@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -132,14 +133,19 @@ func runBenchSeed(args []string, stdout, stderr io.Writer) error {
 	bigboxName := fs.String("bigbox-name", "bigbox", "name of the --bigbox user; its credentials go to NAME.txt")
 	bigboxSizes := fs.String("bigbox-size-dist", "", "sizes of the bigbox messages: fixed:BYTES, or realistic without attachments (default)")
 	withSizes := fs.Bool("with-sizes", false, "name files like Dovecot's LDA, with ,S= and ,W= sizes (default: like Postfix, without)")
-	crlf := fs.Float64("crlf", 0, "fraction of messages stored with CRLF line ends (Postfix writes LF)")
+	var crlf crlfFlag
+	fs.Var(&crlf, "crlf", "store the messages with CRLF line ends, as an LMTP delivery or Dovecot's mail_save_crlf does (default: LF, as Postfix writes); --crlf=F for a fraction F of them")
 	password := fs.String("password", bench.DefaultPassword, "every user's password")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed writes the same messages")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+		hint := ""
+		if _, err := strconv.ParseFloat(fs.Arg(0), 64); err == nil && crlf != 0 {
+			hint = fmt.Sprintf(" (a fraction of CRLF messages is written --crlf=%s)", fs.Arg(0))
+		}
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ") + hint}
 	}
 	if *dir == "" {
 		return usageError{"need --maildir DIR"}
@@ -147,7 +153,7 @@ func runBenchSeed(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	res, err := bench.Seed(bench.SeedOptions{
 		Dir: *dir, Users: *users, Messages: *messages, SizeDist: *sizeDist, Bigbox: *bigbox, BigboxName: *bigboxName, BigboxSizeDist: *bigboxSizes,
-		WithSizes: *withSizes, CRLF: *crlf, Password: *password, Seed: *seed,
+		WithSizes: *withSizes, CRLF: float64(crlf), Password: *password, Seed: *seed,
 	})
 	if err != nil {
 		return err
@@ -175,15 +181,20 @@ func runBenchResponder(args []string, stdout, stderr io.Writer) error {
 	mailRoot := fs.String("mail-root", "", "`directory` of <user>/Maildir: a user found there gets its own messages (what bench seed wrote in DIR/mail)")
 	messages := fs.Int("messages", 100, "messages to generate when there is no --maildir")
 	sizeDist := fs.String("size-dist", "realistic", "sizes of generated messages: realistic or fixed:BYTES")
-	implicitTLS := fs.Bool("tls", false, "implicit TLS with a fresh self-signed certificate")
+	implicitTLS := fs.Bool("tls", false, "implicit TLS, with --cert and --key or a fresh self-signed certificate")
+	certFile := fs.String("cert", "", "with --tls: PEM certificate `file` (chain) to serve, such as the cert.pem bench seed writes, so that the responder's handshakes cost what the servers' do")
+	keyFile := fs.String("key", "", "with --tls: PEM private key `file` of --cert")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
 	}
+	tc, err := responderTLS(*implicitTLS, *certFile, *keyFile)
+	if err != nil {
+		return err
+	}
 	var msgs [][]byte
-	var err error
 	if *maildir != "" {
 		msgs, err = bench.LoadMaildir(*maildir)
 	} else {
@@ -191,18 +202,6 @@ func runBenchResponder(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
-	}
-	var tc *tls.Config
-	if *implicitTLS {
-		p, err := certutil.SelfSigned(24 * time.Hour)
-		if err != nil {
-			return err
-		}
-		cert, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
-		if err != nil {
-			return err
-		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -219,6 +218,37 @@ func runBenchResponder(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return r.Serve(ctx, l)
+}
+
+// responderTLS is the responder's implicit TLS configuration: nil without
+// --tls; the certificate and key of --cert and --key (both or neither),
+// which a comparison passes so that the responder signs its handshakes
+// with the servers' key type; otherwise a fresh self-signed ECDSA P-256
+// certificate, valid for a day.
+func responderTLS(implicit bool, certFile, keyFile string) (*tls.Config, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, usageError{"--cert and --key go together"}
+	}
+	if !implicit {
+		if certFile != "" {
+			return nil, usageError{"--cert and --key need --tls"}
+		}
+		return nil, nil
+	}
+	var cert tls.Certificate
+	var err error
+	if certFile != "" {
+		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil, fmt.Errorf("bench responder: --cert %s --key %s: %w", certFile, keyFile, err)
+		}
+	} else {
+		p, err := certutil.SelfSigned(24 * time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		cert = p.TLS
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // runBenchCurve is "postoffice bench curve": it gathers `postoffice bench
@@ -269,6 +299,29 @@ func runBenchCurve(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	c.WriteTable(stdout)
+	return nil
+}
+
+// crlfFlag is bench seed's --crlf: the fraction of messages stored with
+// CRLF line ends. Alone it means all of them (a boolean flag to the flag
+// package); --crlf=F sets a fraction 0..1 and --crlf=false none.
+type crlfFlag float64
+
+func (f *crlfFlag) String() string   { return strconv.FormatFloat(float64(*f), 'g', -1, 64) }
+func (f *crlfFlag) IsBoolFlag() bool { return true }
+func (f *crlfFlag) Set(v string) error {
+	if b, err := strconv.ParseBool(v); err == nil {
+		*f = 0
+		if b {
+			*f = 1
+		}
+		return nil
+	}
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(x >= 0 && x <= 1) {
+		return fmt.Errorf("want true, false or a fraction 0..1, not %q", v)
+	}
+	*f = crlfFlag(x)
 	return nil
 }
 

@@ -39,8 +39,15 @@ type SeedOptions struct {
 	// WithSizes names the files like Dovecot's LDA, with ",S=<size>,W=<CRLF
 	// size>"; without it they are named like Postfix's local(8).
 	WithSizes bool
-	// CRLF is the fraction of messages stored with CRLF line ends; the
-	// rest have LF, as Postfix writes them.
+	// CRLF is the fraction of messages stored with CRLF line ends, 0..1.
+	// 0 (the default) stores LF, as Postfix's local(8) and virtual(8)
+	// write; 1 stores every message with CRLF, as a delivery over LMTP or
+	// SMTP leaves it (DATA is CRLF on the wire, RFC 5321 §2.3.8) when the
+	// server keeps the wire form, or Dovecot with mail_save_crlf = yes.
+	// With WithSizes, S= of a CRLF message then equals its W=. The line
+	// ends never change the messages themselves: which messages get CRLF
+	// is drawn from a random stream of its own, so seeds that differ only
+	// in CRLF give the same messages on the wire.
 	CRLF float64
 	// Password of every user; default "bench-password".
 	Password string
@@ -82,6 +89,9 @@ func Seed(o SeedOptions) (*SeedResult, error) {
 	}
 	if o.Messages < 0 || o.Bigbox < 0 {
 		return nil, errors.New("bench: negative message count")
+	}
+	if !(o.CRLF >= 0 && o.CRLF <= 1) { // also refuses NaN
+		return nil, fmt.Errorf("bench: the fraction of CRLF messages must be 0..1, not %v", o.CRLF)
 	}
 	res := &SeedResult{Passwd: filepath.Join(o.Dir, "passwd"), UsersTxt: filepath.Join(o.Dir, "users.txt")}
 	var passwd, users strings.Builder
@@ -160,11 +170,14 @@ func seedMaildir(dir string, n int, sizer func(*rand.Rand) int, seed uint64, bas
 		}
 	}
 	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	// The CRLF choice has its own stream: drawing it from r would make
+	// the content depend on the fraction.
+	ends := rand.New(rand.NewPCG(seed, 0x6a09e667f3bcc908))
 	g := &generator{r: r}
 	var total int64
 	for i := range n {
 		size := sizer(r)
-		crlf := o.CRLF > 0 && r.Float64() < o.CRLF
+		crlf := o.CRLF >= 1 || o.CRLF > 0 && ends.Float64() < o.CRLF
 		msg := g.message(i, size, crlf)
 		secs := base + int64(i)/10
 		usec := (i%10)*100000 + r.IntN(100000)
