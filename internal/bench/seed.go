@@ -93,6 +93,13 @@ func Seed(o SeedOptions) (*SeedResult, error) {
 	if !(o.CRLF >= 0 && o.CRLF <= 1) { // also refuses NaN
 		return nil, fmt.Errorf("bench: the fraction of CRLF messages must be 0..1, not %v", o.CRLF)
 	}
+	// Dir is searchable by all (0755, like the passwd-file in it): a
+	// server that reads passwd after dropping privileges (Dovecot's auth
+	// process runs as its own user) must reach it. The Maildirs below
+	// stay 0700.
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	res := &SeedResult{Passwd: filepath.Join(o.Dir, "passwd"), UsersTxt: filepath.Join(o.Dir, "users.txt")}
 	var passwd, users strings.Builder
 	type job struct {
@@ -117,9 +124,6 @@ func Seed(o SeedOptions) (*SeedResult, error) {
 		}
 		jobs = append(jobs, job{o.BigboxName, o.Bigbox, bsizer, o.Seed})
 		fmt.Fprintf(&passwd, "%s:{PLAIN}%s::::::\n", o.BigboxName, o.Password)
-		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
 		if err := os.WriteFile(filepath.Join(o.Dir, o.BigboxName+".txt"), []byte(o.BigboxName+":"+o.Password+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}

@@ -179,3 +179,31 @@ func rawSession(t *testing.T, addr string, cmds []string) []string {
 	}
 	return out
 }
+
+// The seed directory is searchable by others whenever the passwd-file in
+// it is readable by them (both as the umask allows), with or without a
+// bigbox, so that a server reading the passwd-file as another user
+// (Dovecot's auth process) reaches it; the Maildirs stay private.
+func TestSeedDirReachable(t *testing.T) {
+	t.Parallel()
+	for _, bigbox := range []int{0, 5} {
+		d := filepath.Join(t.TempDir(), "seed")
+		if _, err := Seed(SeedOptions{Dir: d, Users: 1, Messages: 2, Bigbox: bigbox, SizeDist: "fixed:500"}); err != nil {
+			t.Fatal(err)
+		}
+		mode := func(p string) os.FileMode {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fi.Mode().Perm()
+		}
+		dir, passwd, mail := mode(d), mode(filepath.Join(d, "passwd")), mode(filepath.Join(d, "mail", "user00001"))
+		if dir&0o001 == 0 && passwd&0o004 != 0 {
+			t.Errorf("bigbox %d: the seed directory has mode %v and its passwd-file %v: others may read the file but not reach it", bigbox, dir, passwd)
+		}
+		if mail&0o077 != 0 {
+			t.Errorf("bigbox %d: a Maildir has mode %v, want 0700", bigbox, mail)
+		}
+	}
+}
