@@ -228,7 +228,7 @@ func (c *conn) cmdTop(ctx context.Context, args []byte) error {
 // shared by all sessions so an idle session holds none.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-const copyBufSize = 32 << 10
+const copyBufSize = 64 << 10
 
 // sendMessage sends message i whole (lines < 0, RETR) or its TOP cut. A
 // failure before the first byte is an -ERR; a failure in the middle of the
