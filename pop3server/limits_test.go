@@ -2,8 +2,8 @@ package pop3server_test
 
 import (
 	"bufio"
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
