@@ -182,6 +182,7 @@ func (md *maildrop) Close() error {
 		return nil
 	}
 	md.closed = true
+	md.closeAppend()
 	if md.idx != nil {
 		// Nothing uses the index any more (Open and Commit check closed):
 		// its buffer can serve the next session.
