@@ -539,17 +539,23 @@ func TestSlowReaders(t *testing.T) {
 // reader too.
 func TestSlowReadersTLS(t *testing.T) {
 	wt := pop3server.DefaultWriteTimeout
+	// The certificates are made (and cached for the package's other
+	// tests) outside the bubbles, whose clocks start in 2000; the client
+	// checks them against the time outside.
+	serverTLS, clientConf := testTLSConfig(t), clientTLS(t).Clone()
+	now := time.Now()
+	clientConf.Time = func() time.Time { return now }
 	setup := func(t *testing.T) (*pop3server.Server, net.Conn, *bufio.Reader) {
 		b := memserver.New()
 		b.AddUser("u", "p")
 		b.Deliver("u", []byte(bigMessage))
-		srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, TLSConfig: testTLSConfig(t)})
+		srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, TLSConfig: serverTLS})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := pipeDial(t, srv, "")
 		c.cmd("STLS", "+OK")
-		tc := tls.Client(c.nc, clientTLS(t))
+		tc := tls.Client(c.nc, clientConf)
 		if err := tc.Handshake(); err != nil {
 			t.Fatalf("handshake: %v", err)
 		}

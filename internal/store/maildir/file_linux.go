@@ -4,6 +4,7 @@ package maildir
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -156,6 +157,7 @@ func (l *lockFile) Close() error {
 type msgFile struct {
 	fd      int
 	left    int64 // octets still to read, of the size at open
+	wire    bool  // indexed as in wire form, and still of the indexed size
 	path    string
 	cleanup runtime.Cleanup
 }
@@ -164,12 +166,16 @@ type msgFile struct {
 // changes nothing for a regular file, but a FIFO renamed over a message
 // after it was indexed is refused instead of blocking the session (and its
 // lock) in open(2) for good; so is a symbolic link (safefs.OpenFD).
-func openMessage(d *safefs.Dir, name string) (io.ReadCloser, error) {
+//
+// wireSize is the size of the file when the index says it is the
+// message's wire form, else -1: a file of another size has changed since
+// and is sent through the converter like any other.
+func openMessage(d *safefs.Dir, name string, wireSize int64) (io.ReadCloser, error) {
 	fd, st, err := d.OpenFD(name, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := &msgFile{fd: fd, left: st.Size, path: d.Path() + string(filepath.Separator) + name}
+	f := &msgFile{fd: fd, left: st.Size, wire: st.Size == wireSize, path: d.Path() + string(filepath.Separator) + name}
 	f.cleanup = runtime.AddCleanup(f, closeFD, fd)
 	return f, nil
 }
@@ -207,6 +213,52 @@ func (f *msgFile) Read(p []byte) (int, error) {
 		f.left -= int64(n)
 		return n, nil
 	}
+}
+
+// Wire implements pop3server.WireReader: the octets left to send when the
+// file is the message's wire form (crlfCounter.wireReady).
+func (f *msgFile) Wire() (int64, bool) { return f.left, f.wire && f.fd >= 0 }
+
+// SendTo implements pop3server.SocketSender: it sends at most max octets of
+// the file, from where reading stopped, to the socket rc with sendfile(2),
+// so that they go from the page cache to the socket without a copy through
+// the server. A write deadline on the connection bounds the wait for room
+// in the socket's buffer. A file shorter than at open is an error: its
+// size was promised to the client.
+func (f *msgFile) SendTo(rc syscall.RawConn, max int64) (int64, error) {
+	if f.fd < 0 {
+		return 0, os.ErrClosed
+	}
+	var sent int64
+	for sent < max && f.left > 0 {
+		var serr error
+		werr := rc.Write(func(sock uintptr) bool {
+			n, err := syscall.Sendfile(int(sock), f.fd, nil, int(min(max-sent, f.left, maxRW)))
+			if n > 0 {
+				sent += int64(n)
+				f.left -= int64(n)
+			}
+			switch {
+			case errors.Is(err, syscall.EAGAIN):
+				return n > 0 // nothing sent: wait until the socket has room
+			case errors.Is(err, syscall.EINTR):
+				return true
+			case err != nil:
+				serr = &os.PathError{Op: "sendfile", Path: f.path, Err: err}
+			case n == 0:
+				serr = fmt.Errorf("sendfile %s: %w", f.path, io.ErrUnexpectedEOF)
+			}
+			return true
+		})
+		runtime.KeepAlive(f)
+		if werr != nil {
+			return sent, werr
+		}
+		if serr != nil {
+			return sent, serr
+		}
+	}
+	return sent, nil
 }
 
 func (f *msgFile) Close() error {

@@ -22,6 +22,7 @@ type entry struct {
 	info string // current info part (":2,S"), file name is key+info
 	uidl string
 	size int64
+	wire bool // the file is the message's wire form (wireReady)
 }
 
 // maildrop is a locked snapshot of one Maildir.

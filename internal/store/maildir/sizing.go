@@ -133,7 +133,7 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 	if md.s.sizeHook != nil {
 		md.s.sizeHook(f.key + f.info)
 	}
-	n, last, crlf, gone, regular, err := d.sizeAt(f.key+f.info, !ok, buf)
+	n, last, crlf, wire, gone, regular, err := d.sizeAt(f.key+f.info, !ok, buf)
 	switch {
 	case err != nil:
 		return fmt.Errorf("maildir: size: %w", err)
@@ -147,6 +147,7 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 	}
 	if !ok {
 		w = crlf
+		f.wire = wire
 	}
 	f.size = w + completion(n, last)
 	return nil
