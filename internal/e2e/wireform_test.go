@@ -53,6 +53,20 @@ func TestWireFormRetr(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Delivered through the store, as LMTP does: CRLF as on the wire,
+	// named with S= and W= (equal), read at the first snapshot to find
+	// the wire form.
+	delivered := []struct {
+		body string
+		wire bool
+	}{
+		{"Subject: lmtp\r\n\r\nfrom LMTP\r\n", true},
+		{"Subject: lmtp dots\r\n\r\n..\r\n", false},
+	}
+	for _, m := range delivered {
+		s.deliver("alice", m.body)
+	}
+	msgs = append(msgs, delivered...)
 	srv := s.start()
 	defer srv.stop()
 
@@ -133,7 +147,16 @@ func TestWireFormRetr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, m := range msgs {
+	marked, wantMarked := strings.Count(string(index), "+ "), 0
+	for _, m := range msgs {
+		if m.wire {
+			wantMarked++
+		}
+	}
+	if marked != wantMarked {
+		t.Errorf("%d index lines marked as wire form, want %d:\n%s", marked, wantMarked, index)
+	}
+	for i, m := range msgs[:len(msgs)-len(delivered)] {
 		name := fmt.Sprintf("17000000%02d.M%dP1.wire.example", i, i)
 		var line string
 		for l := range strings.SplitSeq(string(index), "\n") {

@@ -68,6 +68,7 @@ type found struct {
 	rec            *uidlistRec
 	size           int64
 	wire           bool // read whole when sized, and found in wire form
+	scan           bool // trusted W=, read all the same to find the wire form
 	regular        bool // the directory entry says a regular file
 }
 
