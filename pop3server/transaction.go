@@ -312,7 +312,9 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 }
 
 // sendWire sends a message stored in wire form (WireReader): the octets as
-// they are, then the terminating line. On a plain TCP socket a
+// the reader gives them (with their stuffing dots), then the terminating
+// line. It returns the message's octets, stuffing excluded, as the
+// DotWriter counts them. On a plain TCP socket a
 // SocketSender sends them itself, after the replies buffered so far; else
 // they are read and written through the session's buffer (and TLS layer)
 // without the DotWriter.
@@ -342,11 +344,13 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 	if err != nil {
 		return sent, true, fmt.Errorf("sending message: %w", err)
 	}
-	if sent != size {
+	if sent < size {
+		// Shorter than at open: the client got fewer octets than
+		// listed, and the session cannot say so.
 		return sent, true, fmt.Errorf("sending message: %d octets, %d listed", sent, size)
 	}
 	c.bw.WriteString(".\r\n")
-	return sent, true, nil
+	return size, true, nil
 }
 
 // sendSocket sends size octets with ss to the socket rc, under the same

@@ -9,15 +9,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Messages stored in their wire form (CRLF line ends, no line to
-// dot-stuff, a final CRLF) are sent as they are: with sendfile(2) over a
-// plain connection, read and encrypted over TLS. The others go through the
-// converter. Pipelined RETRs of a mix of both, over both, must give every
+// Messages stored in their wire form (CRLF line ends and a final CRLF) are
+// sent as they are, a "." added before each line that starts with one
+// (up to 16 such lines): with sendfile(2) over a plain connection, read
+// and encrypted over TLS. The others go through the converter. Pipelined RETRs of a mix of both, over both, must give every
 // message exactly as RFC 1939 §3 frames it, in order, and the index must
 // mark exactly the wire-form files (a "+" after their location), so that
 // the fast path is what served them.
@@ -37,7 +38,10 @@ func TestWireFormRetr(t *testing.T) {
 		wire bool
 	}{
 		{"Subject: a\r\n\r\nwire form\r\nline two\r\n", true},
-		{"Subject: b\r\n\r\n.dot line\r\nmore\r\n", false},
+		{"Subject: b\r\n\r\n.dot line\r\nmore\r\n", true},
+		{".starts with a dot\r\n\r\n..\r\n.\r\n", true},
+		{"Subject: many\r\n\r\n" + strings.Repeat(".\r\n", 17), false}, // more lines to stuff than the index keeps
+		{"Subject: big dots\r\n\r\n" + strings.Repeat(strings.Repeat("w", 76)+"\r\n.x\r\n", 10) + strings.Repeat(strings.Repeat("z", 76)+"\r\n", 4000), true},
 		{"Subject: c\n\nLF only\n", false},
 		{big, true},
 		{"Subject: d\r\n\r\nno final newline", false},
@@ -61,7 +65,8 @@ func TestWireFormRetr(t *testing.T) {
 		wire bool
 	}{
 		{"Subject: lmtp\r\n\r\nfrom LMTP\r\n", true},
-		{"Subject: lmtp dots\r\n\r\n..\r\n", false},
+		{"Subject: lmtp dots\r\n\r\n..\r\n", true},
+		{"Subject: lmtp LF\n\nbare LF\n", false},
 	}
 	for _, m := range delivered {
 		s.deliver("alice", m.body)
@@ -147,7 +152,8 @@ func TestWireFormRetr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marked, wantMarked := strings.Count(string(index), "+ "), 0
+	mark := regexp.MustCompile(` (new|cur|-)\+[0-9,]* `)
+	marked, wantMarked := len(mark.FindAllString(string(index), -1)), 0
 	for _, m := range msgs {
 		if m.wire {
 			wantMarked++
@@ -164,7 +170,7 @@ func TestWireFormRetr(t *testing.T) {
 				line = l
 			}
 		}
-		if got := strings.Contains(line, "+ "); got != m.wire {
+		if got := mark.MatchString(line); got != m.wire {
 			t.Errorf("index line of message %d = %q; wire form marked %v, want %v", i+1, line, got, m.wire)
 		}
 	}

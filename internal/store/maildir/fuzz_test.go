@@ -192,13 +192,14 @@ func FuzzIndexLine(f *testing.F) {
 		"u 123456789012345678 new k\n",
 		"u 1234567890123456789 new k\n",
 		"u 2150 cur+ 1795780183.M29617P4000.bench.example,S=2150,W=2150:2,S\n", "u 1 -+ k\n", "u 1 new++ k\n", "u 1 +new k\n",
+		"u 100 cur+0,17,99 k\n", "u 100 cur+17,17 k\n", "u 100 new+100 k\n", "u 9 new+1,,2 k\n",
 		"u  new k\n", " 1 new k\n", "u 1 old k\n", "u 1 new :2,S\n", "u 1 new k", "u\x7f 1 new k\n",
 	} {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, s string, v1 bool) {
-		uidl, size, sub, wire, name, n, ok := indexLine(s, v1)
+		uidl, size, sub, wire, _, name, n, ok := indexLine(s, v1)
 		// The reference: the line up to its newline, split at spaces.
 		wok := false
 		var wuidl, wsub, wname string
@@ -213,8 +214,12 @@ func FuzzIndexLine(f *testing.F) {
 			wuidl, wname = u, rest
 			if !v1 {
 				w, rest, found := strings.Cut(rest, " ")
-				if w != "+" {
-					w, wwire = strings.CutSuffix(w, "+")
+				if k := strings.IndexByte(w, '+'); k > 0 {
+					wwire = true
+					if !validStuff(w[k+1:], wsize) {
+						wok = false
+					}
+					w = w[:k]
 				}
 				switch w {
 				case "new", "cur":

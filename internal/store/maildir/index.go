@@ -23,14 +23,16 @@ import (
 // is lines of text:
 //
 //	postoffice-index 3
-//	<uidl> <size> <new|cur|->[+] <key><info>
+//	<uidl> <size> <new|cur|->[+[<offset>,...]] <key><info>
 //	...
 //	end <count> <crc32c of everything before this line, 8 hex digits>
 //
 // A "+" after the location marks a file that is the message's wire form
-// (CRLF line ends, no line to dot-stuff, a final CRLF), which a session
-// sends as it is (msgFile.SendTo); it is set when the file was read whole
-// to size it. Version 2 has no marks and is still read, as is version 1.
+// (CRLF line ends and a final CRLF), which a session sends as it is
+// (msgFile.SendTo); it is set when the file was read whole to size it. The
+// "+" is followed by the offsets of the lines that start with "." (at most
+// 16, decimal, separated by commas), where the stuffing dot goes. Version
+// 2 has no marks and is still read, as is version 1.
 // A UIDL never contains a space (RFC 1939 §7: 0x21-0x7E), so the file name
 // is the rest of the line and may. Keys never contain LF or ':', so the key
 // is the file name up to its first ':' and the info part the rest. "-" is a
@@ -82,12 +84,12 @@ type index struct {
 // entry returns message i of x as an entry.
 func (x *index) entry(i int) entry {
 	// Every line was checked by parseIndexBody.
-	uidl, size, sub, wire, name, _, _ := indexLine(x.body[x.lines[i]:], x.v1)
+	uidl, size, sub, wire, stuff, name, _, _ := indexLine(x.body[x.lines[i]:], x.v1)
 	key, info := name, ""
 	if j := strings.IndexByte(name, infoSep); j >= 0 {
 		key, info = name[:j], name[j:]
 	}
-	return entry{key: key, sub: sub, info: info, uidl: uidl, size: size, wire: wire}
+	return entry{key: key, sub: sub, info: info, uidl: uidl, size: size, wire: wire, stuff: stuff}
 }
 
 // entries returns every message of x as an entry.
@@ -200,7 +202,7 @@ func parseIndexBody(data []byte, v1 bool, buf *indexBuf) (*index, error) {
 	}
 	uidls := 0 // octets of all UIDLs
 	for off := 0; off < len(body); {
-		uidl, size, sub, _, _, ln, ok := indexLine(body[off:], v1)
+		uidl, size, sub, _, _, _, ln, ok := indexLine(body[off:], v1)
 		if !ok {
 			return nil, fmt.Errorf("%w: line %d", errCorrupt, len(x.msgs)+2)
 		}
@@ -235,15 +237,15 @@ func parseIndexBody(data []byte, v1 bool, buf *indexBuf) (*index, error) {
 
 // indexLine parses the index line at the start of s: "<uidl> <size>
 // <sub>[+] <key><info>\n", or "<uidl> <size> <key>\n" in version 1. It
-// returns its fields, with wire for the "+" and name the key and info part
-// together, and the length of the
+// returns its fields, with wire for the "+", stuff for the offsets after
+// it, and name the key and info part together, and the length of the
 // line with its newline. ok is false for a line that is not well formed: a
 // UIDL that is not 1-70 octets of 0x21-0x7E (RFC 1939 §7), a size that is
 // not 1-18 digits, an unknown sub, no newline, an empty key, or an info
 // part in version 1. It reads each octet of the UIDL and the size once and
 // finds the newline with one vectorized search: this loop is most of a warm
 // Open of a big maildrop.
-func indexLine(s string, v1 bool) (uidl string, size int64, sub string, wire bool, name string, n int, ok bool) {
+func indexLine(s string, v1 bool) (uidl string, size int64, sub string, wire bool, stuff, name string, n int, ok bool) {
 	i := 0
 	for i < len(s) && s[i] != ' ' {
 		if c := s[i]; c < 0x21 || c > 0x7e {
@@ -280,6 +282,14 @@ func indexLine(s string, v1 bool) (uidl string, size int64, sub string, wire boo
 		if i < len(s) && s[i] == '+' {
 			wire = true
 			i++
+			j := i
+			for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == ',') {
+				j++
+			}
+			stuff, i = s[i:j], j
+			if !validStuff(stuff, size) {
+				return
+			}
 		}
 		if i == len(s) || s[i] != ' ' {
 			return
@@ -294,7 +304,25 @@ func indexLine(s string, v1 bool) (uidl string, size int64, sub string, wire boo
 	if name == "" || name[0] == infoSep || v1 && strings.IndexByte(name, infoSep) >= 0 {
 		return // no key; or an info part in version 1, whose keys never have one
 	}
-	return uidl, size, sub, wire, name, i + nl + 1, true
+	return uidl, size, sub, wire, stuff, name, i + nl + 1, true
+}
+
+// validStuff reports whether s is a list of offsets of lines to stuff as
+// the index keeps them: at most maxStuff increasing offsets below size,
+// decimal, separated by commas; or empty.
+func validStuff(s string, size int64) bool {
+	if s == "" {
+		return true
+	}
+	prev, k := int64(-1), 0
+	for f := range strings.SplitSeq(s, ",") {
+		v, ok := atoi64(f)
+		if !ok || v <= prev || v >= size || k == maxStuff {
+			return false
+		}
+		prev, k = v, k+1
+	}
+	return true
 }
 
 // indexBuf is the memory of a big index file: its bytes and its line
@@ -406,6 +434,7 @@ func (s *Store) writeIndexSum(d *safefs.Dir, entries []indexEntry) (uint32, erro
 		}
 		if e.wire {
 			b.WriteByte('+')
+			b.WriteString(e.stuff)
 		}
 		b.WriteByte(' ')
 		b.WriteString(e.key)

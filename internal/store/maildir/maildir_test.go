@@ -411,8 +411,8 @@ func TestWVerifiedLastOctetChecked(t *testing.T) {
 // TestWTrustedByDefault: without VerifySizeFields, W= is the size, as in
 // Dovecot, and a file with W= is not opened to size it. One whose S=
 // equals its W= (stored with CRLF line ends) is read all the same, to find
-// out whether it is the message's wire form, which it is when it has no
-// line to dot-stuff and ends in CRLF; its size stays W=. A message without a
+// out whether it is the message's wire form, which it is when it ends in
+// CRLF (lines to dot-stuff are noted); its size stays W=. A message without a
 // final newline is listed at W; RETR sends W+2 (the server's completing
 // CRLF, RFC 1939 §3), which is what Dovecot lists and sends.
 func TestWTrustedByDefault(t *testing.T) {
@@ -436,7 +436,7 @@ func TestWTrustedByDefault(t *testing.T) {
 		{"1700000009.M1P1.h,S=15,W=15", "Subject: f\r\n\r\nx", 15, true},
 	}
 	// The files that are their wire form, by index.
-	wireForm := map[int]bool{3: true, 6: true}
+	wireForm := map[int]bool{3: true, 6: true, 7: true}
 	wantOpened := 0
 	for _, c := range cases {
 		writeFile(t, filepath.Join(dir, "cur", c.name), c.body)

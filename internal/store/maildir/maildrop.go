@@ -23,6 +23,10 @@ type entry struct {
 	uidl string
 	size int64
 	wire bool // the file is the message's wire form (wireReady)
+	// stuff, with wire, is where the lines that start with "." start:
+	// decimal offsets separated by commas, "" for none. The stuffing dot
+	// goes before each.
+	stuff string
 }
 
 // maildrop is a locked snapshot of one Maildir.

@@ -157,7 +157,7 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 	if md.s.sizeHook != nil {
 		md.s.sizeHook(f.key + f.info)
 	}
-	n, last, crlf, wire, gone, regular, err := d.sizeAt(f.key+f.info, !ok || f.scan, buf)
+	n, last, crlf, wire, stuff, gone, regular, err := d.sizeAt(f.key+f.info, !ok || f.scan, buf)
 	switch {
 	case err != nil:
 		return fmt.Errorf("maildir: size: %w", err)
@@ -174,11 +174,14 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 		// file is the wire form only if it is exactly that long.
 		f.size = w
 		f.wire = wire && n == w && crlf == w
+		if f.wire {
+			f.stuff = stuff
+		}
 		return nil
 	}
 	if !ok {
 		w = crlf
-		f.wire = wire
+		f.wire, f.stuff = wire, stuff
 	}
 	f.size = w + completion(n, last)
 	return nil

@@ -62,11 +62,11 @@ func (md *maildrop) openMessage(e entry) (io.ReadCloser, error) {
 		wireSize = e.size
 	}
 	if !md.box.switches() {
-		return openMessage(d, e.key+e.info, wireSize) // no closure to allocate per message
+		return openMessage(d, e.key+e.info, wireSize, e.stuff) // no closure to allocate per message
 	}
 	var f io.ReadCloser
 	err = md.box.do(func() (err error) {
-		f, err = openMessage(d, e.key+e.info, wireSize)
+		f, err = openMessage(d, e.key+e.info, wireSize, e.stuff)
 		return err
 	})
 	return f, err
