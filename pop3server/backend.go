@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"syscall"
 
 	"github.com/postoffice-mail/postoffice/pop3proto"
 )
@@ -60,6 +61,26 @@ type Mailbox interface {
 	Commit(ctx context.Context, deleted []int) error
 	// Close releases the maildrop. It deletes nothing.
 	Close() error
+}
+
+// WireReader is an add-on of the reader Mailbox.Open returns, for a
+// message stored in its wire form (RFC 1939 §3: CRLF line ends, no line
+// beginning with ".", a final CRLF): Wire reports that, with the number of
+// octets left to read. RETR then sends those octets as they are, without
+// dot-stuffing or line-end conversion, when the size matches the listed
+// one and no client workaround rewrites messages.
+type WireReader interface {
+	Wire() (size int64, ok bool)
+}
+
+// SocketSender is an add-on of a WireReader that sends its octets to a
+// socket itself, without copying them through the server (sendfile(2)):
+// SendTo sends at most max octets from where reading stopped to the
+// socket rc and reports how many; the connection's write deadline bounds
+// its waits. The engine uses it on plain TCP connections; over TLS it
+// reads the octets and encrypts them.
+type SocketSender interface {
+	SendTo(rc syscall.RawConn, max int64) (int64, error)
 }
 
 // RetrievalObserver is an add-on a Mailbox implements to learn which

@@ -148,6 +148,9 @@ func findEvictable(nc net.Conn) evictableConn {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
+	if cc, ok := nc.(*corkConn); ok {
+		nc = cc.Conn
+	}
 	e, _ := nc.(evictableConn)
 	return e
 }

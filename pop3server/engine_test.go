@@ -228,13 +228,13 @@ func TestPipelinedRepliesBatched(t *testing.T) {
 }
 
 // A burst of pipelined RETRs goes out in large writes: the replies share
-// the large buffer a long reply borrows (64 KiB, written in chunks of at
-// most 32 KiB), not one small buffer's worth per write.
+// the large buffer a long reply borrows (128 KiB, written in one write),
+// not one small buffer's or one message's worth per write.
 func TestPipelinedRetrBurstBatched(t *testing.T) {
 	t.Parallel()
 	b := memserver.New()
 	b.AddUser("u", "p")
-	msg := strings.Repeat("0123456789 line of a message\n", 400) // 11,600 octets, 12,000 on the wire
+	msg := strings.Repeat("0123456789 line of a message\n", 1600) // 46,400 octets, 48,000 on the wire
 	for range 4 {
 		b.Deliver("u", []byte(msg))
 	}
@@ -275,7 +275,7 @@ func TestPipelinedRetrBurstBatched(t *testing.T) {
 	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	// 48,089 octets: one full chunk of 32 KiB and the rest.
+	// 192,089 octets: one full chunk of 128 KiB and the rest.
 	if got := cc.writes - before; got != 2 {
 		t.Errorf("four pipelined RETRs (%d octets) took %d writes, want 2", all.Len(), got)
 	}

@@ -58,7 +58,7 @@ func (s *ExtensionSession) WriteBody(r io.Reader) error {
 	c.beginLong()
 	c.dw.Reset(c.bw)
 	buf := copyBufs.Get().(*[]byte)
-	err := copyMessage(&c.dw, r, *buf)
+	_, err := copyMessage(&c.dw, r, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		return err

@@ -34,8 +34,8 @@ const (
 	// greeting, and a mobile link that stalls for a minute before login
 	// costs only a reconnect. Exchange's unauthenticated timer is 60 s.
 	DefaultPreLoginTimeout = time.Minute
-	// DefaultWriteTimeout: a write (at most 32 KiB) that does not complete
-	// in this long ends the session: a floor of about 270 octets/s. It is
+	// DefaultWriteTimeout: a client that takes less than 32 KiB of a
+	// reply in this long is dropped: a floor of about 270 octets/s. It is
 	// shorter than the idle timeout because a client that stops reading
 	// holds the maildrop lock.
 	DefaultWriteTimeout = 2 * time.Minute

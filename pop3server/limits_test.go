@@ -3,6 +3,7 @@ package pop3server_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -526,6 +527,88 @@ func TestSlowReaders(t *testing.T) {
 				t.Fatalf("transfer took %v; the test wants one longer than the idle timeout", d)
 			}
 			c.cmd("QUIT", "+OK")
+		})
+	})
+}
+
+// The same floor over TLS, where the records of a chunk are gathered and
+// written to the socket together: a client that reads steadily at twice
+// the floor gets the whole message, and one that stops reading is dropped
+// WriteTimeout later. crypto/tls gives up on a connection after one failed
+// write, so a deadline that fell inside its write would cut the steady
+// reader too.
+func TestSlowReadersTLS(t *testing.T) {
+	wt := pop3server.DefaultWriteTimeout
+	// The certificates are made (and cached for the package's other
+	// tests) outside the bubbles, whose clocks start in 2000; the client
+	// checks them against the time outside.
+	serverTLS, clientConf := testTLSConfig(t), clientTLS(t).Clone()
+	now := time.Now()
+	clientConf.Time = func() time.Time { return now }
+	setup := func(t *testing.T) (*pop3server.Server, net.Conn, *bufio.Reader) {
+		b := memserver.New()
+		b.AddUser("u", "p")
+		b.Deliver("u", []byte(bigMessage))
+		srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, TLSConfig: serverTLS})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := pipeDial(t, srv, "")
+		c.cmd("STLS", "+OK")
+		tc := tls.Client(c.nc, clientConf)
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		br := bufio.NewReader(tc)
+		io.WriteString(tc, "USER u\r\nPASS p\r\nRETR 1\r\n")
+		for range 2 {
+			if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
+				t.Fatalf("login: %q, %v", l, err)
+			}
+		}
+		return srv, tc, br
+	}
+	t.Run("steady", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv, tc, br := setup(t)
+			defer srv.Close()
+			defer tc.Close()
+			start := time.Now()
+			var got strings.Builder
+			buf := make([]byte, 32<<10)
+			// 32 KiB a minute: twice the floor of the default timeout.
+			for i := 0; i < 1000 && !strings.HasSuffix(got.String(), "\r\n.\r\n"); i++ {
+				for n := 0; n < len(buf) && !strings.HasSuffix(got.String(), "\r\n.\r\n"); {
+					m, err := br.Read(buf[n:])
+					if err != nil {
+						t.Fatalf("after %v and %d octets: %v", time.Since(start), got.Len(), err)
+					}
+					got.Write(buf[n : n+m])
+					n += m
+				}
+				time.Sleep(time.Minute)
+			}
+			want := "+OK " + fmt.Sprint(len(bigMessage)) + " octets\r\n" + bigMessage + ".\r\n"
+			if got.String() != want {
+				t.Fatalf("got %d octets, want %d", got.Len(), len(want))
+			}
+		})
+	})
+	t.Run("never", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv, tc, _ := setup(t)
+			defer srv.Close()
+			defer tc.Close()
+			time.Sleep(wt - time.Second)
+			synctest.Wait()
+			if srv.Sessions() != 1 {
+				t.Fatal("session ended before the write timeout")
+			}
+			time.Sleep(2 * time.Second)
+			synctest.Wait()
+			if srv.Sessions() != 0 {
+				t.Fatal("session still open after the write timeout")
+			}
 		})
 	})
 }

@@ -125,10 +125,10 @@ type Options struct {
 	// even reset by commands): a deliberate, documented deviation for the
 	// AUTHORIZATION state only.
 	PreLoginTimeout time.Duration
-	// WriteTimeout ends a session when one write to the client, of at most
-	// 32 KiB, does not complete within it: a client that stops reading
-	// cannot hold the session (and a maildrop lock) longer, and one that
-	// reads slower than 32 KiB per WriteTimeout is cut off. A client that
+	// WriteTimeout ends a session when the client takes less than 32 KiB
+	// of a pending reply within it: a client that stops reading cannot
+	// hold the session (and a maildrop lock) longer, and one that reads
+	// slower than 32 KiB per WriteTimeout is cut off. A client that
 	// keeps reading may take as long as it needs for a message of any size.
 	// Default 2m.
 	WriteTimeout time.Duration
@@ -357,7 +357,7 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		}
 		delay = 0
 		if implicitTLS {
-			nc = tls.Server(nc, s.opts.TLSConfig)
+			nc = tls.Server(corkOf(nc), s.opts.TLSConfig)
 		}
 		s.ServeConn(nc)
 	}

@@ -40,7 +40,7 @@ func (c *conn) cmdSTLS(ctx context.Context, args string) error {
 	}
 	// The old reader, with whatever it buffered, is dropped by setLayer;
 	// if the handshake fails the session ends without reading again.
-	tc := tls.Server(c.nc, c.srv.opts.TLSConfig)
+	tc := tls.Server(corkOf(c.nc), c.srv.opts.TLSConfig)
 	c.tc = tc
 	if err := c.handshake(ctx, tc); err != nil {
 		return errClose

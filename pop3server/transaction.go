@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
@@ -228,7 +231,7 @@ func (c *conn) cmdTop(ctx context.Context, args []byte) error {
 // shared by all sessions so an idle session holds none.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-const copyBufSize = 32 << 10
+const copyBufSize = 64 << 10
 
 // sendMessage sends message i whole (lines < 0, RETR) or its TOP cut. A
 // failure before the first byte is an -ERR; a failure in the middle of the
@@ -250,6 +253,13 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 		return 0, false, nil
 	}
 	defer r.Close()
+	if lines < 0 && !c.srv.opts.Workarounds.OutlookNoNULs && !c.srv.opts.Workarounds.OENSEOH {
+		if wr, ok := r.(WireReader); ok {
+			if size, ok := wr.Wire(); ok && size == c.msgs[i].Size {
+				return c.sendWire(r, size)
+			}
+		}
+	}
 	c.beginLong()
 	if lines < 0 {
 		c.bw.WriteString("+OK ")
@@ -271,7 +281,7 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 	// No deadline for the whole message: each write has its own
 	// (deadlineWriter), so a slow but steady reader gets any size.
 	buf := copyBufs.Get().(*[]byte)
-	err = copyMessage(dst, r, *buf)
+	_, err = copyMessage(dst, r, *buf)
 	copyBufs.Put(buf)
 	if err != nil && err != wire.ErrTopDone {
 		return c.dw.Count(), true, fmt.Errorf("sending message %d: %w", i+1, err)
@@ -301,22 +311,110 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 	return c.dw.Count(), true, nil
 }
 
+// sendWire sends a message stored in wire form (WireReader): the octets as
+// the reader gives them (with their stuffing dots), then the terminating
+// line. It returns the message's octets, stuffing excluded, as the
+// DotWriter counts them. On a plain TCP socket a
+// SocketSender sends them itself, after the replies buffered so far; else
+// they are read and written through the session's buffer (and TLS layer)
+// without the DotWriter.
+func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
+	c.beginLong()
+	c.bw.WriteString("+OK ")
+	c.writeInt(size)
+	c.bw.WriteString(" octets\r\n")
+	var sent int64
+	var err error
+	if ss, ok := r.(SocketSender); ok {
+		if rc := c.rawOutput(); rc != nil {
+			if err := c.flush(); err != nil {
+				return 0, true, err
+			}
+			sent, err = c.sendSocket(ss, rc, size)
+			if err != nil {
+				return sent, true, fmt.Errorf("sending message: %w", err)
+			}
+			c.bw.WriteString(".\r\n")
+			return sent, true, nil
+		}
+	}
+	buf := copyBufs.Get().(*[]byte)
+	sent, err = copyMessage(c.bw, r, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
+		return sent, true, fmt.Errorf("sending message: %w", err)
+	}
+	if sent < size {
+		// Shorter than at open: the client got fewer octets than
+		// listed, and the session cannot say so.
+		return sent, true, fmt.Errorf("sending message: %d octets, %d listed", sent, size)
+	}
+	c.bw.WriteString(".\r\n")
+	return size, true, nil
+}
+
+// sendSocket sends size octets with ss to the socket rc, under the same
+// floor as every write (deadlineWriter): a client must take at least
+// minProgress octets per WriteTimeout.
+func (c *conn) sendSocket(ss SocketSender, rc syscall.RawConn, size int64) (int64, error) {
+	var sent int64
+	for sent < size {
+		c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		n, err := ss.SendTo(rc, size-sent)
+		sent += n
+		if err != nil && (n < minProgress || !isTimeout(err)) {
+			return sent, err
+		}
+		if err == nil && n == 0 {
+			return sent, io.ErrUnexpectedEOF
+		}
+	}
+	return sent, nil
+}
+
+// rawOutput returns the socket of a plain TCP connection, for a
+// SocketSender to write to directly, or nil: over TLS, or when the
+// connection is not a TCP socket or hides it.
+func (c *conn) rawOutput() syscall.RawConn {
+	if c.tc != nil || c.info.TLS != nil {
+		return nil
+	}
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		rc, err := nc.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		return rc
+	case interface {
+		RawOutput() (syscall.RawConn, bool)
+	}:
+		if rc, ok := nc.RawOutput(); ok {
+			return rc
+		}
+	}
+	return nil
+}
+
 // copyMessage copies r to dst through buf, as io.CopyBuffer does but
 // without asking r for WriteTo: an *os.File's would allocate 32 KiB per
-// message.
-func copyMessage(dst io.Writer, r io.Reader, buf []byte) error {
+// message. It returns the octets written.
+func copyMessage(dst io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var written int64
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+			m, werr := dst.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
 			}
 		}
 		if err == io.EOF {
-			return nil
+			return written, nil
 		}
 		if err != nil {
-			return err
+			return written, err
 		}
 	}
 }

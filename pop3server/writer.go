@@ -2,6 +2,8 @@ package pop3server
 
 import (
 	"bufio"
+	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -22,7 +24,7 @@ import (
 const (
 	smallBufSize = 4 << 10
 	readBufSize  = 1 << 10
-	largeBufSize = 64 << 10
+	largeBufSize = 128 << 10
 )
 
 var (
@@ -53,6 +55,9 @@ func (c *conn) setLayer(rw net.Conn) {
 	c.releaseLarge()
 	c.layer = rw
 	c.out.dw = deadlineWriter{w: rw, nc: c.nc, d: c.srv.opts.WriteTimeout}
+	if tc, ok := rw.(*tls.Conn); ok {
+		c.out.dw.cork, _ = tc.NetConn().(*corkConn)
+	}
 	// A fresh read buffer: anything the client pipelined on the old layer
 	// is dropped (STLS).
 	c.putReader()
@@ -131,28 +136,50 @@ func (c *conn) releaseLarge() {
 	}
 }
 
-// writeChunk bounds each write to the client, so that WriteTimeout is a
-// minimum rate: at least writeChunk octets per WriteTimeout. A flush of the
-// large buffer is two writes.
-const writeChunk = 32 << 10
+// writeChunk is the largest write to the client: a flush of the large
+// buffer is one write. On loopback and fast links each write wakes the
+// reader, and the wake-ups cost the server more than the octets do
+// (docs/performance.md).
+const writeChunk = 128 << 10
 
-// deadlineWriter writes to the client with a fresh write deadline for each
-// chunk of at most writeChunk octets. A client that stops reading fails the
-// write after WriteTimeout; one that keeps reading at a reasonable rate may
-// take as long as it needs for a message of any size (a fixed deadline per
+// minProgress is the floor of a client's reading rate: at least this many
+// octets per WriteTimeout.
+const minProgress = 32 << 10
+
+// deadlineWriter writes to the client under a write deadline that moves
+// with progress: a write that has not completed WriteTimeout after it
+// started goes on, with a fresh deadline, only if the client took at least
+// minProgress octets of it meanwhile. A client that stops reading fails
+// after WriteTimeout; one that keeps reading at a reasonable rate may take
+// as long as it needs for a message of any size (a fixed deadline per
 // message or per flush would cut a slow 1 GB RETR).
+//
+// Over TLS (cork set), the records of one chunk are gathered under the TLS
+// layer and written to the socket by the same loop: crypto/tls gives up
+// on a connection after one failed write, so the deadline must not fall
+// inside it.
 type deadlineWriter struct {
-	w  net.Conn // the current layer: nc, or the TLS conn after STLS
-	nc net.Conn // the connection the deadline is set on
-	d  time.Duration
+	w    net.Conn  // the current layer: nc, or the TLS conn after STLS
+	nc   net.Conn  // the connection the deadline is set on
+	cork *corkConn // under the TLS layer w, else nil
+	d    time.Duration
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
 	var n int
 	for len(p) > 0 {
 		chunk := p[:min(len(p), writeChunk)]
-		w.nc.SetWriteDeadline(time.Now().Add(w.d))
-		m, err := w.w.Write(chunk)
+		var m int
+		var err error
+		if w.cork != nil && len(chunk) > smallBufSize {
+			m, err = w.writeCorked(chunk)
+		} else if w.cork != nil {
+			// A short reply through TLS: one record, one deadline.
+			w.nc.SetWriteDeadline(time.Now().Add(w.d))
+			m, err = w.w.Write(chunk)
+		} else {
+			m, err = w.writeProgress(w.w, w.nc, chunk)
+		}
 		n += m
 		if err != nil {
 			return n, err
@@ -160,4 +187,42 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 		p = p[m:]
 	}
 	return n, nil
+}
+
+// writeProgress writes p to conn, the deadline set on dl, renewed while
+// the client takes at least minProgress octets per WriteTimeout.
+func (w *deadlineWriter) writeProgress(conn, dl net.Conn, p []byte) (int, error) {
+	var n int
+	for {
+		dl.SetWriteDeadline(time.Now().Add(w.d))
+		m, err := conn.Write(p[n:])
+		n += m
+		if err == nil || m < minProgress || !isTimeout(err) {
+			return n, err
+		}
+	}
+}
+
+// writeCorked writes chunk through the TLS layer, its records gathered
+// and then written to the socket in one go.
+func (w *deadlineWriter) writeCorked(chunk []byte) (int, error) {
+	b := w.cork.cork()
+	// Into the buffer: crypto/tls cannot fail here but for a
+	// connection it has already given up.
+	m, err := w.w.Write(chunk)
+	if _, werr := w.writeProgress(w.cork.Conn, w.cork.Conn, w.cork.uncork(b)); err == nil && werr != nil {
+		// The client has part of the records: the TLS stream is broken,
+		// and a close_notify would wait 5 s more (crypto/tls) for a
+		// client that does not read. The socket goes now.
+		w.cork.Conn.Close()
+		return 0, werr
+	}
+	w.cork.release(b)
+	return m, err
+}
+
+// isTimeout reports whether err is a deadline's.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

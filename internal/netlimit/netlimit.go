@@ -642,6 +642,26 @@ func (c *conn) RawInput() (syscall.RawConn, bool) {
 	return rc, err == nil
 }
 
+// RawOutput returns the socket c writes to, for sending to it directly
+// (sendfile(2)): nothing between c's writer and the socket holds output,
+// so a write to the socket keeps its order with c's. The caller must not
+// write to c concurrently.
+func (c *conn) RawOutput() (syscall.RawConn, bool) {
+	sock := c.Conn
+	switch inner := sock.(type) {
+	case *sniffConn:
+		sock = inner.Conn
+	case *proxyConn:
+		sock = inner.Raw()
+	}
+	tc, ok := sock.(*net.TCPConn)
+	if !ok {
+		return nil, false
+	}
+	rc, err := tc.SyscallConn()
+	return rc, err == nil
+}
+
 var (
 	sigV1 = []byte("PROXY ")
 	sigV2 = []byte("\r\n\r\n\x00\r\nQUIT\n")

@@ -4,10 +4,13 @@ package maildir
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
@@ -156,20 +159,36 @@ func (l *lockFile) Close() error {
 type msgFile struct {
 	fd      int
 	left    int64 // octets still to read, of the size at open
+	size    int64 // the size at open
+	wire    bool  // indexed as in wire form, and still of the indexed size
+	stuff   string
 	path    string
 	cleanup runtime.Cleanup
+
+	// After Wire: Read and SendTo give the wire form, a "." before each
+	// line at the offsets in dots. next is the first of them not yet
+	// passed, and dotSent says whether its dot went.
+	wireMode bool
+	dots     []int64
+	next     int
+	dotSent  bool
 }
 
 // openMessage opens the message file name in d for reading. O_NONBLOCK
 // changes nothing for a regular file, but a FIFO renamed over a message
 // after it was indexed is refused instead of blocking the session (and its
 // lock) in open(2) for good; so is a symbolic link (safefs.OpenFD).
-func openMessage(d *safefs.Dir, name string) (io.ReadCloser, error) {
+//
+// wireSize is the size of the file when the index says it is the
+// message's wire form, else -1: a file of another size has changed since
+// and is sent through the converter like any other. stuff is the index's
+// list of lines to dot-stuff (entry.stuff).
+func openMessage(d *safefs.Dir, name string, wireSize int64, stuff string) (io.ReadCloser, error) {
 	fd, st, err := d.OpenFD(name, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := &msgFile{fd: fd, left: st.Size, path: d.Path() + string(filepath.Separator) + name}
+	f := &msgFile{fd: fd, left: st.Size, size: st.Size, wire: st.Size == wireSize, stuff: stuff, path: d.Path() + string(filepath.Separator) + name}
 	f.cleanup = runtime.AddCleanup(f, closeFD, fd)
 	return f, nil
 }
@@ -190,6 +209,15 @@ func (f *msgFile) Read(p []byte) (int, error) {
 	if len(p) > maxRW {
 		p = p[:maxRW]
 	}
+	if f.wireMode {
+		if lim, dot := f.stuffPoint(); dot {
+			p[0] = '.'
+			f.dotSent = true
+			return 1, nil
+		} else if lim >= 0 && int64(len(p)) > lim {
+			p = p[:lim]
+		}
+	}
 	for {
 		n, err := syscall.Read(f.fd, p)
 		if errors.Is(err, syscall.EINTR) {
@@ -207,6 +235,130 @@ func (f *msgFile) Read(p []byte) (int, error) {
 		f.left -= int64(n)
 		return n, nil
 	}
+}
+
+// Wire implements pop3server.WireReader: the octets of the message when
+// the file is its wire form but for the stuffing of some lines
+// (crlfCounter.wireReady). From then on Read and SendTo give the wire
+// form: a "." before each of those lines.
+func (f *msgFile) Wire() (int64, bool) {
+	if !f.wire || f.fd < 0 || f.left != f.size {
+		return 0, false
+	}
+	if f.stuff != "" && f.dots == nil {
+		for s := range strings.SplitSeq(f.stuff, ",") {
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return 0, false // the index checked the list: cannot happen
+			}
+			f.dots = append(f.dots, v)
+		}
+	}
+	f.wireMode = true
+	return f.size, true
+}
+
+// stuffPoint says, in wire mode, whether the next octet to send is a
+// stuffing dot, and else how many file octets may go before the next one
+// (-1: no more).
+func (f *msgFile) stuffPoint() (lim int64, dot bool) {
+	off := f.size - f.left
+	for f.next < len(f.dots) {
+		at := f.dots[f.next]
+		switch {
+		case at > off:
+			return at - off, false
+		case at == off && !f.dotSent:
+			return 0, true
+		}
+		if at == off {
+			// Its dot went; the line itself is next.
+			if f.next+1 < len(f.dots) {
+				return f.dots[f.next+1] - off, false
+			}
+			return -1, false
+		}
+		f.next++
+		f.dotSent = false
+	}
+	return -1, false
+}
+
+// SendTo implements pop3server.SocketSender: it sends at most max octets of
+// the file, from where reading stopped, to the socket rc with sendfile(2),
+// so that they go from the page cache to the socket without a copy through
+// the server. A write deadline on the connection bounds the wait for room
+// in the socket's buffer. A file shorter than at open is an error: its
+// size was promised to the client.
+func (f *msgFile) SendTo(rc syscall.RawConn, max int64) (int64, error) {
+	if f.fd < 0 {
+		return 0, os.ErrClosed
+	}
+	var sent int64
+	for sent < max && f.left > 0 {
+		chunk := min(max-sent, f.left, maxRW)
+		if f.wireMode {
+			lim, dot := f.stuffPoint()
+			if dot {
+				if err := writeDot(rc); err != nil {
+					return sent, err
+				}
+				f.dotSent = true
+				continue
+			}
+			if lim >= 0 {
+				chunk = min(chunk, lim)
+			}
+		}
+		var serr error
+		werr := rc.Write(func(sock uintptr) bool {
+			n, err := syscall.Sendfile(int(sock), f.fd, nil, int(chunk))
+			if n > 0 {
+				sent += int64(n)
+				f.left -= int64(n)
+			}
+			switch {
+			case errors.Is(err, syscall.EAGAIN):
+				return n > 0 // nothing sent: wait until the socket has room
+			case errors.Is(err, syscall.EINTR):
+				return true
+			case err != nil:
+				serr = &os.PathError{Op: "sendfile", Path: f.path, Err: err}
+			case n == 0:
+				serr = fmt.Errorf("sendfile %s: %w", f.path, io.ErrUnexpectedEOF)
+			}
+			return true
+		})
+		runtime.KeepAlive(f)
+		if werr != nil {
+			return sent, werr
+		}
+		if serr != nil {
+			return sent, serr
+		}
+	}
+	return sent, nil
+}
+
+// writeDot writes a stuffing "." to the socket rc.
+func writeDot(rc syscall.RawConn) error {
+	var serr error
+	werr := rc.Write(func(sock uintptr) bool {
+		n, err := syscall.Write(int(sock), []byte{'.'})
+		switch {
+		case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+			return false
+		case err != nil:
+			serr = err
+		case n != 1:
+			return false
+		}
+		return true
+	})
+	if werr != nil {
+		return werr
+	}
+	return serr
 }
 
 func (f *msgFile) Close() error {

@@ -52,7 +52,7 @@ func openLockFile(d *safefs.Dir, name string) (*lockFile, error) {
 func (l *lockFile) tryLock() error { return tryLock(l.Fd()) }
 
 // openMessage opens a message for reading; see file_linux.go for O_NONBLOCK.
-func openMessage(d *safefs.Dir, name string) (io.ReadCloser, error) {
+func openMessage(d *safefs.Dir, name string, _ int64, _ string) (io.ReadCloser, error) {
 	f, err := d.OpenFile(name, os.O_RDONLY|openNonblock, 0)
 	if err != nil {
 		return nil, err

@@ -191,17 +191,20 @@ func FuzzIndexLine(f *testing.F) {
 		"~! 1099511627776 x\n",
 		"u 123456789012345678 new k\n",
 		"u 1234567890123456789 new k\n",
+		"u 2150 cur+ 1795780183.M29617P4000.bench.example,S=2150,W=2150:2,S\n", "u 1 -+ k\n", "u 1 new++ k\n", "u 1 +new k\n",
+		"u 100 cur+0,17,99 k\n", "u 100 cur+17,17 k\n", "u 100 new+100 k\n", "u 9 new+1,,2 k\n",
 		"u  new k\n", " 1 new k\n", "u 1 old k\n", "u 1 new :2,S\n", "u 1 new k", "u\x7f 1 new k\n",
 	} {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, s string, v1 bool) {
-		uidl, size, sub, name, n, ok := indexLine(s, v1)
+		uidl, size, sub, wire, _, name, n, ok := indexLine(s, v1)
 		// The reference: the line up to its newline, split at spaces.
 		wok := false
 		var wuidl, wsub, wname string
 		var wsize int64
+		var wwire bool
 		if line, _, found := strings.Cut(s, "\n"); found {
 			u, rest, _ := strings.Cut(line, " ")
 			sz, rest, found := strings.Cut(rest, " ")
@@ -211,6 +214,13 @@ func FuzzIndexLine(f *testing.F) {
 			wuidl, wname = u, rest
 			if !v1 {
 				w, rest, found := strings.Cut(rest, " ")
+				if k := strings.IndexByte(w, '+'); k > 0 {
+					wwire = true
+					if !validStuff(w[k+1:], wsize) {
+						wok = false
+					}
+					w = w[:k]
+				}
 				switch w {
 				case "new", "cur":
 					wsub = w
@@ -231,8 +241,8 @@ func FuzzIndexLine(f *testing.F) {
 		if ok != wok {
 			t.Fatalf("indexLine(%q, %v) ok = %v, want %v", s, v1, ok, wok)
 		}
-		if ok && (uidl != wuidl || size != wsize || sub != wsub || name != wname) {
-			t.Fatalf("indexLine(%q, %v) = %q %d %q %q, want %q %d %q %q", s, v1, uidl, size, sub, name, wuidl, wsize, wsub, wname)
+		if ok && (uidl != wuidl || size != wsize || sub != wsub || wire != wwire || name != wname) {
+			t.Fatalf("indexLine(%q, %v) = %q %d %q %v %q, want %q %d %q %v %q", s, v1, uidl, size, sub, wire, name, wuidl, wsize, wsub, wwire, wname)
 		}
 	})
 }

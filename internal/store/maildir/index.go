@@ -22,11 +22,17 @@ import (
 // its wire size and where it was last seen, in first-seen order. Its format
 // is lines of text:
 //
-//	postoffice-index 2
-//	<uidl> <size> <new|cur|-> <key><info>
+//	postoffice-index 3
+//	<uidl> <size> <new|cur|->[+[<offset>,...]] <key><info>
 //	...
 //	end <count> <crc32c of everything before this line, 8 hex digits>
 //
+// A "+" after the location marks a file that is the message's wire form
+// (CRLF line ends and a final CRLF), which a session sends as it is
+// (msgFile.SendTo); it is set when the file was read whole to size it. The
+// "+" is followed by the offsets of the lines that start with "." (at most
+// 16, decimal, separated by commas), where the stuffing dot goes. Version
+// 2 has no marks and is still read, as is version 1.
 // A UIDL never contains a space (RFC 1939 §7: 0x21-0x7E), so the file name
 // is the rest of the line and may. Keys never contain LF or ':', so the key
 // is the file name up to its first ':' and the info part the rest. "-" is a
@@ -37,7 +43,8 @@ import (
 // rebuilds the index from the directories, which gives the same UIDLs
 // because they are derived from the keys.
 const (
-	indexHeader   = "postoffice-index 2\n"
+	indexHeader   = "postoffice-index 3\n"
+	indexHeaderV2 = "postoffice-index 2\n"
 	indexHeaderV1 = "postoffice-index 1\n"
 )
 
@@ -77,12 +84,12 @@ type index struct {
 // entry returns message i of x as an entry.
 func (x *index) entry(i int) entry {
 	// Every line was checked by parseIndexBody.
-	uidl, size, sub, name, _, _ := indexLine(x.body[x.lines[i]:], x.v1)
+	uidl, size, sub, wire, stuff, name, _, _ := indexLine(x.body[x.lines[i]:], x.v1)
 	key, info := name, ""
 	if j := strings.IndexByte(name, infoSep); j >= 0 {
 		key, info = name[:j], name[j:]
 	}
-	return entry{key: key, sub: sub, info: info, uidl: uidl, size: size}
+	return entry{key: key, sub: sub, info: info, uidl: uidl, size: size, wire: wire, stuff: stuff}
 }
 
 // entries returns every message of x as an entry.
@@ -150,8 +157,10 @@ func parseIndex(data []byte) ([]indexEntry, error) {
 // must not modify data afterwards. data is in buf if buf is not nil; the
 // UIDLs in msgs are then copied out of it.
 func parseIndexBuf(data []byte, buf *indexBuf) (*index, error) {
+	// The three headers have the same length: the body starts at
+	// len(indexHeader) in each.
 	v1 := bytes.HasPrefix(data, []byte(indexHeaderV1))
-	if !v1 && !bytes.HasPrefix(data, []byte(indexHeader)) {
+	if !v1 && !bytes.HasPrefix(data, []byte(indexHeader)) && !bytes.HasPrefix(data, []byte(indexHeaderV2)) {
 		return nil, fmt.Errorf("%w: bad header", errCorrupt)
 	}
 	return parseIndexBody(data, v1, buf)
@@ -193,7 +202,7 @@ func parseIndexBody(data []byte, v1 bool, buf *indexBuf) (*index, error) {
 	}
 	uidls := 0 // octets of all UIDLs
 	for off := 0; off < len(body); {
-		uidl, size, sub, _, ln, ok := indexLine(body[off:], v1)
+		uidl, size, sub, _, _, _, ln, ok := indexLine(body[off:], v1)
 		if !ok {
 			return nil, fmt.Errorf("%w: line %d", errCorrupt, len(x.msgs)+2)
 		}
@@ -226,16 +235,17 @@ func parseIndexBody(data []byte, v1 bool, buf *indexBuf) (*index, error) {
 	return x, nil
 }
 
-// indexLine parses the index line at the start of s: "<uidl> <size> <sub>
-// <key><info>\n", or "<uidl> <size> <key>\n" in version 1. It returns its
-// fields, with name the key and info part together, and the length of the
+// indexLine parses the index line at the start of s: "<uidl> <size>
+// <sub>[+] <key><info>\n", or "<uidl> <size> <key>\n" in version 1. It
+// returns its fields, with wire for the "+", stuff for the offsets after
+// it, and name the key and info part together, and the length of the
 // line with its newline. ok is false for a line that is not well formed: a
 // UIDL that is not 1-70 octets of 0x21-0x7E (RFC 1939 §7), a size that is
 // not 1-18 digits, an unknown sub, no newline, an empty key, or an info
 // part in version 1. It reads each octet of the UIDL and the size once and
 // finds the newline with one vectorized search: this loop is most of a warm
 // Open of a big maildrop.
-func indexLine(s string, v1 bool) (uidl string, size int64, sub, name string, n int, ok bool) {
+func indexLine(s string, v1 bool) (uidl string, size int64, sub string, wire bool, stuff, name string, n int, ok bool) {
 	i := 0
 	for i < len(s) && s[i] != ' ' {
 		if c := s[i]; c < 0x21 || c > 0x7e {
@@ -258,17 +268,33 @@ func indexLine(s string, v1 bool) (uidl string, size int64, sub, name string, n 
 	}
 	i = j + 1
 	if !v1 {
-		// "<sub> <name>": sub is one of three words.
+		// "<sub>[+] <name>": sub is one of three words.
 		switch rest := s[i:]; {
-		case strings.HasPrefix(rest, "new "):
-			sub, i = "new", i+4
-		case strings.HasPrefix(rest, "cur "):
-			sub, i = "cur", i+4
-		case strings.HasPrefix(rest, "- "):
-			i += 2
+		case strings.HasPrefix(rest, "new"):
+			sub, i = "new", i+3
+		case strings.HasPrefix(rest, "cur"):
+			sub, i = "cur", i+3
+		case strings.HasPrefix(rest, "-"):
+			i++
 		default:
 			return
 		}
+		if i < len(s) && s[i] == '+' {
+			wire = true
+			i++
+			j := i
+			for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == ',') {
+				j++
+			}
+			stuff, i = s[i:j], j
+			if !validStuff(stuff, size) {
+				return
+			}
+		}
+		if i == len(s) || s[i] != ' ' {
+			return
+		}
+		i++
 	}
 	nl := strings.IndexByte(s[i:], '\n')
 	if nl < 0 {
@@ -278,7 +304,25 @@ func indexLine(s string, v1 bool) (uidl string, size int64, sub, name string, n 
 	if name == "" || name[0] == infoSep || v1 && strings.IndexByte(name, infoSep) >= 0 {
 		return // no key; or an info part in version 1, whose keys never have one
 	}
-	return uidl, size, sub, name, i + nl + 1, true
+	return uidl, size, sub, wire, stuff, name, i + nl + 1, true
+}
+
+// validStuff reports whether s is a list of offsets of lines to stuff as
+// the index keeps them: at most maxStuff increasing offsets below size,
+// decimal, separated by commas; or empty.
+func validStuff(s string, size int64) bool {
+	if s == "" {
+		return true
+	}
+	prev, k := int64(-1), 0
+	for f := range strings.SplitSeq(s, ",") {
+		v, ok := atoi64(f)
+		if !ok || v <= prev || v >= size || k == maxStuff {
+			return false
+		}
+		prev, k = v, k+1
+	}
+	return true
 }
 
 // indexBuf is the memory of a big index file: its bytes and its line
@@ -387,6 +431,10 @@ func (s *Store) writeIndexSum(d *safefs.Dir, entries []indexEntry) (uint32, erro
 			b.WriteString(e.sub)
 		default:
 			b.WriteByte('-')
+		}
+		if e.wire {
+			b.WriteByte('+')
+			b.WriteString(e.stuff)
 		}
 		b.WriteByte(' ')
 		b.WriteString(e.key)

@@ -409,7 +409,10 @@ func TestWVerifiedLastOctetChecked(t *testing.T) {
 }
 
 // TestWTrustedByDefault: without VerifySizeFields, W= is the size, as in
-// Dovecot, and a file with W= is not opened at all. A message without a
+// Dovecot, and a file with W= is not opened to size it. One whose S=
+// equals its W= (stored with CRLF line ends) is read all the same, to find
+// out whether it is the message's wire form, which it is when it ends in
+// CRLF (lines to dot-stuff are noted); its size stays W=. A message without a
 // final newline is listed at W; RETR sends W+2 (the server's completing
 // CRLF, RFC 1939 §3), which is what Dovecot lists and sends.
 func TestWTrustedByDefault(t *testing.T) {
@@ -425,10 +428,15 @@ func TestWTrustedByDefault(t *testing.T) {
 		{"1700000001.M1P1.h,S=12,W=1000:2,S", "Subject: a\n\n", 1000, false},
 		{"1700000002.M1P1.h,S=16,W=18", "Subject: b\n\nlast", 18, false}, // Dovecot's W=
 		{"1700000003.M1P1.h,S=18,W=19:2,", "Subject: c\n\nlast\r", 19, false},
-		{"1700000004.M1P1.h,W=0,S=0", "", 0, false},
+		{"1700000004.M1P1.h,W=0,S=0", "", 0, true},
 		{"1700000005.M1P1.h,S=5", "a\nb\nc", wsize("a\nb\nc"), true}, // no W=: read, exact
 		{"1700000006.M1P1.h,W=x12", "ab\n", wsize("ab\n"), true},     // malformed W=: read
+		{"1700000007.M1P1.h,S=17,W=17", "Subject: d\r\n\r\nx\r\n", 17, true},
+		{"1700000008.M1P1.h,S=18,W=18", "Subject: e\r\n\r\n.x\r\n", 18, true},
+		{"1700000009.M1P1.h,S=15,W=15", "Subject: f\r\n\r\nx", 15, true},
 	}
+	// The files that are their wire form, by index.
+	wireForm := map[int]bool{3: true, 6: true, 7: true}
 	wantOpened := 0
 	for _, c := range cases {
 		writeFile(t, filepath.Join(dir, "cur", c.name), c.body)
@@ -454,7 +462,18 @@ func TestWTrustedByDefault(t *testing.T) {
 		}
 	}
 	if len(opened) != wantOpened {
-		t.Errorf("files opened to size them = %q, want the %d without a usable W=", opened, wantOpened)
+		t.Errorf("files opened to size them = %q, want the %d without a usable W= or with S= = W=", opened, wantOpened)
+	}
+	for i, c := range cases {
+		r, err := m.Open(context.Background(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, wire := r.(interface{ Wire() (int64, bool) }).Wire()
+		r.Close()
+		if wire != wireForm[i] {
+			t.Errorf("%s: in wire form = %v, want %v", c.name, wire, wireForm[i])
+		}
 	}
 	// The stored octets are served as they are; the engine's CRLF
 	// conversion then sends W+2 for "last" (no final newline).

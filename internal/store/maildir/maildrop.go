@@ -7,6 +7,7 @@ package maildir
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"syscall"
 
@@ -21,6 +22,11 @@ type entry struct {
 	info string // current info part (":2,S"), file name is key+info
 	uidl string
 	size int64
+	wire bool // the file is the message's wire form (wireReady)
+	// stuff, with wire, is where the lines that start with "." start:
+	// decimal offsets separated by commas, "" for none. The stuffing dot
+	// goes before each.
+	stuff string
 }
 
 // maildrop is a locked snapshot of one Maildir.
@@ -48,6 +54,14 @@ type maildrop struct {
 	// in this session, but kept in the index, with their UIDLs, for the
 	// next one.
 	held []heldEntry
+
+	// appendFile is the state file AppendState last appended to, kept
+	// open until the session ends or the file is replaced (WriteState):
+	// the journal gets a line per RETR, and opening the file for each
+	// (as the Maildir's owner, without following links) cost more than
+	// the write.
+	appendFile *os.File
+	appendName string
 }
 
 // heldEntry is an index entry left out of the snapshot; at is the number

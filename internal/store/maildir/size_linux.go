@@ -5,6 +5,7 @@ package maildir
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"syscall"
 
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
@@ -24,11 +25,11 @@ func dirFDOf(d *safefs.Dir) dirFD { return dirFD{d.FD()} }
 // sizeAt measures the file name in d, with plain system calls (an os.File
 // costs a poller registration and a finalizer per file): its length, its
 // last octet, and, when count is set, its CRLF size without completion
-// (read whole through buf). It opens non-blocking, so that a FIFO cannot
+// and whether it is in wire form (read whole through buf). It opens non-blocking, so that a FIFO cannot
 // block, and without following a symbolic link (O_NOFOLLOW: the open
 // fails with ELOOP). gone reports a file that vanished; regular is false
 // for anything but a regular file, a link included.
-func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, crlf int64, gone, regular bool, err error) {
+func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, crlf int64, ready bool, stuff string, gone, regular bool, err error) {
 	var fd int
 	for {
 		fd, err = syscall.Openat(d.fd, name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
@@ -38,20 +39,20 @@ func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, 
 	}
 	switch {
 	case errors.Is(err, syscall.ENOENT):
-		return 0, 0, 0, true, false, nil
+		return 0, 0, 0, false, "", true, false, nil
 	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.ENXIO):
-		return 0, 0, 0, false, false, nil // a symbolic link; a socket
+		return 0, 0, 0, false, "", false, false, nil // a symbolic link; a socket
 	}
 	if err != nil {
-		return 0, 0, 0, false, false, err
+		return 0, 0, 0, false, "", false, false, err
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return 0, 0, 0, false, false, err
+		return 0, 0, 0, false, "", false, false, err
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return 0, 0, 0, false, false, nil
+		return 0, 0, 0, false, "", false, false, nil
 	}
 	if !count {
 		n = st.Size
@@ -63,16 +64,16 @@ func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, 
 					continue
 				}
 				if err != nil {
-					return 0, 0, 0, false, false, err
+					return 0, 0, 0, false, "", false, false, err
 				}
 				if k != 1 {
-					return 0, 0, 0, false, false, errors.New("maildir: file shrank while sized")
+					return 0, 0, 0, false, "", false, false, errors.New("maildir: file shrank while sized")
 				}
 				break
 			}
 			last = b[0]
 		}
-		return n, last, 0, false, true, nil
+		return n, last, 0, false, "", false, true, nil
 	}
 	var c crlfCounter
 	for {
@@ -81,14 +82,14 @@ func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, 
 			continue
 		}
 		if err != nil {
-			return 0, 0, 0, false, false, err
+			return 0, 0, 0, false, "", false, false, err
 		}
 		if k == 0 {
 			break
 		}
 		c.write(buf[:k])
 	}
-	return c.n, c.last, c.size(), false, true, nil
+	return c.n, c.last, c.size(), c.wireReady(), c.stuffing(), false, true, nil
 }
 
 // crlfCounter counts what wire.CRLFCounter counts, a buffer at a time with
@@ -96,7 +97,14 @@ func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, 
 type crlfCounter struct {
 	n, lf, crlf int64
 	last        byte
+	dots        []int64 // where the lines that start with "." start, at most maxStuff
+	manyDots    bool    // more than maxStuff of them
 }
+
+// maxStuff is the most lines starting with "." a message in wire form may
+// have: the index keeps where each one starts, for the stuffing dot to be
+// sent there (msgFile).
+const maxStuff = 16
 
 func (c *crlfCounter) write(p []byte) {
 	if len(p) == 0 {
@@ -107,9 +115,53 @@ func (c *crlfCounter) write(p []byte) {
 	if c.last == '\r' && p[0] == '\n' {
 		c.crlf++
 	}
+	if !c.manyDots {
+		if p[0] == '.' && (c.n == 0 || c.last == '\n') {
+			c.dot(c.n)
+		}
+		for i := 0; ; {
+			j := bytes.Index(p[i:], []byte("\n."))
+			if j < 0 || c.manyDots {
+				break
+			}
+			c.dot(c.n + int64(i+j+1))
+			i += j + 1
+		}
+	}
 	c.n += int64(len(p))
 	c.last = p[len(p)-1]
 }
 
 // size is the CRLF size without the completion of a last line.
 func (c *crlfCounter) size() int64 { return c.n + c.lf - c.crlf }
+
+// dot records a line starting with "." at offset off.
+func (c *crlfCounter) dot(off int64) {
+	if len(c.dots) == maxStuff {
+		c.manyDots = true
+		return
+	}
+	c.dots = append(c.dots, off)
+}
+
+// wireReady reports whether what was counted is the wire form of a
+// message (RFC 1939 §3) but for the stuffing of at most maxStuff lines
+// that start with ".": every LF after a CR, and a last line that ends in
+// CRLF, or nothing at all. Such a message is sent as it is stored, a "."
+// added where stuffing() says (msgFile.SendTo).
+func (c *crlfCounter) wireReady() bool {
+	return c.lf == c.crlf && !c.manyDots && (c.n == 0 || c.last == '\n')
+}
+
+// stuffing returns where the lines to stuff start, as the index keeps
+// them: decimal offsets separated by commas, or "" for none.
+func (c *crlfCounter) stuffing() string {
+	var b []byte
+	for i, off := range c.dots {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, off, 10)
+	}
+	return string(b)
+}

@@ -11,12 +11,29 @@ import (
 // vanished. Sizes trusted from W= cost nothing; the files that must be
 // opened, when many, are sized by sizeWorkers goroutines: the work is
 // system calls and, with a cold page cache, waiting for the disk.
+//
+// A file with a trusted W= equal to its S= (stored with CRLF line ends,
+// as LMTP and SMTP deliver them) is read all the same while the budget of
+// wireScanFiles files and wireScanOctets octets of one snapshot lasts, to
+// find out whether it is the message's wire form (no line to dot-stuff):
+// such a file is then sent as it is (msgFile.SendTo). New mail is usually
+// retrieved right after this, so the read also brings the file into the
+// page cache for it. Its listed size stays the W= (as without the read).
 func (md *maildrop) sizeAll(ctx context.Context, fresh []found) error {
 	var open []int // indexes into fresh of the files to open
+	files, octets := wireScanFiles, int64(wireScanOctets)
 	for i := range fresh {
-		if w, ok := md.trustedSize(&fresh[i]); ok {
-			fresh[i].size = w
-		} else {
+		f := &fresh[i]
+		w, ok := md.trustedSize(f)
+		if !ok {
+			open = append(open, i)
+			continue
+		}
+		f.size = w
+		if s, ok := sizeField(f.key, 'S'); ok && s == w && files > 0 && s <= octets {
+			files--
+			octets -= s
+			f.scan = true
 			open = append(open, i)
 		}
 	}
@@ -97,6 +114,13 @@ loop:
 	return cmp.Or(err, first)
 }
 
+// The budget of one snapshot for reading files it could size from their
+// W= alone, to find the wire form (sizeAll).
+const (
+	wireScanFiles  = 512
+	wireScanOctets = 64 << 20
+)
+
 // vsize returns Dovecot's W= of f: the ",W=<n>" field of its name, else the
 // W field of its dovecot-uidlist record.
 func vsize(f *found) (int64, bool) {
@@ -133,7 +157,7 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 	if md.s.sizeHook != nil {
 		md.s.sizeHook(f.key + f.info)
 	}
-	n, last, crlf, gone, regular, err := d.sizeAt(f.key+f.info, !ok, buf)
+	n, last, crlf, wire, stuff, gone, regular, err := d.sizeAt(f.key+f.info, !ok || f.scan, buf)
 	switch {
 	case err != nil:
 		return fmt.Errorf("maildir: size: %w", err)
@@ -145,8 +169,19 @@ func (md *maildrop) size(d dirFD, f *found, buf []byte) error {
 		f.size = -1
 		return nil
 	}
+	if f.scan {
+		// Trusted W= (sizeAll): the size stays what it says, and the
+		// file is the wire form only if it is exactly that long.
+		f.size = w
+		f.wire = wire && n == w && crlf == w
+		if f.wire {
+			f.stuff = stuff
+		}
+		return nil
+	}
 	if !ok {
 		w = crlf
+		f.wire, f.stuff = wire, stuff
 	}
 	f.size = w + completion(n, last)
 	return nil

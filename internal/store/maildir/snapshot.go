@@ -67,7 +67,10 @@ type found struct {
 	key, sub, info string
 	rec            *uidlistRec
 	size           int64
-	regular        bool // the directory entry says a regular file
+	wire           bool   // read whole when sized, and found in wire form
+	scan           bool   // trusted W=, read all the same to find the wire form
+	stuff          string // with wire: where the lines to dot-stuff start (entry.stuff)
+	regular        bool   // the directory entry says a regular file
 }
 
 // load builds the snapshot: index entries whose files still exist, in index
@@ -180,7 +183,7 @@ func (md *maildrop) scan(ctx context.Context, x *index) (entries []entry, held [
 	idx := x.entries()
 	entries = make([]entry, len(idx))
 	for i, e := range idx {
-		entries[i] = entry{key: e.key, uidl: e.uidl, size: e.size}
+		entries[i] = entry{key: e.key, uidl: e.uidl, size: e.size, wire: e.wire, stuff: e.stuff}
 	}
 	pos := newKeyIndex(len(entries), func(i int) string { return entries[i].key })
 	if pos.dup {
@@ -460,7 +463,7 @@ func (md *maildrop) addFresh(ctx context.Context, kept []entry, fresh []found) (
 		if used != nil {
 			used[uidl] = true
 		}
-		added = append(added, entry{key: f.key, sub: f.sub, info: f.info, uidl: uidl, size: f.size})
+		added = append(added, entry{key: f.key, sub: f.sub, info: f.info, uidl: uidl, size: f.size, wire: f.wire, stuff: f.stuff})
 	}
 	if uids != start {
 		// Durable before any of these UIDLs is recorded or served, so no

@@ -92,6 +92,9 @@ func (md *maildrop) WriteState(name string, data []byte) error {
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
 	}
+	if md.appendName == file {
+		md.closeAppend()
+	}
 	return md.box.do(func() error {
 		d := md.box.dir
 		tmp := file + ".tmp"
@@ -121,7 +124,10 @@ func (md *maildrop) WriteState(name string, data []byte) error {
 }
 
 // AppendState implements store.StateFiles. The file is opened with
-// O_APPEND for each call and never through a link (safefs).
+// O_APPEND, never through a link (safefs), and stays open for the next
+// append until the maildrop is closed or the file replaced by WriteState;
+// each append is one write(2), so it is in the kernel when AppendState
+// returns.
 func (md *maildrop) AppendState(name string, data []byte) error {
 	file, err := stateName(name)
 	if err != nil {
@@ -132,20 +138,34 @@ func (md *maildrop) AppendState(name string, data []byte) error {
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
 	}
-	return md.box.do(func() error {
-		f, err := md.box.dir.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if md.appendName != file {
+		md.closeAppend()
+		err := md.box.do(func() error {
+			f, err := md.box.dir.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+			if err != nil {
+				return err
+			}
+			md.appendFile, md.appendName = f, file
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("maildir: %s: %w", file, err)
 		}
-		_, err = f.Write(data)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("maildir: %s: %w", file, err)
-		}
-		return nil
-	})
+	}
+	if _, err := md.appendFile.Write(data); err != nil {
+		md.closeAppend()
+		return fmt.Errorf("maildir: %s: %w", file, err)
+	}
+	return nil
+}
+
+// closeAppend closes the file AppendState keeps open, if any. md.mu is
+// held.
+func (md *maildrop) closeAppend() {
+	if md.appendFile != nil {
+		md.appendFile.Close()
+		md.appendFile, md.appendName = nil, ""
+	}
 }
 
 // SyncState implements store.StateFiles.

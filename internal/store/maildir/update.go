@@ -57,12 +57,16 @@ func (md *maildrop) openMessage(e entry) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	wireSize := int64(-1)
+	if e.wire {
+		wireSize = e.size
+	}
 	if !md.box.switches() {
-		return openMessage(d, e.key+e.info) // no closure to allocate per message
+		return openMessage(d, e.key+e.info, wireSize, e.stuff) // no closure to allocate per message
 	}
 	var f io.ReadCloser
 	err = md.box.do(func() (err error) {
-		f, err = openMessage(d, e.key+e.info)
+		f, err = openMessage(d, e.key+e.info, wireSize, e.stuff)
 		return err
 	})
 	return f, err
@@ -182,6 +186,7 @@ func (md *maildrop) Close() error {
 		return nil
 	}
 	md.closed = true
+	md.closeAppend()
 	if md.idx != nil {
 		// Nothing uses the index any more (Open and Commit check closed):
 		// its buffer can serve the next session.
