@@ -327,6 +327,10 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 	var err error
 	if ss, ok := r.(SocketSender); ok {
 		if rc := c.rawOutput(); rc != nil {
+			// Corked, the replies buffered so far (this status line
+			// among them), the file and the terminator leave together.
+			setCork(rc, true)
+			defer setCork(rc, false)
 			if err := c.flush(); err != nil {
 				return 0, true, err
 			}
@@ -335,7 +339,7 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 				return sent, true, fmt.Errorf("sending message: %w", err)
 			}
 			c.bw.WriteString(".\r\n")
-			return sent, true, nil
+			return size, true, c.flush()
 		}
 	}
 	buf := copyBufs.Get().(*[]byte)
