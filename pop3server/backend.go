@@ -78,7 +78,9 @@ type WireReader interface {
 // SendTo sends at most max octets from where reading stopped to the
 // socket rc and reports how many; the connection's write deadline bounds
 // its waits. The engine uses it on plain TCP connections; over TLS it
-// reads the octets and encrypts them.
+// reads the octets and encrypts them. An error matching
+// errors.ErrUnsupported with nothing sent makes the engine read them
+// instead.
 type SocketSender interface {
 	SendTo(rc syscall.RawConn, max int64) (int64, error)
 }

@@ -335,6 +335,9 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 				return 0, true, err
 			}
 			sent, err = c.sendSocket(ss, rc, size)
+			if sent == 0 && errors.Is(err, errors.ErrUnsupported) {
+				return c.copyWire(r, size, true)
+			}
 			if err != nil {
 				return sent, true, fmt.Errorf("sending message: %w", err)
 			}
@@ -342,8 +345,15 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 			return size, true, c.flush()
 		}
 	}
+	return c.copyWire(r, size, false)
+}
+
+// copyWire is sendWire through the session's buffer; flush sends the
+// message at once (as sendWire does when corked).
+func (c *conn) copyWire(r io.Reader, size int64, flush bool) (int64, bool, error) {
+	c.beginLong()
 	buf := copyBufs.Get().(*[]byte)
-	sent, err = copyMessage(c.bw, r, *buf)
+	sent, err := copyMessage(c.bw, r, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		return sent, true, fmt.Errorf("sending message: %w", err)
@@ -354,6 +364,9 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 		return sent, true, fmt.Errorf("sending message: %d octets, %d listed", sent, size)
 	}
 	c.bw.WriteString(".\r\n")
+	if flush {
+		return size, true, c.flush()
+	}
 	return size, true, nil
 }
 

@@ -289,7 +289,9 @@ func (f *msgFile) stuffPoint() (lim int64, dot bool) {
 // so that they go from the page cache to the socket without a copy through
 // the server. A write deadline on the connection bounds the wait for room
 // in the socket's buffer. A file shorter than at open is an error: its
-// size was promised to the client.
+// size was promised to the client. On a file system that cannot
+// sendfile(2) it returns errors.ErrUnsupported having sent nothing, and
+// Read still gives the whole wire form.
 func (f *msgFile) SendTo(rc syscall.RawConn, max int64) (int64, error) {
 	if f.fd < 0 {
 		return 0, os.ErrClosed
@@ -322,6 +324,10 @@ func (f *msgFile) SendTo(rc syscall.RawConn, max int64) (int64, error) {
 				return n > 0 // nothing sent: wait until the socket has room
 			case errors.Is(err, syscall.EINTR):
 				return true
+			case n <= 0 && f.left == f.size && (errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP)):
+				// A file system without sendfile(2) support: nothing
+				// sent, the caller reads the file instead.
+				serr = errors.ErrUnsupported
 			case err != nil:
 				serr = &os.PathError{Op: "sendfile", Path: f.path, Err: err}
 			case n == 0:
