@@ -109,12 +109,21 @@
 // first-retrieval times and retrieval journal of internal/ledger) is kept
 // in maildrop_state, schema version 2. A named state is its rows in seq
 // order, concatenated. WriteState replaces them with one row in a
-// transaction fenced by the lease as Commit is; AppendState inserts one
-// row after the last, only while the session's lease holds, so a stale
-// session never writes over the state of the one that took the maildrop
-// over (ErrLockLost). Every append is its own committed transaction:
-// unlike the Maildir's journal, it is durable on return, at the price of
-// one commit per retrieval journaled. ReadState, as Store.ReadState
+// transaction fenced by the lease as Commit is. AppendState (the
+// retrieval journal, a line per RETR) buffers its data in the maildrop,
+// and the lines are written as rows after the last, only while the
+// session's lease holds, so a stale session never writes over the state
+// of the one that took the maildrop over (ErrLockLost): with Commit's
+// transaction, WriteState's, or Close's release, before the session's own
+// ReadState, at SyncState, or by the heartbeat one second after the first
+// line waited. A download session's journal so costs no round trip of its
+// own, where a committed transaction per line cost as much CPU as the mail
+// sent. The durability chosen, for a record that is not mail: a kill -9 of
+// the server loses at most the last second of lines, and a crash of
+// PostgreSQL may lose a fraction of a second more (the timed and Close
+// writes do not wait for their WAL flush); SyncState makes every line
+// appended durable. A lock-free read (Store.ReadState) sees an open
+// session's lines up to a second late. ReadState, as Store.ReadState
 // (store.StateReader), needs no lease: one SELECT sees one snapshot.
 // store.Arrivals reads messages.arrived on first use, so only the expiry
 // sweep pays for it, never a login.

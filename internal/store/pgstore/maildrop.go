@@ -42,6 +42,13 @@ type maildrop struct {
 	stopped chan struct{} // closed when the heartbeat has returned
 	once    sync.Once
 	arr     arrivals // Delivered's arrival times, read on first use
+
+	// The appended state not yet written (see journal.go), guarded by jmu
+	// with unsynced (lines written without waiting for their WAL flush).
+	jmu      sync.Mutex
+	jrnl     journal
+	unsynced bool
+	arm      chan struct{} // cap 1: asks the heartbeat to write jrnl soon
 }
 
 // Open takes the user's maildrop lease and returns its snapshot, creating
@@ -59,7 +66,7 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &maildrop{s: s, user: user, token: token}
+	m := &maildrop{s: s, user: user, token: token, arm: make(chan struct{}, 1)}
 	if err := m.snapshot(ctx); err != nil {
 		m.release()
 		return nil, err
@@ -200,16 +207,36 @@ WHERE maildrop = $1 ORDER BY uid`, bin, m.user)
 // database was out of reach): the session then fails on its next Open or
 // Commit. A failed renewal (the database unreachable) is logged and retried
 // at the next tick; the lease stays valid until its expiry meanwhile.
+//
+// It also writes appended state lines journalDelay after the first was
+// buffered (see journal.go), so an open session never holds them longer.
 func (m *maildrop) heartbeat(ctx context.Context) {
 	defer m.s.wg.Done()
 	defer close(m.stopped)
 	every := m.s.ttl / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var flush *time.Timer
+	var flushC <-chan time.Time
+	defer func() {
+		if flush != nil {
+			flush.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.arm:
+			if flushC == nil {
+				flush = time.NewTimer(m.s.journalDelay)
+				flushC = flush.C
+			}
+			continue
+		case <-flushC:
+			flushC = nil
+			m.timedFlush(ctx)
+			continue
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, every)
@@ -436,6 +463,8 @@ func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
 		uids = append(uids, m.meta[i].uid)
 		bodies = append(bodies, m.meta[i].bodyID)
 	}
+	m.jmu.Lock()
+	defer m.jmu.Unlock()
 	tx, err := m.s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
@@ -453,7 +482,13 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 	}
 	if tag.RowsAffected() != 1 {
 		m.lost.Store(true)
+		m.dropJournal()
 		return ErrLockLost
+	}
+	// The appended state lines waiting (the "dele" lines of the history
+	// among them) commit with the deletions.
+	if err := m.flushJournalIn(ctx, tx); err != nil {
+		return fmt.Errorf("pgstore: commit: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE maildrop = $1 AND uid = ANY($2)`, m.user, uids); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
@@ -464,6 +499,7 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
 	}
+	m.jrnl.reset()
 	return nil
 }
 
@@ -488,16 +524,41 @@ func (m *maildrop) Close() error {
 // dies; and any later durable commit (the next lease take among them)
 // flushes the WAL, this release included. Taking the lease and Commit stay
 // durable.
+//
+// The appended state lines still buffered (see journal.go) go in the same
+// transaction, before the release and only while the lease holds: a
+// session's journal costs no round trip of its own.
 func (m *maildrop) release() (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(m.s.ttl, 10*time.Second))
 	defer cancel()
+	m.jmu.Lock()
+	defer m.jmu.Unlock()
+	if m.lost.Load() {
+		m.dropJournal()
+	}
+	lines := len(m.jrnl.names)
+	var affected int64 = -1
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SET LOCAL synchronous_commit = off`)
+	if lines > 0 {
+		b.Queue(appendSQL, m.journalArgs()...).Exec(func(tag pgconn.CommandTag) error {
+			affected = tag.RowsAffected()
+			return nil
+		})
+	}
 	b.Queue(`UPDATE maildrop_leases SET expires_at = '-infinity' WHERE maildrop = $1 AND token = $2`, m.user, m.token)
 	b.Queue(`COMMIT`)
 	if err := m.s.pool.SendBatch(ctx, b).Close(); err != nil {
+		if lines > 0 {
+			m.s.log.Warn("maildrop state lines lost: the release failed", "user", m.user, "octets", m.jrnl.size)
+			m.jrnl.reset()
+		}
 		return fmt.Errorf("pgstore: releasing the maildrop lock (it expires by itself): %w", err)
 	}
+	if lines > 0 && affected != int64(lines) {
+		m.dropJournal() // the lease was lost: nothing was written
+	}
+	m.jrnl.reset()
 	return nil
 }

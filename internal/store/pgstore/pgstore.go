@@ -62,6 +62,10 @@ type Options struct {
 	// tracer, when set (by this package's tests), sees every statement and
 	// batch the pool's connections send.
 	tracer pgx.QueryTracer
+	// journalDelay, when set (by this package's tests), replaces
+	// journalDelay, the longest an open session keeps appended state
+	// lines unwritten.
+	journalDelay time.Duration
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use; several
@@ -71,6 +75,8 @@ type Store struct {
 	ttl    time.Duration
 	log    *slog.Logger
 	holder string // written into lease rows, for operators
+
+	journalDelay time.Duration // see journal.go
 
 	bufs sync.Pool // *[]byte of ChunkSize: a delivery's chunk buffer
 
@@ -140,6 +146,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		ttl:    opts.LockTTL,
 		log:    log,
 		holder: host + ":" + strconv.Itoa(os.Getpid()),
+
+		journalDelay: journalDelay,
+	}
+	if opts.journalDelay > 0 {
+		s.journalDelay = opts.journalDelay
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
