@@ -16,7 +16,8 @@
 //	messages         (maildrop, uid) PK, (maildrop, uidl) UNIQUE;
 //	                 size (CRLF octets), octets (stored), chunks, body_id,
 //	                 arrived, sender, recipient
-//	message_chunks   (maildrop, body_id, seq) PK; data bytea (≤ 256 KiB)
+//	message_chunks   (maildrop, body_id, seq) PK; data bytea (RowSize,
+//	                 7,800 octets, since schema version 3; 256 KiB before)
 //	maildrop_state   (maildrop, name, seq) PK; data bytea: store.StateFiles
 //	postoffice_schema (component) PK; version: Migrate and CheckSchema
 //
@@ -37,16 +38,32 @@
 //
 // # Bodies
 //
-// A body is stored in 256 KiB rows of message_chunks, written one by one
-// as the delivery reads its input, and read back one row per query, so a
-// 50 MB message never sits whole in the memory of the server or of a
-// PostgreSQL backend (TestLargeMessageBoundedHeap measures it). Chunked rows
-// were chosen over large objects because they live in an ordinary table:
-// keyed by maildrop, they shard with it (pg_largeobject cannot be
-// distributed), go with their message in one DELETE inside the Commit
-// transaction (a large object needs its own lo_unlink and leaks when one is
-// missed), and back up, replicate and vacuum like the rest. PostgreSQL's
-// TOAST stores each chunk out of line and compresses it when that pays.
+// A body is stored in rows of message_chunks of RowSize (7,800) octets,
+// written about 256 KiB of rows per statement as the delivery reads its
+// input, and read back about 256 KiB of rows per query, so a 50 MB message
+// never sits whole in the memory of the server or of a PostgreSQL backend
+// (TestLargeMessageBoundedHeap measures it), and no connection is held
+// while a client reads. Chunked rows were chosen over large objects
+// because they live in an ordinary table: keyed by maildrop, they shard
+// with it (pg_largeobject cannot be distributed), go with their message in
+// one DELETE inside the Commit transaction (a large object needs its own
+// lo_unlink and leaks when one is missed), and back up, replicate and
+// vacuum like the rest.
+//
+// A row of RowSize octets, with its key and the longest maildrop name,
+// stays under the table's toast_tuple_target (raised to 8160 by schema
+// version 3), so it stays whole and uncompressed in its heap page: a read
+// finds it where it lies. Until version 2 a body was 256 KiB rows, each
+// cut by TOAST into about 130 rows of 2 KB out of line (an index lookup
+// each) and pglz-compressed when that paid; BenchmarkDownload spent about
+// a sixth less CPU in PostgreSQL with the inline rows (docs/scale-out.md
+// has the figures). The price is storage: text bodies are no longer
+// compressed (as in a Maildir). The migration to version 3 rewrites
+// nothing: rows stored before it keep their size, and the reader takes
+// rows of any size (it estimates their size from the message's, asks for
+// about 256 KiB of them per query, and stops early at a row that would
+// not fit its buffer or is out of sequence, so a missing row is an error,
+// never a gap).
 //
 // Bodies are not deduplicated: each delivery stores its own copy. A copy
 // shared between maildrops would need a cross-maildrop reference count,

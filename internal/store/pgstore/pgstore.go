@@ -21,10 +21,26 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
-// ChunkSize is the size of the body chunks a delivery writes (the last one
-// of a message may be shorter). It bounds the memory a delivery or a
-// reader holds per message, on the server and in PostgreSQL's backend.
-const ChunkSize = 256 << 10
+// A body is stored as rows of RowSize octets (the last one of a message
+// shorter): small enough that a row, with its key and a maildrop name of
+// the longest (255 octets), stays under the table's toast_tuple_target
+// (8160, schema version 3) and so in the heap page, whole and
+// uncompressed. A 256 KiB value used to be cut by TOAST into about 130
+// out-of-line rows of 2 KB, each found through the TOAST index, copied
+// three times and, for text, pglz-compressed; an inline row is read where
+// it lies.
+//
+// A delivery reads ChunkSize octets at a time (RowSize times 33, about
+// 256 KiB) and inserts their rows in one statement; a reader fetches about
+// ChunkSize octets of rows per query. Either holds at most bufSize per
+// message, on the server and in PostgreSQL's backend. Rows of other sizes
+// (the 256 KiB rows of schema versions 1 and 2, or rows written by hand)
+// are read as well: the reader accepts any row size.
+const (
+	RowSize   = 7800
+	ChunkSize = bufSize / RowSize * RowSize
+	bufSize   = 256 << 10 // holds a row of the earlier layout whole
+)
 
 // Defaults for the zero values of Options.
 const (
@@ -78,7 +94,7 @@ type Store struct {
 
 	journalDelay time.Duration // see journal.go
 
-	bufs sync.Pool // *[]byte of ChunkSize: a delivery's chunk buffer
+	bufs sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
 
 	ctx    context.Context // canceled by Close: stops the heartbeats
 	cancel context.CancelFunc
@@ -245,7 +261,8 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 		octets int64
 		seq    int32
 		bufp   = s.buffer()
-		buf    = *bufp
+		buf    = (*bufp)[:ChunkSize]
+		rows   = make([][]byte, 0, ChunkSize/RowSize)
 	)
 	defer s.bufs.Put(bufp)
 	for {
@@ -253,11 +270,17 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 		if n > 0 {
 			crlf.Write(buf[:n])
 			octets += int64(n)
-			if _, err := tx.Exec(ctx, `INSERT INTO message_chunks (maildrop, body_id, seq, data) VALUES ($1, $2, $3, $4)`,
-				user, bodyID, seq, buf[:n]); err != nil {
+			rows = rows[:0]
+			for off := 0; off < n; off += RowSize {
+				rows = append(rows, buf[off:min(off+RowSize, n)])
+			}
+			if _, err := tx.Exec(ctx, `
+INSERT INTO message_chunks (maildrop, body_id, seq, data)
+SELECT $1, $2, $3 + u.o::integer - 1, u.d FROM unnest($4::bytea[]) WITH ORDINALITY AS u(d, o)`,
+				user, bodyID, seq, rows); err != nil {
 				return fmt.Errorf("pgstore: deliver: storing the body: %w", err)
 			}
-			seq++
+			seq += int32(len(rows))
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
@@ -317,7 +340,7 @@ func (s *Store) buffer() *[]byte {
 	if b, ok := s.bufs.Get().(*[]byte); ok {
 		return b
 	}
-	b := make([]byte, ChunkSize)
+	b := make([]byte, bufSize)
 	return &b
 }
 
