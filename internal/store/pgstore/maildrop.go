@@ -442,10 +442,10 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 
 // fetch reads the next rows, from r.seq on, into the buffer.
 func (r *bodyReader) fetch() error {
-	from := r.seq
+	from, per := r.seq, max(r.per, 1)
 	rows, err := r.s.pool.Query(r.ctx, `
 SELECT seq, data FROM message_chunks WHERE maildrop = $1 AND body_id = $2 AND seq >= $3 AND seq < $4
-ORDER BY seq`, binaryResult, r.user, r.meta.bodyID, from, from+r.per)
+ORDER BY seq`, binaryResult, r.user, r.meta.bodyID, from, from+per)
 	if err != nil {
 		return fmt.Errorf("pgstore: reading message: %w", ctxErr(r.ctx, err))
 	}
