@@ -197,3 +197,94 @@ VALUES ('hal', 1, '000000016553f100', 0, 0, 0, 42, now())`); err != nil {
 		t.Errorf("a delivery after the upgrade wrote rows of %d octets, want at most %d", toastAfter, RowSize)
 	}
 }
+
+// TestReadAheadRoundTrips: a session that retrieves 20 small messages in
+// order makes one query for all of them, where it made one per message
+// (a round trip and an executor start on either side, about a sixth of a
+// download session's CPU), and each reads back as delivered.
+func TestReadAheadRoundTrips(t *testing.T) {
+	trace := &roundTrips{}
+	s, _ := migrated(t, Options{tracer: trace})
+	var bodies []string
+	for i := range 20 {
+		b := fmt.Sprintf("Subject: %d\n\n%s", i, strings.Repeat(fmt.Sprintf("line %d\n", i), 200+i*37))
+		bodies = append(bodies, b)
+		deliver(t, s, "nat", b)
+	}
+	m := mustOpen(t, s, "nat")
+	defer m.Close()
+	trace.take()
+	for i, want := range bodies {
+		if got := read(t, m, i); got != want {
+			t.Errorf("message %d: read %d octets, want the %d delivered", i, len(got), len(want))
+		}
+	}
+	if sent := trace.take(); len(sent) != 1 {
+		t.Errorf("reading 20 small messages in order took %d round trips, want 1:\n%q", len(sent), sent)
+	}
+}
+
+// TestReadAheadOrders: reads in order, out of order, with a large message
+// between small ones, a reader left open while the next messages are
+// opened, and a header-only read (TOP) all give the delivered octets; a
+// message removed by hand before it was read ahead is store.ErrNoMessage.
+func TestReadAheadOrders(t *testing.T) {
+	s, dsn := migrated(t, Options{})
+	sizes := []int{3000, 5000, 200_000, 1000, 2000, 70_000, 4000, 4000, 4000}
+	var bodies []string
+	for i, n := range sizes {
+		b, _ := io.ReadAll(&patternReader{n: int64(n)})
+		b = append([]byte(fmt.Sprintf("Subject: %d\n\n", i)), b...)
+		bodies = append(bodies, string(b))
+		deliver(t, s, "oda", string(b))
+	}
+	m := mustOpen(t, s, "oda")
+	defer m.Close()
+	ctx := context.Background()
+	held, err := m.Open(ctx, 0) // reads 0 and 1 ahead; left open
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2, 3, 4, 8, 6, 7, 5} {
+		if got := read(t, m, i); got != bodies[i] {
+			t.Errorf("message %d: read %d octets, want the %d delivered", i, len(got), len(bodies[i]))
+		}
+	}
+	got, err := io.ReadAll(held)
+	held.Close()
+	if err != nil || string(got) != bodies[0] {
+		t.Errorf("message 0 read last: %d octets, %v; want the %d delivered", len(got), err, len(bodies[0]))
+	}
+	// TOP: the headers of each in order, the reader closed early.
+	for i := range bodies {
+		rc, err := m.Open(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, 12)
+		if _, err := io.ReadFull(rc, head); err != nil || string(head) != bodies[i][:12] {
+			t.Errorf("message %d: first octets %q, %v; want %q", i, head, err, bodies[i][:12])
+		}
+		rc.Close()
+		if _, err := rc.Read(head); err == nil {
+			t.Errorf("message %d: Read after Close succeeded", i)
+		}
+	}
+	m.Close()
+
+	// Removed by hand after the snapshot, before the read ahead.
+	m = mustOpen(t, s, "oda")
+	defer m.Close()
+	if _, err := admin(t, dsn).Exec(ctx, `DELETE FROM messages WHERE maildrop = 'oda' AND uid = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, m, 0); got != bodies[0] {
+		t.Errorf("message 0 after message 1 was removed: read %d octets, want %d", len(got), len(bodies[0]))
+	}
+	if rc, err := m.Open(ctx, 1); !errors.Is(err, store.ErrNoMessage) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("Open of a message removed before it was read ahead = %v, want store.ErrNoMessage", err)
+	}
+}

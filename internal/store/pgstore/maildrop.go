@@ -49,6 +49,10 @@ type maildrop struct {
 	jrnl     journal
 	unsynced bool
 	arm      chan struct{} // cap 1: asks the heartbeat to write jrnl soon
+
+	// Reading ahead (see ahead.go), by the session's goroutine only.
+	next  int       // the message an in-order client opens next
+	ahead *aheadBuf // small messages read ahead, nil when none
 }
 
 // Open takes the user's maildrop lease and returns its snapshot, creating
@@ -301,6 +305,9 @@ func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	if m.lost.Load() {
 		return nil, ErrLockLost
 	}
+	if r, err := m.openAhead(ctx, i); r != nil || err != nil {
+		return r, err
+	}
 	mt := m.meta[i]
 	r := &bodyReader{ctx: ctx, s: m.s, user: m.user, meta: mt, per: rowsPerQuery(m.msgs[i].Size, mt.chunks)}
 	// The existence check brings the first rows along: one round trip
@@ -536,6 +543,7 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 func (m *maildrop) Close() error {
 	var err error
 	m.once.Do(func() {
+		m.dropAhead()
 		m.stopHeartbeat()
 		err = m.release()
 	})
