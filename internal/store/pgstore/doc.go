@@ -39,7 +39,7 @@
 // # Bodies
 //
 // A body is stored in rows of message_chunks of RowSize (7,800) octets,
-// written about 256 KiB of rows per statement as the delivery reads its
+// written about 256 KiB of rows per COPY as the delivery reads its
 // input, and read back about 256 KiB of rows per query, so a 50 MB message
 // never sits whole in the memory of the server or of a PostgreSQL backend
 // (TestLargeMessageBoundedHeap measures it), and no connection is held
