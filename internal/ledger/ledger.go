@@ -28,7 +28,9 @@
 //     session (Close or QUIT); a session killed before that leaves the
 //     message unrecorded, so it expires later, never earlier.
 //   - Journal lines are appended as they happen (on a Maildir with
-//     write(2); on PostgreSQL each append is a committed transaction): a
+//     write(2); on PostgreSQL they wait in the session for its next write
+//     or its release, at most a second, and then go in one transaction, so
+//     there a kill -9 of the server may lose the last second of them): a
 //     kill -9 keeps them, since they are in the kernel's page cache. They
 //     are not fsynced on a Maildir: the journal is a record for the administrator, not mail, and
 //     an fsync (plus one of the directory) per session would cost every

@@ -16,7 +16,8 @@
 //	messages         (maildrop, uid) PK, (maildrop, uidl) UNIQUE;
 //	                 size (CRLF octets), octets (stored), chunks, body_id,
 //	                 arrived, sender, recipient
-//	message_chunks   (maildrop, body_id, seq) PK; data bytea (≤ 256 KiB)
+//	message_chunks   (maildrop, body_id, seq) PK; data bytea (RowSize,
+//	                 7,800 octets, since schema version 3; 256 KiB before)
 //	maildrop_state   (maildrop, name, seq) PK; data bytea: store.StateFiles
 //	postoffice_schema (component) PK; version: Migrate and CheckSchema
 //
@@ -37,16 +38,39 @@
 //
 // # Bodies
 //
-// A body is stored in 256 KiB rows of message_chunks, written one by one
-// as the delivery reads its input, and read back one row per query, so a
-// 50 MB message never sits whole in the memory of the server or of a
-// PostgreSQL backend (TestLargeMessageBoundedHeap measures it). Chunked rows
-// were chosen over large objects because they live in an ordinary table:
-// keyed by maildrop, they shard with it (pg_largeobject cannot be
-// distributed), go with their message in one DELETE inside the Commit
-// transaction (a large object needs its own lo_unlink and leaks when one is
-// missed), and back up, replicate and vacuum like the rest. PostgreSQL's
-// TOAST stores each chunk out of line and compresses it when that pays.
+// A body is stored in rows of message_chunks of RowSize (7,800) octets,
+// written about 256 KiB of rows per COPY as the delivery reads its
+// input, and read back about 256 KiB of rows per query, so a 50 MB message
+// never sits whole in the memory of the server or of a PostgreSQL backend
+// (TestLargeMessageBoundedHeap measures it), and no connection is held
+// while a client reads. Chunked rows were chosen over large objects
+// because they live in an ordinary table: keyed by maildrop, they shard
+// with it (pg_largeobject cannot be distributed), go with their message in
+// one DELETE inside the Commit transaction (a large object needs its own
+// lo_unlink and leaks when one is missed), and back up, replicate and
+// vacuum like the rest.
+//
+// A row of RowSize octets, with its key and the longest maildrop name,
+// stays under the table's toast_tuple_target (raised to 8160 by schema
+// version 3), so it stays whole and uncompressed in its heap page: a read
+// finds it where it lies. Until version 2 a body was 256 KiB rows, each
+// cut by TOAST into about 130 rows of 2 KB out of line (an index lookup
+// each) and pglz-compressed when that paid; BenchmarkDownload spent about
+// a sixth less CPU in PostgreSQL with the inline rows (docs/scale-out.md
+// has the figures). The price is storage: text bodies are no longer
+// compressed (as in a Maildir). The migration to version 3 rewrites
+// nothing: rows stored before it keep their size, and the reader takes
+// rows of any size (it estimates their size from the message's, asks for
+// about 256 KiB of them per query, and stops early at a row that would
+// not fit its buffer or is out of sequence, so a missing row is an error,
+// never a gap).
+//
+// A session that opens small messages in order (a POP3 download: RETR 1,
+// RETR 2, ...) reads the next ones ahead: one query brings the following
+// messages under 64 KiB, up to 256 KiB in all, into one pooled buffer that
+// answers the next Opens without a query (ahead.go has the rules). That
+// took a sixth of the CPU of a BenchmarkDownload session, on both sides,
+// and leaves a session's memory bound where it was: one 256 KiB buffer.
 //
 // Bodies are not deduplicated: each delivery stores its own copy. A copy
 // shared between maildrops would need a cross-maildrop reference count,
@@ -109,12 +133,21 @@
 // first-retrieval times and retrieval journal of internal/ledger) is kept
 // in maildrop_state, schema version 2. A named state is its rows in seq
 // order, concatenated. WriteState replaces them with one row in a
-// transaction fenced by the lease as Commit is; AppendState inserts one
-// row after the last, only while the session's lease holds, so a stale
-// session never writes over the state of the one that took the maildrop
-// over (ErrLockLost). Every append is its own committed transaction:
-// unlike the Maildir's journal, it is durable on return, at the price of
-// one commit per retrieval journaled. ReadState, as Store.ReadState
+// transaction fenced by the lease as Commit is. AppendState (the
+// retrieval journal, a line per RETR) buffers its data in the maildrop,
+// and the lines are written as rows after the last, only while the
+// session's lease holds, so a stale session never writes over the state
+// of the one that took the maildrop over (ErrLockLost): with Commit's
+// transaction, WriteState's, or Close's release, before the session's own
+// ReadState, at SyncState, or by the heartbeat one second after the first
+// line waited. A download session's journal so costs no round trip of its
+// own, where a committed transaction per line cost as much CPU as the mail
+// sent. The durability chosen, for a record that is not mail: a kill -9 of
+// the server loses at most the last second of lines, and a crash of
+// PostgreSQL may lose a fraction of a second more (the timed and Close
+// writes do not wait for their WAL flush); SyncState makes every line
+// appended durable. A lock-free read (Store.ReadState) sees an open
+// session's lines up to a second late. ReadState, as Store.ReadState
 // (store.StateReader), needs no lease: one SELECT sees one snapshot.
 // store.Arrivals reads messages.arrived on first use, so only the expiry
 // sweep pays for it, never a login.

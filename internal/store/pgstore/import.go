@@ -101,16 +101,21 @@ func (s *Store) importOne(ctx context.Context, user string, m store.ImportMessag
 // sameMessage reports whether the maildrop has m's UIDL (present) and, if
 // so, whether its stored bytes are m's (same).
 func (s *Store) sameMessage(ctx context.Context, user string, m store.ImportMessage) (same, present bool, err error) {
-	var mt meta
-	err = s.pool.QueryRow(ctx, `SELECT uid, body_id, chunks FROM messages WHERE maildrop = $1 AND uidl = $2`,
-		user, m.UID).Scan(&mt.uid, &mt.bodyID, &mt.chunks)
+	var (
+		mt   meta
+		size int64
+	)
+	err = s.pool.QueryRow(ctx, `SELECT uid, body_id, chunks, size FROM messages WHERE maildrop = $1 AND uidl = $2`,
+		user, m.UID).Scan(&mt.uid, &mt.bodyID, &mt.chunks, &size)
 	if errNoRows(err) {
 		return false, false, nil
 	}
 	if err != nil {
 		return false, false, fmt.Errorf("pgstore: import: %w", err)
 	}
-	have, err := hashReader(&bodyReader{ctx: ctx, s: s, user: user, meta: mt})
+	br := &bodyReader{ctx: ctx, s: s, user: user, meta: mt, per: rowsPerQuery(size, mt.chunks)}
+	defer br.Close()
+	have, err := hashReader(br)
 	if err != nil {
 		return false, true, fmt.Errorf("pgstore: import: reading stored message %q: %w", m.UID, err)
 	}

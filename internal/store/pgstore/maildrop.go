@@ -42,6 +42,17 @@ type maildrop struct {
 	stopped chan struct{} // closed when the heartbeat has returned
 	once    sync.Once
 	arr     arrivals // Delivered's arrival times, read on first use
+
+	// The appended state not yet written (see journal.go), guarded by jmu
+	// with unsynced (lines written without waiting for their WAL flush).
+	jmu      sync.Mutex
+	jrnl     journal
+	unsynced bool
+	arm      chan struct{} // cap 1: asks the heartbeat to write jrnl soon
+
+	// Reading ahead (see ahead.go), by the session's goroutine only.
+	next  int       // the message an in-order client opens next
+	ahead *aheadBuf // small messages read ahead, nil when none
 }
 
 // Open takes the user's maildrop lease and returns its snapshot, creating
@@ -59,7 +70,7 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &maildrop{s: s, user: user, token: token}
+	m := &maildrop{s: s, user: user, token: token, arm: make(chan struct{}, 1)}
 	if err := m.snapshot(ctx); err != nil {
 		m.release()
 		return nil, err
@@ -200,16 +211,36 @@ WHERE maildrop = $1 ORDER BY uid`, bin, m.user)
 // database was out of reach): the session then fails on its next Open or
 // Commit. A failed renewal (the database unreachable) is logged and retried
 // at the next tick; the lease stays valid until its expiry meanwhile.
+//
+// It also writes appended state lines journalDelay after the first was
+// buffered (see journal.go), so an open session never holds them longer.
 func (m *maildrop) heartbeat(ctx context.Context) {
 	defer m.s.wg.Done()
 	defer close(m.stopped)
 	every := m.s.ttl / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var flush *time.Timer
+	var flushC <-chan time.Time
+	defer func() {
+		if flush != nil {
+			flush.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.arm:
+			if flushC == nil {
+				flush = time.NewTimer(m.s.journalDelay)
+				flushC = flush.C
+			}
+			continue
+		case <-flushC:
+			flushC = nil
+			m.timedFlush(ctx)
+			continue
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, every)
@@ -251,17 +282,19 @@ func (m *maildrop) stopHeartbeat() {
 
 func (m *maildrop) Messages() []store.Message { return m.msgs }
 
-// Open returns a reader of message i that fetches its body one chunk per
-// query, so neither side holds more than a chunk and no connection is held
-// between reads (a slow client does not pin a pool connection). It checks
-// first that the message still exists (store.ErrNoMessage otherwise).
+// Open returns a reader of message i that fetches its body about
+// ChunkSize octets of rows per query, so neither side holds more than that
+// and no connection is held between reads (a slow client does not pin a
+// pool connection: a single query streaming the whole message would hold
+// one for as long as the client takes to read it). It checks first that
+// the message still exists (store.ErrNoMessage otherwise).
 //
-// Each chunk is copied from pgx's receive buffer (the row's raw binary
-// value, bytea's octets as they are) into one ChunkSize buffer that the
-// reader borrows from the Store's pool and gives back at EOF or Close: no
-// allocation per chunk. Scanning into a []byte would allocate and zero a
-// fresh 256 KiB slice per chunk, which the profile of a download showed
-// as a third of the store's CPU time (allocation, zeroing and collection).
+// The rows are copied from pgx's receive buffer (their raw binary values,
+// bytea's octets as they are) into one bufSize buffer that the reader
+// borrows from the Store's pool and gives back at EOF or Close: no
+// allocation per row. Scanning into a []byte would allocate a fresh slice
+// per row, which the profile of a download showed as a third of the
+// store's CPU time (allocation, zeroing and collection).
 func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pgstore: open message: %w", err)
@@ -272,29 +305,25 @@ func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	if m.lost.Load() {
 		return nil, ErrLockLost
 	}
+	if r, err := m.openAhead(ctx, i); r != nil || err != nil {
+		return r, err
+	}
 	mt := m.meta[i]
-	r := &bodyReader{ctx: ctx, s: m.s, user: m.user, meta: mt}
-	// The existence check brings the first chunk along: one round trip
+	r := &bodyReader{ctx: ctx, s: m.s, user: m.user, meta: mt, per: rowsPerQuery(m.msgs[i].Size, mt.chunks)}
+	// The existence check brings the first rows along: one round trip
 	// instead of two for every message of up to ChunkSize octets, which is
 	// most of them, and what download throughput is made of. A message row
-	// without its first chunk (removed by hand, in part) is gone as well.
+	// without its first body row (removed by hand, in part) is gone as well.
 	rows, err := m.s.pool.Query(ctx, `
-SELECT c.data FROM messages m
-LEFT JOIN message_chunks c ON c.maildrop = m.maildrop AND c.body_id = m.body_id AND c.seq = 0
-WHERE m.maildrop = $1 AND m.uid = $2`, binaryResult, m.user, mt.uid)
+SELECT c.seq, c.data FROM messages m
+LEFT JOIN message_chunks c ON c.maildrop = m.maildrop AND c.body_id = m.body_id AND c.seq < $3
+WHERE m.maildrop = $1 AND m.uid = $2
+ORDER BY c.seq`, binaryResult, m.user, mt.uid, r.per)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open message: %w", ctxErr(ctx, err))
 	}
-	found, first := false, false
-	for rows.Next() {
-		found = true
-		if v := rows.RawValues(); len(v) == 1 && v[0] != nil {
-			first = true
-			r.fill(v[0])
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	found, err := r.fill(rows)
+	if err != nil {
 		r.Close()
 		return nil, fmt.Errorf("pgstore: open message: %w", ctxErr(ctx, err))
 	}
@@ -302,13 +331,24 @@ WHERE m.maildrop = $1 AND m.uid = $2`, binaryResult, m.user, mt.uid)
 	case !found:
 		r.Close()
 		return nil, store.ErrNoMessage
-	case mt.chunks > 0 && !first:
+	case mt.chunks > 0 && r.seq == 0:
 		r.Close()
-		return nil, fmt.Errorf("pgstore: open message: chunk 0 missing: %w", store.ErrNoMessage)
-	case mt.chunks > 0:
-		r.seq = 1
+		return nil, fmt.Errorf("pgstore: open message: body row 0 missing: %w", store.ErrNoMessage)
 	}
 	return r, nil
+}
+
+// rowsPerQuery is how many body rows of a message of size octets (CRLF
+// octets, never fewer than those stored) in chunks rows a reader asks for
+// at once: about ChunkSize octets, at least one row. The rows' size is
+// estimated from the message's, so rows of any size are read: the
+// earlier layout's 256 KiB rows one per query, RowSize rows 33 per query.
+func rowsPerQuery(size int64, chunks int32) int32 {
+	if chunks <= 1 {
+		return 1
+	}
+	row := max((size+int64(chunks)-1)/int64(chunks), 1)
+	return int32(min(max(int64(ChunkSize)/row, 1), int64(chunks)))
 }
 
 // binaryResult asks for every result column in binary format, so that a
@@ -328,28 +368,56 @@ type bodyReader struct {
 	s    *Store
 	user string
 	meta meta
-	seq  int32   // next chunk to fetch
-	bufp *[]byte // the chunk buffer borrowed from s.bufs, nil when none
-	buf  []byte  // unread part of the current chunk
+	per  int32   // rows asked for per query
+	seq  int32   // next row to fetch
+	bufp *[]byte // the buffer borrowed from s.bufs, nil when none
+	buf  []byte  // unread part of the rows fetched
 	err  error   // sticky
 }
 
-// fill copies a chunk's octets (valid only until pgx reads the next
-// message) into the reader's chunk buffer and makes them the unread part.
-func (r *bodyReader) fill(data []byte) {
+// fill reads rows of (seq, data), in seq order from r.seq on, into the
+// reader's buffer, and makes them the unread part; found reports whether
+// the query returned a row at all. It stops at the first row out of
+// sequence (a missing row is an error at the next fetch, never a silent
+// gap) or that does not fit in what is left of the buffer (the next fetch
+// starts there). A row larger than the whole buffer (written by hand)
+// gets a buffer of its own, not kept.
+func (r *bodyReader) fill(rows pgx.Rows) (found bool, err error) {
+	defer rows.Close()
 	if r.bufp == nil {
 		r.bufp = r.s.buffer()
 	}
 	b := (*r.bufp)[:0]
-	if len(data) > cap(b) {
-		// A chunk larger than ChunkSize, written by hand or by a build with
-		// larger chunks: its own buffer, not kept.
-		b = make([]byte, 0, len(data))
+	for rows.Next() {
+		found = true
+		v := rows.RawValues()
+		if len(v) != 2 || v[0] == nil {
+			break // the message row alone: no body row in range
+		}
+		if len(v[0]) != 4 || v[1] == nil {
+			return found, errors.New("pgstore: unexpected row shape in a message body")
+		}
+		if int32(binary.BigEndian.Uint32(v[0])) != r.seq {
+			break
+		}
+		if len(v[1]) > cap(b)-len(b) {
+			if len(b) > 0 {
+				break
+			}
+			b = make([]byte, 0, len(v[1]))
+		}
+		b = append(b, v[1]...)
+		r.seq++
 	}
-	r.buf = append(b, data...)
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return found, err
+	}
+	r.buf = b
+	return found, nil
 }
 
-// done gives the chunk buffer back to the pool.
+// done gives the buffer back to the pool.
 func (r *bodyReader) done() {
 	r.buf = nil
 	if r.bufp != nil {
@@ -373,35 +441,27 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			r.done()
 			return 0, err
 		}
-		r.seq++
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
 	return n, nil
 }
 
-// fetch reads chunk r.seq into the chunk buffer.
+// fetch reads the next rows, from r.seq on, into the buffer.
 func (r *bodyReader) fetch() error {
+	from, per := r.seq, max(r.per, 1)
 	rows, err := r.s.pool.Query(r.ctx, `
-SELECT data FROM message_chunks WHERE maildrop = $1 AND body_id = $2 AND seq = $3`,
-		binaryResult, r.user, r.meta.bodyID, r.seq)
+SELECT seq, data FROM message_chunks WHERE maildrop = $1 AND body_id = $2 AND seq >= $3 AND seq < $4
+ORDER BY seq`, binaryResult, r.user, r.meta.bodyID, from, from+per)
 	if err != nil {
 		return fmt.Errorf("pgstore: reading message: %w", ctxErr(r.ctx, err))
 	}
-	found := false
-	for rows.Next() {
-		if v := rows.RawValues(); len(v) == 1 && v[0] != nil {
-			found = true
-			r.fill(v[0])
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if _, err := r.fill(rows); err != nil {
 		return fmt.Errorf("pgstore: reading message: %w", ctxErr(r.ctx, err))
 	}
-	if !found {
+	if r.seq == from {
 		// Deleted by another agent while being read.
-		return fmt.Errorf("pgstore: reading message: chunk %d missing: %w", r.seq, store.ErrNoMessage)
+		return fmt.Errorf("pgstore: reading message: body row %d missing: %w", from, store.ErrNoMessage)
 	}
 	return nil
 }
@@ -436,6 +496,8 @@ func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
 		uids = append(uids, m.meta[i].uid)
 		bodies = append(bodies, m.meta[i].bodyID)
 	}
+	m.jmu.Lock()
+	defer m.jmu.Unlock()
 	tx, err := m.s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
@@ -453,7 +515,13 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 	}
 	if tag.RowsAffected() != 1 {
 		m.lost.Store(true)
+		m.dropJournal()
 		return ErrLockLost
+	}
+	// The appended state lines waiting (the "dele" lines of the history
+	// among them) commit with the deletions.
+	if err := m.flushJournalIn(ctx, tx); err != nil {
+		return fmt.Errorf("pgstore: commit: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE maildrop = $1 AND uid = ANY($2)`, m.user, uids); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
@@ -464,6 +532,7 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
 	}
+	m.jrnl.reset()
 	return nil
 }
 
@@ -474,6 +543,7 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 func (m *maildrop) Close() error {
 	var err error
 	m.once.Do(func() {
+		m.dropAhead()
 		m.stopHeartbeat()
 		err = m.release()
 	})
@@ -488,16 +558,41 @@ func (m *maildrop) Close() error {
 // dies; and any later durable commit (the next lease take among them)
 // flushes the WAL, this release included. Taking the lease and Commit stay
 // durable.
+//
+// The appended state lines still buffered (see journal.go) go in the same
+// transaction, before the release and only while the lease holds: a
+// session's journal costs no round trip of its own.
 func (m *maildrop) release() (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(m.s.ttl, 10*time.Second))
 	defer cancel()
+	m.jmu.Lock()
+	defer m.jmu.Unlock()
+	if m.lost.Load() {
+		m.dropJournal()
+	}
+	lines := len(m.jrnl.names)
+	var affected int64 = -1
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SET LOCAL synchronous_commit = off`)
+	if lines > 0 {
+		b.Queue(appendSQL, m.journalArgs()...).Exec(func(tag pgconn.CommandTag) error {
+			affected = tag.RowsAffected()
+			return nil
+		})
+	}
 	b.Queue(`UPDATE maildrop_leases SET expires_at = '-infinity' WHERE maildrop = $1 AND token = $2`, m.user, m.token)
 	b.Queue(`COMMIT`)
 	if err := m.s.pool.SendBatch(ctx, b).Close(); err != nil {
+		if lines > 0 {
+			m.s.log.Warn("maildrop state lines lost: the release failed", "user", m.user, "octets", m.jrnl.size)
+			m.jrnl.reset()
+		}
 		return fmt.Errorf("pgstore: releasing the maildrop lock (it expires by itself): %w", err)
 	}
+	if lines > 0 && affected != int64(lines) {
+		m.dropJournal() // the lease was lost: nothing was written
+	}
+	m.jrnl.reset()
 	return nil
 }

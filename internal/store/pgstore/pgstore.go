@@ -21,10 +21,26 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
-// ChunkSize is the size of the body chunks a delivery writes (the last one
-// of a message may be shorter). It bounds the memory a delivery or a
-// reader holds per message, on the server and in PostgreSQL's backend.
-const ChunkSize = 256 << 10
+// A body is stored as rows of RowSize octets (the last one of a message
+// shorter): small enough that a row, with its key and a maildrop name of
+// the longest (255 octets), stays under the table's toast_tuple_target
+// (8160, schema version 3) and so in the heap page, whole and
+// uncompressed. A 256 KiB value used to be cut by TOAST into about 130
+// out-of-line rows of 2 KB, each found through the TOAST index, copied
+// three times and, for text, pglz-compressed; an inline row is read where
+// it lies.
+//
+// A delivery reads ChunkSize octets at a time (RowSize times 33, about
+// 256 KiB) and stores their rows with one COPY; a reader fetches about
+// ChunkSize octets of rows per query. Either holds at most bufSize per
+// message, on the server and in PostgreSQL's backend. Rows of other sizes
+// (the 256 KiB rows of schema versions 1 and 2, or rows written by hand)
+// are read as well: the reader accepts any row size.
+const (
+	RowSize   = 7800
+	ChunkSize = bufSize / RowSize * RowSize
+	bufSize   = 256 << 10 // holds a row of the earlier layout whole
+)
 
 // Defaults for the zero values of Options.
 const (
@@ -62,6 +78,10 @@ type Options struct {
 	// tracer, when set (by this package's tests), sees every statement and
 	// batch the pool's connections send.
 	tracer pgx.QueryTracer
+	// journalDelay, when set (by this package's tests), replaces
+	// journalDelay, the longest an open session keeps appended state
+	// lines unwritten.
+	journalDelay time.Duration
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use; several
@@ -72,7 +92,9 @@ type Store struct {
 	log    *slog.Logger
 	holder string // written into lease rows, for operators
 
-	bufs sync.Pool // *[]byte of ChunkSize: a delivery's chunk buffer
+	journalDelay time.Duration // see journal.go
+
+	bufs sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
 
 	ctx    context.Context // canceled by Close: stops the heartbeats
 	cancel context.CancelFunc
@@ -140,6 +162,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		ttl:    opts.LockTTL,
 		log:    log,
 		holder: host + ":" + strconv.Itoa(os.Getpid()),
+
+		journalDelay: journalDelay,
+	}
+	if opts.journalDelay > 0 {
+		s.journalDelay = opts.journalDelay
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -234,7 +261,8 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 		octets int64
 		seq    int32
 		bufp   = s.buffer()
-		buf    = *bufp
+		buf    = (*bufp)[:ChunkSize]
+		rows   = make([][]any, 0, ChunkSize/RowSize)
 	)
 	defer s.bufs.Put(bufp)
 	for {
@@ -242,11 +270,25 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 		if n > 0 {
 			crlf.Write(buf[:n])
 			octets += int64(n)
-			if _, err := tx.Exec(ctx, `INSERT INTO message_chunks (maildrop, body_id, seq, data) VALUES ($1, $2, $3, $4)`,
-				user, bodyID, seq, buf[:n]); err != nil {
+			rows = rows[:0]
+			for off := 0; off < n; off += RowSize {
+				rows = append(rows, []any{user, bodyID, seq + int32(len(rows)), buf[off:min(off+RowSize, n)]})
+			}
+			// One row (most messages): a plain INSERT, one round trip.
+			// More: COPY, which costs two more round trips but stores the
+			// rows for less than an INSERT of an array of them (PostgreSQL
+			// decodes and copies the whole array first), and less than one
+			// TOASTed 256 KiB value.
+			var err error
+			if len(rows) == 1 {
+				_, err = tx.Exec(ctx, `INSERT INTO message_chunks (maildrop, body_id, seq, data) VALUES ($1, $2, $3, $4)`, rows[0]...)
+			} else {
+				_, err = tx.CopyFrom(ctx, pgx.Identifier{"message_chunks"}, chunkColumns, pgx.CopyFromRows(rows))
+			}
+			if err != nil {
 				return fmt.Errorf("pgstore: deliver: storing the body: %w", err)
 			}
-			seq++
+			seq += int32(len(rows))
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
@@ -300,13 +342,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9)`,
 	return nil
 }
 
+// chunkColumns are the columns of message_chunks a delivery copies in.
+var chunkColumns = []string{"maildrop", "body_id", "seq", "data"}
+
 // buffer returns a chunk buffer from the pool: a 4 KiB delivery would
 // otherwise allocate 256 KiB.
 func (s *Store) buffer() *[]byte {
 	if b, ok := s.bufs.Get().(*[]byte); ok {
 		return b
 	}
-	b := make([]byte, ChunkSize)
+	b := make([]byte, bufSize)
 	return &b
 }
 

@@ -75,9 +75,18 @@ SELECT data FROM maildrop_state WHERE maildrop = $1 AND name = $2 ORDER BY seq`,
 	return out, nil
 }
 
-// ReadState implements store.StateFiles.
+// ReadState implements store.StateFiles. Lines this session appended and
+// has not written yet are written first, so it reads what it appended.
 func (m *maildrop) ReadState(name string) ([]byte, error) {
-	return m.s.readState(context.Background(), m.user, name)
+	if err := checkStateName(name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	if err := m.flushJournal(ctx, false); err != nil {
+		return nil, err
+	}
+	return m.s.readState(ctx, m.user, name)
 }
 
 // ReadState implements store.StateReader: the administrator's read of a
@@ -99,7 +108,10 @@ func (s *Store) ReadState(ctx context.Context, user, name string) ([]byte, error
 // COMMIT), so a session that lost its lease never overwrites the state of
 // the session that took the maildrop over: it gets ErrLockLost. PostgreSQL
 // makes the COMMIT durable (synchronous_commit), and a crash before it
-// leaves the old rows: old or new content, never a mix.
+// leaves the old rows: old or new content, never a mix. Appended lines not
+// yet written go in the same transaction, before the replacement (so
+// lines appended to name before it are replaced with the rest, as on a
+// file).
 func (m *maildrop) WriteState(name string, data []byte) error {
 	if err := checkStateName(name); err != nil {
 		return err
@@ -109,6 +121,8 @@ func (m *maildrop) WriteState(name string, data []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
 	defer cancel()
+	m.jmu.Lock()
+	defer m.jmu.Unlock()
 	tx, err := m.s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: writing state %s: %w", name, err)
@@ -122,7 +136,11 @@ WHERE maildrop = $1 AND token = $2 AND expires_at > clock_timestamp()`, m.user, 
 	}
 	if tag.RowsAffected() != 1 {
 		m.lost.Store(true)
+		m.dropJournal()
 		return ErrLockLost
+	}
+	if err := m.flushJournalIn(ctx, tx); err != nil {
+		return fmt.Errorf("pgstore: writing state %s: %w", name, err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM maildrop_state WHERE maildrop = $1 AND name = $2`, m.user, name); err != nil {
 		return fmt.Errorf("pgstore: writing state %s: %w", name, err)
@@ -137,13 +155,17 @@ INSERT INTO maildrop_state (maildrop, name, seq, data) VALUES ($1, $2, 0, $3)`, 
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: writing state %s: %w", name, err)
 	}
+	m.jrnl.reset()
 	return nil
 }
 
-// AppendState implements store.StateFiles: one row after the last, in one
-// statement that inserts only while this session's lease holds (else
-// ErrLockLost). It is committed, so durable, when AppendState returns: a
-// kill of the server, or of PostgreSQL, keeps it.
+// AppendState implements store.StateFiles. The data is buffered in the
+// maildrop and written with the session's next write (Commit, WriteState,
+// Close), before its next ReadState, at SyncState, or by the heartbeat
+// within journalDelay (1 s), whichever comes first; journal.go says why
+// and what a crash may lose. It returns ErrLockLost once the session
+// knows its lease is gone, and the error of a write it had to make at
+// once (journalFlushAt octets waiting), in which case data was not taken.
 func (m *maildrop) AppendState(name string, data []byte) error {
 	if err := checkStateName(name); err != nil {
 		return err
@@ -154,26 +176,33 @@ func (m *maildrop) AppendState(name string, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
-	defer cancel()
-	tag, err := m.s.pool.Exec(ctx, `
-INSERT INTO maildrop_state (maildrop, name, seq, data)
-SELECT $1, $2, coalesce((SELECT max(seq) FROM maildrop_state WHERE maildrop = $1 AND name = $2), -1) + 1, $3
-WHERE EXISTS (SELECT 1 FROM maildrop_leases
-	WHERE maildrop = $1 AND token = $4 AND expires_at > clock_timestamp())`, m.user, name, data, m.token)
-	if err != nil {
-		return fmt.Errorf("pgstore: appending to state %s: %w", name, err)
+	m.jmu.Lock()
+	defer m.jmu.Unlock()
+	if m.jrnl.size+len(data) > journalFlushAt && !m.jrnl.empty() {
+		ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+		defer cancel()
+		if err := m.flushJournalLocked(ctx, false); err != nil {
+			return err
+		}
 	}
-	if tag.RowsAffected() != 1 {
-		m.lost.Store(true)
-		return ErrLockLost
+	if m.jrnl.empty() {
+		m.armJournal()
 	}
+	m.jrnl.add(name, data)
 	return nil
 }
 
-// SyncState implements store.StateFiles. Each append is its own committed
-// transaction, already durable, so there is nothing left to flush.
-func (m *maildrop) SyncState(name string) error { return checkStateName(name) }
+// SyncState implements store.StateFiles: the buffered lines are written,
+// and every line this session appended is durable on return (a durable
+// commit flushes the WAL of the earlier ones too).
+func (m *maildrop) SyncState(name string) error {
+	if err := checkStateName(name); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	return m.flushJournal(ctx, true)
+}
 
 // arrivals is the delivery time of each message of a session's snapshot,
 // read on the first Delivered call: only the expiry sweep asks, so the
