@@ -27,15 +27,17 @@
 //   - A message's first complete RETR time is recorded at the end of the
 //     session (Close or QUIT); a session killed before that leaves the
 //     message unrecorded, so it expires later, never earlier.
-//   - Journal lines are appended as they happen (on a Maildir with
-//     write(2); on PostgreSQL they wait in the session for its next write
-//     or its release, at most a second, and then go in one transaction, so
-//     there a kill -9 of the server may lose the last second of them): a
-//     kill -9 keeps them, since they are in the kernel's page cache. They
-//     are not fsynced on a Maildir: the journal is a record for the administrator, not mail, and
-//     an fsync (plus one of the directory) per session would cost every
-//     retrieving session two disk flushes; a power loss may cost its last
-//     seconds. Readers skip a torn last line.
+//   - Journal lines are appended as they happen. On a Maildir each is one
+//     write(2) to the journal, kept open for the session, so a kill -9
+//     keeps them (they are in the kernel's page cache); they are not
+//     fsynced: the journal is a record for the administrator, not mail,
+//     and an fsync (plus one of the directory) per session would cost
+//     every retrieving session two disk flushes, so a power loss may cost
+//     its last seconds. On PostgreSQL they wait in the session for its
+//     next write or its release, at most a second, and then go in one
+//     transaction (one per line cost as much as the mail), so a kill -9
+//     of the server may lose the last second of them. Readers skip a torn
+//     last line.
 package ledger
 
 import (

@@ -18,11 +18,14 @@ type StateFiles interface {
 	// WriteState replaces the named file atomically and durably: after a
 	// crash it holds either the old or the new content, never a mix.
 	WriteState(name string, data []byte) error
-	// AppendState appends data to the named file, creating it. The write
-	// reaches the kernel before AppendState returns, so it survives the
-	// process being killed (even by SIGKILL); it is made durable against
-	// a power loss by the next SyncState. A reader of an appended file
-	// must tolerate a torn last line.
+	// AppendState appends data to the named file, creating it. It is
+	// for records that are not mail (the retrieval journal): a store may
+	// hold the data briefly before writing it, and says for how long in
+	// its doc (the Maildir store writes it to the kernel before returning,
+	// so it survives a SIGKILL; the PostgreSQL store writes it within a
+	// second, or with the session's next write). SyncState makes earlier
+	// appends durable. A reader of an appended file must tolerate a torn
+	// last line.
 	AppendState(name string, data []byte) error
 	// SyncState makes earlier appends to the named file durable.
 	SyncState(name string) error
