@@ -64,11 +64,12 @@ type Mailbox interface {
 }
 
 // WireReader is an add-on of the reader Mailbox.Open returns, for a
-// message stored in its wire form (RFC 1939 §3: CRLF line ends, no line
-// beginning with ".", a final CRLF): Wire reports that, with the number of
-// octets left to read. RETR then sends those octets as they are, without
-// dot-stuffing or line-end conversion, when the size matches the listed
-// one and no client workaround rewrites messages.
+// message stored in its wire form (RFC 1939 §3: CRLF line ends and a final
+// CRLF): Wire reports that, with the message's size in octets (its LIST
+// size, stuffing excluded). Once Wire has said so, Read gives the message
+// as it goes on the wire, a "." added before each line that starts with
+// one, and RETR sends it as it is, without the converter (unless a client
+// workaround rewrites messages, in which case Wire is not called).
 type WireReader interface {
 	Wire() (size int64, ok bool)
 }

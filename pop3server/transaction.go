@@ -255,7 +255,13 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 	defer r.Close()
 	if lines < 0 && !c.srv.opts.Workarounds.OutlookNoNULs && !c.srv.opts.Workarounds.OENSEOH {
 		if wr, ok := r.(WireReader); ok {
-			if size, ok := wr.Wire(); ok && size == c.msgs[i].Size {
+			// From here on r gives the wire form: it must be sent as
+			// such, with its own size in the status line.
+			if size, ok := wr.Wire(); ok {
+				if size != c.msgs[i].Size {
+					c.log.Warn("message size changed since listing", "msg", i+1,
+						"listed", c.msgs[i].Size, "sent", size)
+				}
 				return c.sendWire(r, size)
 			}
 		}

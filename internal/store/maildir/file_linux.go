@@ -209,7 +209,7 @@ func (f *msgFile) Read(p []byte) (int, error) {
 	if len(p) > maxRW {
 		p = p[:maxRW]
 	}
-	if f.wireMode {
+	if f.wireMode && len(p) > 0 {
 		if lim, dot := f.stuffPoint(); dot {
 			p[0] = '.'
 			f.dotSent = true

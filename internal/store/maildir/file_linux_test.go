@@ -50,3 +50,49 @@ func TestMessageReadStopsAtOpenSize(t *testing.T) {
 		t.Errorf("message read = %q, want %q (its contents at the open)", got, body)
 	}
 }
+
+// TestWireRead: a message in wire form, once Wire has been asked, reads as
+// it goes on the wire: a "." before each line that starts with one, the
+// first line included, in reads of any size; an empty read returns at
+// once, even at a stuffing point.
+func TestWireRead(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, true)
+	const user = "wire"
+	const body = ".first\r\n\r\n..\r\nplain\r\n.last\r\n"
+	const want = "..first\r\n\r\n...\r\nplain\r\n..last\r\n"
+	if err := s.Deliver(context.Background(), user, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 2, 3, 7, 64} {
+		m := openMD(t, s, user)
+		r, err := m.Open(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, ok := r.(interface{ Wire() (int64, bool) }).Wire()
+		if !ok || size != int64(len(body)) {
+			t.Fatalf("Wire() = %d, %v; want %d, true", size, ok, len(body))
+		}
+		if n, err := r.Read(nil); n != 0 || err != nil {
+			t.Fatalf("empty Read = %d, %v", n, err)
+		}
+		var got []byte
+		buf := make([]byte, chunk)
+		for range 1000 {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if string(got) != want {
+			t.Errorf("reads of %d: %q, want %q", chunk, got, want)
+		}
+		r.Close()
+		m.Close()
+	}
+}
