@@ -87,11 +87,11 @@ if ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/pop3 ]; then
 fi
 for c in taskset python3; do command -v "$c" >/dev/null || die "$c is missing (apt-get install util-linux python3)"; done
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server on CPU 0, generator on CPU 1)"
-# Each idle logged-in postoffice session holds three descriptors (the
-# socket, the maildrop's lock file and the Maildir's directory, which the
-# store keeps open so that nothing below it is reached through a symbolic
-# link): 10,000 sessions need more than the 20,000 hard limit some
-# machines have. As root, raise the hard limit too (this needs
+# Each idle logged-in postoffice session holds two descriptors (the socket
+# and the maildrop's lock file; the Maildir's directories go back after a
+# second without input and are reopened, checked to be the same, at the
+# next command): 10,000 sessions need more than the 20,000 hard limit
+# some machines have. As root, raise the hard limit too (this needs
 # CAP_SYS_RESOURCE, which some containers drop); the servers and the
 # generator started below inherit it.
 if [ "$ROOT" = 1 ] && [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 65536 ]; then
@@ -99,7 +99,7 @@ if [ "$ROOT" = 1 ] && [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 
 		say "could not raise the hard open-file limit $(ulimit -Hn) to 65536 (no CAP_SYS_RESOURCE?)"
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FDS_PER_SESSION=3
+FDS_PER_SESSION=2
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((FDS_PER_SESSION * IDLE_PO_BIG + 100)) ]; then
 	IDLE_PO_BIG=$((($(ulimit -n) - 100) / FDS_PER_SESSION / 100 * 100))
 	say "open-file limit $(ulimit -n): holding only $IDLE_PO_BIG postoffice idle sessions ($FDS_PER_SESSION descriptors each)"

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/postoffice-mail/postoffice/pop3proto"
 )
@@ -85,6 +86,20 @@ type WireReader interface {
 type SocketSender interface {
 	SendTo(rc syscall.RawConn, max int64) (int64, error)
 }
+
+// Idler is an add-on a Mailbox implements to give back, while the session
+// waits for its client, the descriptors it can open again (a Maildir's
+// directories): the engine calls Idle once a logged-in session on a plain
+// connection has waited IdleRelease without input, and the mailbox
+// reopens what it needs at its next call. Sessions that pause between
+// commands for less than that (a download) keep them.
+type Idler interface {
+	Idle()
+}
+
+// IdleRelease is how long a logged-in session waits for input before its
+// Mailbox's Idle is called.
+const IdleRelease = time.Second
 
 // RetrievalObserver is an add-on a Mailbox implements to learn which
 // messages RETR sent whole (to the engine's writer, dot-stuffed and

@@ -51,6 +51,7 @@ type conn struct {
 	sess        Session
 	apopTS      string // APOP timestamp of the greeting, "" when APOP is not offered
 	mbox        Mailbox
+	deadline    time.Time // the read deadline of the wait for the next command
 	msgs        []pop3proto.MessageInfo
 	deleted     []bool
 	nDeleted    int
@@ -233,7 +234,8 @@ func (c *conn) serve(ctx context.Context) {
 			c.flush()
 			return
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
+		c.deadline = time.Now().Add(c.readTimeout())
+		c.nc.SetReadDeadline(c.deadline)
 		// After setting the deadline, so an evict that comes later moves
 		// it (see evict).
 		if c.evicted.Load() {

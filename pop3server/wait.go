@@ -3,7 +3,9 @@ package pop3server
 import (
 	"crypto/tls"
 	"net"
+	"os"
 	"syscall"
+	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/wire"
 )
@@ -65,6 +67,29 @@ func (w *rawWaiter) check(fd uintptr) bool {
 	return inputReady(fd, w.peek[:])
 }
 
+// waitInput waits for input on the socket. A logged-in session whose
+// mailbox can give back descriptors (Idler) waits IdleRelease first; if
+// nothing came, it calls Idle and waits out the rest of its deadline.
+func (c *conn) waitInput(w *rawWaiter) error {
+	idler, ok := c.mbox.(Idler)
+	if !ok || c.state != stateTransaction || time.Until(c.deadline) <= IdleRelease {
+		return w.wait()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(IdleRelease))
+	err := w.wait()
+	if err == nil || !isTimeout(err) {
+		c.nc.SetReadDeadline(c.deadline)
+		return err
+	}
+	idler.Idle()
+	c.nc.SetReadDeadline(c.deadline)
+	if c.evicted.Load() {
+		// An evict moved the deadline meanwhile: keep it moved.
+		return os.ErrDeadlineExceeded
+	}
+	return w.wait()
+}
+
 // rawInput returns the socket under the session's connection when waiting
 // on it is safe now (see above), else nil.
 func (c *conn) rawInput() *rawWaiter {
@@ -112,7 +137,7 @@ func (c *conn) readLine(limit func([]byte) int) (line []byte, n int, err error) 
 			if h := c.srv.testHookWait; h != nil {
 				h(c)
 			}
-			err = w.wait()
+			err = c.waitInput(w)
 			c.takeReader()
 		} else if h := c.srv.testHookWait; h != nil {
 			h(c)

@@ -485,6 +485,14 @@ func (m *mailbox) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	return r, err
 }
 
+// Idle implements pop3server.Idler when the store's maildrop (under a
+// ledger view or not) implements store.Idler.
+func (m *mailbox) Idle() {
+	if i, ok := m.md.(store.Idler); ok {
+		i.Idle()
+	}
+}
+
 // Retrieved implements pop3server.RetrievalObserver for a ledger view.
 func (m *mailbox) Retrieved(i int) {
 	if v, ok := m.md.(*ledger.View); ok {

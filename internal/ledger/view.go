@@ -150,6 +150,13 @@ func (v *View) record(evs ...Event) {
 	v.written = true
 }
 
+// Idle implements store.Idler when the maildrop under the view does.
+func (v *View) Idle() {
+	if i, ok := v.md.(store.Idler); ok {
+		i.Idle()
+	}
+}
+
 // Retrieved records that message i was sent whole by RETR (the engine
 // calls it; pop3server.RetrievalObserver).
 func (v *View) Retrieved(i int) {

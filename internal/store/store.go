@@ -55,6 +55,14 @@ type Store interface {
 	Deliver(ctx context.Context, user string, r io.Reader) error
 }
 
+// Idler is an add-on a Maildrop implements to give back, while its session
+// waits for the client, the descriptors it can open again (a Maildir's
+// directories, an open journal); its next call reopens what it needs. The
+// lock is kept.
+type Idler interface {
+	Idle()
+}
+
 // Maildrop is a locked snapshot of one user's messages.
 type Maildrop interface {
 	// Messages returns the snapshot, in ascending delivery order. The caller

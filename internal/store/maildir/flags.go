@@ -41,6 +41,9 @@ func (md *maildrop) Flags(i int) (string, error) {
 	if md.closed {
 		return "", errors.New("maildir: maildrop closed")
 	}
+	if err := md.box.ensure(); err != nil {
+		return "", err
+	}
 	if i < 0 || i >= len(md.msgs) {
 		return "", fmt.Errorf("maildir: no message %d", i)
 	}
@@ -86,6 +89,9 @@ func (md *maildrop) SetFlags(ctx context.Context, i int, flags string) error {
 	defer md.mu.Unlock()
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
+	}
+	if err := md.box.ensure(); err != nil {
+		return err
 	}
 	if i < 0 || i >= len(md.msgs) {
 		return fmt.Errorf("maildir: no message %d", i)

@@ -229,6 +229,9 @@ func (md *maildrop) ArrivalTime(ctx context.Context, i int) (time.Time, error) {
 	if md.closed {
 		return time.Time{}, errors.New("maildir: maildrop closed")
 	}
+	if err := md.box.ensure(); err != nil {
+		return time.Time{}, err
+	}
 	if i < 0 || i >= len(md.msgs) {
 		return time.Time{}, fmt.Errorf("maildir: no message %d", i)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -170,6 +171,15 @@ type box struct {
 	dir   *safefs.Dir
 	subs  [3]*safefs.Dir // tmp, new, cur
 	owner safefs.Owner
+
+	// A POP3 session's box may give its directories back while the
+	// session waits for its client (release) and open them again when it
+	// resumes (ensure): reopen walks the path as openBox does, and the
+	// directory must then be the same one (dev and ino), else the session
+	// cannot go on. reopen is nil for other boxes.
+	reopen   func() (*safefs.Dir, error)
+	dev, ino uint64
+	where    string // the Maildir's path, for messages while released
 }
 
 var subNames = [3]string{"tmp", "new", "cur"}
@@ -179,6 +189,9 @@ var subNames = [3]string{"tmp", "new", "cur"}
 // symbolic link is refused, never read, swept or written. Not safe for
 // concurrent use; sizeAll opens what it needs before it starts workers.
 func (b *box) sub(name string) (*safefs.Dir, error) {
+	if err := b.ensure(); err != nil {
+		return nil, err
+	}
 	i := slices.Index(subNames[:], name)
 	if b.subs[i] == nil {
 		d, err := b.dir.OpenDir(name)
@@ -191,7 +204,12 @@ func (b *box) sub(name string) (*safefs.Dir, error) {
 }
 
 // path returns the path of the Maildir, for logs and hooks.
-func (b *box) path() string { return b.dir.Path() }
+func (b *box) path() string {
+	if b.dir == nil {
+		return b.where
+	}
+	return b.dir.Path()
+}
 
 func (b *box) close() {
 	for i, d := range b.subs {
@@ -199,6 +217,63 @@ func (b *box) close() {
 		b.subs[i] = nil
 	}
 	b.dir.Close()
+	b.dir = nil
+}
+
+// releasable makes b able to give back its directories (release) and open
+// them again with reopen, checking they are the same directory.
+func (b *box) releasable(reopen func() (*safefs.Dir, error)) error {
+	dev, ino, err := dirID(b.dir)
+	if err != nil {
+		return err
+	}
+	b.reopen, b.dev, b.ino, b.where = reopen, dev, ino, b.dir.Path()
+	return nil
+}
+
+// release closes b's directories, if b can open them again.
+func (b *box) release() {
+	if b.reopen != nil && b.dir != nil {
+		b.close()
+	}
+}
+
+// errReplaced is the error of a session whose Maildir was replaced by
+// another directory while the session waited.
+var errReplaced = errors.New("maildir: the Maildir was replaced during the session")
+
+// ensure opens b's directory again after release. The caller runs as the
+// Maildir's owner or holds nothing that needs it: the walk is openBox's.
+func (b *box) ensure() error {
+	if b.dir != nil {
+		return nil
+	}
+	if b.reopen == nil {
+		return errors.New("maildir: box closed")
+	}
+	d, err := b.reopen()
+	if err != nil {
+		return fmt.Errorf("maildir: reopening %s: %w", b.where, err)
+	}
+	dev, ino, err := dirID(d)
+	if err != nil || dev != b.dev || ino != b.ino {
+		d.Close()
+		if err == nil {
+			err = errReplaced
+		}
+		return fmt.Errorf("maildir: reopening %s: %w", b.where, err)
+	}
+	b.dir = d
+	return nil
+}
+
+// dirID returns the device and inode numbers of the directory d.
+func dirID(d *safefs.Dir) (dev, ino uint64, err error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(d.FD(), &st); err != nil {
+		return 0, 0, err
+	}
+	return uint64(st.Dev), st.Ino, nil
 }
 
 // switches reports whether do changes ids (safefs.Do: a root process, a

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 )
 
@@ -37,6 +38,17 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	if err := b.do(func() error { return md.open(ctx) }); err != nil {
 		b.close()
 		return nil, err
+	}
+	err = b.releasable(func() (*safefs.Dir, error) {
+		nb, err := s.openBox(user, false)
+		if err != nil {
+			return nil, err
+		}
+		return nb.dir, nil
+	})
+	if err != nil {
+		md.Close()
+		return nil, fmt.Errorf("maildir: %w", err)
 	}
 	return md, nil
 }

@@ -49,6 +49,9 @@ func (md *maildrop) ReadState(name string) ([]byte, error) {
 	if md.closed {
 		return nil, errors.New("maildir: maildrop closed")
 	}
+	if err := md.box.ensure(); err != nil {
+		return nil, err
+	}
 	var data []byte
 	err := md.box.do(func() (err error) {
 		data, err = readState(md.box.dir, name)
@@ -91,6 +94,9 @@ func (md *maildrop) WriteState(name string, data []byte) error {
 	defer md.mu.Unlock()
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
+	}
+	if err := md.box.ensure(); err != nil {
+		return err
 	}
 	if md.appendName == file {
 		md.closeAppend()
@@ -138,6 +144,9 @@ func (md *maildrop) AppendState(name string, data []byte) error {
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
 	}
+	if err := md.box.ensure(); err != nil {
+		return err
+	}
 	if md.appendName != file {
 		md.closeAppend()
 		err := md.box.do(func() error {
@@ -178,6 +187,9 @@ func (md *maildrop) SyncState(name string) error {
 	defer md.mu.Unlock()
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
+	}
+	if err := md.box.ensure(); err != nil {
+		return err
 	}
 	if md.s.noSync {
 		return nil

@@ -27,6 +27,9 @@ func (md *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	if md.closed {
 		return nil, errors.New("maildir: maildrop closed")
 	}
+	if err := md.box.ensure(); err != nil {
+		return nil, err
+	}
 	if i < 0 || i >= len(md.msgs) {
 		return nil, fmt.Errorf("maildir: no message %d", i)
 	}
@@ -95,6 +98,9 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	defer md.mu.Unlock()
 	if md.closed {
 		return errors.New("maildir: maildrop closed")
+	}
+	if err := md.box.ensure(); err != nil {
+		return err
 	}
 	if md.committed {
 		return errors.New("maildir: commit called twice")
@@ -199,4 +205,19 @@ func (md *maildrop) Close() error {
 		return fmt.Errorf("maildir: unlock: %w", err)
 	}
 	return nil
+}
+
+// Idle implements store.Idler: while the session waits for its client,
+// the maildrop gives back every descriptor but its lock's (the Maildir's
+// directory, new/, cur/, the journal), so that an idle session holds two
+// (with its socket). The next call opens the directory again, without
+// following links, and goes on only if it is the same directory.
+func (md *maildrop) Idle() {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return
+	}
+	md.closeAppend()
+	md.box.release()
 }
