@@ -99,9 +99,12 @@ if [ "$ROOT" = 1 ] && [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 
 		say "could not raise the hard open-file limit $(ulimit -Hn) to 65536 (no CAP_SYS_RESOURCE?)"
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FDS_PER_SESSION=2
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((FDS_PER_SESSION * IDLE_PO_BIG + 100)) ]; then
-	IDLE_PO_BIG=$((($(ulimit -n) - 100) / FDS_PER_SESSION / 100 * 100))
+# A session holds one more in its first second (the Maildir's directory):
+# 2,000 descriptors are kept for the sessions still in it as the case
+# fills.
+FDS_PER_SESSION=2 FDS_SPARE=2100
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((FDS_PER_SESSION * IDLE_PO_BIG + FDS_SPARE)) ]; then
+	IDLE_PO_BIG=$((($(ulimit -n) - FDS_SPARE) / FDS_PER_SESSION / 100 * 100))
 	say "open-file limit $(ulimit -n): holding only $IDLE_PO_BIG postoffice idle sessions ($FDS_PER_SESSION descriptors each)"
 fi
 

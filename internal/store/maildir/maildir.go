@@ -212,12 +212,17 @@ func (b *box) path() string {
 }
 
 func (b *box) close() {
+	b.closeSubs()
+	b.dir.Close()
+	b.dir = nil
+}
+
+// closeSubs closes tmp/, new/ and cur/; sub opens them again.
+func (b *box) closeSubs() {
 	for i, d := range b.subs {
 		d.Close()
 		b.subs[i] = nil
 	}
-	b.dir.Close()
-	b.dir = nil
 }
 
 // releasable makes b able to give back its directories (release) and open

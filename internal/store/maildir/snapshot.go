@@ -39,6 +39,10 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 		b.close()
 		return nil, err
 	}
+	// tmp/, new/ and cur/ were opened for the snapshot; a RETR opens the
+	// one it needs again. Until the session idles (Idle) it holds the
+	// Maildir and its lock, not five descriptors.
+	b.closeSubs()
 	err = b.releasable(func() (*safefs.Dir, error) {
 		nb, err := s.openBox(user, false)
 		if err != nil {
