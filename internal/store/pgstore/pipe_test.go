@@ -1,0 +1,158 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+// checkPoolClean checks that no connection is held and that every idle one
+// is out of pipeline mode, outside a transaction and answers a query: a
+// reader's look-ahead never returns a connection mid-result.
+func checkPoolClean(t *testing.T, s *Store) {
+	t.Helper()
+	// A connection given back broken (a canceled read closes it) is
+	// destroyed in the background: it stays counted until then.
+	for i := 0; s.pool.Stat().AcquiredConns() != 0; i++ {
+		if i == 200 {
+			t.Fatalf("%d connections still acquired after 10s, want 0", s.pool.Stat().AcquiredConns())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(s.pipes); n != 0 {
+		t.Fatalf("%d look-ahead slots still taken, want 0", n)
+	}
+	ctx := context.Background()
+	conns := s.pool.AcquireAllIdle(ctx)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for i, c := range conns {
+		pc := c.Conn().PgConn()
+		if pc.IsBusy() || pc.TxStatus() != 'I' {
+			t.Errorf("idle connection %d: busy %v, transaction status %q", i, pc.IsBusy(), pc.TxStatus())
+			continue
+		}
+		var one int
+		if err := c.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil || one != 1 {
+			t.Errorf("idle connection %d: SELECT 1 = %d, %v", i, one, err)
+		}
+	}
+}
+
+// TestReadAheadReleased reads a message of several parts whole, and
+// checks that the reader gives back the connection it held to look ahead
+// as soon as its last part has been fetched, before Close.
+func TestReadAheadReleased(t *testing.T) {
+	const size = 3*ChunkSize + 1000
+	s, _ := migrated(t, Options{})
+	ctx := context.Background()
+	if err := s.Deliver(ctx, "ahead", &patternReader{n: size}); err != nil {
+		t.Fatal(err)
+	}
+	m := mustOpen(t, s, "ahead")
+	defer m.Close()
+	rc, err := m.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.pool.Stat().AcquiredConns(); got != 1 {
+		t.Errorf("after Open of a %d-octet message, %d connections held, want 1 (the look-ahead)", size, got)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := io.ReadAll(&patternReader{n: size})
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d octets that differ from the %d delivered", len(got), len(want))
+	}
+	checkPoolClean(t, s)
+	rc.Close()
+}
+
+// TestReadAheadClosedMidway closes readers with a query in flight, at
+// several points of a message, and reads with a canceled context: each
+// leaves the pool without a connection in pipeline mode or mid-result,
+// and the store keeps serving.
+func TestReadAheadClosedMidway(t *testing.T) {
+	const size = 4 * ChunkSize
+	s, _ := migrated(t, Options{MaxConns: 4})
+	ctx := context.Background()
+	if err := s.Deliver(ctx, "mid", &patternReader{n: size}); err != nil {
+		t.Fatal(err)
+	}
+	m := mustOpen(t, s, "mid")
+	defer m.Close()
+	for _, after := range []int64{0, 1, ChunkSize - 1, ChunkSize + 1, 3 * ChunkSize} {
+		rc, err := m.Open(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := io.CopyN(io.Discard, rc, after); n != after || err != nil {
+			t.Fatalf("read %d octets, %v; want %d", n, err, after)
+		}
+		rc.Close()
+		checkPoolClean(t, s)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	rc, err := m.Open(cctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, rc, ChunkSize+1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	_, err = io.Copy(io.Discard, rc)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("read after cancel: %v, want context.Canceled", err)
+	}
+	rc.Close()
+	checkPoolClean(t, s)
+	if got := read(t, m, 0); int64(len(got)) != size {
+		t.Errorf("read %d octets after the canceled read, want %d", len(got), size)
+	}
+	checkPoolClean(t, s)
+}
+
+// TestReadAheadBounded opens more readers of multi-part messages than
+// half the pool, none read: at most half the pool's connections are held
+// by them (the others read a part per query, holding none), and every
+// reader still reads its message whole.
+func TestReadAheadBounded(t *testing.T) {
+	const size = 2*ChunkSize + 10
+	s, _ := migrated(t, Options{MaxConns: 4})
+	ctx := context.Background()
+	for range 5 {
+		if err := s.Deliver(ctx, "many", &patternReader{n: size}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := mustOpen(t, s, "many")
+	defer m.Close()
+	var rcs []io.ReadCloser
+	for i := range 5 {
+		rc, err := m.Open(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcs = append(rcs, rc)
+	}
+	if got := s.pool.Stat().AcquiredConns(); got != 2 {
+		t.Errorf("5 readers hold %d connections, want 2 (half of MaxConns 4)", got)
+	}
+	for i, rc := range rcs {
+		if n, err := io.Copy(io.Discard, rc); n != size || err != nil {
+			t.Errorf("reader %d: %d octets, %v; want %d", i, n, err, size)
+		}
+		rc.Close()
+	}
+	checkPoolClean(t, s)
+}
