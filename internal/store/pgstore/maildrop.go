@@ -283,11 +283,13 @@ func (m *maildrop) stopHeartbeat() {
 func (m *maildrop) Messages() []store.Message { return m.msgs }
 
 // Open returns a reader of message i that fetches its body about
-// ChunkSize octets of rows per query, so neither side holds more than that
-// and no connection is held between reads (a slow client does not pin a
-// pool connection: a single query streaming the whole message would hold
-// one for as long as the client takes to read it). It checks first that
-// the message still exists (store.ErrNoMessage otherwise).
+// ChunkSize octets of rows per query (a part), so neither side holds more
+// than that. A single query streaming the whole message would hold a pool
+// connection for as long as the client takes to read it; instead a
+// message of one part holds none between reads, and a reader of several
+// parts holds one only to have its next part's query in flight while the
+// caller writes the current one (pipe.go has the bounds). It checks first
+// that the message still exists (store.ErrNoMessage otherwise).
 //
 // The rows are copied from pgx's receive buffer (their raw binary values,
 // bytea's octets as they are) into one bufSize buffer that the reader

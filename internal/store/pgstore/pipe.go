@@ -1,9 +1,11 @@
 package pgstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,16 +38,18 @@ import (
 //     the socket's buffers and PostgreSQL's, which bound how much it
 //     writes ahead.
 //
-// A reader closed or failing with a query in flight closes the pipeline,
-// which reads and discards the rest of that result up to its Sync; if
-// that fails (a lost connection, a canceled context) pgconn closes the
-// connection, and pgxpool destroys a closed or busy connection on release
-// rather than reuse it: a pooled connection is never returned mid-result.
+// A reader closed with a query in flight closes the pipeline, which reads
+// and discards the rest of that result up to its Sync; if that fails (a
+// lost connection, a canceled context) pgconn closes the connection. A
+// reader whose pipelined read or send failed closes its connection. And
+// pgxpool destroys a closed or busy connection on release rather than
+// reuse it: a pooled connection is never returned mid-result.
 type pipe struct {
-	conn *pgxpool.Conn
-	sd   *pgconn.StatementDescription // rangeSQL prepared on conn
-	p    *pgconn.Pipeline
-	from int32 // the first row of the query in flight
+	conn   *pgxpool.Conn
+	sd     *pgconn.StatementDescription // rangeSQL prepared on conn
+	p      *pgconn.Pipeline
+	from   int32 // the first row of the query in flight
+	broken bool  // a read or a send failed: close the connection
 }
 
 // startPipe sends the query of the reader's next part ahead, if a slot and
@@ -72,6 +76,7 @@ func (r *bodyReader) startPipe() {
 	}
 	r.pipe = &pipe{conn: conn, sd: sd, p: conn.Conn().PgConn().StartPipeline(r.ctx)}
 	if err := r.sendPipe(); err != nil {
+		r.pipe.broken = true
 		r.endPipe()
 	}
 }
@@ -95,6 +100,23 @@ func (r *bodyReader) sendPipe() error {
 // when rows are left after it, sends the next one before the caller gets
 // this part.
 func (r *bodyReader) fetchPipe() error {
+	if err := r.readPipe(); err != nil {
+		r.pipe.broken = true
+		return err
+	}
+	if r.seq >= r.meta.chunks {
+		r.endPipe()
+		return nil
+	}
+	if err := r.sendPipe(); err != nil {
+		r.pipe.broken = true
+		return fmt.Errorf("pgstore: reading message: %w", ctxErr(r.ctx, err))
+	}
+	return nil
+}
+
+// readPipe reads the result of the query in flight and its Sync.
+func (r *bodyReader) readPipe() error {
 	from := r.pipe.from
 	res, err := r.pipe.p.GetResults()
 	if err != nil {
@@ -115,26 +137,29 @@ func (r *bodyReader) fetchPipe() error {
 		return fmt.Errorf("pgstore: reading message: unexpected pipeline result %T", res)
 	}
 	if r.seq == from {
-		// Deleted by another agent while being read.
+		// Deleted by another agent while being read: the connection is
+		// clean (the result and its Sync were read).
 		return fmt.Errorf("pgstore: reading message: body row %d missing: %w", from, store.ErrNoMessage)
-	}
-	if r.seq >= r.meta.chunks {
-		r.endPipe()
-		return nil
-	}
-	if err := r.sendPipe(); err != nil {
-		return fmt.Errorf("pgstore: reading message: %w", ctxErr(r.ctx, err))
 	}
 	return nil
 }
 
 // endPipe ends pipeline mode (discarding a result still in flight, or
 // closing the connection when that fails) and gives the connection back.
+// A connection on which a pipelined read failed is closed rather than
+// given back, whatever the failure: the pool destroys it and opens a new
+// one, so no connection returns in a state nobody checked (a result half
+// read, a prepared statement the server refused).
 func (r *bodyReader) endPipe() {
 	if r.pipe == nil {
 		return
 	}
 	r.pipe.p.Close()
+	if r.pipe.broken {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r.pipe.conn.Conn().Close(ctx)
+		cancel()
+	}
 	r.pipe.conn.Release()
 	r.pipe = nil
 	<-r.s.pipes

@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // checkPoolClean checks that no connection is held and that every idle one
@@ -155,4 +157,68 @@ func TestReadAheadBounded(t *testing.T) {
 		rc.Close()
 	}
 	checkPoolClean(t, s)
+}
+
+// TestReadAheadFailures breaks a reader's pipelined read in two ways: its
+// backend terminated (the connection lost), and the message's rows
+// deleted by another agent (a clean result with no rows). Each read fails
+// with an error, never hangs or returns short data as complete, and the
+// pool is left with no connection mid-result; the store serves again.
+func TestReadAheadFailures(t *testing.T) {
+	const size = 4 * ChunkSize
+	s, dsn := migrated(t, Options{MaxConns: 4})
+	ctx := context.Background()
+	for range 2 {
+		if err := s.Deliver(ctx, "fail", &patternReader{n: size}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := mustOpen(t, s, "fail")
+	defer m.Close()
+	conn := admin(t, dsn)
+
+	rc, err := m.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rc.(*bodyReader).pipe
+	if p == nil {
+		t.Fatal("no look-ahead on a message of 4 parts")
+	}
+	if _, err := io.CopyN(io.Discard, rc, ChunkSize+1); err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, p.conn.Conn().PgConn().PID()).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pg_terminate_backend = %v, %v", ok, err)
+	}
+	if n, err := io.Copy(io.Discard, rc); err == nil {
+		t.Errorf("read after the backend was terminated: %d more octets, no error", n)
+	}
+	rc.Close()
+	checkPoolClean(t, s)
+	if got := read(t, m, 0); int64(len(got)) != size {
+		t.Errorf("read %d octets after the lost connection, want %d", len(got), size)
+	}
+
+	rc, err = m.Open(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, rc, ChunkSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM message_chunks WHERE maildrop = 'fail' AND body_id = $1`, m.meta[1].bodyID); err != nil {
+		t.Fatal(err)
+	}
+	// The part in flight may have been written before the DELETE: the
+	// error comes at the latest at the part after it.
+	if _, err := io.Copy(io.Discard, rc); !errors.Is(err, store.ErrNoMessage) {
+		t.Errorf("read of a message deleted meanwhile: %v, want store.ErrNoMessage", err)
+	}
+	rc.Close()
+	checkPoolClean(t, s)
+	if got := read(t, m, 0); int64(len(got)) != size {
+		t.Errorf("read %d octets after the deleted message, want %d", len(got), size)
+	}
 }
