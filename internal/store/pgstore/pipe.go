@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -46,7 +47,7 @@ import (
 // reuse it: a pooled connection is never returned mid-result.
 type pipe struct {
 	conn   *pgxpool.Conn
-	sd     *pgconn.StatementDescription // rangeSQL prepared on conn
+	sd     *pgconn.StatementDescription // rangeSQL prepared on conn, or nil
 	p      *pgconn.Pipeline
 	from   int32 // the first row of the query in flight
 	broken bool  // a read or a send failed: close the connection
@@ -66,13 +67,19 @@ func (r *bodyReader) startPipe() {
 		<-r.s.pipes
 		return // fetch gets the error, if it lasts
 	}
-	// A named statement, prepared once per connection (pgx remembers it):
-	// an unnamed one would be parsed and planned for every part.
-	sd, err := conn.Conn().Prepare(r.ctx, "pgstore_range", rangeSQL)
-	if err != nil {
-		conn.Release()
-		<-r.s.pipes
-		return
+	// The DSN's default_query_exec_mode is kept: where pgx caches
+	// statements (its default), a named statement prepared once per
+	// connection (pgx remembers it), since an unnamed one is parsed and
+	// planned for every part; in the modes that cache none (chosen for a
+	// pooler in transaction mode, which may not keep named statements),
+	// an unnamed one.
+	var sd *pgconn.StatementDescription
+	if conn.Conn().Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
+		if sd, err = conn.Conn().Prepare(r.ctx, "pgstore_range", rangeSQL); err != nil {
+			conn.Release()
+			<-r.s.pipes
+			return
+		}
 	}
 	r.pipe = &pipe{conn: conn, sd: sd, p: conn.Conn().PgConn().StartPipeline(r.ctx)}
 	if err := r.sendPipe(); err != nil {
@@ -92,7 +99,11 @@ func (r *bodyReader) sendPipe() error {
 		strconv.AppendInt(nil, int64(from+per), 10),
 	}
 	r.pipe.from = from
-	r.pipe.p.SendQueryStatement(r.pipe.sd, params, nil, []int16(binaryResult))
+	if r.pipe.sd == nil {
+		r.pipe.p.SendQueryParams(rangeSQL, params, nil, nil, []int16(binaryResult))
+	} else {
+		r.pipe.p.SendQueryStatement(r.pipe.sd, params, nil, []int16(binaryResult))
+	}
 	return r.pipe.p.Sync()
 }
 

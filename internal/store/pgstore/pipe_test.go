@@ -222,3 +222,56 @@ func TestReadAheadFailures(t *testing.T) {
 		t.Errorf("read %d octets after the deleted message, want %d", len(got), size)
 	}
 }
+
+// TestReadAheadExecModes reads a message of several parts through Stores
+// whose DSN sets pgx's default_query_exec_mode: the look-ahead sends an
+// unnamed statement in the modes that do not cache statements (a pooler
+// in transaction mode may not keep named ones). Each reads the message
+// whole and leaves the pool clean. (The modes exec and simple_protocol
+// are not among them: the store's snapshot needs a described statement.)
+func TestReadAheadExecModes(t *testing.T) {
+	const size = 2*ChunkSize + 10
+	_, dsn := migrated(t, Options{})
+	for _, tc := range []struct {
+		mode  string
+		ahead bool
+	}{
+		{"cache_statement", true},
+		{"cache_describe", true},
+		{"describe_exec", true},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := newStore(t, dsn+" default_query_exec_mode="+tc.mode, Options{})
+			ctx := context.Background()
+			user := "mode-" + tc.mode
+			if err := s.Deliver(ctx, user, &patternReader{n: size}); err != nil {
+				t.Fatal(err)
+			}
+			m := mustOpen(t, s, user)
+			defer m.Close()
+			rc, err := m.Open(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := rc.(*bodyReader).pipe
+			if got := p != nil; got != tc.ahead {
+				t.Errorf("look-ahead %v, want %v", got, tc.ahead)
+			}
+			if p != nil {
+				if got, want := p.sd != nil, tc.mode == "cache_statement"; got != want {
+					t.Errorf("named statement %v, want %v", got, want)
+				}
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := io.ReadAll(&patternReader{n: size})
+			if !bytes.Equal(got, want) {
+				t.Fatalf("read %d octets that differ from the %d delivered", len(got), len(want))
+			}
+			checkPoolClean(t, s)
+		})
+	}
+}
