@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -175,6 +176,41 @@ func (r *attachmentReader) Read(p []byte) (int, error) {
 // binary pinned to one CPU (taskset) to see the store's and PostgreSQL's
 // cost together, as the server sees them on a shared core.
 func BenchmarkDownload(b *testing.B) {
+	benchmarkDownload(b, func(b *testing.B) io.Writer { return io.Discard })
+}
+
+// BenchmarkDownloadSocket is BenchmarkDownload writing the messages to a
+// loopback TCP connection drained by another goroutine, as a POP3 server
+// writes them to its client: the time the writes take is time in which
+// PostgreSQL can write its next rows.
+func BenchmarkDownloadSocket(b *testing.B) {
+	benchmarkDownload(b, func(b *testing.B) io.Writer {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(); <-done })
+		// Write through a plain Writer: TCPConn.ReadFrom would try splice.
+		return struct{ io.Writer }{c}
+	})
+}
+
+func benchmarkDownload(b *testing.B, sink func(*testing.B) io.Writer) {
 	s, dsn := migrated(b, Options{})
 	ctx := context.Background()
 	const users = 4
@@ -196,7 +232,9 @@ func BenchmarkDownload(b *testing.B) {
 	}
 	b.SetBytes(total)
 	b.ReportAllocs()
+	w := sink(b)
 	cpu := startCPU(b, dsn)
+	buf := make([]byte, 128<<10) // the POP3 server's write size
 	n := 0
 	for b.Loop() {
 		md, err := s.Open(ctx, fmt.Sprintf("dl%d", n%users))
@@ -209,7 +247,7 @@ func BenchmarkDownload(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := io.Copy(io.Discard, rc); err != nil {
+			if _, err := io.CopyBuffer(w, rc, buf); err != nil {
 				b.Fatal(err)
 			}
 			rc.Close()
@@ -227,30 +265,67 @@ func BenchmarkDownload(b *testing.B) {
 // test cluster runs on this machine), so that a change is judged by CPU
 // per operation, which other load on a shared machine does not change,
 // rather than by wall time, which it does.
+//
+// It also counts the voluntary context switches of both sides (a thread
+// that blocks, waiting for the other side's next write or read), from
+// /proc: go-cs/op sums this process's threads, pg-cs/op the backends.
 type cpuMeter struct {
-	dsn   string
-	self  time.Duration
-	start map[int]time.Duration // backend pid: CPU time at the start
+	dsn     string
+	self    time.Duration
+	selfCS  int64
+	start   map[int]time.Duration // backend pid: CPU time at the start
+	startCS map[int]int64         // backend pid: switches at the start
 }
 
 func startCPU(b *testing.B, dsn string) *cpuMeter {
-	m := &cpuMeter{dsn: dsn, self: selfCPU(), start: map[int]time.Duration{}}
+	m := &cpuMeter{dsn: dsn, self: selfCPU(), selfCS: selfSwitches(), start: map[int]time.Duration{}, startCS: map[int]int64{}}
 	for _, pid := range backends(b, dsn) {
 		m.start[pid] = procCPU(pid)
+		m.startCS[pid] = procSwitches(strconv.Itoa(pid))
 	}
 	return m
+}
+
+// selfSwitches sums the voluntary context switches of this process's
+// threads (Linux; zero elsewhere).
+func selfSwitches() int64 {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	var n int64
+	for _, t := range tasks {
+		n += procSwitches("self/task/" + t.Name())
+	}
+	return n
+}
+
+// procSwitches is voluntary_ctxt_switches from /proc/<pid>/status.
+func procSwitches(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // report adds go-cpu-ms/op and pg-cpu-ms/op. Backends that started during
 // the benchmark count from zero.
 func (m *cpuMeter) report(b *testing.B) {
-	self := selfCPU() - m.self
+	self, selfCS := selfCPU()-m.self, selfSwitches()-m.selfCS
 	var pg time.Duration
+	var pgCS int64
 	for _, pid := range backends(b, m.dsn) {
 		pg += procCPU(pid) - m.start[pid]
+		pgCS += procSwitches(strconv.Itoa(pid)) - m.startCS[pid]
 	}
 	b.ReportMetric(self.Seconds()*1000/float64(b.N), "go-cpu-ms/op")
 	b.ReportMetric(pg.Seconds()*1000/float64(b.N), "pg-cpu-ms/op")
+	b.ReportMetric(float64(selfCS)/float64(b.N), "go-cs/op")
+	b.ReportMetric(float64(pgCS)/float64(b.N), "pg-cs/op")
 }
 
 func backends(b *testing.B, dsn string) []int {

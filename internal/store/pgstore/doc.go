@@ -42,8 +42,13 @@
 // written about 256 KiB of rows per COPY as the delivery reads its
 // input, and read back about 256 KiB of rows per query, so a 50 MB message
 // never sits whole in the memory of the server or of a PostgreSQL backend
-// (TestLargeMessageBoundedHeap measures it), and no connection is held
-// while a client reads. Chunked rows were chosen over large objects
+// (TestLargeMessageBoundedHeap measures it). A message of one part holds
+// no connection while a client reads it; a reader of a message of several
+// parts sends the query of its next part before handing over the current
+// one, on a connection it holds until its last part or its Close (see
+// pipe.go): so a slow client can hold one connection for as long as it
+// takes to read one part, and all such readers together hold at most half
+// the pool. Chunked rows were chosen over large objects
 // because they live in an ordinary table: keyed by maildrop, they shard
 // with it (pg_largeobject cannot be distributed), go with their message in
 // one DELETE inside the Commit transaction (a large object needs its own

@@ -283,11 +283,13 @@ func (m *maildrop) stopHeartbeat() {
 func (m *maildrop) Messages() []store.Message { return m.msgs }
 
 // Open returns a reader of message i that fetches its body about
-// ChunkSize octets of rows per query, so neither side holds more than that
-// and no connection is held between reads (a slow client does not pin a
-// pool connection: a single query streaming the whole message would hold
-// one for as long as the client takes to read it). It checks first that
-// the message still exists (store.ErrNoMessage otherwise).
+// ChunkSize octets of rows per query (a part), so neither side holds more
+// than that. A single query streaming the whole message would hold a pool
+// connection for as long as the client takes to read it; instead a
+// message of one part holds none between reads, and a reader of several
+// parts holds one only to have its next part's query in flight while the
+// caller writes the current one (pipe.go has the bounds). It checks first
+// that the message still exists (store.ErrNoMessage otherwise).
 //
 // The rows are copied from pgx's receive buffer (their raw binary values,
 // bytea's octets as they are) into one bufSize buffer that the reader
@@ -335,6 +337,9 @@ ORDER BY c.seq`, binaryResult, m.user, mt.uid, r.per)
 		r.Close()
 		return nil, fmt.Errorf("pgstore: open message: body row 0 missing: %w", store.ErrNoMessage)
 	}
+	if r.seq < mt.chunks {
+		r.startPipe()
+	}
 	return r, nil
 }
 
@@ -363,6 +368,11 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// rangeSQL reads a message's body rows seq in [$3, $4).
+const rangeSQL = `
+SELECT seq, data FROM message_chunks WHERE maildrop = $1 AND body_id = $2 AND seq >= $3 AND seq < $4
+ORDER BY seq`
+
 type bodyReader struct {
 	ctx  context.Context
 	s    *Store
@@ -373,6 +383,16 @@ type bodyReader struct {
 	bufp *[]byte // the buffer borrowed from s.bufs, nil when none
 	buf  []byte  // unread part of the rows fetched
 	err  error   // sticky
+	pipe *pipe   // the next rows' query in flight (pipe.go), nil when none
+}
+
+// rowSource is what fill reads rows from: pgx.Rows, or a pipelined
+// query's result (pipe.go).
+type rowSource interface {
+	Next() bool
+	RawValues() [][]byte
+	Close()
+	Err() error
 }
 
 // fill reads rows of (seq, data), in seq order from r.seq on, into the
@@ -382,7 +402,7 @@ type bodyReader struct {
 // gap) or that does not fit in what is left of the buffer (the next fetch
 // starts there). A row larger than the whole buffer (written by hand)
 // gets a buffer of its own, not kept.
-func (r *bodyReader) fill(rows pgx.Rows) (found bool, err error) {
+func (r *bodyReader) fill(rows rowSource) (found bool, err error) {
 	defer rows.Close()
 	if r.bufp == nil {
 		r.bufp = r.s.buffer()
@@ -417,8 +437,10 @@ func (r *bodyReader) fill(rows pgx.Rows) (found bool, err error) {
 	return found, nil
 }
 
-// done gives the buffer back to the pool.
+// done gives the buffer back to the pool, and the connection held to
+// look ahead, if any.
 func (r *bodyReader) done() {
+	r.endPipe()
 	r.buf = nil
 	if r.bufp != nil {
 		r.s.bufs.Put(r.bufp)
@@ -447,12 +469,14 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fetch reads the next rows, from r.seq on, into the buffer.
+// fetch reads the next rows, from r.seq on, into the buffer: the result
+// of the query sent ahead when there is one, else a query of its own.
 func (r *bodyReader) fetch() error {
+	if r.pipe != nil {
+		return r.fetchPipe()
+	}
 	from, per := r.seq, max(r.per, 1)
-	rows, err := r.s.pool.Query(r.ctx, `
-SELECT seq, data FROM message_chunks WHERE maildrop = $1 AND body_id = $2 AND seq >= $3 AND seq < $4
-ORDER BY seq`, binaryResult, r.user, r.meta.bodyID, from, from+per)
+	rows, err := r.s.pool.Query(r.ctx, rangeSQL, binaryResult, r.user, r.meta.bodyID, from, from+per)
 	if err != nil {
 		return fmt.Errorf("pgstore: reading message: %w", ctxErr(r.ctx, err))
 	}

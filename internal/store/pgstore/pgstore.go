@@ -96,6 +96,10 @@ type Store struct {
 
 	bufs sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
 
+	// pipes bounds the message readers holding a connection between
+	// reads to look ahead (see pipe.go): half the pool, at least one.
+	pipes chan struct{}
+
 	ctx    context.Context // canceled by Close: stops the heartbeats
 	cancel context.CancelFunc
 	mu     sync.Mutex // guards closed and wg.Add against Close
@@ -164,6 +168,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		holder: host + ":" + strconv.Itoa(os.Getpid()),
 
 		journalDelay: journalDelay,
+		pipes:        make(chan struct{}, max(cfg.MaxConns/2, 1)),
 	}
 	if opts.journalDelay > 0 {
 		s.journalDelay = opts.journalDelay
