@@ -57,17 +57,16 @@ func (c *corkConn) cork() *[]byte {
 	return b
 }
 
-// uncork goes back to writing through and returns what was gathered in b,
-// for the caller to write.
-func (c *corkConn) uncork(b *[]byte) []byte {
+// uncork goes back to writing through; what was gathered stays in the
+// buffer cork returned, for the caller to write.
+func (c *corkConn) uncork() {
 	c.mu.Lock()
 	c.buf = nil
 	c.mu.Unlock()
-	return *b
 }
 
-// release gives b back to the pool once written.
-func (c *corkConn) release(b *[]byte) {
+// releaseCorkBuf gives a buffer from cork back to the pool once written.
+func releaseCorkBuf(b *[]byte) {
 	if cap(*b) <= 2*corkBufSize {
 		*b = (*b)[:0]
 		corkBufs.Put(b)

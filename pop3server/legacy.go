@@ -52,6 +52,10 @@ type Workarounds struct {
 	XTNDXMIT *XMIT
 }
 
+// rewritesMessages reports whether a workaround changes the octets of
+// messages sent, so that RETR must go through workaroundWriter.
+func (w Workarounds) rewritesMessages() bool { return w.OutlookNoNULs || w.OENSEOH }
+
 // RPOPSession is an add-on a Session implements to accept RPOP (RFC 1081):
 // after USER, "RPOP name" instead of PASS, where name is the client's user
 // on the client host. No password crosses the wire: the server trusts the

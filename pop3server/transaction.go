@@ -253,7 +253,7 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 		return 0, false, nil
 	}
 	defer r.Close()
-	if lines < 0 && !c.srv.opts.Workarounds.OutlookNoNULs && !c.srv.opts.Workarounds.OENSEOH {
+	if lines < 0 && !c.srv.opts.Workarounds.rewritesMessages() {
 		if wr, ok := r.(WireReader); ok {
 			// From here on r gives the wire form: it must be sent as
 			// such, with its own size in the status line.
@@ -280,7 +280,7 @@ func (c *conn) sendMessage(ctx context.Context, i int, lines int64) (n int64, se
 		c.tw = wire.TopWriter{W: &c.dw, Lines: lines}
 		dst = &c.tw
 	}
-	if wa := c.srv.opts.Workarounds; wa.OutlookNoNULs || wa.OENSEOH {
+	if wa := c.srv.opts.Workarounds; wa.rewritesMessages() {
 		c.ww = workaroundWriter{w: dst, noNULs: wa.OutlookNoNULs}
 		dst = &c.ww
 	}

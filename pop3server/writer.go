@@ -210,14 +210,15 @@ func (w *deadlineWriter) writeCorked(chunk []byte) (int, error) {
 	// Into the buffer: crypto/tls cannot fail here but for a
 	// connection it has already given up.
 	m, err := w.w.Write(chunk)
-	if _, werr := w.writeProgress(w.cork.Conn, w.cork.Conn, w.cork.uncork(b)); err == nil && werr != nil {
+	w.cork.uncork()
+	if _, werr := w.writeProgress(w.cork.Conn, w.cork.Conn, *b); err == nil && werr != nil {
 		// The client has part of the records: the TLS stream is broken,
 		// and a close_notify would wait 5 s more (crypto/tls) for a
 		// client that does not read. The socket goes now.
 		w.cork.Conn.Close()
 		return 0, werr
 	}
-	w.cork.release(b)
+	releaseCorkBuf(b)
 	return m, err
 }
 

@@ -38,10 +38,7 @@ func infoFlags(info string) string {
 func (md *maildrop) Flags(i int) (string, error) {
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return "", errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return "", err
 	}
 	if i < 0 || i >= len(md.msgs) {
@@ -87,10 +84,7 @@ func (md *maildrop) SetFlags(ctx context.Context, i int, flags string) error {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return err
 	}
 	if i < 0 || i >= len(md.msgs) {

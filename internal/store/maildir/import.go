@@ -226,10 +226,7 @@ func (md *maildrop) ArrivalTime(ctx context.Context, i int) (time.Time, error) {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return time.Time{}, errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return time.Time{}, err
 	}
 	if i < 0 || i >= len(md.msgs) {

@@ -46,10 +46,7 @@ func stateName(name string) (string, error) {
 func (md *maildrop) ReadState(name string) ([]byte, error) {
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return nil, errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return nil, err
 	}
 	var data []byte
@@ -92,10 +89,7 @@ func (md *maildrop) WriteState(name string, data []byte) error {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return err
 	}
 	if md.appendName == file {
@@ -141,10 +135,7 @@ func (md *maildrop) AppendState(name string, data []byte) error {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return err
 	}
 	if md.appendName != file {
@@ -185,10 +176,7 @@ func (md *maildrop) SyncState(name string) error {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return err
 	}
 	if md.s.noSync {

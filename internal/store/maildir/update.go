@@ -24,10 +24,7 @@ func (md *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return nil, errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return nil, err
 	}
 	if i < 0 || i >= len(md.msgs) {
@@ -96,10 +93,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	}
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	if md.closed {
-		return errors.New("maildir: maildrop closed")
-	}
-	if err := md.box.ensure(); err != nil {
+	if err := md.usable(); err != nil {
 		return err
 	}
 	if md.committed {
@@ -205,6 +199,15 @@ func (md *maildrop) Close() error {
 		return fmt.Errorf("maildir: unlock: %w", err)
 	}
 	return nil
+}
+
+// usable returns an error unless the maildrop is open with its directory
+// at hand: it reopens the Maildir after Idle (box.ensure). md.mu is held.
+func (md *maildrop) usable() error {
+	if md.closed {
+		return errors.New("maildir: maildrop closed")
+	}
+	return md.box.ensure()
 }
 
 // Idle implements store.Idler: while the session waits for its client,
