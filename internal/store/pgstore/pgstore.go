@@ -94,7 +94,8 @@ type Store struct {
 
 	journalDelay time.Duration // see journal.go
 
-	bufs sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
+	bufs   sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
+	inBufs sync.Pool // *[]byte of inBufSize: a delivery's input buffer
 
 	// pipes bounds the message readers holding a connection between
 	// reads to look ahead (see pipe.go): half the pool, at least one.
@@ -208,7 +209,8 @@ func checkUser(user string) error {
 // returns nil only after the transaction that holds the message committed;
 // on any error, a read error or a canceled ctx, the transaction is rolled
 // back and nothing of the message is visible. The sender and recipient are
-// stored as unknown (NULL); see DeliverEnvelope.
+// stored as unknown (NULL); see DeliverEnvelope. The body is stored in
+// its CRLF form (see the package doc: Bodies).
 func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 	return s.deliver(ctx, user, nil, nil, r, nil)
 }
@@ -218,7 +220,8 @@ func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 // message was accepted for (RFC 5321 §4.1.1.2-3, RFC 2033 §4.2). They are
 // kept in the message's metadata row for later use (a Return-Path or
 // Delivered-To on export, per-recipient accounting) and are never added to
-// the stored bytes, which stay exactly what was delivered.
+// the stored bytes, which are the delivered message in its CRLF form
+// (see the package doc: Bodies).
 //
 // It is an optional method outside store.Store, so the interface is
 // unchanged: a deliverer that has an envelope finds it by type assertion
@@ -260,20 +263,25 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 	if err != nil {
 		return err
 	}
-	// The body first, chunk by chunk: only one chunk is ever in memory.
+	// The body first, chunk by chunk: only one chunk is ever in memory. It
+	// is stored in its CRLF form (wire.go), read through a CRLFReader of
+	// its own buffer: the CRLF octets are the message's size.
 	var (
-		crlf   wire.CRLFCounter
+		stuff  stuffScan
 		octets int64
 		seq    int32
 		bufp   = s.buffer()
 		buf    = (*bufp)[:ChunkSize]
+		inp    = s.inBuffer()
+		crlf   = wire.NewCRLFReader(r, *inp)
 		rows   = make([][]any, 0, ChunkSize/RowSize)
 	)
 	defer s.bufs.Put(bufp)
+	defer s.inBufs.Put(inp)
 	for {
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := io.ReadFull(crlf, buf)
 		if n > 0 {
-			crlf.Write(buf[:n])
+			stuff.write(buf[:n])
 			octets += int64(n)
 			rows = rows[:0]
 			for off := 0; off < n; off += RowSize {
@@ -333,9 +341,9 @@ RETURNING next_uid - 1, uidvalidity`, user).Scan(&uid, &validity); err != nil {
 		}
 	}
 	if _, err := tx.Exec(ctx, `
-INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient)
-VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9)`,
-		user, uid, uidl, crlf.Size(), octets, seq, bodyID, sender, recipient, arrived); err != nil {
+INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient, stuff)
+VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9, $11)`,
+		user, uid, uidl, octets, octets, seq, bodyID, sender, recipient, arrived, stuff.column()); err != nil {
 		if imp != nil && uniqueViolation(err) {
 			return fmt.Errorf("pgstore: import: UIDL %q stored meanwhile by another import: %w", uidl, store.ErrUIDExists)
 		}
@@ -357,6 +365,20 @@ func (s *Store) buffer() *[]byte {
 		return b
 	}
 	b := make([]byte, bufSize)
+	return &b
+}
+
+// inBufSize is the size of the buffer a delivery reads its input through
+// (to convert it into its CRLF form): 32 KiB reads a Maildir file being
+// imported in few system calls.
+const inBufSize = 32 << 10
+
+// inBuffer returns a delivery's input buffer from its pool.
+func (s *Store) inBuffer() *[]byte {
+	if b, ok := s.inBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, inBufSize)
 	return &b
 }
 
