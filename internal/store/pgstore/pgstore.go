@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -41,6 +43,14 @@ const (
 	ChunkSize = bufSize / RowSize * RowSize
 	bufSize   = 256 << 10 // holds a row of the earlier layout whole
 )
+
+// recvBufSize is the read buffer each pooled connection reads its socket
+// through, under pgx's own 8 KiB one: a read(2) takes up to 64 KiB of
+// the rows PostgreSQL has written, where pgx alone asks for at most 8 KiB
+// at a time (and meets an empty socket, EAGAIN and a wait in the poller,
+// more often). It stays with the connection for its life: MaxConns times
+// 64 KiB in all (see the package doc).
+const recvBufSize = 64 << 10
 
 // Defaults for the zero values of Options.
 const (
@@ -145,6 +155,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	cfg.ConnConfig.RuntimeParams["application_name"] = "postoffice"
 	if opts.tracer != nil {
 		cfg.ConnConfig.Tracer = opts.tracer
+	}
+	cfg.ConnConfig.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, recvBufSize), w)
 	}
 	log := opts.Logger
 	if log == nil {
