@@ -42,7 +42,8 @@ left out, mail.location in its place.
 copy never deletes or changes anything in the source. It is resumable:
 killed or interrupted at any point, the same command run again copies only
 what the destination lacks. At the end it compares every copied maildrop
-with its source (UIDLs, order, sizes, SHA-256 of the bodies) and exits 1
+with its source (UIDLs, order, sizes, SHA-256 of the bodies in CRLF form,
+so line ends do not count: PostgreSQL stores CRLF) and exits 1
 on any difference. A PostgreSQL destination has its schema created or
 upgraded first (as postoffice db migrate does).`
 

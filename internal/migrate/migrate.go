@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // Defaults for the zero values of Options.
@@ -274,8 +275,15 @@ type Report struct {
 
 // Verify compares each user's maildrop in from and to: the same UIDLs in
 // the same order, and for each the same size and the same SHA-256 of the
-// stored bytes. It reports every difference it finds; its error is for
-// a canceled ctx only (a maildrop that cannot be read is a Difference).
+// stored bytes in their CRLF form (wire.CRLFReader: bare LF made CRLF, a
+// last line completed), which is what RETR sends before dot-stuffing.
+// Line ends are so not compared: a store may keep them as delivered
+// (Maildir: the LF of a file written by an MTA) or in CRLF form
+// (PostgreSQL, since its schema version 4), and a message copied from one
+// to the other and back is the same message to a POP3 client, as its
+// unchanged size says. It reports every difference it finds; its error is
+// for a canceled ctx only (a maildrop that cannot be read is a
+// Difference).
 //
 // Each maildrop is opened (its POP3 lock taken) while its messages are
 // read and hashed: run Verify after the cut-over, or expect [IN-USE] for
@@ -318,13 +326,14 @@ func digest(ctx context.Context, s store.Store, user string) ([]sum, error) {
 	defer md.Close()
 	msgs := md.Messages()
 	out := make([]sum, len(msgs))
+	in, buf := make([]byte, 32<<10), make([]byte, 32<<10)
 	for i, m := range msgs {
 		rc, err := md.Open(ctx, i)
 		if err != nil {
 			return nil, fmt.Errorf("message %q: %w", m.UID, err)
 		}
 		h := sha256.New()
-		_, err = io.Copy(h, rc)
+		_, err = io.CopyBuffer(h, wire.NewCRLFReader(rc, in), buf)
 		rc.Close()
 		if err != nil {
 			return nil, fmt.Errorf("message %q: %w", m.UID, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store/maildir"
 	"github.com/postoffice-mail/postoffice/internal/store/pgstore"
 	"github.com/postoffice-mail/postoffice/internal/testutil/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -74,10 +75,15 @@ func list(t testing.TB, s store.Store, user string) []listing {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(rc)
+		// In CRLF form, what RETR sends before stuffing: a store may
+		// keep line ends as delivered (Maildir) or in that form (pgstore).
+		b, err := io.ReadAll(wire.NewCRLFReader(rc, make([]byte, 4096)))
 		rc.Close()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if int64(len(b)) != m.Size {
+			t.Errorf("user %s, message %s: %d octets in CRLF form, size %d", user, m.UID, len(b), m.Size)
 		}
 		l := listing{UID: m.UID, Size: m.Size, Body: string(b)}
 		if at, ok := md.(store.ArrivalTimer); ok {
@@ -167,6 +173,46 @@ func TestPGToMaildir(t *testing.T) {
 		fill(t, src, u)
 	}
 	roundTrip(t, src, dst, users)
+}
+
+// TestMaildirToPGAndBack: Maildir files with LF line ends (as an MTA
+// writes them) copied to PostgreSQL, which keeps them in CRLF form, and
+// from there to another Maildir, which gets the CRLF files: the same
+// messages to a POP3 client, and Verify says so at each step, and from
+// end to end.
+func TestMaildirToPGAndBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src, _ := newMaildir(t)
+	pg, _ := newPG(t)
+	back, _ := newMaildir(t)
+	users := []string{"alice", "bob@example.org"}
+	lf := []string{"Subject: lf\n\nline\n.dot\n..two\n.\n", "Subject: nofinal\n\nlast", "Subject: cr\n\nbare\rcr\r", ""}
+	for _, u := range users {
+		for _, b := range lf {
+			if err := src.Deliver(ctx, u, strings.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, step := range []struct{ from, to store.Store }{{src, pg}, {pg, back}} {
+		res, err := Run(ctx, Options{From: step.from, To: step.to, Users: users})
+		if err != nil || len(res.Failed) != 0 || res.Copied != len(users)*len(lf) {
+			t.Fatalf("Run = %+v, %v; want %d copied", res, err, len(users)*len(lf))
+		}
+	}
+	for _, pair := range []struct {
+		name     string
+		from, to store.Store
+	}{{"maildir to pg", src, pg}, {"pg to maildir", pg, back}, {"maildir to maildir", src, back}} {
+		rep, err := Verify(ctx, pair.from, pair.to, users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Diffs) != 0 || rep.Messages != len(users)*len(lf) {
+			t.Errorf("Verify %s = %+v, want no differences over %d messages", pair.name, rep, len(users)*len(lf))
+		}
+	}
 }
 
 // TestVerifyReports checks that Verify names each kind of difference.

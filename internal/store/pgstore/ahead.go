@@ -42,9 +42,17 @@ const aheadMax = 64 << 10
 type aheadBuf struct {
 	s     *Store
 	bufp  *[]byte
-	first int     // index of its first message in the session's snapshot
-	spans [][]int // per message from first on: [start, end) in *bufp, nil if incomplete
+	first int         // index of its first message in the session's snapshot
+	msgs  []aheadSpan // per message from first on
 	refs  atomic.Int32
+}
+
+// aheadSpan is a message in the buffer.
+type aheadSpan struct {
+	start, end int     // its octets in *bufp
+	ok         bool    // all its rows came, in sequence
+	wire       bool    // in wire form (wire.go), with dots valid
+	dots       []int64 // where its stuffing dots go
 }
 
 func (a *aheadBuf) release() {
@@ -54,13 +62,16 @@ func (a *aheadBuf) release() {
 	}
 }
 
-// span returns message i's octets in the buffer.
-func (a *aheadBuf) span(i int) ([]byte, bool) {
+// reader returns a reader of message i from the buffer, taking a
+// reference for it, or nil when i is not in it.
+func (a *aheadBuf) reader(i int) *aheadReader {
 	k := i - a.first
-	if k < 0 || k >= len(a.spans) || a.spans[k] == nil {
-		return nil, false
+	if k < 0 || k >= len(a.msgs) || !a.msgs[k].ok {
+		return nil
 	}
-	return (*a.bufp)[a.spans[k][0]:a.spans[k][1]], true
+	sp := a.msgs[k]
+	a.refs.Add(1)
+	return &aheadReader{a: a, data: (*a.bufp)[sp.start:sp.end], st: stuffer{ready: sp.wire, dots: sp.dots}}
 }
 
 // dropAhead lets go of the session's read-ahead buffer.
@@ -78,10 +89,8 @@ func (m *maildrop) openAhead(ctx context.Context, i int) (io.ReadCloser, error) 
 	sequential := i == m.next
 	m.next = i + 1
 	if m.ahead != nil {
-		if data, ok := m.ahead.span(i); ok {
-			r := &aheadReader{a: m.ahead, data: data}
-			m.ahead.refs.Add(1)
-			if i == m.ahead.first+len(m.ahead.spans)-1 {
+		if r := m.ahead.reader(i); r != nil {
+			if i == m.ahead.first+len(m.ahead.msgs)-1 {
 				m.dropAhead() // its last message: the reader keeps it
 			}
 			return r, nil
@@ -107,18 +116,18 @@ func (m *maildrop) openAhead(ctx context.Context, i int) (io.ReadCloser, error) 
 		return nil, err
 	}
 	m.ahead = a
-	if data, ok := a.span(i); ok {
-		a.refs.Add(1)
-		return &aheadReader{a: a, data: data}, nil
+	if r := a.reader(i); r != nil {
+		return r, nil
 	}
 	return nil, nil // i incomplete or gone: the usual way says which
 }
 
 // readAhead fetches the bodies of the messages uids (those of the
-// snapshot from index first on) in one query.
+// snapshot from index first on) in one query, with their stuff (wire.go),
+// which is decoded from the first row of each.
 func (m *maildrop) readAhead(ctx context.Context, first int, uids []int64) (*aheadBuf, error) {
 	rows, err := m.s.pool.Query(ctx, `
-SELECT m.uid, c.seq, c.data FROM messages m
+SELECT m.uid, c.seq, c.data, m.stuff FROM messages m
 JOIN message_chunks c ON c.maildrop = m.maildrop AND c.body_id = m.body_id
 WHERE m.maildrop = $1 AND m.uid = ANY($2)
 ORDER BY m.uid, c.seq`, binaryResult, m.user, uids)
@@ -126,19 +135,22 @@ ORDER BY m.uid, c.seq`, binaryResult, m.user, uids)
 		return nil, fmt.Errorf("pgstore: open message: %w", ctxErr(ctx, err))
 	}
 	defer rows.Close()
-	a := &aheadBuf{s: m.s, bufp: m.s.buffer(), first: first, spans: make([][]int, len(uids))}
+	a := &aheadBuf{s: m.s, bufp: m.s.buffer(), first: first, msgs: make([]aheadSpan, len(uids))}
 	a.refs.Store(1)
 	b := (*a.bufp)[:0]
 	k, seq, start := 0, int32(0), 0 // the message being read, its next row, its start in b
 	broken := false                 // a row of message k out of sequence or not fitting
 	end := func() {                 // message k is read
 		if !broken && seq == m.meta[first+k].chunks {
-			a.spans[k] = []int{start, len(b)}
+			sp := &a.msgs[k]
+			sp.start, sp.end, sp.ok = start, len(b), true
+			// A body in wire form is its size in octets.
+			sp.wire = sp.wire && int64(sp.end-sp.start) == m.msgs[first+k].Size
 		}
 	}
 	for rows.Next() {
 		v := rows.RawValues()
-		if len(v) != 3 || len(v[0]) != 8 || len(v[1]) != 4 || v[2] == nil {
+		if len(v) != 4 || len(v[0]) != 8 || len(v[1]) != 4 || v[2] == nil {
 			a.release()
 			return nil, errors.New("pgstore: open message: unexpected row shape")
 		}
@@ -154,6 +166,10 @@ ORDER BY m.uid, c.seq`, binaryResult, m.user, uids)
 		if int32(binary.BigEndian.Uint32(v[1])) != seq || len(v[2]) > cap(b)-len(b) {
 			broken = true
 			continue
+		}
+		if seq == 0 {
+			sp := &a.msgs[k]
+			sp.dots, sp.wire = decodeStuff(v[3], m.msgs[first+k].Size)
 		}
 		b = append(b, v[2]...)
 		seq++
@@ -173,6 +189,7 @@ ORDER BY m.uid, c.seq`, binaryResult, m.user, uids)
 type aheadReader struct {
 	a    *aheadBuf
 	data []byte
+	st   stuffer // wire form (wire.go)
 	err  error
 }
 
@@ -184,9 +201,18 @@ func (r *aheadReader) Read(p []byte) (int, error) {
 		r.done(io.EOF)
 		return 0, io.EOF
 	}
-	n := copy(p, r.data)
-	r.data = r.data[n:]
+	n, used := r.st.copy(p, r.data)
+	r.data = r.data[used:]
 	return n, nil
+}
+
+// Wire implements pop3server.WireReader for a body stored in wire form
+// (wire.go): from now on Read adds the stuffing dots.
+func (r *aheadReader) Wire() (int64, bool) {
+	if r.err != nil || !r.st.wire() {
+		return 0, false
+	}
+	return int64(len(r.data)), true
 }
 
 // done ends the reader with err, letting go of its reference.

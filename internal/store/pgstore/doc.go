@@ -15,7 +15,9 @@
 //	maildrop_leases  (maildrop) PK; token, holder, acquired_at, expires_at
 //	messages         (maildrop, uid) PK, (maildrop, uidl) UNIQUE;
 //	                 size (CRLF octets), octets (stored), chunks, body_id,
-//	                 arrived, sender, recipient
+//	                 arrived, sender, recipient, stuff (schema version 4:
+//	                 offsets of the lines to dot-stuff of a body in wire
+//	                 form, NULL if not)
 //	message_chunks   (maildrop, body_id, seq) PK; data bytea (RowSize,
 //	                 7,800 octets, since schema version 3; 256 KiB before)
 //	maildrop_state   (maildrop, name, seq) PK; data bytea: store.StateFiles
@@ -77,14 +79,31 @@
 // took a sixth of the CPU of a BenchmarkDownload session, on both sides,
 // and leaves a session's memory bound where it was: one 256 KiB buffer.
 //
+// Each pooled connection reads its socket through a buffer of its own of
+// 64 KiB (recvBufSize), under pgx's 8 KiB one, so that a body's rows
+// come in reads of up to 64 KiB: in BenchmarkDownloadSocket that took a
+// third of the read(2) calls of the process and about 4% of its CPU. It
+// costs MaxConns times 64 KiB for as long as the connections live (1 MiB
+// for a pool of 16).
+//
 // Bodies are not deduplicated: each delivery stores its own copy. A copy
 // shared between maildrops would need a cross-maildrop reference count,
 // which breaks sharding by maildrop and turns every POP3 delete into a
 // cross-shard update; within one maildrop, identical messages are rare.
 //
-// The stored bytes are exactly those delivered (line ends are not
-// normalised); messages.size is their wire.CRLFSize, computed while
-// storing, so STAT, LIST and UIDL read the messages table only.
+// Since schema version 4 a body is stored in its CRLF form, whatever
+// line ends it was delivered with (LMTP brings CRLF, a Maildir file
+// copied by postoffice migrate copy or a deliver command's input often
+// LF): bare LF made CRLF, a last line without one completed (RFC 1939
+// §3, RFC 5321 §2.3.8), exactly what RETR sends before dot-stuffing, with
+// where its lines that start with "." start (messages.stuff, at most
+// maxStuff of them): RETR then sends it as it is stored, a "." added
+// there, without the converter (wire.go has the rules). messages.size
+// keeps its meaning, the CRLF octets, and is now also the stored octets
+// of such a body. Bodies stored before version 4 keep their octets as
+// delivered and a NULL stuff, and go through the converter as before;
+// so does a body with more lines to stuff than maxStuff. STAT, LIST and
+// UIDL read the messages table only.
 //
 // # Delivery
 //

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 var (
@@ -35,7 +36,9 @@ type imported struct {
 // unique (maildrop, uidl) key refuses the same UIDL twice whoever stores it.
 //
 // A UIDL already present is checked against the stored message: equal
-// bytes (their SHA-256) make the message a no-op, anything else is
+// bytes (the SHA-256 of their CRLF form, which is what this store keeps
+// since schema version 4, so a message given with LF line ends matches
+// its stored copy) make the message a no-op, anything else is
 // store.ErrUIDExists and nothing of the batch is stored.
 //
 // An imported UIDL may have the form this store gives its own messages,
@@ -99,7 +102,8 @@ func (s *Store) importOne(ctx context.Context, user string, m store.ImportMessag
 }
 
 // sameMessage reports whether the maildrop has m's UIDL (present) and, if
-// so, whether its stored bytes are m's (same).
+// so, whether its stored bytes are m's (same), both in CRLF form: a body
+// stored before schema version 4 may have kept LF line ends.
 func (s *Store) sameMessage(ctx context.Context, user string, m store.ImportMessage) (same, present bool, err error) {
 	var (
 		mt   meta
@@ -131,9 +135,10 @@ func (s *Store) sameMessage(ctx context.Context, user string, m store.ImportMess
 	return have == want, true, nil
 }
 
+// hashReader returns the SHA-256 of r's CRLF form (wire.CRLFReader).
 func hashReader(r io.Reader) ([sha256.Size]byte, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
+	if _, err := io.CopyBuffer(h, wire.NewCRLFReader(r, make([]byte, 32<<10)), make([]byte, 32<<10)); err != nil {
 		return [sha256.Size]byte{}, err
 	}
 	return [sha256.Size]byte(h.Sum(nil)), nil

@@ -35,16 +35,17 @@ SELECT count(*), max(octet_length(data)),
 FROM message_chunks`).Scan(&rows, &longest, &toast); err != nil {
 		t.Fatal(err)
 	}
-	if want := int64((size + RowSize - 1) / RowSize); rows != want || longest > RowSize {
-		t.Errorf("a %d-octet body is %d rows of at most %d octets, want %d of at most %d", size, rows, longest, want, RowSize)
+	crlf := (&patternReader{n: size}).crlf() // stored in CRLF form
+	if want := (crlf + RowSize - 1) / RowSize; rows != want || longest > RowSize {
+		t.Errorf("a %d-octet body is %d rows of at most %d octets, want %d of at most %d", crlf, rows, longest, want, RowSize)
 	}
 	if toast != 0 {
 		t.Errorf("the TOAST relation of message_chunks holds %d octets, want none (every body row inline)", toast)
 	}
 	m := mustOpen(t, s, user)
 	defer m.Close()
-	want, _ := io.ReadAll(&patternReader{n: size})
-	if got := read(t, m, 0); got != string(want) {
+	want := wireOf(string(patternBytes(size)))
+	if got := read(t, m, 0); got != want {
 		t.Errorf("read back %d octets, want the %d delivered", len(got), len(want))
 	}
 }
@@ -56,7 +57,7 @@ FROM message_chunks`).Scan(&rows, &longest, &toast); err != nil {
 func TestBodyRowsOfAnySize(t *testing.T) {
 	s, dsn := migrated(t, Options{})
 	const size = 3*bufSize + 1000
-	body, _ := io.ReadAll(&patternReader{n: size})
+	body := []byte(wireOf(string(patternBytes(size)))) // as stored
 	for _, tc := range []struct {
 		name  string
 		sizes []int // row sizes, the last one repeated to the end
@@ -185,9 +186,11 @@ VALUES ('hal', 1, '000000016553f100', 0, 0, 0, 42, now())`); err != nil {
 	var toastAfter int64
 	m := mustOpen(t, s, "hal")
 	defer m.Close()
-	for i := range m.Messages() {
-		if got := read(t, m, i); got != string(old) {
-			t.Errorf("message %d: read back %d octets, want %d", i, len(got), len(old))
+	// The old body as it was stored (LF line ends), the new delivery in
+	// CRLF form (schema version 4).
+	for i, want := range []string{string(old), wireOf(string(old))} {
+		if got := read(t, m, i); got != want {
+			t.Errorf("message %d: read back %d octets, want %d", i, len(got), len(want))
 		}
 	}
 	if err := conn.QueryRow(ctx, `SELECT max(octet_length(data)) FILTER (WHERE body_id <> 42) FROM message_chunks`).Scan(&toastAfter); err != nil {
@@ -208,7 +211,7 @@ func TestReadAheadRoundTrips(t *testing.T) {
 	var bodies []string
 	for i := range 20 {
 		b := fmt.Sprintf("Subject: %d\n\n%s", i, strings.Repeat(fmt.Sprintf("line %d\n", i), 200+i*37))
-		bodies = append(bodies, b)
+		bodies = append(bodies, wireOf(b))
 		deliver(t, s, "nat", b)
 	}
 	m := mustOpen(t, s, "nat")
@@ -235,7 +238,7 @@ func TestReadAheadOrders(t *testing.T) {
 	for i, n := range sizes {
 		b, _ := io.ReadAll(&patternReader{n: int64(n)})
 		b = append([]byte(fmt.Sprintf("Subject: %d\n\n", i)), b...)
-		bodies = append(bodies, string(b))
+		bodies = append(bodies, wireOf(string(b)))
 		deliver(t, s, "oda", string(b))
 	}
 	m := mustOpen(t, s, "oda")

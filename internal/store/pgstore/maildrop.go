@@ -311,13 +311,14 @@ func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 		return r, err
 	}
 	mt := m.meta[i]
-	r := &bodyReader{ctx: ctx, s: m.s, user: m.user, meta: mt, per: rowsPerQuery(m.msgs[i].Size, mt.chunks)}
+	r := &bodyReader{ctx: ctx, s: m.s, user: m.user, meta: mt, size: m.msgs[i].Size, per: rowsPerQuery(m.msgs[i].Size, mt.chunks)}
 	// The existence check brings the first rows along: one round trip
 	// instead of two for every message of up to ChunkSize octets, which is
 	// most of them, and what download throughput is made of. A message row
 	// without its first body row (removed by hand, in part) is gone as well.
+	// The message's stuff (wire.go) comes along on the first row.
 	rows, err := m.s.pool.Query(ctx, `
-SELECT c.seq, c.data FROM messages m
+SELECT c.seq, c.data, m.stuff FROM messages m
 LEFT JOIN message_chunks c ON c.maildrop = m.maildrop AND c.body_id = m.body_id AND c.seq < $3
 WHERE m.maildrop = $1 AND m.uid = $2
 ORDER BY c.seq`, binaryResult, m.user, mt.uid, r.per)
@@ -378,6 +379,8 @@ type bodyReader struct {
 	s    *Store
 	user string
 	meta meta
+	size int64   // messages.size: the body's octets when in wire form
+	st   stuffer // wire form (wire.go)
 	per  int32   // rows asked for per query
 	seq  int32   // next row to fetch
 	bufp *[]byte // the buffer borrowed from s.bufs, nil when none
@@ -397,7 +400,8 @@ type rowSource interface {
 
 // fill reads rows of (seq, data), in seq order from r.seq on, into the
 // reader's buffer, and makes them the unread part; found reports whether
-// the query returned a row at all. It stops at the first row out of
+// the query returned a row at all. A third column, in Open's query, is the
+// message's stuff: the first row's says whether the body is in wire form. It stops at the first row out of
 // sequence (a missing row is an error at the next fetch, never a silent
 // gap) or that does not fit in what is left of the buffer (the next fetch
 // starts there). A row larger than the whole buffer (written by hand)
@@ -409,9 +413,12 @@ func (r *bodyReader) fill(rows rowSource) (found bool, err error) {
 	}
 	b := (*r.bufp)[:0]
 	for rows.Next() {
-		found = true
 		v := rows.RawValues()
-		if len(v) != 2 || v[0] == nil {
+		if len(v) == 3 && !found {
+			r.st.dots, r.st.ready = decodeStuff(v[2], r.size)
+		}
+		found = true
+		if len(v) < 2 || len(v) > 3 || v[0] == nil {
 			break // the message row alone: no body row in range
 		}
 		if len(v[0]) != 4 || v[1] == nil {
@@ -464,9 +471,18 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
+	n, used := r.st.copy(p, r.buf)
+	r.buf = r.buf[used:]
 	return n, nil
+}
+
+// Wire implements pop3server.WireReader for a body stored in wire form
+// (wire.go): from now on Read adds the stuffing dots.
+func (r *bodyReader) Wire() (int64, bool) {
+	if r.err != nil || !r.st.wire() {
+		return 0, false
+	}
+	return r.size, true
 }
 
 // fetch reads the next rows, from r.seq on, into the buffer: the result

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -41,6 +43,14 @@ const (
 	ChunkSize = bufSize / RowSize * RowSize
 	bufSize   = 256 << 10 // holds a row of the earlier layout whole
 )
+
+// recvBufSize is the read buffer each pooled connection reads its socket
+// through, under pgx's own 8 KiB one: a read(2) takes up to 64 KiB of
+// the rows PostgreSQL has written, where pgx alone asks for at most 8 KiB
+// at a time (and meets an empty socket, EAGAIN and a wait in the poller,
+// more often). It stays with the connection for its life: MaxConns times
+// 64 KiB in all (see the package doc).
+const recvBufSize = 64 << 10
 
 // Defaults for the zero values of Options.
 const (
@@ -94,7 +104,8 @@ type Store struct {
 
 	journalDelay time.Duration // see journal.go
 
-	bufs sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
+	bufs   sync.Pool // *[]byte of bufSize: a delivery's or a reader's buffer
+	inBufs sync.Pool // *[]byte of inBufSize: a delivery's input buffer
 
 	// pipes bounds the message readers holding a connection between
 	// reads to look ahead (see pipe.go): half the pool, at least one.
@@ -144,6 +155,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	cfg.ConnConfig.RuntimeParams["application_name"] = "postoffice"
 	if opts.tracer != nil {
 		cfg.ConnConfig.Tracer = opts.tracer
+	}
+	cfg.ConnConfig.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, recvBufSize), w)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -208,7 +222,8 @@ func checkUser(user string) error {
 // returns nil only after the transaction that holds the message committed;
 // on any error, a read error or a canceled ctx, the transaction is rolled
 // back and nothing of the message is visible. The sender and recipient are
-// stored as unknown (NULL); see DeliverEnvelope.
+// stored as unknown (NULL); see DeliverEnvelope. The body is stored in
+// its CRLF form (see the package doc: Bodies).
 func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 	return s.deliver(ctx, user, nil, nil, r, nil)
 }
@@ -218,7 +233,8 @@ func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) error {
 // message was accepted for (RFC 5321 §4.1.1.2-3, RFC 2033 §4.2). They are
 // kept in the message's metadata row for later use (a Return-Path or
 // Delivered-To on export, per-recipient accounting) and are never added to
-// the stored bytes, which stay exactly what was delivered.
+// the stored bytes, which are the delivered message in its CRLF form
+// (see the package doc: Bodies).
 //
 // It is an optional method outside store.Store, so the interface is
 // unchanged: a deliverer that has an envelope finds it by type assertion
@@ -260,20 +276,25 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 	if err != nil {
 		return err
 	}
-	// The body first, chunk by chunk: only one chunk is ever in memory.
+	// The body first, chunk by chunk: only one chunk is ever in memory. It
+	// is stored in its CRLF form (wire.go), read through a CRLFReader of
+	// its own buffer: the CRLF octets are the message's size.
 	var (
-		crlf   wire.CRLFCounter
+		stuff  stuffScan
 		octets int64
 		seq    int32
 		bufp   = s.buffer()
 		buf    = (*bufp)[:ChunkSize]
+		inp    = s.inBuffer()
+		crlf   = wire.NewCRLFReader(r, *inp)
 		rows   = make([][]any, 0, ChunkSize/RowSize)
 	)
 	defer s.bufs.Put(bufp)
+	defer s.inBufs.Put(inp)
 	for {
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := io.ReadFull(crlf, buf)
 		if n > 0 {
-			crlf.Write(buf[:n])
+			stuff.write(buf[:n])
 			octets += int64(n)
 			rows = rows[:0]
 			for off := 0; off < n; off += RowSize {
@@ -333,9 +354,9 @@ RETURNING next_uid - 1, uidvalidity`, user).Scan(&uid, &validity); err != nil {
 		}
 	}
 	if _, err := tx.Exec(ctx, `
-INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient)
-VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9)`,
-		user, uid, uidl, crlf.Size(), octets, seq, bodyID, sender, recipient, arrived); err != nil {
+INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient, stuff)
+VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9, $11)`,
+		user, uid, uidl, octets, octets, seq, bodyID, sender, recipient, arrived, stuff.column()); err != nil {
 		if imp != nil && uniqueViolation(err) {
 			return fmt.Errorf("pgstore: import: UIDL %q stored meanwhile by another import: %w", uidl, store.ErrUIDExists)
 		}
@@ -357,6 +378,20 @@ func (s *Store) buffer() *[]byte {
 		return b
 	}
 	b := make([]byte, bufSize)
+	return &b
+}
+
+// inBufSize is the size of the buffer a delivery reads its input through
+// (to convert it into its CRLF form): 32 KiB reads a Maildir file being
+// imported in few system calls.
+const inBufSize = 32 << 10
+
+// inBuffer returns a delivery's input buffer from its pool.
+func (s *Store) inBuffer() *[]byte {
+	if b, ok := s.inBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, inBufSize)
 	return &b
 }
 

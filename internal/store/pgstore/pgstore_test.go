@@ -20,6 +20,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/storetest"
 	"github.com/postoffice-mail/postoffice/internal/testutil/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -59,7 +60,7 @@ func admin(t testing.TB, dsn string) *pgx.Conn {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
+	storetest.RunWith(t, storetest.Config{WireForm: true}, func(t *testing.T) store.Store {
 		s, _ := migrated(t, Options{})
 		return s
 	})
@@ -79,6 +80,16 @@ func deliver(t testing.TB, s *Store, user, body string) {
 	if err := s.Deliver(context.Background(), user, strings.NewReader(body)); err != nil {
 		t.Fatalf("Deliver(%q): %v", user, err)
 	}
+}
+
+// wireOf is body in the form the store keeps it in (wire.go): its CRLF
+// form, with a last line completed.
+func wireOf(body string) string {
+	b, err := io.ReadAll(wire.NewCRLFReader(strings.NewReader(body), make([]byte, 4096)))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 func read(t testing.TB, m store.Maildrop, i int) string {
@@ -118,7 +129,7 @@ func TestTwoStores(t *testing.T) {
 	for i := range m2.Messages() {
 		got = append(got, read(t, m2, i))
 	}
-	if diff := cmp.Diff([]string{"Subject: via a\n\n", "Subject: via b\n\n"}, got); diff != "" {
+	if diff := cmp.Diff([]string{wireOf("Subject: via a\n\n"), wireOf("Subject: via b\n\n")}, got); diff != "" {
 		t.Errorf("messages through the second server (-want +got):\n%s", diff)
 	}
 }
@@ -233,7 +244,7 @@ func TestStaleHolderCommitFenced(t *testing.T) {
 		t.Errorf("stale holder's Open after a fenced Commit = %v, want ErrLockLost", err)
 	}
 	for i := range want {
-		if got := read(t, fresh, i); got != fmt.Sprintf("Subject: %d\n\n", i) {
+		if got := read(t, fresh, i); got != wireOf(fmt.Sprintf("Subject: %d\n\n", i)) {
 			t.Errorf("new holder's message %d = %q after the stale Commit", i, got)
 		}
 	}
@@ -261,7 +272,7 @@ func TestStaleHolderCommitFenced(t *testing.T) {
 		}
 		t.Fatalf("Open after the stale holder's Close = %v, want store.ErrInUse (third session still open)", err)
 	}
-	if n := len(third.Messages()); n != 2 || read(t, third, 0) != "Subject: 0\n\n" {
+	if n := len(third.Messages()); n != 2 || read(t, third, 0) != wireOf("Subject: 0\n\n") {
 		t.Errorf("third session sees %d messages, want 2 with message 0 intact", n)
 	}
 }
@@ -395,7 +406,7 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_n
 	if n := len(m.Messages()); n != 2 {
 		t.Errorf("after a Commit on a terminated connection: %d messages, want 2", n)
 	}
-	if got := read(t, m, 1); got != "Subject: 1\n\n" {
+	if got := read(t, m, 1); got != wireOf("Subject: 1\n\n") {
 		t.Errorf("message 1 = %q", got)
 	}
 }
@@ -428,7 +439,7 @@ func TestEnvelope(t *testing.T) {
 	}
 	m := mustOpen(t, s, "heidi")
 	defer m.Close()
-	if got := read(t, m, 0); got != "Subject: bounce\n\n" {
+	if got := read(t, m, 0); got != wireOf("Subject: bounce\n\n") {
 		t.Errorf("message with an envelope = %q, want the delivered bytes only", got)
 	}
 }
@@ -613,7 +624,7 @@ func TestLargeMessageBoundedHeap(t *testing.T) {
 		stop()
 		t.Fatal(err)
 	}
-	check := &patternReader{n: size}
+	check := wire.NewCRLFReader(&patternReader{n: size}, make([]byte, 32<<10))
 	var mismatch int64 = -1
 	var n int64
 	buf := make([]byte, 32<<10)
@@ -637,8 +648,8 @@ func TestLargeMessageBoundedHeap(t *testing.T) {
 	}
 	rc.Close()
 	base, max := stop()
-	if n != size || mismatch >= 0 {
-		t.Fatalf("read back %d octets (first difference at %d), want %d identical", n, mismatch, size)
+	if n != src.crlf() || mismatch >= 0 {
+		t.Fatalf("read back %d octets (first difference at %d), want %d identical", n, mismatch, src.crlf())
 	}
 	if got := m.Messages()[0].Size; got != src.crlf() {
 		t.Errorf("Size = %d, want %d", got, src.crlf())

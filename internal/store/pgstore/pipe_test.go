@@ -70,7 +70,7 @@ func TestReadAheadReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := io.ReadAll(&patternReader{n: size})
+	want := []byte(wireOf(string(patternBytes(size))))
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read %d octets that differ from the %d delivered", len(got), len(want))
 	}
@@ -118,8 +118,8 @@ func TestReadAheadClosedMidway(t *testing.T) {
 	}
 	rc.Close()
 	checkPoolClean(t, s)
-	if got := read(t, m, 0); int64(len(got)) != size {
-		t.Errorf("read %d octets after the canceled read, want %d", len(got), size)
+	if got, want := read(t, m, 0), wireOf(string(patternBytes(size))); got != want {
+		t.Errorf("read %d octets after the canceled read, want %d", len(got), len(want))
 	}
 	checkPoolClean(t, s)
 }
@@ -151,8 +151,8 @@ func TestReadAheadBounded(t *testing.T) {
 		t.Errorf("5 readers hold %d connections, want 2 (half of MaxConns 4)", got)
 	}
 	for i, rc := range rcs {
-		if n, err := io.Copy(io.Discard, rc); n != size || err != nil {
-			t.Errorf("reader %d: %d octets, %v; want %d", i, n, err, size)
+		if n, err := io.Copy(io.Discard, rc); n != (&patternReader{n: size}).crlf() || err != nil {
+			t.Errorf("reader %d: %d octets, %v; want %d", i, n, err, (&patternReader{n: size}).crlf())
 		}
 		rc.Close()
 	}
@@ -197,8 +197,8 @@ func TestReadAheadFailures(t *testing.T) {
 	}
 	rc.Close()
 	checkPoolClean(t, s)
-	if got := read(t, m, 0); int64(len(got)) != size {
-		t.Errorf("read %d octets after the lost connection, want %d", len(got), size)
+	if got, want := read(t, m, 0), wireOf(string(patternBytes(size))); got != want {
+		t.Errorf("read %d octets after the lost connection, want %d", len(got), len(want))
 	}
 
 	rc, err = m.Open(ctx, 1)
@@ -218,8 +218,8 @@ func TestReadAheadFailures(t *testing.T) {
 	}
 	rc.Close()
 	checkPoolClean(t, s)
-	if got := read(t, m, 0); int64(len(got)) != size {
-		t.Errorf("read %d octets after the deleted message, want %d", len(got), size)
+	if got, want := read(t, m, 0), wireOf(string(patternBytes(size))); got != want {
+		t.Errorf("read %d octets after the deleted message, want %d", len(got), len(want))
 	}
 }
 
@@ -267,7 +267,7 @@ func TestReadAheadExecModes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, _ := io.ReadAll(&patternReader{n: size})
+			want := []byte(wireOf(string(patternBytes(size))))
 			if !bytes.Equal(got, want) {
 				t.Fatalf("read %d octets that differ from the %d delivered", len(got), len(want))
 			}

@@ -82,11 +82,22 @@ CREATE TABLE maildrop_state (
 ALTER TABLE message_chunks SET (toast_tuple_target = 8160);
 ALTER TABLE message_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 `,
+	// 4: bodies stored in wire form (CRLF line ends and a final CRLF,
+	// RFC 1939 §3) carry in stuff where their lines that start with "."
+	// start (the offsets of those dots, ascending, at most maxStuff):
+	// RETR sends such a body as it is stored, a "." added at each. NULL
+	// means the body is not known to be in wire form (every row stored
+	// before this version, and a body with more than maxStuff such
+	// lines): RETR converts it as before. Adding a column without a
+	// default rewrites nothing.
+	`
+ALTER TABLE messages ADD COLUMN stuff bigint[];
+`,
 }
 
 // SchemaVersion is the schema version this build writes and serves: the
 // number of migrations (a test keeps the two equal).
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // Migrate creates the schema or upgrades it to SchemaVersion, in one
 // transaction: a failure leaves the database as it was. It is idempotent
