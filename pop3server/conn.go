@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -416,14 +415,27 @@ func (c *conn) finish(start time.Time) {
 			Deleted: c.delCount, DeletedBytes: c.delBytes,
 		})
 	}
-	attrs := []any{"duration", d.Round(time.Millisecond)}
+	dur := slog.Duration("duration", d.Round(time.Millisecond))
 	if c.state == stateTransaction || c.retrCount+c.topCount+c.delCount > 0 {
-		attrs = append(attrs, "top", fmt.Sprintf("%d/%d", c.topCount, c.topBytes),
-			"retr", fmt.Sprintf("%d/%d", c.retrCount, c.retrBytes),
-			"del", fmt.Sprintf("%d/%d", c.delCount, c.delBytes),
-			"size", c.size, "quit", c.quit)
+		c.logAttrs(&siteDisconnected, slog.LevelInfo, "disconnected", dur,
+			slog.String("top", countBytes(c.topCount, c.topBytes)),
+			slog.String("retr", countBytes(c.retrCount, c.retrBytes)),
+			slog.String("del", countBytes(c.delCount, c.delBytes)),
+			slog.Int64("size", c.size), slog.Bool("quit", c.quit))
+		return
 	}
-	c.log.Info("disconnected", attrs...)
+	c.logAttrs(&siteDisconnectedEarly, slog.LevelInfo, "disconnected", dur)
+}
+
+// Call sites of logAttrs.
+var siteLoggedIn, siteDisconnected, siteDisconnectedEarly logSite
+
+// countBytes formats a count and its octets for the logout line: "3/1024".
+func countBytes(n int, octets int64) string {
+	var b [40]byte
+	s := strconv.AppendInt(b[:0], int64(n), 10)
+	s = append(s, '/')
+	return string(strconv.AppendInt(s, octets, 10))
 }
 
 // releaseMailbox closes the maildrop (releasing its lock) if one is open.

@@ -3,7 +3,7 @@ package pop3server
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +65,7 @@ func (c *conn) cmdPass(ctx context.Context, pass string, afterUser bool) error {
 // the session: the client was refused (the reply is buffered) or the
 // server is stopping.
 func (c *conn) beforeLogin(user, method string) error {
+	growLoginStack() // stack.go: the login runs without stack copies
 	lim := c.srv.opts.LoginLimiter
 	if lim == nil {
 		return nil
@@ -195,8 +196,9 @@ func (c *conn) enterTransaction(mbox Mailbox, a loginAttempt) error {
 	if lim := c.srv.opts.LoginLimiter; lim != nil {
 		lim.LoginSucceeded(c.info.RemoteAddr, c.user)
 	}
-	c.log.Info("logged in", "messages", len(c.msgs)) // with user from now on (log.go)
-	c.writeLine(fmt.Sprintf("+OK Logged in, %d messages", len(c.msgs)))
+	// With user from now on (log.go).
+	c.logAttrs(&siteLoggedIn, slog.LevelInfo, "logged in", slog.Int("messages", len(c.msgs)))
+	c.writeLine("+OK Logged in, " + strconv.Itoa(len(c.msgs)) + " messages")
 	return nil
 }
 

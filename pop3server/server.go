@@ -412,6 +412,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 			delete(s.conns, c)
 			s.mu.Unlock()
 		}()
+		growStartStack() // stack.go
 		c.serve(s.baseCtx)
 	}()
 }

@@ -81,10 +81,13 @@ func loadState(sf store.StateFiles) (*state, error) {
 }
 
 func parseState(data []byte) (*state, error) {
-	st := &state{}
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, st); err != nil {
-			return nil, fmt.Errorf("ledger: device state is corrupt: %w", err)
+	st, ok := fastState(data) // statefast.go: the form save writes
+	if !ok {
+		st = &state{}
+		if len(data) > 0 {
+			if err := json.Unmarshal(data, st); err != nil {
+				return nil, fmt.Errorf("ledger: device state is corrupt: %w", err)
+			}
 		}
 	}
 	if st.Devices == nil {

@@ -44,10 +44,10 @@ type View struct {
 	vis     []int // view index -> maildrop index
 	msgs    []store.Message
 	dirty   bool
-	redl    int // messages retrieved again in this session
-	retr    map[string]bool
-	evs     []Event // journal lines not yet appended (append failed)
-	written bool    // journal lines appended in this session
+	redl    int             // messages retrieved again in this session
+	retr    map[string]bool // retrieved in this session; nil until the first
+	evs     []Event         // journal lines not yet appended (append failed)
+	written bool            // journal lines appended in this session
 	// appended counts them. The line count in the state only decides when
 	// the journal is compacted, so it alone makes the state worth writing
 	// only once it has grown by a tenth of history.max_entries: a
@@ -63,7 +63,7 @@ var _ store.Maildrop = (*View)(nil)
 // served as it is (no history, no expiry record), unless devices are on,
 // which is ErrNoState.
 func (l *Ledger) Open(md store.Maildrop, sess Session) (*View, error) {
-	v := &View{l: l, md: md, sess: sess, retr: map[string]bool{}}
+	v := &View{l: l, md: md, sess: sess}
 	all := md.Messages()
 	sf, ok := md.(store.StateFiles)
 	if !ok {
@@ -179,6 +179,11 @@ func (v *View) Retrieved(i int) {
 	default:
 		v.dev.seen[u] = true
 		v.dirty = true
+	}
+	if v.retr == nil {
+		// Made at the first RETR: a session that retrieves nothing (a
+		// login, an idle session) holds none.
+		v.retr = map[string]bool{}
 	}
 	v.retr[u] = true
 	v.record(v.event("retr", u, now))

@@ -1,9 +1,9 @@
 package maildir
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -71,18 +71,18 @@ func (d dirStamp) String() string {
 	return fmt.Sprintf("%d.%d.%d.%d", d.dev, d.ino, d.mtime, d.ctime)
 }
 
-func parseDirStamp(s string) dirStamp {
-	f := strings.Split(s, ".")
-	if len(f) != 4 {
-		return dirStamp{}
-	}
+func parseDirStamp(s []byte) dirStamp {
 	var v [4]int64
-	for i, x := range f {
-		n, err := strconv.ParseInt(x, 10, 64)
+	for i := range v {
+		f, rest, found := bytes.Cut(s, []byte("."))
+		if found == (i == len(v)-1) {
+			return dirStamp{} // not four fields
+		}
+		n, err := strconv.ParseInt(string(f), 10, 64)
 		if err != nil || n < 0 {
 			return dirStamp{}
 		}
-		v[i] = n
+		v[i], s = n, rest
 	}
 	return dirStamp{dev: uint64(v[0]), ino: uint64(v[1]), mtime: v[2], ctime: v[3]}
 }
@@ -108,25 +108,35 @@ func (l lockState) String() string {
 // parseLockState parses the lock file's line. Anything it does not
 // understand leaves the fields unknown, which costs a directory read and a
 // tmp/ sweep, nothing else.
+//
+// It works on the bytes, without allocating: every Open reads the line.
 func parseLockState(b []byte) lockState {
 	var l lockState
-	line, ok := strings.CutPrefix(string(b), lockStateHeader+" ")
+	line, ok := bytes.CutPrefix(b, []byte(lockStateHeader+" "))
 	if !ok {
 		return l
 	}
-	line, ok = strings.CutSuffix(line, "\n")
-	if !ok || strings.Contains(line, "\n") {
+	line, ok = bytes.CutSuffix(line, []byte("\n"))
+	if !ok || bytes.IndexByte(line, '\n') >= 0 {
 		return lockState{} // torn write, or a longer old line not yet truncated
 	}
-	for _, f := range strings.Fields(line) {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
+	for len(line) > 0 {
+		// Fields separated by ASCII white space (the line is written with
+		// single spaces); anything else in a field leaves it unknown.
+		var f []byte
+		if i := bytes.IndexAny(line, " \t\v\f\r"); i >= 0 {
+			f, line = line[:i], line[i+1:]
+		} else {
+			f, line = line, nil
+		}
+		k, v, _ := bytes.Cut(f, []byte("="))
+		switch string(k) {
 		case "sweep":
-			if n, ok := atoi64(v); ok {
+			if n, ok := atoi64(string(v)); ok {
 				l.sweep = n
 			}
 		case "index":
-			if n, err := strconv.ParseUint(v, 16, 32); err == nil && len(v) == 8 {
+			if n, err := strconv.ParseUint(string(v), 16, 32); err == nil && len(v) == 8 {
 				l.index, l.hasIndex = uint32(n), true
 			}
 		case "new":

@@ -112,3 +112,51 @@ func TestFIFOSwappedInDoesNotBlock(t *testing.T) {
 		t.Fatal("reading a FIFO swapped in for a message blocked")
 	}
 }
+
+// TestStateFIFODoesNotBlock: a FIFO in place of a state file (postoffice-
+// devices, which every session's view reads) is refused, not opened for
+// a read that would wait for a writer while the session holds the lock.
+// An empty state file reads as empty, not as missing.
+func TestStateFIFODoesNotBlock(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, true)
+	const user = "statefifo"
+	if err := s.Deliver(context.Background(), user, strings.NewReader("Subject: real\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	dir := mustPath(t, s, user)
+	if err := syscall.Mkfifo(filepath.Join(dir, "postoffice-devices"), 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "postoffice-history"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Open(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sf := m.(*maildrop)
+	done := make(chan error, 1)
+	go func() {
+		_, err := sf.ReadState("devices")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("ReadState of a FIFO: no error")
+		}
+	case <-time.After(10 * time.Second):
+		if f, err := os.OpenFile(filepath.Join(dir, "postoffice-devices"), os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("ReadState blocked on a FIFO")
+	}
+	if data, err := sf.ReadState("history"); err != nil || data == nil || len(data) != 0 {
+		t.Errorf("ReadState of an empty file = %q (nil: %v), %v; want empty, not nil", data, data == nil, err)
+	}
+	if data, err := sf.ReadState("none"); err != nil || data != nil {
+		t.Errorf("ReadState of a missing file = %q, %v; want nil, nil", data, err)
+	}
+}

@@ -48,7 +48,6 @@ func readFile(d *safefs.Dir, name string, alloc func(size int64) []byte) ([]byte
 		return nil, err
 	}
 	defer syscall.Close(fd)
-	path := filepath.Join(d.Path(), name)
 	data := alloc(st.Size)
 	n := 0
 	for n < len(data) {
@@ -57,7 +56,7 @@ func readFile(d *safefs.Dir, name string, alloc func(size int64) []byte) ([]byte
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+			return nil, &os.PathError{Op: "read", Path: filepath.Join(d.Path(), name), Err: err}
 		}
 		if k == 0 {
 			break

@@ -177,9 +177,13 @@ type box struct {
 	// resumes (ensure): reopen walks the path as openBox does, and the
 	// directory must then be the same one (dev and ino), else the session
 	// cannot go on. reopen is nil for other boxes.
-	reopen   func() (*safefs.Dir, error)
+	reopen   func() (*box, error)
 	dev, ino uint64
 	where    string // the Maildir's path, for messages while released
+	// statted: openBox took the fstat of dir already (for its owner) and
+	// set dev and ino from it; the identity check uses them instead of
+	// another fstat.
+	statted bool
 }
 
 var subNames = [3]string{"tmp", "new", "cur"}
@@ -227,8 +231,8 @@ func (b *box) closeSubs() {
 
 // releasable makes b able to give back its directories (release) and open
 // them again with reopen, checking they are the same directory.
-func (b *box) releasable(reopen func() (*safefs.Dir, error)) error {
-	dev, ino, err := dirID(b.dir)
+func (b *box) releasable(reopen func() (*box, error)) error {
+	dev, ino, err := b.id()
 	if err != nil {
 		return err
 	}
@@ -256,11 +260,12 @@ func (b *box) ensure() error {
 	if b.reopen == nil {
 		return errors.New("maildir: box closed")
 	}
-	d, err := b.reopen()
+	nb, err := b.reopen()
 	if err != nil {
 		return fmt.Errorf("maildir: reopening %s: %w", b.where, err)
 	}
-	dev, ino, err := dirID(d)
+	d := nb.dir
+	dev, ino, err := nb.id()
 	if err != nil || dev != b.dev || ino != b.ino {
 		d.Close()
 		if err == nil {
@@ -272,10 +277,15 @@ func (b *box) ensure() error {
 	return nil
 }
 
-// dirID returns the device and inode numbers of the directory d.
-func dirID(d *safefs.Dir) (dev, ino uint64, err error) {
+// id returns the device and inode numbers of b's directory, from the
+// fstat openBox took if it took one: the same descriptor gives the same
+// numbers.
+func (b *box) id() (dev, ino uint64, err error) {
+	if b.statted {
+		return b.dev, b.ino, nil
+	}
 	var st syscall.Stat_t
-	if err := syscall.Fstat(d.FD(), &st); err != nil {
+	if err := syscall.Fstat(b.dir.FD(), &st); err != nil {
 		return 0, 0, err
 	}
 	return uint64(st.Dev), st.Ino, nil
@@ -329,16 +339,21 @@ func (s *Store) openBox(user string, create bool) (*box, error) {
 		}
 		d, rest = next, rest[1:]
 	}
+	b := &box{}
 	if os.Geteuid() == 0 {
-		if o, err := safefs.OwnerOf(d); err == nil {
-			owner = owner.Or(o)
+		if st, err := d.Stat(); err == nil {
+			owner = owner.Or(safefs.Owner{UID: int(st.Uid), GID: int(st.Gid)})
+			// d is the Maildir when nothing is left to make.
+			if len(rest) == 0 {
+				b.statted, b.dev, b.ino = true, uint64(st.Dev), uint64(st.Ino)
+			}
 		}
 	}
 	if len(rest) > 0 && !create {
 		d.Close()
 		return nil, fmt.Errorf("maildir: %s: %w", filepath.Join(d.Path(), rest[0]), fs.ErrNotExist)
 	}
-	b := &box{owner: owner}
+	b.owner = owner
 	if len(rest) > 0 {
 		err := b.do(func() error {
 			for _, name := range rest {

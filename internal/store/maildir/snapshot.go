@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
-	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 	"github.com/postoffice-mail/postoffice/internal/uidlfmt"
 )
 
@@ -43,13 +42,7 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	// one it needs again. Until the session idles (Idle) it holds the
 	// Maildir and its lock, not five descriptors.
 	b.closeSubs()
-	err = b.releasable(func() (*safefs.Dir, error) {
-		nb, err := s.openBox(user, false)
-		if err != nil {
-			return nil, err
-		}
-		return nb.dir, nil
-	})
+	err = b.releasable(func() (*box, error) { return s.openBox(user, false) })
 	if err != nil {
 		md.Close()
 		return nil, fmt.Errorf("maildir: %w", err)

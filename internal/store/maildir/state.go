@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -62,19 +61,30 @@ func readState(d *safefs.Dir, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := d.OpenFile(file, os.O_RDONLY, 0)
+	// readFile: open without following a link, fstat, one read of the
+	// size it gave, close; no os.File, which costs an allocation, its
+	// cleanup and more system calls, on every login (internal/ledger reads
+	// "devices" when a session opens its view). The size read is the one
+	// fstat gave: "devices" is replaced by rename, never written in place;
+	// "history" is appended to, and what was appended after the fstat is
+	// left for the next reader, as it would be had it come a moment later
+	// (a reader of it skips a torn last line, store.StateFiles). A FIFO
+	// does not block the open (O_NONBLOCK) and is refused.
+	tooLarge := false
+	data, err := readFile(d, file, func(size int64) []byte {
+		if size > stateMax {
+			tooLarge = true
+			return []byte{}
+		}
+		return make([]byte, size)
+	})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("maildir: %s: %w", file, err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, stateMax+1))
-	if err != nil {
-		return nil, fmt.Errorf("maildir: %s: %w", file, err)
-	}
-	if len(data) > stateMax {
+	if tooLarge {
 		return nil, fmt.Errorf("maildir: %s: larger than %d octets", file, stateMax)
 	}
 	return data, nil
