@@ -25,8 +25,9 @@
 # cluster started here, on CPU 0 with the servers, fsync on, the seeded
 # Maildirs copied into it with postoffice migrate) and two postoffice
 # processes sharing that database ("pg2": the generator's sessions split
-# between them, their rates summed), on login, download and bigbox (warm)
-# only; then a summary of the medians and exit. It takes no --only.
+# between them, their rates summed), on login, download (at 4 and 8
+# sessions in flight; PG_DL_C="..." sets others) and bigbox (warm) only;
+# then a summary of the medians and exit. It takes no --only.
 #
 # Each server is pinned to CPU 0 and the generator (postoffice bench) to
 # CPU 1 with taskset. Every case runs --runs times (default 3; 1 with

@@ -90,6 +90,7 @@ four() { # four CASE CONCURRENCY bench-args...
 	done
 }
 
+PG_DL_C="${PG_DL_C:-4 $DL_C}"
 awk 'NR % 2 == 1' "$SEED/users.txt" >"$SEED/users-a.txt"
 awk 'NR % 2 == 0' "$SEED/users.txt" >"$SEED/users-b.txt"
 say "warming up"
@@ -99,7 +100,12 @@ done
 for c in $LOGIN_C; do
 	four "login-c$c" "$c" "${PLAIN[@]}" "${U[@]}" --scenario login --duration "$DUR"
 done
-four "download-c$DL_C" "$DL_C" "${PLAIN[@]}" "${U[@]}" --scenario download --duration "$DUR"
+# Download at two concurrencies: here PostgreSQL shares CPU 0 with the
+# server, and what it costs per session grows with the sessions in flight
+# (docs/scale-out.md), so one figure would hide the curve.
+for c in $PG_DL_C; do
+	four "download-c$c" "$c" "${PLAIN[@]}" "${U[@]}" --scenario download --duration "$DUR"
+done
 B=(--users "$SEED/bigbox.txt" --scenario bigbox)
 for s in postoffice dovecot pg; do run warmup-bigbox "$s" 1 "${PLAIN[@]}" "${B[@]}" --sessions 1; done
 say "bigbox-warm"
