@@ -5,7 +5,7 @@
 # targets and the results.
 #
 #   bench/compare.sh [--quick] [--runs N] [--only CASES] [--crlf] [--keep] [--drop-caches]
-#                    [--postoffice BIN] [--postgres]
+#                    [--postoffice BIN] [--postgres] [--sched-batch]
 #
 # --only CASES runs only the cases whose names start with one of the
 # comma-separated prefixes (after the warm-up), e.g. --only download,login-c8;
@@ -29,6 +29,12 @@
 # sessions in flight; PG_DL_C="..." sets others) and bigbox (warm) only;
 # then a summary of the medians and exit. It takes no --only.
 #
+# --sched-batch starts every server (not PostgreSQL, not the generator)
+# under SCHED_BATCH (chrt --batch 0): a woken server then waits for the
+# task on its CPU to block or for the scheduler's tick instead of
+# preempting it. With --postgres it shows what the server's wake-ups cost
+# on the core it shares with the database (docs/scale-out.md).
+#
 # Each server is pinned to CPU 0 and the generator (postoffice bench) to
 # CPU 1 with taskset. Every case runs --runs times (default 3; 1 with
 # --quick), each run against every server in turn: postoffice, Dovecot
@@ -44,7 +50,7 @@
 # postoffice unless --postoffice is given).
 set -euo pipefail
 
-QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN="" POSTGRES=0 ONLY="" CRLF=0
+QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN="" POSTGRES=0 ONLY="" CRLF=0 SCHED=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
@@ -55,7 +61,8 @@ while [ $# -gt 0 ]; do
 	--drop-caches) DROP=1 ;; # root only: also bigbox with a cold page cache (slow)
 	--postoffice) PO_BIN="$2"; shift ;;
 	--postgres) POSTGRES=1 ;;
-	-h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+	--sched-batch) SCHED=(chrt --batch 0) ;;
+	-h|--help) sed -n '2,50p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -243,7 +250,7 @@ max_connections = 0
 max_connections_per_ip = 0
 EOF
 start_po() {
-	taskset -c 0 "$PO" serve --config "$WORK/po/postoffice.toml" 2>>"$WORK/po/log" &
+	"${SCHED[@]}" taskset -c 0 "$PO" serve --config "$WORK/po/postoffice.toml" 2>>"$WORK/po/log" &
 	PO_PID=$!
 	PIDS+=("$PO_PID")
 }
@@ -318,7 +325,7 @@ service anvil {
   client_limit = $((DC_LIMIT * 3))
 }
 EOF
-taskset -c 0 dovecot -F -c "$WORK/dc/dovecot.conf" 2>"$WORK/dc/stderr" &
+"${SCHED[@]}" taskset -c 0 dovecot -F -c "$WORK/dc/dovecot.conf" 2>"$WORK/dc/stderr" &
 DC_PID=$!
 PIDS+=("$DC_PID")
 
@@ -336,10 +343,10 @@ RESP_PORT="" RESP_TLS_PORT="" RESP_PID="" RESP_TLS_PID=""
 if [ "$POSTGRES" = 0 ]; then
 	RESP_PORT=$(freeport) RESP_TLS_PORT=$(freeport)
 	RESP=("$PO" bench responder --maildir "$SEED/mail/user00001/Maildir" --mail-root "$SEED/mail")
-	taskset -c 0 "${RESP[@]}" --addr "127.0.0.1:$RESP_PORT" >"$WORK/responder.log" 2>&1 &
+	"${SCHED[@]}" taskset -c 0 "${RESP[@]}" --addr "127.0.0.1:$RESP_PORT" >"$WORK/responder.log" 2>&1 &
 	RESP_PID=$!
 	PIDS+=("$RESP_PID")
-	taskset -c 0 "${RESP[@]}" --addr "127.0.0.1:$RESP_TLS_PORT" --tls --cert "$SEED/cert.pem" --key "$SEED/key.pem" \
+	"${SCHED[@]}" taskset -c 0 "${RESP[@]}" --addr "127.0.0.1:$RESP_TLS_PORT" --tls --cert "$SEED/cert.pem" --key "$SEED/key.pem" \
 		>"$WORK/responder-tls.log" 2>&1 &
 	RESP_TLS_PID=$!
 	PIDS+=("$RESP_TLS_PID")

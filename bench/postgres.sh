@@ -54,10 +54,10 @@ t0=$(date +%s.%N)
 "$PO" migrate copy --quiet --from "maildir:$PO_MAIL/%u/Maildir" --to "$DSN synchronous_commit=off" --passwd-file "$WORK/pg-passwd" \
 	--config "$WORK/pg.toml" 2>"$WORK/migrate.log" >&2 || die "postoffice migrate failed: $WORK/migrate.log"
 say "  copied in $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s"
-taskset -c 0 "$PO" serve --config "$WORK/pg.toml" 2>>"$WORK/pg.log" &
+"${SCHED[@]}" taskset -c 0 "$PO" serve --config "$WORK/pg.toml" 2>>"$WORK/pg.log" &
 PG_PID=$!
 PIDS+=("$PG_PID")
-taskset -c 0 "$PO" serve --config "$WORK/pg2b.toml" 2>>"$WORK/pg2b.log" &
+"${SCHED[@]}" taskset -c 0 "$PO" serve --config "$WORK/pg2b.toml" 2>>"$WORK/pg2b.log" &
 PG2_PID=$!
 PIDS+=("$PG2_PID")
 waitport "$PG_PORT"
