@@ -82,6 +82,7 @@ func run(ctx context.Context, a *Account, opts Options) (Result, error) {
 		return s.res, err
 	}
 	if err := s.list(ctx); err != nil {
+		s.quitUnchanged(ctx)
 		return s.res, err
 	}
 	if opts.ResetState {
@@ -93,6 +94,21 @@ func run(ctx context.Context, a *Account, opts Options) (Result, error) {
 		s.res.Syncs += m.syncs
 	}
 	return s.res, s.quit(ctx, err)
+}
+
+// quitUnchanged ends a session stopped before any DELE (a refused listing,
+// a server whose UIDLs changed) with QUIT, which then removes nothing (RFC
+// 1939 §6) and makes the server free the maildrop before its reply: after
+// a bare close it stays locked until the server sees the connection end,
+// and a run started at once would find it in use. Errors are ignored: the
+// session is being given up anyway.
+func (s *session) quitUnchanged(ctx context.Context) {
+	if s.c == nil || len(s.deleted) > 0 {
+		return
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	s.c.Quit(qctx)
 }
 
 // connect opens the target and the state, gets the secret, connects and
