@@ -7,12 +7,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -82,48 +80,11 @@ SELECT 'alice', next_uid, 'old-uidl', $1, $2, 1, 424242, now() FROM maildrops WH
 	}
 	srv := s.start()
 	defer srv.stop()
-	retrAll := func(name string, nc net.Conn, order []int) {
-		t.Helper()
-		nc.SetDeadline(time.Now().Add(30 * time.Second))
-		br := bufio.NewReader(nc)
-		line := func() string {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: read: %v", name, err)
-			}
-			return l
-		}
-		if l := line(); !strings.HasPrefix(l, "+OK") {
-			t.Fatalf("%s: greeting %q", name, l)
-		}
-		var cmds strings.Builder
-		cmds.WriteString("USER alice\r\nPASS " + testPassword + "\r\n")
-		for _, i := range order {
-			fmt.Fprintf(&cmds, "RETR %d\r\n", i+1)
-		}
-		cmds.WriteString("NOOP\r\n")
-		io.WriteString(nc, cmds.String())
-		for range 2 {
-			if l := line(); !strings.HasPrefix(l, "+OK") {
-				t.Fatalf("%s: login: %q", name, l)
-			}
-		}
-		for _, i := range order {
-			w := want(bodies[i])
-			got := make([]byte, len(w))
-			if _, err := io.ReadFull(br, got); err != nil {
-				t.Fatalf("%s: RETR %d: %v", name, i+1, err)
-			}
-			if string(got) != w {
-				t.Fatalf("%s: RETR %d:\n got %.300q\nwant %.300q", name, i+1, got, w)
-			}
-		}
-		if l := line(); l != "+OK\r\n" {
-			t.Fatalf("%s: NOOP after the RETRs: %q", name, l)
-		}
-		io.WriteString(nc, "QUIT\r\n")
-		line()
+	wants := make([]string, len(bodies))
+	for i, b := range bodies {
+		wants[i] = want(b)
 	}
+	retrAll := func(name string, nc net.Conn, order []int) { retrPipelined(t, name, nc, order, wants) }
 	var inOrder, reversed []int
 	for i := range bodies {
 		inOrder = append(inOrder, i)

@@ -85,48 +85,12 @@ func TestWireFormRetr(t *testing.T) {
 		}
 		return fmt.Sprintf("+OK %d octets\r\n", len(w)) + strings.Join(lines, "") + ".\r\n"
 	}
-	retrAll := func(name string, nc net.Conn) {
-		t.Helper()
-		nc.SetDeadline(time.Now().Add(30 * time.Second))
-		br := bufio.NewReader(nc)
-		line := func() string {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: read: %v", name, err)
-			}
-			return l
-		}
-		if l := line(); !strings.HasPrefix(l, "+OK") {
-			t.Fatalf("%s: greeting %q", name, l)
-		}
-		var cmds strings.Builder
-		cmds.WriteString("USER alice\r\nPASS " + testPassword + "\r\n")
-		for i := range msgs {
-			fmt.Fprintf(&cmds, "RETR %d\r\n", i+1)
-		}
-		cmds.WriteString("NOOP\r\n")
-		io.WriteString(nc, cmds.String())
-		for range 2 {
-			if l := line(); !strings.HasPrefix(l, "+OK") {
-				t.Fatalf("%s: login: %q", name, l)
-			}
-		}
-		for i, m := range msgs {
-			w := want(m.body)
-			got := make([]byte, len(w))
-			if _, err := io.ReadFull(br, got); err != nil {
-				t.Fatalf("%s: RETR %d: %v", name, i+1, err)
-			}
-			if string(got) != w {
-				t.Fatalf("%s: RETR %d:\n got %.200q\nwant %.200q", name, i+1, got, w)
-			}
-		}
-		if l := line(); l != "+OK\r\n" {
-			t.Fatalf("%s: NOOP after the RETRs: %q", name, l)
-		}
-		io.WriteString(nc, "QUIT\r\n")
-		line()
+	wants := make([]string, len(msgs))
+	order := make([]int, len(msgs))
+	for i, m := range msgs {
+		wants[i], order[i] = want(m.body), i
 	}
+	retrAll := func(name string, nc net.Conn) { retrPipelined(t, name, nc, order, wants) }
 
 	nc, err := net.Dial("tcp", srv.addr)
 	if err != nil {
@@ -174,4 +138,52 @@ func TestWireFormRetr(t *testing.T) {
 			t.Errorf("index line of message %d = %q; wire form marked %v, want %v", i+1, line, got, m.wire)
 		}
 	}
+}
+
+// retrPipelined logs in as alice on nc and sends the RETRs of order (0-based
+// message indexes) and a NOOP in one write, as a pipelining client does
+// (RFC 2449 §6.6), then checks that each reply is exactly wants[i], octet
+// for octet, and that the NOOP's reply follows the last one; it ends with
+// QUIT.
+func retrPipelined(t *testing.T, name string, nc net.Conn, order []int, wants []string) {
+	t.Helper()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(nc)
+	line := func() string {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: read: %v", name, err)
+		}
+		return l
+	}
+	if l := line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("%s: greeting %q", name, l)
+	}
+	var cmds strings.Builder
+	cmds.WriteString("USER alice\r\nPASS " + testPassword + "\r\n")
+	for _, i := range order {
+		fmt.Fprintf(&cmds, "RETR %d\r\n", i+1)
+	}
+	cmds.WriteString("NOOP\r\n")
+	io.WriteString(nc, cmds.String())
+	for range 2 {
+		if l := line(); !strings.HasPrefix(l, "+OK") {
+			t.Fatalf("%s: login: %q", name, l)
+		}
+	}
+	for _, i := range order {
+		w := wants[i]
+		got := make([]byte, len(w))
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatalf("%s: RETR %d: %v", name, i+1, err)
+		}
+		if string(got) != w {
+			t.Fatalf("%s: RETR %d:\n got %.300q\nwant %.300q", name, i+1, got, w)
+		}
+	}
+	if l := line(); l != "+OK\r\n" {
+		t.Fatalf("%s: NOOP after the RETRs: %q", name, l)
+	}
+	io.WriteString(nc, "QUIT\r\n")
+	line()
 }
