@@ -18,6 +18,11 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
 )
 
+// maxStuff is the most lines starting with "." a message in wire form may
+// have: the index keeps where each one starts, for the stuffing dot to be
+// sent there (msgFile).
+const maxStuff = 16
+
 // The index file, postoffice-index, caches for each message key its UIDL,
 // its wire size and where it was last seen, in first-seen order. Its format
 // is lines of text:

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/postoffice-mail/postoffice/internal/store/safefs"
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // sizeWorkers is how many files are sized at once when many are new. The
@@ -75,7 +76,7 @@ func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, 
 		}
 		return n, last, 0, false, "", false, true, nil
 	}
-	var c crlfCounter
+	c := crlfCounter{dots: wire.DotLines{Max: maxStuff}}
 	for {
 		k, err := syscall.Read(fd, buf)
 		if errors.Is(err, syscall.EINTR) {
@@ -97,14 +98,8 @@ func (d dirFD) sizeAt(name string, count bool, buf []byte) (n int64, last byte, 
 type crlfCounter struct {
 	n, lf, crlf int64
 	last        byte
-	dots        []int64 // where the lines that start with "." start, at most maxStuff
-	manyDots    bool    // more than maxStuff of them
+	dots        wire.DotLines // Max maxStuff
 }
-
-// maxStuff is the most lines starting with "." a message in wire form may
-// have: the index keeps where each one starts, for the stuffing dot to be
-// sent there (msgFile).
-const maxStuff = 16
 
 func (c *crlfCounter) write(p []byte) {
 	if len(p) == 0 {
@@ -115,19 +110,7 @@ func (c *crlfCounter) write(p []byte) {
 	if c.last == '\r' && p[0] == '\n' {
 		c.crlf++
 	}
-	if !c.manyDots {
-		if p[0] == '.' && (c.n == 0 || c.last == '\n') {
-			c.dot(c.n)
-		}
-		for i := 0; ; {
-			j := bytes.Index(p[i:], []byte("\n."))
-			if j < 0 || c.manyDots {
-				break
-			}
-			c.dot(c.n + int64(i+j+1))
-			i += j + 1
-		}
-	}
+	c.dots.Write(p)
 	c.n += int64(len(p))
 	c.last = p[len(p)-1]
 }
@@ -135,29 +118,20 @@ func (c *crlfCounter) write(p []byte) {
 // size is the CRLF size without the completion of a last line.
 func (c *crlfCounter) size() int64 { return c.n + c.lf - c.crlf }
 
-// dot records a line starting with "." at offset off.
-func (c *crlfCounter) dot(off int64) {
-	if len(c.dots) == maxStuff {
-		c.manyDots = true
-		return
-	}
-	c.dots = append(c.dots, off)
-}
-
 // wireReady reports whether what was counted is the wire form of a
 // message (RFC 1939 §3) but for the stuffing of at most maxStuff lines
 // that start with ".": every LF after a CR, and a last line that ends in
 // CRLF, or nothing at all. Such a message is sent as it is stored, a "."
 // added where stuffing() says (msgFile.SendTo).
 func (c *crlfCounter) wireReady() bool {
-	return c.lf == c.crlf && !c.manyDots && (c.n == 0 || c.last == '\n')
+	return c.lf == c.crlf && !c.dots.Many() && (c.n == 0 || c.last == '\n')
 }
 
 // stuffing returns where the lines to stuff start, as the index keeps
 // them: decimal offsets separated by commas, or "" for none.
 func (c *crlfCounter) stuffing() string {
 	var b []byte
-	for i, off := range c.dots {
+	for i, off := range c.dots.Offsets() {
 		if i > 0 {
 			b = append(b, ',')
 		}

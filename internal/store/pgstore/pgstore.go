@@ -280,7 +280,7 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 	// is stored in its CRLF form (wire.go), read through a CRLFReader of
 	// its own buffer: the CRLF octets are the message's size.
 	var (
-		stuff  stuffScan
+		stuff  = wire.DotLines{Max: maxStuff}
 		octets int64
 		seq    int32
 		bufp   = s.buffer()
@@ -294,7 +294,7 @@ func (s *Store) deliver(ctx context.Context, user string, sender, recipient *str
 	for {
 		n, rerr := io.ReadFull(crlf, buf)
 		if n > 0 {
-			stuff.write(buf[:n])
+			stuff.Write(buf[:n])
 			octets += int64(n)
 			rows = rows[:0]
 			for off := 0; off < n; off += RowSize {
@@ -356,7 +356,7 @@ RETURNING next_uid - 1, uidvalidity`, user).Scan(&uid, &validity); err != nil {
 	if _, err := tx.Exec(ctx, `
 INSERT INTO messages (maildrop, uid, uidl, size, octets, chunks, body_id, arrived, sender, recipient, stuff)
 VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($10, clock_timestamp()), $8, $9, $11)`,
-		user, uid, uidl, octets, octets, seq, bodyID, sender, recipient, arrived, stuff.column()); err != nil {
+		user, uid, uidl, octets, octets, seq, bodyID, sender, recipient, arrived, stuffColumn(&stuff)); err != nil {
 		if imp != nil && uniqueViolation(err) {
 			return fmt.Errorf("pgstore: import: UIDL %q stored meanwhile by another import: %w", uidl, store.ErrUIDExists)
 		}

@@ -1,8 +1,9 @@
 package pgstore
 
 import (
-	"bytes"
 	"encoding/binary"
+
+	"github.com/postoffice-mail/postoffice/internal/wire"
 )
 
 // Bodies in wire form. A delivery stores a body in its CRLF form
@@ -36,54 +37,16 @@ import (
 // of the messages table can afford a few more.
 const maxStuff = 64
 
-// stuffScan records where lines that start with "." start in a body in
-// CRLF form, written to it in order, as the Maildir index does.
-type stuffScan struct {
-	n    int64
-	last byte
-	dots []int64
-	many bool // more than maxStuff
-}
-
-func (s *stuffScan) write(p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	if !s.many {
-		if p[0] == '.' && (s.n == 0 || s.last == '\n') {
-			s.dot(s.n)
-		}
-		for i := 0; !s.many; {
-			j := bytes.Index(p[i:], []byte("\n."))
-			if j < 0 {
-				break
-			}
-			s.dot(s.n + int64(i+j+1))
-			i += j + 1
-		}
-	}
-	s.n += int64(len(p))
-	s.last = p[len(p)-1]
-}
-
-func (s *stuffScan) dot(off int64) {
-	if len(s.dots) == maxStuff {
-		s.many = true
-		return
-	}
-	s.dots = append(s.dots, off)
-}
-
-// column is the value of messages.stuff: the offsets (an empty array for
-// none), or NULL for too many.
-func (s *stuffScan) column() []int64 {
-	if s.many {
+// stuffColumn is the value of messages.stuff for the lines d found: their
+// offsets (an empty array for none), or NULL for more than maxStuff.
+func stuffColumn(d *wire.DotLines) []int64 {
+	if d.Many() {
 		return nil
 	}
-	if s.dots == nil {
+	if d.Offsets() == nil {
 		return []int64{}
 	}
-	return s.dots
+	return d.Offsets()
 }
 
 // decodeStuff decodes messages.stuff in PostgreSQL's binary array format

@@ -182,7 +182,7 @@ func TestWireOnlyBeforeRead(t *testing.T) {
 }
 
 // FuzzWireForm: the stored form (wire.CRLFReader), its lines to stuff
-// (stuffScan, as a delivery records them) and the reader's stuffer, in
+// (wire.DotLines, as a delivery records them) and the reader's stuffer, in
 // stored pieces and reads of any size, send any body as the converter
 // does; without a database.
 func FuzzWireForm(f *testing.F) {
@@ -196,11 +196,11 @@ func FuzzWireForm(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var sc stuffScan
+		sc := wire.DotLines{Max: maxStuff}
 		for off := 0; off < len(stored); off += int(piece) + 1 {
-			sc.write(stored[off:min(off+int(piece)+1, len(stored))])
+			sc.Write(stored[off:min(off+int(piece)+1, len(stored))])
 		}
-		col := sc.column()
+		col := stuffColumn(&sc)
 		if col == nil {
 			if n := bytes.Count(append([]byte{'\n'}, stored...), []byte("\n.")); n <= maxStuff {
 				t.Fatalf("%d lines to stuff, stuff NULL", n)
