@@ -4,8 +4,8 @@
 # responder as the ceiling; docs/performance.md has the method, the
 # targets and the results.
 #
-#   bench/compare.sh [--quick] [--runs N] [--only CASES] [--crlf] [--keep] [--drop-caches]
-#                    [--postoffice BIN] [--postgres] [--sched-batch]
+#   bench/compare.sh [--quick] [--runs N] [--only CASES] [--crlf] [--no-sendfile] [--keep]
+#                    [--drop-caches] [--postoffice BIN] [--postgres] [--sched-batch]
 #
 # --only CASES runs only the cases whose names start with one of the
 # comma-separated prefixes (after the warm-up), e.g. --only download,login-c8;
@@ -19,6 +19,12 @@
 # instead of LF as Postfix's local and virtual delivery write (the
 # default): the same messages, so that the two runs measure each server's
 # path for messages already stored in wire form against the LF one.
+#
+# --no-sendfile runs postoffice with pop3.sendfile = false: messages stored
+# in wire form are read and written instead of sent with sendfile(2). With
+# --crlf that is a server whose conversion costs no more than a copy: the
+# most a server reading its messages from files can do here
+# (docs/performance.md).
 #
 # --postgres is the scale-out comparison (docs/scale-out.md): beside the
 # Maildir server and Dovecot, a postoffice on PostgreSQL ("pg": a throwaway
@@ -50,19 +56,20 @@
 # postoffice unless --postoffice is given).
 set -euo pipefail
 
-QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN="" POSTGRES=0 ONLY="" CRLF=0 SCHED=()
+QUICK=0 RUNS="" KEEP=0 DROP=0 PO_BIN="" POSTGRES=0 ONLY="" CRLF=0 SCHED=() SENDFILE=true
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
 	--runs) RUNS="$2"; shift ;;
 	--only) ONLY="${2:?--only needs CASES, e.g. download,login-c8}"; shift ;;
 	--crlf) CRLF=1 ;;
+	--no-sendfile) SENDFILE=false ;;
 	--keep) KEEP=1 ;;
 	--drop-caches) DROP=1 ;; # root only: also bigbox with a cold page cache (slow)
 	--postoffice) PO_BIN="$2"; shift ;;
 	--postgres) POSTGRES=1 ;;
 	--sched-batch) SCHED=(chrt --batch 0) ;;
-	-h|--help) sed -n '2,50p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -231,6 +238,7 @@ cat >"$WORK/po/postoffice.toml" <<EOF
 listen = ["127.0.0.1:$PO_PORT"]
 listen_tls = ["127.0.0.1:$PO_TLS_PORT"]
 auth_fail_delay = "0s"
+sendfile = $SENDFILE
 
 [tls]
 cert = "$SEED/cert.pem"
@@ -538,4 +546,4 @@ if grep -q 'Error\|Fatal\|Panic' "$WORK/dc/dovecot.log" 2>/dev/null; then
 	say "dovecot logged errors:"
 	grep 'Error\|Fatal\|Panic' "$WORK/dc/dovecot.log" | sort | uniq -c | sort -rn | head -5 >&2
 fi
-python3 "$HERE/table.py" "$RES" --quick="$QUICK" --runs="$RUNS" --root="$ROOT" --drop="$DROP" --only="$ONLY" --crlf="$CRLF"
+python3 "$HERE/table.py" "$RES" --quick="$QUICK" --runs="$RUNS" --root="$ROOT" --drop="$DROP" --only="$ONLY" --crlf="$CRLF" --sendfile="$SENDFILE"

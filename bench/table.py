@@ -131,6 +131,8 @@ def main():
     lines = []
     if opts.get("crlf") == "1":
         lines.append("Maildirs seeded with CRLF line ends (--crlf).\n")
+    if opts.get("sendfile") == "false":
+        lines.append("postoffice with pop3.sendfile = false (--no-sendfile).\n")
     hdr = (f"| {'scenario':<16} | {'metric':<17} | {'postoffice':>10} | {'dovecot':>9} | {'ratio':>6} | "
            f"{'responder':>9} | {'% of responder':>14} | {'CPU ms/session po':>17} | {'dovecot':>8} | {'responder':>9} | "
            f"{'errors po/dc/rs':>15} |")

@@ -212,6 +212,16 @@ type Options struct {
 	// Workarounds turn on behaviours old clients need (legacy.go). Each
 	// is off by default.
 	Workarounds Workarounds
+
+	// NoSendfile makes RETR read and write messages stored in wire form
+	// on plain TCP connections, as it does over TLS, instead of having
+	// the store send them with sendfile(2) (SocketSender). sendfile(2)
+	// saves the server a copy of every octet, which is what a network
+	// card wants; a client on the same host (a proxy in front, over
+	// loopback) must then copy them out of the page cache cold, and on
+	// a two-core test machine it became the bottleneck. Default false:
+	// sendfile(2) where the store offers it.
+	NoSendfile bool
 }
 
 const (

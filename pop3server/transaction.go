@@ -331,7 +331,7 @@ func (c *conn) sendWire(r io.Reader, size int64) (int64, bool, error) {
 	c.bw.WriteString(" octets\r\n")
 	var sent int64
 	var err error
-	if ss, ok := r.(SocketSender); ok {
+	if ss, ok := r.(SocketSender); ok && !c.srv.opts.NoSendfile {
 		if rc := c.rawOutput(); rc != nil {
 			// Corked, the replies buffered so far (this status line
 			// among them), the file and the terminator leave together.

@@ -94,11 +94,20 @@ func (r *wireReader) SendTo(rc syscall.RawConn, max int64) (int64, error) {
 // A message in wire form goes out as it is, through the SocketSender on a
 // plain TCP connection, between the replies before and after it in their
 // order; when the sender refuses (a file system without sendfile), the
-// engine reads the message instead, and the client sees no difference.
+// engine reads the message instead, and the client sees no difference;
+// with Options.NoSendfile the engine never asks the sender.
 func TestWireFormSend(t *testing.T) {
 	t.Parallel()
-	for _, refuse := range []bool{false, true} {
-		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		refuse, noSendfile bool
+	}{
+		{"sender", false, false},
+		{"refused", true, false},
+		{"NoSendfile", false, true},
+	} {
+		refuse := tc.refuse
+		t.Run(tc.name, func(t *testing.T) {
 			mb := memserver.New()
 			mb.AddUser("u", "p")
 			msgs := []string{
@@ -109,7 +118,7 @@ func TestWireFormSend(t *testing.T) {
 				mb.Deliver("u", []byte(m))
 			}
 			b := &wireBackend{Backend: mb, refuse: refuse, sends: make(chan int64, 1000)}
-			srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1})
+			srv, err := pop3server.New(pop3server.Options{Backend: b, AuthFailDelay: -1, NoSendfile: tc.noSendfile})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,11 +158,11 @@ func TestWireFormSend(t *testing.T) {
 			for len(b.sends) > 0 {
 				sent += <-b.sends
 			}
-			if wantSent := int64(len(msgs[0]) + len(msgs[1])); !refuse && sent != wantSent {
+			if wantSent := int64(len(msgs[0]) + len(msgs[1])); !refuse && !tc.noSendfile && sent != wantSent {
 				t.Errorf("the SocketSender sent %d octets, want %d (all of both messages)", sent, wantSent)
 			}
-			if refuse && sent != 0 {
-				t.Errorf("a refusing SocketSender sent %d octets", sent)
+			if (refuse || tc.noSendfile) && sent != 0 {
+				t.Errorf("the SocketSender sent %d octets, want none", sent)
 			}
 		})
 	}

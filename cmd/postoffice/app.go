@@ -446,6 +446,7 @@ func (a *app) buildPOP3() error {
 		MaxBadCommands: cfg.POP3.MaxBadCommands,
 		LoginDelay:     cfg.POP3.LoginDelay.Duration,
 		Expire:         cfg.ExpireCapa(),
+		NoSendfile:     !cfg.POP3.Sendfile,
 
 		AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
 	}

@@ -124,6 +124,14 @@ type POP3 struct {
 	// Berkeley popper's XTND XMIT, mail sent through the POP3 connection;
 	// needs xtnd.relay). Default none.
 	ClientWorkarounds []string `toml:"client_workarounds"`
+	// Sendfile: true (the default) sends a message stored in wire form
+	// (CRLF line ends, as LMTP deliveries are stored) on a plain
+	// connection with sendfile(2), without copying it through the
+	// server. false reads and writes it, as over TLS: better when the
+	// clients are on the same host (a proxy in front, over loopback),
+	// whose copy out of the socket then reads cold pages, or when the
+	// Maildirs are on a file system whose sendfile(2) misbehaves.
+	Sendfile bool `toml:"sendfile"`
 }
 
 // TLS is the [tls] table. With cert and key set, pop3.listen_tls serves
@@ -380,6 +388,7 @@ func Default() Config {
 			IdleTimeout:    Duration{10 * time.Minute},
 			AuthFailDelay:  Duration{time.Second},
 			MaxBadCommands: 20,
+			Sendfile:       true,
 		},
 		Limits: Limits{
 			MaxConnections:      20000,

@@ -46,6 +46,28 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// pop3.sendfile is on unless a file turns it off.
+func TestParseSendfile(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.POP3.Sendfile {
+		t.Errorf("pop3.sendfile = false by default, want true")
+	}
+	text := strings.Replace(good, "[pop3]\n", "[pop3]\nsendfile = false\n", 1)
+	if text == good {
+		t.Fatal("the test configuration has no [pop3] table")
+	}
+	if c, err = Parse("x.toml", []byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	if c.POP3.Sendfile {
+		t.Errorf("pop3.sendfile = false read as true")
+	}
+}
+
 func TestParseVerifySizeFields(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
