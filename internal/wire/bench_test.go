@@ -8,7 +8,9 @@ import (
 )
 
 // benchMessages are a text message and a base64 attachment, with LF line
-// ends as Postfix stores them and with CRLF.
+// ends as Postfix stores them and with CRLF. The base64 lines are all of one
+// length, as encoders write them, which DotWriter converts as a block (see
+// convert); the text lines alternate between two lengths.
 func benchMessages() map[string]string {
 	text := "Received: from a.example by b.example\nSubject: hi\n\n" +
 		strings.Repeat("Some words of a text line, and then a few more of them.\n.dot\n", 500)

@@ -13,11 +13,13 @@ import (
 // octets of the CRLF form it sent, stuffing excluded, which equals CRLFSize
 // of the same input.
 //
-// It converts in bulk: each line is found with bytes.IndexByte and copied,
-// its line end fixed up, straight into the free space of the bufio.Writer
-// (AvailableBuffer), so a line costs one scan and one copy and no call per
-// octet. A CR at the end of one Write and its LF at the start of the next
-// are one CRLF, and a CR not followed by LF is passed through as it is.
+// It converts in bulk, straight into the free space of the bufio.Writer
+// (AvailableBuffer): each line end is found with bytes.IndexByte, or in a
+// block of lines of equal length where the line before predicts it, and
+// the input is copied in runs that end only where a CR or a stuffing dot
+// is added, so there is no call per octet (see convert). A CR at the end of
+// one Write and its LF at the start of the next are one CRLF, and a CR not
+// followed by LF is passed through as it is.
 type DotWriter struct {
 	w   *bufio.Writer
 	bol bool  // at beginning of line
@@ -67,57 +69,118 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// convert appends the wire form of a prefix of p to out, within out's
-// capacity, and returns out and the length of the prefix. Lines already in
-// wire form (ending in CRLF, the next one not starting with ".") are
-// copied as one run.
+// convert writes the wire form of a prefix of p into the free space of out
+// (from out[0] up to cap(out)), and returns out holding it and the length
+// of the prefix.
+//
+// The input is copied in runs: a run ends only where the output must differ
+// from the input, before the LF of a bare LF line end (which gains a CR) and
+// before a "." that starts a line (which gains a "."), so lines already in
+// wire form are copied together. Output and input advance together within
+// a run: k, the octets added so far, is the distance between a position in
+// the input and its place in the output, and it changes only where a run
+// ends.
+//
+// Each line end is found with bytes.IndexByte, except in a block of lines
+// of equal length (a base64 attachment): there it is where the line before
+// predicts it, checked for the whole block at once (see equalLines). This
+// pays because IndexByte is fast but each call waits for the one before it
+// (the search for a line starts where the last one ended), while the
+// predicted ends are known in advance and the copies of the lines overlap.
+// The part of p checked for a block is not checked again (tried), so input
+// made to fail the check costs at most one more pass over it.
 func (d *DotWriter) convert(out, p []byte) ([]byte, int) {
-	used := 0
-	for used < len(p) {
-		room := cap(out) - len(out)
-		if room < 3 { // a stuffing dot, a CR and the LF
+	buf := out[:cap(out)]
+	i := 0 // the input converted
+	r := 0 // the start of the run not yet copied: p[r:i] goes to buf[r+k:]
+	k := 0 // octets added, dots and CRs: buf[:i+k] is the wire form of p[:i]
+	bol := d.bol
+	size := 0  // the length of the last line, LF included
+	tried := 0 // p[:tried] was checked for a block of equal lines
+	// Each turn takes one line, or what fits of it, while there is room
+	// for a stuffing dot, an octet and a CR to add before an LF.
+	for i < len(p) && i+k <= len(buf)-3 {
+		if bol && p[i] == '.' {
+			copy(buf[r+k:], p[r:i])
+			buf[i+k] = '.'
+			k++
+			d.n-- // a dot: the i+k added to d.n at the end counts it
+			r = i
+		}
+		// Look only as far as fits, leaving room for a CR before the
+		// last octet.
+		end := min(len(p), len(buf)-k-1)
+		j := bytes.IndexByte(p[i:end], '\n')
+		if j < 0 {
+			// The line goes on past what fits (or past p).
+			i = end
 			break
 		}
-		q := p[used:]
-		if d.bol && q[0] == '.' {
-			out = append(out, '.')
-			room--
+		e := i + j // the LF
+		if e > 0 && p[e-1] != '\r' || e == 0 && !d.cr {
+			copy(buf[r+k:], p[r:e])
+			buf[e+k] = '\r'
+			k++
+			r = e
 		}
-		// Look only as far as what fits: the lines, and a CR before
-		// the LF of the last one.
-		win := q[:min(len(q), room-1)]
-		s := 0 // start of the current line in win
-		for {
-			i := bytes.IndexByte(win[s:], '\n')
-			if i < 0 {
-				// The line goes on past win: copy what fits.
-				out = append(out, win...)
-				used += len(win)
-				d.n += int64(len(win))
-				d.cr = win[len(win)-1] == '\r'
-				d.bol = false
-				break
-			}
-			e := s + i // the LF
-			if e > 0 && win[e-1] != '\r' || e == 0 && !d.cr {
-				out = append(out, win[:e]...)
-				out = append(out, '\r', '\n')
-				used += e + 1
-				d.n += int64(e) + 2
-				d.bol, d.cr = true, false
-				break
-			}
-			s = e + 1
-			if s == len(win) || win[s] == '.' {
-				out = append(out, win[:s]...)
-				used += s
-				d.n += int64(s)
-				d.bol, d.cr = true, false
-				break
-			}
+		i = e + 1
+		bol = true
+		if j+1 != size || i < tried {
+			size = j + 1
+			continue
+		}
+		// Two lines of the same length, and no block tried here yet:
+		// take the block of lines of that length that follows them.
+		n, ok := equalLines(p[i:end], size)
+		tried = i + n
+		if ok {
+			i, r, k = d.convertBlock(buf, p[:tried], size, i, r, k)
 		}
 	}
-	return out, used
+	copy(buf[r+k:], p[r:i])
+	if i > 0 {
+		d.bol = p[i-1] == '\n'
+		d.cr = p[i-1] == '\r'
+		d.n += int64(i + k)
+	}
+	return buf[:i+k], i
+}
+
+// convertBlock is the loop of convert over p[i:], lines of size octets
+// each, LF included, that have no other LF (equalLines said so) and follow
+// a line (i > 0): each line as in convert, but with no search for its LF. It stops at the end of p or
+// at the first line that might not fit, with a dot and a CR added, and
+// returns the new i, r and k of convert.
+func (d *DotWriter) convertBlock(buf, p []byte, size, i, r, k int) (int, int, int) {
+	for i < len(p) && i+k+size+2 <= len(buf) {
+		if p[i] == '.' {
+			copy(buf[r+k:], p[r:i])
+			buf[i+k] = '.'
+			k++
+			d.n-- // a dot, as in convert
+			r = i
+		}
+		e := i + size - 1 // the LF
+		if p[e-1] != '\r' {
+			copy(buf[r+k:], p[r:e])
+			buf[e+k] = '\r'
+			k++
+			r = e
+		}
+		i = e + 1
+	}
+	return i, r, k
+}
+
+// equalLines measures the block of lines of size octets each, LF included,
+// at the start of p: it returns the length n of the longest prefix of p
+// that has an LF at the end of each such line, and whether the prefix has
+// no other LF, which one bytes.Count checks for the whole block.
+func equalLines(p []byte, size int) (n int, ok bool) {
+	for n+size <= len(p) && p[n+size-1] == '\n' {
+		n += size
+	}
+	return n, n > 0 && bytes.Count(p[:n], []byte{'\n'}) == n/size
 }
 
 // writeSmall is Write for a buffer of fewer than 3 octets.
