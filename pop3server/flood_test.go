@@ -1,37 +1,17 @@
+//go:build linux
+
 package pop3server_test
 
 import (
 	"bufio"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/netlimit"
 	"github.com/postoffice-mail/postoffice/pop3server"
 )
-
-// raiseFileLimit makes sure the process may hold n open files, or skips.
-func raiseFileLimit(t *testing.T, n uint64) {
-	t.Helper()
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Skipf("getrlimit: %v", err)
-	}
-	if rl.Cur >= n {
-		return
-	}
-	old := rl
-	rl.Cur = min(n, rl.Max)
-	if rl.Cur < n {
-		rl.Max, rl.Cur = n, n // works as root only
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Skipf("need %d open files, RLIMIT_NOFILE is %d/%d and cannot be raised: %v", n, old.Cur, old.Max, err)
-	}
-	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
-}
 
 // 5,000 connections that never send a command (some stop in the middle of
 // a line, none reads its greeting) do not keep a new client from logging

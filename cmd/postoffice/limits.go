@@ -228,11 +228,12 @@ func raiseFileLimit(log *slog.Logger, maxConns int) uint64 {
 			rl = want
 		}
 	}
-	if need := fileLimitNeeded(maxConns); maxConns > 0 && rl.Cur < need {
+	cur := uint64(rl.Cur) // int64 on the BSDs
+	if need := fileLimitNeeded(maxConns); maxConns > 0 && cur < need {
 		log.Warn("file descriptor limit too low for limits.max_connections: raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections",
-			"limit", rl.Cur, "needed", need, "max_connections", maxConns)
+			"limit", cur, "needed", need, "max_connections", maxConns)
 	}
-	return rl.Cur
+	return cur
 }
 
 // fileLimitNeeded is the descriptors max_connections logged-in sessions

@@ -72,7 +72,7 @@ func TestRaiseFileLimit(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	if got := raiseFileLimit(log, 10); got != rl.Max {
+	if got := raiseFileLimit(log, 10); got != uint64(rl.Max) {
 		t.Errorf("soft limit after raiseFileLimit = %d, want the hard limit %d", got, rl.Max)
 	}
 	if strings.Contains(buf.String(), "too low") {

@@ -213,3 +213,42 @@ sys.stdout.buffer.write(b"".join(l + b"\r\n" for l in lines))
 	}
 	return out
 }
+
+// postofficeOn starts postoffice serve on addr (the old server's) with the
+// given passwd-file, [mail] location and uidl_format (none when empty),
+// with LMTP on a loopback port of its own; it returns the server and the
+// LMTP address.
+func postofficeOn(t *testing.T, dir, addr, passwd, location, uidlFormat string) (*server, string) {
+	t.Helper()
+	s := &site{t: t, dir: dir, config: filepath.Join(dir, "postoffice.toml")}
+	extra := ""
+	if uidlFormat != "" {
+		extra = fmt.Sprintf("uidl_format = %q\n", uidlFormat)
+	}
+	cfg := fmt.Sprintf("[pop3]\nlisten = [%q]\nauth_fail_delay = \"0s\"\n\n[auth]\npasswd_file = %q\n\n[mail]\nlocation = %q\n%s",
+		addr, passwd, location, extra)
+	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lmtpAddr := s.enableLMTP()
+	srv := s.start()
+	if srv.addr != addr {
+		t.Fatalf("postoffice listens on %s, want %s", srv.addr, addr)
+	}
+	srv.waitLMTP(lmtpAddr)
+	return srv, lmtpAddr
+}
+
+// lmtpDeliver delivers one message (LF or CRLF lines) to rcpt over LMTP.
+func lmtpDeliver(t *testing.T, addr, rcpt, msg string) {
+	t.Helper()
+	c, err := dialLMTP(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.nc.Close()
+	if _, err := c.send("sender@example.net", rcpt, crlf(msg)); err != nil {
+		t.Fatalf("LMTP delivery to %s: %v", rcpt, err)
+	}
+	c.cmd("QUIT", "221")
+}

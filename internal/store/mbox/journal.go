@@ -175,7 +175,7 @@ func (s *Store) replay(b *box, f *os.File) error {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return fmt.Errorf("mbox: stat: %w", err)
 	}
-	if st.Dev != j.dev || st.Ino != j.ino {
+	if uint64(st.Dev) != j.dev || st.Ino != j.ino {
 		aside := b.journalName() + ".orphan"
 		s.log.Error("mbox: journal for another file kept aside", "path", b.path, "journal", aside)
 		return b.dirOp(func() error { return b.dir.Rename(b.journalName(), b.dir, aside) })

@@ -101,7 +101,7 @@ func (md *maildrop) snapshot() error {
 	if fresh {
 		x = &index{stamp: newStamp()}
 	}
-	same := x.dev == st.Dev && x.ino == st.Ino
+	same := x.dev == uint64(st.Dev) && x.ino == st.Ino
 	var msgs []msg
 	switch {
 	case same && x.end == st.Size && x.mtime == mtimeOf(&st):
@@ -134,7 +134,7 @@ func (md *maildrop) snapshot() error {
 		}
 	}
 	changed := !(same && x.end == st.Size && x.mtime == mtimeOf(&st))
-	x.dev, x.ino, x.end, x.mtime, x.msgs = st.Dev, st.Ino, st.Size, mtimeOf(&st), msgs
+	x.dev, x.ino, x.end, x.mtime, x.msgs = uint64(st.Dev), st.Ino, st.Size, mtimeOf(&st), msgs
 	if changed || fresh {
 		if err := s.writeIndex(b, x); err != nil {
 			return err
@@ -370,7 +370,7 @@ func (md *maildrop) Commit(ctx context.Context, deleted []int) error {
 	if st.Size < md.end {
 		return fmt.Errorf("%w: the file shrank; nothing deleted", errChanged)
 	}
-	j := journal{dev: st.Dev, ino: st.Ino, first: md.msgs[first].off, origEnd: st.Size}
+	j := journal{dev: uint64(st.Dev), ino: st.Ino, first: md.msgs[first].off, origEnd: st.Size}
 	var parts []io.Reader
 	var kept []msg
 	shift := int64(0)

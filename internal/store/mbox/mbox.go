@@ -97,6 +97,9 @@ var _ store.Store = (*Store)(nil)
 
 // New returns a Store for opts.
 func New(opts Options) (*Store, error) {
+	if err := checkLocking(); err != nil {
+		return nil, err
+	}
 	loc, index, err := parseLocation(opts.Location)
 	if err != nil {
 		return nil, err
