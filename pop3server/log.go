@@ -38,24 +38,26 @@ func (h *sessionHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.h.Handle(ctx, nr)
 }
 
+// sessionAttrs puts the session's attributes, as they are now, in a and
+// returns them: conn and remote, and user once logged in.
+func (c *conn) sessionAttrs(a *[3]slog.Attr) []slog.Attr {
+	a[0], a[1] = slog.String("conn", c.info.ID), slog.String("remote", addrString(c.info.RemoteAddr))
+	if c.state == stateTransaction {
+		a[2] = slog.String("user", c.user)
+		return a[:3]
+	}
+	return a[:2]
+}
+
 // addSessionAttrs adds the session's attributes, as they are now, to r.
 func (c *conn) addSessionAttrs(r *slog.Record) {
-	conn, remote := slog.String("conn", c.info.ID), slog.String("remote", addrString(c.info.RemoteAddr))
-	if c.state == stateTransaction {
-		r.AddAttrs(conn, remote, slog.String("user", c.user))
-	} else {
-		r.AddAttrs(conn, remote)
-	}
+	var a [3]slog.Attr
+	r.AddAttrs(c.sessionAttrs(&a)...)
 }
 
 // attrs returns the session's attributes as they are now.
 func (h *sessionHandler) attrs() []slog.Attr {
-	c := h.c
-	as := []slog.Attr{slog.String("conn", c.info.ID), slog.String("remote", addrString(c.info.RemoteAddr))}
-	if c.state == stateTransaction {
-		as = append(as, slog.String("user", c.user))
-	}
-	return as
+	return h.c.sessionAttrs(new([3]slog.Attr))
 }
 
 // WithAttrs and WithGroup fix the session's attributes as they are now.

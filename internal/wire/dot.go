@@ -148,9 +148,9 @@ func (d *DotWriter) convert(out, p []byte) ([]byte, int) {
 
 // convertBlock is the loop of convert over p[i:], lines of size octets
 // each, LF included, that have no other LF (equalLines said so) and follow
-// a line (i > 0): each line as in convert, but with no search for its LF. It stops at the end of p or
-// at the first line that might not fit, with a dot and a CR added, and
-// returns the new i, r and k of convert.
+// a line (i > 0): each line as in convert, but with no search for its LF.
+// It stops at the end of p or at the first line that might not fit, with a
+// dot and a CR added, and returns the new i, r and k of convert.
 func (d *DotWriter) convertBlock(buf, p []byte, size, i, r, k int) (int, int, int) {
 	for i < len(p) && i+k+size+2 <= len(buf) {
 		if p[i] == '.' {

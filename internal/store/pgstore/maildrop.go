@@ -401,8 +401,8 @@ type rowSource interface {
 // fill reads rows of (seq, data), in seq order from r.seq on, into the
 // reader's buffer, and makes them the unread part; found reports whether
 // the query returned a row at all. A third column, in Open's query, is the
-// message's stuff: the first row's says whether the body is in wire form. It stops at the first row out of
-// sequence (a missing row is an error at the next fetch, never a silent
+// message's stuff: the first row's says whether the body is in wire form.
+// It stops at the first row out of sequence (a missing row is an error at the next fetch, never a silent
 // gap) or that does not fit in what is left of the buffer (the next fetch
 // starts there). A row larger than the whole buffer (written by hand)
 // gets a buffer of its own, not kept.
